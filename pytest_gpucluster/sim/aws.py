@@ -1,0 +1,326 @@
+"""The simulated cluster's AWS account: moto as a real HTTP server on loopback, seeded from the scenario, with the aws-* faults."""
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+DISCOVERY_TAG = "karpenter.sh/discovery"
+AWS_FAULTS = ("aws-sg-no-self-rule", "aws-no-efa-support", "aws-missing-discovery-tags")
+# moto keeps its state per account: every simulated cluster gets its own account so that two
+# simulations in one process (tests, xdist-free runs) never see each other's instances.
+_ACCOUNT_IDS = itertools.count(100000000001)
+_ACCOUNT_LOCK = threading.Lock()
+
+
+class AwsSimError(RuntimeError):
+    """The simulated AWS account could not be started or seeded."""
+
+
+@dataclass
+class AwsNodeSeed:
+    """One simulated node that needs a running EC2 instance."""
+
+    name: str
+    instance_type: str
+    zone: str
+    nodepool: str | None = None
+
+
+@dataclass
+class AwsSeed:
+    """What the simulated account holds, derived from a scenario (or written by hand in tests)."""
+
+    cluster: str
+    region: str
+    nodes: list[AwsNodeSeed] = field(default_factory=list)
+    zones: list[str] = field(default_factory=list)
+    node_role: str | None = None           # None: KarpenterNodeRole-<cluster>
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)   # aws-* fault name -> params
+    vpc_cidr: str = "10.0.0.0/16"
+
+    @property
+    def role_name(self) -> str:
+        return self.node_role or f"KarpenterNodeRole-{self.cluster}"
+
+    def all_zones(self) -> list[str]:
+        zones = list(dict.fromkeys([*self.zones, *(n.zone for n in self.nodes)]))
+        return zones or [f"{self.region}a", f"{self.region}b"]
+
+
+def _boto_config() -> Config:
+    return Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+
+class AwsSim:
+    """A running moto server holding one simulated cluster's AWS account."""
+
+    def __init__(self, seed: AwsSeed) -> None:
+        self.seed = seed
+        self.account_id = _next_account_id()
+        self.instance_ids: dict[str, str] = {}   # node name -> instance id
+        self.vpc_id = ""
+        self.subnet_ids: dict[str, str] = {}     # zone -> subnet id
+        self.node_sg_id = ""
+        self.efa_sg_id = ""
+        self.env: dict[str, str] = {}
+        self._server: ThreadedMotoServer | None = None
+        self._endpoint = ""
+        self._session: boto3.Session | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> AwsSim:
+        """Start moto on 127.0.0.1 (free port), create this account's credentials, seed it."""
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self._endpoint = f"http://{host}:{port}"
+        key_id, secret = self._create_account_credentials()
+        self.env = {
+            "AWS_ENDPOINT_URL": self._endpoint,
+            "AWS_ACCESS_KEY_ID": key_id,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": self.seed.region,
+        }
+        self._session = boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
+                                      region_name=self.seed.region)
+        try:
+            self._seed()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the moto server (idempotent). The account's state is dropped with it."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            _forget_account(self.account_id)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this account (the sim's own seeding and tests)."""
+        if self._session is None:
+            raise AwsSimError("the simulated AWS account is not started")
+        return self._session.client(service, endpoint_url=self._endpoint, config=_boto_config())
+
+    # -- for the simulated Karpenter -------------------------------------------------------
+    def launch_instance(self, instance_type: str, zone: str,
+                        tags: Mapping[str, str] | None = None) -> tuple[str, datetime]:
+        """Run one instance in the zone's subnet with the cluster's node security groups.
+
+        Returns (instance id, launch time as an aware UTC datetime). Blocking: call it from the
+        event loop with `asyncio.to_thread`.
+        """
+        if zone not in self.subnet_ids:
+            raise AwsSimError(f"no simulated subnet in zone {zone!r}; zones: {sorted(self.subnet_ids)}")
+        all_tags = {"eks:cluster-name": self.seed.cluster,
+                    f"kubernetes.io/cluster/{self.seed.cluster}": "owned", **(tags or {})}
+        ec2 = self.client("ec2")
+        with self._lock:
+            resp = ec2.run_instances(
+                ImageId=_AMI_ID, InstanceType=instance_type, MinCount=1, MaxCount=1,
+                SubnetId=self.subnet_ids[zone], SecurityGroupIds=self._sgs_for(),
+                TagSpecifications=[{"ResourceType": "instance", "Tags": _tag_list(all_tags)}],
+            )
+        inst = resp["Instances"][0]
+        launched: datetime = inst["LaunchTime"]
+        if launched.tzinfo is None:
+            launched = launched.replace(tzinfo=timezone.utc)
+        return inst["InstanceId"], launched.astimezone(timezone.utc)
+
+    def terminate_instance(self, instance_id: str) -> None:
+        """Terminate an instance (Karpenter deleting a NodeClaim)."""
+        self.client("ec2").terminate_instances(InstanceIds=[instance_id])
+
+    def provider_id(self, node_name: str) -> str:
+        """`aws:///<az>/<instance-id>` for a seeded node, as the kubelet would report it."""
+        zone = next(n.zone for n in self.seed.nodes if n.name == node_name)
+        return f"aws:///{zone}/{self.instance_ids[node_name]}"
+
+    # -- seeding ---------------------------------------------------------------------------
+    def _create_account_credentials(self) -> tuple[str, str]:
+        account = self.account_id
+        bootstrap = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                  region_name=self.seed.region)
+        iam = bootstrap.client("iam", endpoint_url=self._endpoint, config=_boto_config())
+
+        def to_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account
+
+        iam.meta.events.register("before-sign.iam.*", to_account)
+        iam.create_user(UserName="gpucluster-sim")
+        key = iam.create_access_key(UserName="gpucluster-sim")["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    def _seed(self) -> None:
+        seed, ec2 = self.seed, self.client("ec2")
+        faults = seed.faults
+        hide = faults.get("aws-missing-discovery-tags")
+        hidden = set() if hide is None else _missing_tag_targets(hide)
+        discovery = {DISCOVERY_TAG: seed.cluster}
+        self.vpc_id = ec2.create_vpc(
+            CidrBlock=seed.vpc_cidr,
+            TagSpecifications=[{"ResourceType": "vpc", "Tags": _tag_list({"Name": f"{seed.cluster}-vpc"})}],
+        )["Vpc"]["VpcId"]
+        for index, zone in enumerate(seed.all_zones()):
+            tags = {"Name": f"{seed.cluster}-private-{zone}", "kubernetes.io/role/internal-elb": "1",
+                    **({} if "subnets" in hidden else discovery)}
+            self.subnet_ids[zone] = ec2.create_subnet(
+                VpcId=self.vpc_id, CidrBlock=f"10.0.{index * 16}.0/20", AvailabilityZone=zone,
+                TagSpecifications=[{"ResourceType": "subnet", "Tags": _tag_list(tags)}],
+            )["Subnet"]["SubnetId"]
+        sg_tags = {} if "security-groups" in hidden else discovery
+        self.node_sg_id = self._create_sg(ec2, f"{seed.cluster}-node", "EKS nodes", sg_tags)
+        self.efa_sg_id = self._create_sg(ec2, f"{seed.cluster}-efa",
+                                         "EFA: all traffic to and from itself", sg_tags)
+        self._seed_efa_rules(ec2, faults.get("aws-sg-no-self-rule"))
+        self._seed_role()
+        for node in seed.nodes:
+            instance_id, _ = self.launch_instance(
+                node.instance_type, node.zone,
+                {"Name": node.name, "gpucluster.io/node": node.name,
+                 **({"karpenter.sh/nodepool": node.nodepool} if node.nodepool else {})})
+            self.instance_ids[node.name] = instance_id
+        if "aws-no-efa-support" in faults:
+            self._hide_efa(faults["aws-no-efa-support"])
+
+    def _create_sg(self, ec2: Any, name: str, description: str, tags: Mapping[str, str]) -> str:
+        return str(ec2.create_security_group(
+            GroupName=name, Description=description, VpcId=self.vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tag_list({"Name": name, **tags})}],
+        )["GroupId"])
+
+    def _seed_efa_rules(self, ec2: Any, fault: dict[str, Any] | None) -> None:
+        """Self-referencing all-traffic rules on the EFA group; the default 0.0.0.0/0 egress is dropped."""
+        sg = self.efa_sg_id
+        everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=everything)
+        itself = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg}]}]
+        drop = set() if fault is None else _fault_directions(fault)
+        if "ingress" not in drop:
+            ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=itself)
+        if "egress" not in drop:
+            ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=itself)
+        # the usual node group rule: kubelet and webhooks from inside the VPC
+        ec2.authorize_security_group_ingress(GroupId=self.node_sg_id, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 10250, "ToPort": 10250,
+             "IpRanges": [{"CidrIp": self.seed.vpc_cidr}]}])
+
+    def _seed_role(self) -> None:
+        iam = self.client("iam")
+        trust = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
+                 '{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+        iam.create_role(RoleName=self.seed.role_name, AssumeRolePolicyDocument=trust,
+                        Tags=[{"Key": DISCOVERY_TAG, "Value": self.seed.cluster}])
+        # (AWS managed policies are not attached: moto only knows them with MOTO_LOAD_AWS_MANAGED_POLICIES)
+
+    def _sgs_for(self) -> list[str]:
+        return [self.node_sg_id, self.efa_sg_id]
+
+    def _hide_efa(self, params: Mapping[str, Any]) -> None:
+        """Make this account's DescribeInstanceTypes report EfaSupported=false for some types.
+
+        moto answers DescribeInstanceTypes from AWS's real catalogue (p5.48xlarge: 32 EFA), so a GPU
+        type "without EFA" is simulated by wrapping this account+region's backend only.
+        """
+        types = params.get("instance_types")
+        if isinstance(types, str):
+            types = [types]
+        if not types:   # default: every node type that really supports EFA
+            known = sorted({n.instance_type for n in self.seed.nodes})
+            listed = self.client("ec2").describe_instance_types(InstanceTypes=known)["InstanceTypes"] if known else []
+            types = [t["InstanceType"] for t in listed if t.get("NetworkInfo", {}).get("EfaSupported")]
+        _patch_instance_types(self.account_id, self.seed.region, set(types))
+
+
+# -- helpers -------------------------------------------------------------------------------
+_AMI_ID = "ami-12c6146b"   # one of the AMIs moto ships (no AMI lookup needed for run_instances)
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _next_account_id() -> str:
+    with _ACCOUNT_LOCK:
+        return f"{next(_ACCOUNT_IDS):012d}"
+
+
+def _forget_account(account_id: str) -> None:
+    """Drop an account's moto state so long test sessions do not accumulate it."""
+    from moto.backends import get_backend
+    for service in ("ec2", "iam", "s3", "sts"):
+        backends = get_backend(service)   # type: ignore[call-overload]
+        if account_id in backends:
+            del backends[account_id]
+
+
+def _fault_directions(params: Mapping[str, Any]) -> set[str]:
+    direction = str(params.get("direction", "both"))
+    if direction not in ("ingress", "egress", "both"):
+        raise AwsSimError(f"aws-sg-no-self-rule: direction must be ingress, egress or both, given {direction!r}")
+    return {"ingress", "egress"} if direction == "both" else {direction}
+
+
+def _missing_tag_targets(params: Mapping[str, Any]) -> set[str]:
+    resources = str(params.get("resources", "both"))
+    if resources not in ("subnets", "security-groups", "both"):
+        raise AwsSimError("aws-missing-discovery-tags: resources must be subnets, security-groups or both, "
+                          f"given {resources!r}")
+    return {"subnets", "security-groups"} if resources == "both" else {resources}
+
+
+def _patch_instance_types(account_id: str, region: str, no_efa: set[str]) -> None:
+    from moto.ec2.models import ec2_backends
+    backend = ec2_backends[account_id][region]
+    original: Callable[..., list[Any]] = backend.describe_instance_types
+
+    def describe_instance_types(instance_types: list[str] | None = None, filters: Any = None) -> list[Any]:
+        result = []
+        for item in original(instance_types, filters):
+            if item.get("InstanceType") in no_efa:
+                item = copy.deepcopy(item)   # moto's catalogue entries are shared by all accounts
+                network = dict(item.get("NetworkInfo", {}))
+                network["EfaSupported"] = False
+                network.pop("EfaInfo", None)
+                item["NetworkInfo"] = network
+            result.append(item)
+        return result
+
+    backend.describe_instance_types = describe_instance_types
+
+
+def aws_env_keys() -> tuple[str, ...]:
+    """The environment variables `AwsSim.env` sets (for callers that scrub an environment)."""
+    return ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+def start_aws(scenario: Any) -> AwsSim | None:
+    """Start and seed the simulated AWS account for a scenario; None when it has no `aws:` section.
+
+    `scenario` is a `sim.scenario.Scenario` or an `AwsSeed` built by hand.
+    """
+    seed = scenario if isinstance(scenario, AwsSeed) else seed_from_scenario(scenario)
+    if seed is None:
+        return None
+    return AwsSim(seed).start()
+
+
+def seed_from_scenario(scenario: Any) -> AwsSeed | None:
+    """Read the parts of a Scenario that the AWS account mirrors (placeholder until scenario.py lands)."""
+    aws = getattr(scenario, "aws", None)
+    if aws is None or getattr(aws, "enabled", True) is False:
+        return None
+    raise AwsSimError("seed_from_scenario: sim/scenario.py has not landed yet")
+
