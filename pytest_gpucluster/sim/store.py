@@ -67,7 +67,9 @@ class Watch:
         meta = obj["metadata"]
         if self.namespace is not None and meta.get("namespace") != self.namespace:
             return False
-        return matches_labels(self._labels, obj) and matches_fields(self._fields, obj)
+        if not matches_labels(self._labels, obj):
+            return False
+        return not self._fields or matches_fields(self._fields, self.store._view(self.rtype, obj))
 
     def offer(self, etype: str, obj: Obj, old: Obj | None) -> None:
         """Called by the store after a commit (objects are in storage form, shared: never mutated)."""
@@ -179,10 +181,11 @@ class Store:
         for (ns, _), obj in sorted(self._objects[t.storage_key].items()):
             if namespace and t.namespaced and ns != namespace:
                 continue
-            if matches_labels(labels, obj) and (not fields or matches_fields(fields, obj)):
-                items.append(fast_copy(self._view(t, obj)))
-        if t.storage and fields:  # field selectors of events.k8s.io name the translated fields
-            items = [i for i in items if matches_fields(fields, i)]
+            if not matches_labels(labels, obj):
+                continue
+            view = self._view(t, obj)  # field selectors of events.k8s.io name the translated fields
+            if not fields or matches_fields(fields, view):
+                items.append(fast_copy(view))
         return items, str(self.resource_version)
 
     def iter_objects(self, key: str) -> Iterable[Obj]:
@@ -523,7 +526,7 @@ class Store:
         storage = t.storage_key
         if not resource_version or resource_version == "0":
             for obj in sorted(self._objects[storage].values(), key=lambda o: int(o["metadata"]["resourceVersion"])):
-                if w._match(obj) and (not t.storage or matches_fields(fields, core_to_events_v1(obj))):
+                if w._match(obj):
                     w._queue.append(("ADDED", obj))
         else:
             try:
