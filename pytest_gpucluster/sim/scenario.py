@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -10,339 +9,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from .hardware import InstanceType, NodeHardware, UnknownInstanceType, instance_type, node_hardware
-from .scenario_yaml import ScenarioError, build, read_yaml
+from .hardware import InstanceType, NodeHardware, instance_type, node_hardware
+from .scenario_schema import (
+    KNOWN_FAULTS, NODE_FAULTS, SAMPLES_DIR, ApiSpec, AwsSpec, ClusterSpec, FaultSpec, KarpenterSpec,
+    KubeletSpec, NcclSpec, NodeClassSpec, NodeGroup, NodePoolSpec, OperatorsSpec, RbacSpec, TaintSpec,
+    resolve_sample,
+)
+from .scenario_yaml import MarkedDict, ScenarioError, build, read_yaml
 
 __all__ = [
     "ScenarioError", "Scenario", "NodeSpec", "NodeGroup", "FaultSpec", "TaintSpec", "load_scenario",
-    "list_scenarios", "SCENARIO_DIR", "SAMPLES_DIR", "KNOWN_FAULTS",
+    "list_scenarios", "resolve_sample", "SCENARIO_DIR", "SAMPLES_DIR", "KNOWN_FAULTS",
 ]
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-SAMPLES_DIR = Path(__file__).parent / "tools" / "samples"
-
-# Fault kind -> the parameters it accepts (besides `kind` and `nodes`). Kinds starting with
-# `aws-` are owned by sim/aws.py and accept any parameters.
-KNOWN_FAULTS: dict[str, frozenset[str]] = {
-    "gpu-missing": frozenset({"gpu_index"}),
-    "gpu-ecc-errors": frozenset({"count"}),
-    "driver-unreachable": frozenset(),
-    "device-plugin-not-ready": frozenset({"behaviour"}),
-    "taint-missing": frozenset(),
-    "node-not-ready": frozenset(),
-    "efa-absent": frozenset(),
-    "efa-allocatable-low": frozenset({"efa"}),
-    "efa-plugin-untolerated": frozenset(),
-    "memlock-limited": frozenset({"limit_kb"}),
-    "nccl-socket-fallback": frozenset(),
-    "nccl-wrong-results": frozenset({"wrong"}),
-    "nccl-low-bandwidth": frozenset({"factor"}),
-    "karpenter-slow": frozenset({"phase", "seconds"}),
-    "karpenter-no-capacity": frozenset({"instance_types", "zones"}),
-    "api-flaky": frozenset(),
-}
-# Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
-NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
-                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited"})
-KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
-
-
-@dataclass
-class TaintSpec:
-    key: str
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
-    value: str | None = None
-
-    def to_k8s(self) -> dict[str, str]:
-        out = {"key": self.key, "effect": self.effect}
-        if self.value is not None:
-            out["value"] = self.value
-        return out
-
-
-@dataclass
-class ClusterSpec:
-    name: str = "gpucluster-sim"
-    region: str = "us-west-2"
-    kubernetes_version: str = "1.32"
-    auto_mode: bool = False
-    extended_resource_toleration: bool = True
-    zones: list[str] = field(default_factory=list)      # default: <region>a, b, c
-
-    def __post_init__(self) -> None:
-        if not self.zones:
-            self.zones = [f"{self.region}{z}" for z in "abc"]
-
-
-@dataclass
-class MigSpec:
-    profile: str                                         # e.g. "1g.10gb"
-    strategy: Literal["single", "mixed"] = "single"
-
-
-@dataclass
-class NodeGroup:
-    instance_type: str
-    count: int = 1
-    name_prefix: str | None = None
-    zone: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[TaintSpec] = field(default_factory=list)
-    nodepool: str | None = None
-    capacity_type: Literal["on-demand", "spot", "reserved"] = "on-demand"
-    gpus: int | None = None
-    efa: int | None = None
-    driver_version: str | None = None
-    cuda_version: str | None = None
-    mig: MigSpec | None = None
-    tool_output: dict[str, str] = field(default_factory=dict)   # tool name -> file to replay
-
-    def _check(self, ctx: Any) -> None:
-        try:
-            instance_type(self.instance_type)
-        except UnknownInstanceType as exc:
-            ctx.error("instance_type", str(exc))
-        if self.count < 0:
-            ctx.error("count", f"count must be >= 0, given {self.count}")
-        for tool, ref in self.tool_output.items():
-            path = resolve_sample(ref, ctx.base_dir)
-            if not path.is_file():
-                ctx.error("tool_output", f"tool_output for {tool!r}: file not found: {ref} (looked at {path})")
-            self.tool_output[tool] = str(path)
-
-
-@dataclass
-class RequirementSpec:
-    key: str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = "In"
-    values: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DisruptionSpec:
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
-    consolidate_after: str = "30s"
-    budgets: list[dict[str, str]] = field(default_factory=lambda: [{"nodes": "10%"}])
-
-
-@dataclass
-class NodePoolSpec:
-    name: str
-    nodeclass: str = "default"
-    instance_types: list[str] = field(default_factory=list)
-    capacity_types: list[str] = field(default_factory=lambda: ["on-demand"])
-    requirements: list[RequirementSpec] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[TaintSpec] = field(default_factory=list)
-    startup_taints: list[TaintSpec] = field(default_factory=list)
-    limits: dict[str, str] = field(default_factory=dict)
-    disruption: DisruptionSpec = field(default_factory=DisruptionSpec)
-    weight: int | None = None
-    expire_after: str = "720h"
-
-    def manifest(self, cluster: ClusterSpec) -> dict[str, Any]:
-        """The karpenter.sh/v1 NodePool object (Auto Mode: nodeClassRef to eks.amazonaws.com NodeClass)."""
-        reqs = [{"key": r.key, "operator": r.operator, **({"values": r.values} if r.values else {})}
-                for r in self.requirements]
-        if self.instance_types:
-            reqs.append({"key": "node.kubernetes.io/instance-type", "operator": "In",
-                         "values": list(self.instance_types)})
-        reqs.append({"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(self.capacity_types)})
-        group, kind = (("eks.amazonaws.com", "NodeClass") if cluster.auto_mode
-                       else ("karpenter.k8s.aws", "EC2NodeClass"))
-        template: dict[str, Any] = {"spec": {
-            "nodeClassRef": {"group": group, "kind": kind, "name": self.nodeclass},
-            "requirements": reqs, "expireAfter": self.expire_after}}
-        if self.labels:
-            template["metadata"] = {"labels": dict(self.labels)}
-        if self.taints:
-            template["spec"]["taints"] = [t.to_k8s() for t in self.taints]
-        if self.startup_taints:
-            template["spec"]["startupTaints"] = [t.to_k8s() for t in self.startup_taints]
-        spec: dict[str, Any] = {"template": template, "disruption": {
-            "consolidationPolicy": self.disruption.consolidation_policy,
-            "consolidateAfter": self.disruption.consolidate_after,
-            "budgets": copy.deepcopy(self.disruption.budgets)}}
-        if self.limits:
-            spec["limits"] = dict(self.limits)
-        if self.weight is not None:
-            spec["weight"] = self.weight
-        return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool",
-                "metadata": {"name": self.name}, "spec": spec}
-
-
-@dataclass
-class NodeClassSpec:
-    name: str = "default"
-    role: str | None = None                              # default KarpenterNodeRole-<cluster>
-    ami_alias: str = "al2023@latest"
-    subnet_tags: dict[str, str] = field(default_factory=dict)          # default discovery tag
-    security_group_tags: dict[str, str] = field(default_factory=dict)  # default discovery tag
-    ready: bool = True
-
-    def manifest(self, cluster: ClusterSpec) -> dict[str, Any]:
-        """EC2NodeClass (karpenter.k8s.aws/v1) or, on Auto Mode, NodeClass (eks.amazonaws.com/v1)."""
-        discovery = {"karpenter.sh/discovery": cluster.name}
-        role = self.role or (f"AmazonEKSAutoNodeRole-{cluster.name}" if cluster.auto_mode
-                             else f"KarpenterNodeRole-{cluster.name}")
-        spec: dict[str, Any] = {
-            "role": role,
-            "subnetSelectorTerms": [{"tags": dict(self.subnet_tags or discovery)}],
-            "securityGroupSelectorTerms": [{"tags": dict(self.security_group_tags or discovery)}],
-        }
-        if cluster.auto_mode:
-            api_version, kind = "eks.amazonaws.com/v1", "NodeClass"
-            spec["ephemeralStorage"] = {"size": "80Gi", "iops": 3000, "throughput": 125}
-        else:
-            api_version, kind = "karpenter.k8s.aws/v1", "EC2NodeClass"
-            spec["amiSelectorTerms"] = [{"alias": self.ami_alias}]
-        status = "True" if self.ready else "False"
-        reason = "Ready" if self.ready else "SubnetsNotFound"
-        message = "" if self.ready else "SubnetSelector did not match any Subnets"
-        conditions = [{"type": t, "status": status if t in ("Ready", "SubnetsReady") else "True",
-                       "reason": reason if t in ("Ready", "SubnetsReady") else t,
-                       "message": message if t in ("Ready", "SubnetsReady") else "",
-                       "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}
-                      for t in ("Ready", "SubnetsReady", "SecurityGroupsReady", "InstanceProfileReady")]
-        return {"apiVersion": api_version, "kind": kind, "metadata": {"name": self.name},
-                "spec": spec, "status": {"conditions": conditions}}
-
-
-@dataclass
-class EfaPluginSpec:
-    installed: bool = True
-    tolerates_gpu_taint: bool = True
-
-
-@dataclass
-class GpuOperatorSpec:
-    installed: bool = False
-    state: Literal["ready", "notReady", "ignored"] = "ready"
-
-
-@dataclass
-class OperatorsSpec:
-    # "none" on an Auto Mode cluster means EKS manages the plugin invisibly (GPUs still appear).
-    nvidia_device_plugin: Literal["helm", "static", "gpu-operator", "none"] = "helm"
-    gpu_feature_discovery: bool = True
-    efa_device_plugin: EfaPluginSpec = field(default_factory=EfaPluginSpec)
-    mpi_operator: bool = True
-    gpu_operator: GpuOperatorSpec = field(default_factory=GpuOperatorSpec)
-
-
-@dataclass
-class KarpenterSpec:
-    launch: float = 1.0
-    register: float = 1.0
-    initialize: float = 0.5
-    ready: float = 0.5
-    gpu_allocatable_after_ready: float = 0.0
-
-
-@dataclass
-class KubeletSpec:
-    image_pull_seconds: float = 0.1
-    image_pull_seconds_per_image: dict[str, float] = field(default_factory=dict)  # glob -> seconds
-    unpullable_images: list[str] = field(default_factory=list)                   # globs
-    max_concurrent_pods: int = 64
-    hard_timeout_seconds: float = 600.0
-    heartbeat_seconds: float = 10.0
-
-    def pull_seconds(self, image: str) -> float:
-        for pattern, seconds in self.image_pull_seconds_per_image.items():
-            if fnmatch.fnmatchcase(image, pattern):
-                return seconds
-        return self.image_pull_seconds
-
-    def is_unpullable(self, image: str) -> bool:
-        return any(fnmatch.fnmatchcase(image, p) for p in self.unpullable_images)
-
-
-@dataclass
-class NcclSpec:
-    version: str = "2.27.3"
-    cuda: str = "12.9"
-    tests_version: str = "2.17.6"
-    ofi_plugin_version: str = "1.16.2"
-    libfabric_version: str = "2.1"
-    intra_efficiency: float = 0.53     # busbw reached at large sizes / NVLink GB/s per GPU
-    inter_efficiency: float = 0.92     # busbw reached at large sizes / (per-node EFA Gbps / 8)
-    pcie_efficiency: float = 0.75
-    half_size_bytes: int = 4 * 1024 * 1024
-    latency_us: float = 12.0
-    inter_latency_us: float = 30.0
-    noise: float = 0.02
-    socket_gbs: float = 1.2            # busbw ceiling with the Socket transport, GB/s
-    low_bandwidth_factor: float = 0.4
-    seed: int = 0
-
-
-@dataclass
-class ApiSpec:
-    error_rate: float = 0.0
-    seed: int = 0
-    kinds: list[int | str] = field(default_factory=lambda: [429, 500, 503, "drop"])
-    retry_after_seconds: int = 1
-
-    def _check(self, ctx: Any) -> None:
-        bad = [k for k in self.kinds if k not in (429, 500, 503, "drop")]
-        if bad:
-            ctx.error("kinds", f"api.kinds accepts 429, 500, 503 and drop; given {bad}")
-        if not 0.0 <= self.error_rate < 1.0:
-            ctx.error("error_rate", f"api.error_rate must be in [0, 1), given {self.error_rate}")
-
-
-@dataclass
-class SubnetSpec:
-    zone: str
-    cidr: str
-    public: bool = False
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class SecurityGroupSpec:
-    name: str
-    description: str = ""
-    self_rule: bool = True
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class AwsSpec:
-    enabled: bool = False
-    region: str | None = None            # default cluster.region
-    account_id: str = "123456789012"
-    cluster_name: str | None = None      # default cluster.name
-    vpc_cidr: str = "10.0.0.0/16"
-    node_role: str | None = None
-    discovery_tag_key: str = "karpenter.sh/discovery"
-    subnets: list[SubnetSpec] = field(default_factory=list)
-    security_groups: list[SecurityGroupSpec] = field(default_factory=list)
-
-
-@dataclass
-class RbacSpec:
-    restrict: bool = False
-
-
-@dataclass
-class FaultSpec:
-    kind: str
-    nodes: list[int | str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-    _extra_into = "params"               # unknown keys of a fault are its parameters
-
-    def _check(self, ctx: Any) -> None:
-        if self.kind.startswith("aws-"):
-            return
-        if self.kind not in KNOWN_FAULTS:
-            ctx.error("kind", f"unknown fault kind {self.kind!r}; known: {', '.join(sorted(KNOWN_FAULTS))}, aws-*")
-        unknown = set(self.params) - KNOWN_FAULTS[self.kind]
-        if unknown:
-            allowed = ", ".join(sorted(KNOWN_FAULTS[self.kind])) or "none"
-            ctx.error(sorted(unknown)[0], f"fault {self.kind!r} has no parameter {sorted(unknown)[0]!r} (allowed: {allowed})")
-
 
 @dataclass
 class NodeSpec:
@@ -476,14 +156,6 @@ class Scenario:
                                         f"does not have ({len(names)} nodes, indexes 0-{len(names) - 1})")
 
 
-def resolve_sample(ref: str, base_dir: Path) -> Path:
-    """`sample:<path>` -> packaged sample; otherwise a path relative to the scenario file."""
-    if ref.startswith("sample:"):
-        return SAMPLES_DIR / ref[len("sample:"):]
-    path = Path(ref)
-    return path if path.is_absolute() else base_dir / path
-
-
 _SCALE = re.compile(r"^scale-(\d+)$")
 
 
@@ -516,13 +188,12 @@ def _raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def _merge(base: Any, child: Any) -> Any:
-    if isinstance(base, dict) and isinstance(child, dict):
-        merged = copy.copy(base)
+    if isinstance(base, MarkedDict) and isinstance(child, MarkedDict):
+        merged = MarkedDict(base)
         for key, value in child.items():
             merged[key] = _merge(base[key], value) if key in base else value
-        if hasattr(child, "marks") and hasattr(merged, "marks"):
-            merged.marks = {**getattr(base, "marks", {}), **child.marks}
-            merged.source, merged.line = child.source, child.line
+        merged.marks = {**base.marks, **child.marks}
+        merged.source, merged.line = child.source, child.line
         return merged
     return child
 
