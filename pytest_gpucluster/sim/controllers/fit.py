@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterable, Mapping, Sequence
 
-from pytest_gpucluster.sim.controllers.quantity import parse_quantity, pod_requests, resource_list
+from pytest_gpucluster.sim.controllers.quantity import QuantityError, parse_quantity, pod_requests, resource_list
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_NODE_NAME = "node(s) didn't match the requested node name"
@@ -153,7 +153,11 @@ class NodeUsage:
             if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
                 continue
             count += 1
-            for name, amount in pod_requests(pod).items():
+            try:
+                requests = pod_requests(pod)
+            except QuantityError:
+                continue  # the apiserver would have refused it; it occupies a pod slot only
+            for name, amount in requests.items():
                 requested[name] = requested.get(name, Fraction(0)) + amount
         return cls(requested, count)
 

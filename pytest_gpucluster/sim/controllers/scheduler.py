@@ -1,0 +1,186 @@
+"""The simulated default-scheduler: binds pending pods, or records why not as kube-scheduler words it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pytest_gpucluster.sim.controllers.base import Controller, get_condition, is_deleting, set_condition
+from pytest_gpucluster.sim.controllers.fit import (
+    TERMINAL_PHASES,
+    NodeUsage,
+    failed_scheduling_message,
+    filter_node,
+    node_score,
+)
+from pytest_gpucluster.sim.controllers.quantity import QuantityError, pod_requests
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+DEFAULT_SCHEDULER = "default-scheduler"
+# kube-scheduler's podInitialBackoffSeconds / podMaxBackoffSeconds: how often a still-unschedulable
+# pod is retried, and so how often its FailedScheduling event count grows.
+INITIAL_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class _Attempt:
+    message: str
+    at: float
+    backoff: float
+
+
+def needs_gpu_toleration(pod: dict[str, Any]) -> bool:
+    """ExtendedResourceToleration: the pod requests nvidia.com/gpu and lacks the toleration for it."""
+    try:
+        if pod_requests(pod).get(GPU_RESOURCE, 0) <= 0:
+            return False
+    except QuantityError:
+        return False  # apiserver validation rejects it; admission leaves it alone
+    return GPU_TOLERATION not in ((pod.get("spec") or {}).get("tolerations") or [])
+
+
+def add_gpu_toleration(pod: dict[str, Any]) -> None:
+    tolerations = pod.setdefault("spec", {}).setdefault("tolerations", [])
+    if GPU_TOLERATION not in tolerations:
+        tolerations.append(dict(GPU_TOLERATION))
+
+
+class Scheduler(Controller):
+    """Binds pods with no nodeName to the emptiest feasible node, FIFO by creation time."""
+
+    name = "scheduler"
+    watches = ("pods", "nodes")
+
+    def __init__(self, store: Any, scenario: Any, *, extended_resource_toleration: bool = False) -> None:
+        super().__init__(store, scenario)
+        self.extended_resource_toleration = extended_resource_toleration
+        self._attempts: dict[str, _Attempt] = {}
+        self._remove_admission: Callable[[], None] | None = None
+
+    async def setup(self) -> None:
+        if self.extended_resource_toleration:
+            self._remove_admission = self.store.add_admission(self._admit)
+
+    def teardown(self) -> None:
+        if self._remove_admission is not None:
+            self._remove_admission()
+            self._remove_admission = None
+
+    @staticmethod
+    def _admit(key: str, obj: dict[str, Any]) -> None:
+        """EKS's ExtendedResourceToleration admission plugin, run by the store on every create."""
+        if key == "pods" and needs_gpu_toleration(obj):
+            add_gpu_toleration(obj)
+
+    def interested(self, event_type: str, key: str, obj: dict[str, Any]) -> bool:
+        if key == "nodes":
+            return True
+        spec = obj.get("spec") or {}
+        phase = (obj.get("status") or {}).get("phase")
+        # New/unbound pods need scheduling; bound pods that finish or go away free resources.
+        return (not spec.get("nodeName") or event_type == "DELETED" or phase in TERMINAL_PHASES)
+
+    async def reconcile(self) -> None:
+        nodes = sorted(self.items("nodes"), key=lambda n: n["metadata"]["name"])
+        pods = self.items("pods")
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        pending: list[dict[str, Any]] = []
+        for pod in pods:
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if node_name:
+                by_node.setdefault(node_name, []).append(pod)
+            elif self._should_schedule(pod):
+                pending.append(pod)
+        live = {p["metadata"]["uid"] for p in pending}
+        self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
+        if not pending:
+            return
+        usage = {n["metadata"]["name"]: NodeUsage.of(by_node.get(n["metadata"]["name"], [])) for n in nodes}
+        pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+        for pod in pending:
+            # Pods created before the admission hook was registered get the toleration here.
+            if self.extended_resource_toleration and needs_gpu_toleration(pod):
+                updated = self.try_mutate("pods", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                          add_gpu_toleration)
+                if updated is None:
+                    continue
+                pod = updated
+            try:
+                self._schedule_one(pod, nodes, usage)
+            except QuantityError as exc:
+                self._mark_unschedulable(pod, f"invalid resource quantity in pod spec: {exc}")
+
+    def _should_schedule(self, pod: dict[str, Any]) -> bool:
+        spec = pod.get("spec") or {}
+        if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != DEFAULT_SCHEDULER or is_deleting(pod):
+            return False
+        return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+
+    def _schedule_one(self, pod: dict[str, Any], nodes: list[dict[str, Any]],
+                      usage: dict[str, NodeUsage]) -> None:
+        reasons: dict[str, list[str]] = {}
+        feasible: list[dict[str, Any]] = []
+        for node in nodes:
+            name = node["metadata"]["name"]
+            why = filter_node(pod, node, usage[name])
+            if why:
+                reasons[name] = why
+            else:
+                feasible.append(node)
+        if feasible:
+            best = max(feasible, key=lambda n: (node_score(pod, n, usage[n["metadata"]["name"]]),
+                                                 [-ord(c) for c in n["metadata"]["name"]]))
+            if self._bind(pod, best["metadata"]["name"]):
+                usage[best["metadata"]["name"]].add(pod)
+            return
+        self._mark_unschedulable(pod, failed_scheduling_message(len(nodes), reasons))
+
+    def _bind(self, pod: dict[str, Any], node_name: str) -> bool:
+        meta = pod["metadata"]
+        now = self.clock()
+
+        def bind(obj: dict[str, Any]) -> None:
+            if (obj.get("spec") or {}).get("nodeName"):
+                return
+            obj["spec"]["nodeName"] = node_name
+            conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+            set_condition(conditions, "PodScheduled", "True", "", now=now)
+            for condition in conditions:
+                if condition.get("type") == "PodScheduled":
+                    condition.pop("reason", None)
+                    condition.pop("message", None)
+                    condition["lastProbeTime"] = None
+            obj["status"].setdefault("phase", "Pending")
+
+        bound = self.try_mutate("pods", meta["namespace"], meta["name"], bind)
+        if bound is None or bound["spec"].get("nodeName") != node_name:
+            return False
+        self.store.record_event(bound, "Scheduled",
+                                f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
+                                component=DEFAULT_SCHEDULER)
+        self._attempts.pop(meta["uid"], None)
+        return True
+
+    def _mark_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        meta = pod["metadata"]
+        now = self.clock()
+        attempt = self._attempts.get(meta["uid"])
+        if attempt is not None and attempt.message == message and now - attempt.at < attempt.backoff:
+            self.wake_in(attempt.at + attempt.backoff - now)
+            return
+        current = get_condition(pod, "PodScheduled")
+        if not (current and current.get("status") == "False" and current.get("message") == message):
+            def unschedulable(obj: dict[str, Any]) -> None:
+                conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+                set_condition(conditions, "PodScheduled", "False", "Unschedulable", message, now=now,
+                              extra={"lastProbeTime": None})
+                obj["status"].setdefault("phase", "Pending")
+
+            if self.try_mutate("pods", meta["namespace"], meta["name"], unschedulable) is None:
+                return
+        self.store.record_event(pod, "FailedScheduling", message, type="Warning", component=DEFAULT_SCHEDULER)
+        backoff = INITIAL_BACKOFF_S if attempt is None or attempt.message != message else min(
+            attempt.backoff * 2, MAX_BACKOFF_S)
+        self._attempts[meta["uid"]] = _Attempt(message, now, backoff)
+        self.wake_in(backoff)
