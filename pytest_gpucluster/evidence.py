@@ -1,0 +1,184 @@
+"""What one check measured and judged: the `evidence` fixture's object and its serialisable record."""
+from __future__ import annotations
+
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import pytest
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+ATTACHMENT_KINDS = ("text", "nvidia-smi", "fi_info", "nccl", "log", "yaml", "json", "manifest")
+
+
+@dataclass
+class Measurement:
+    """One number a check measured, with the criterion it was judged against (if any)."""
+
+    name: str
+    value: float
+    unit: str
+    threshold: float | None = None
+    op: str = ">="
+    source: str | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        """True/False against the threshold; None when nothing was required."""
+        if self.threshold is None:
+            return None
+        return OPS[self.op](self.value, self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pass": self.passed}
+
+
+@dataclass
+class Attachment:
+    title: str
+    text: str
+    kind: str = "text"
+
+
+@dataclass
+class Plot:
+    title: str
+    svg: str
+
+
+@dataclass
+class EvidenceRecord:
+    """Everything one test recorded; `to_dict()` is what travels on the test report."""
+
+    measurements: list[Measurement] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    plots: list[Plot] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not any((self.measurements, self.attachments, self.facts, self.plots,
+                        self.events, self.conditions, self.versions))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "measurements": [m.to_dict() for m in self.measurements],
+            "attachments": [asdict(a) for a in self.attachments],
+            "facts": dict(self.facts),
+            "plots": [asdict(p) for p in self.plots],
+            "events": list(self.events),
+            "conditions": {k: list(v) for k, v in self.conditions.items()},
+            "versions": dict(self.versions),
+        }
+
+
+class Evidence:
+    """The `evidence` fixture: what a check saw, so a person can re-judge it from the report.
+
+    Methods only record; the test still asserts. Measurements with a threshold show up in the
+    criteria table and in summary.json with their pass/fail; attachments are shown verbatim
+    (after redaction) in the HTML report.
+    """
+
+    def __init__(self, record: EvidenceRecord | None = None) -> None:
+        self.record = record if record is not None else EvidenceRecord()
+
+    def measure(self, name: str, value: float, unit: str, *, threshold: float | None = None,
+                op: str = ">=", source: str | None = None) -> Measurement:
+        """Record a measured number; `threshold`/`op` is the criterion it was judged against.
+
+        `source` says where the threshold came from, e.g. "profile p5.48xlarge nccl.min_busbw_gbps".
+        Returns the Measurement; `.passed` is None when there is no threshold.
+        """
+        if op not in OPS:
+            raise ValueError(f"evidence.measure({name!r}): op must be one of {sorted(OPS)}, given {op!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"evidence.measure({name!r}): value must be a number, given {value!r}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+            raise TypeError(f"evidence.measure({name!r}): threshold must be a number, given {threshold!r}")
+        m = Measurement(name, float(value), unit,
+                        None if threshold is None else float(threshold), op, source)
+        self.record.measurements.append(m)
+        return m
+
+    def attach(self, title: str, text: str, kind: str = "text") -> None:
+        """Keep a raw output the check judged (nvidia-smi table, fi_info, NCCL table, logs)."""
+        if kind not in ATTACHMENT_KINDS:
+            raise ValueError(f"evidence.attach({title!r}): kind must be one of {ATTACHMENT_KINDS}, given {kind!r}")
+        self.record.attachments.append(Attachment(title, str(text), kind))
+
+    def fact(self, key: str, value: Any) -> None:
+        """A parsed fact (e.g. "gpus_seen", 8); values should be JSON-serialisable."""
+        self.record.facts[key] = _jsonable(value)
+
+    def plot(self, title: str, svg: str) -> None:
+        """An SVG drawing (see pytest_gpucluster.report.plots) shown inline in the report."""
+        if "<svg" not in svg:
+            raise ValueError(f"evidence.plot({title!r}): expected SVG markup, got {svg[:60]!r}")
+        self.record.plots.append(Plot(title, svg))
+
+    def events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Kubernetes events of the pods the check ran (core/v1 Event dicts or simplified dicts)."""
+        self.record.events.extend(_event_row(e) for e in events)
+
+    def node_conditions(self, node: str, conditions: Iterable[Mapping[str, Any]]) -> None:
+        """The node's `.status.conditions` as the check saw them."""
+        self.record.conditions[node] = [
+            {k: _jsonable(c.get(k)) for k in ("type", "status", "reason", "message", "lastTransitionTime")
+             if c.get(k) is not None}
+            for c in conditions
+        ]
+
+    def version(self, component: str, version: str) -> None:
+        """A component version for the cluster fingerprint (e.g. "nccl", "2.18.5")."""
+        self.record.versions[component] = str(version)
+
+    def versions(self, **components: str) -> None:
+        """Several versions at once: `evidence.versions(driver="580.105.08", cuda="13.0")`."""
+        for component, version in components.items():
+            self.version(component, version)
+
+
+def _event_row(e: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a core/v1 (or events.k8s.io/v1) Event to the columns `kubectl describe` shows."""
+    involved = e.get("involvedObject") or e.get("regarding") or {}
+    return {
+        "type": e.get("type"),
+        "reason": e.get("reason"),
+        "object": e.get("object") or (f"{involved.get('kind', '')}/{involved.get('name', '')}" if involved else None),
+        "message": e.get("message") or e.get("note"),
+        "count": e.get("count") or (e.get("series") or {}).get("count") or 1,
+        "lastTimestamp": _jsonable(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+RECORD_KEY = pytest.StashKey[EvidenceRecord]()
+"""Where the fixture leaves the test's record on `item.stash` for the report hooks."""
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    """Record measurements, raw outputs, facts, plots, events and versions for the report."""
+    record = EvidenceRecord()
+    request.node.stash[RECORD_KEY] = record
+    return Evidence(record)

@@ -1,0 +1,191 @@
+"""Controller-side report hooks: gather check results, write summary.json, fill pytest-html's sections, upload."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from pytest_gpucluster import __version__
+from pytest_gpucluster.report import html as html_parts
+from pytest_gpucluster.report.runinfo import new_run_id, run_info
+from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_summary, write_summary
+
+EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
+NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ...}
+
+
+@dataclass
+class ReportState:
+    """Per-run report state, kept in config.stash on the controller process."""
+
+    started: float = field(default_factory=time.time)
+    fallback_id: str = field(default_factory=new_run_id)
+    report_dir: Path | None = None
+    html_path: Path | None = None
+    upload_url: str | None = None
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+    collected: int = 0
+    summary: dict[str, Any] | None = None
+    summary_path: Path | None = None
+    uploaded: list[str] = field(default_factory=list)
+    upload_error: str | None = None
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+    return reason.removeprefix("Skipped: ")
+
+
+def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str | None:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if getattr(crash, "message", None):
+        return str(crash.message).strip().splitlines()[0]
+    lines = (report.longreprtext or "").strip().splitlines()
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return (errors or lines or [None])[0]
+
+
+class ReportCollector:
+    """Builds CheckResults from test reports; writes summary.json and uploads at session end."""
+
+    def __init__(self, config: pytest.Config, state: ReportState) -> None:
+        self.config = config
+        self.state = state
+
+    def _check(self, nodeid: str) -> CheckResult:
+        return self.state.checks.setdefault(nodeid, CheckResult(nodeid))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            check = self._check(report.nodeid or "<collection>")
+            check.outcome, check.message = "error", _first_line(report)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.state.collected = len(session.items)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        check = self._check(report.nodeid)
+        check.duration_s += report.duration
+        node = getattr(report, NODE_ATTR, None)
+        if node:
+            check.node, check.instance_type = node["node"], node["instance_type"]
+        ev = getattr(report, EVIDENCE_ATTR, None)
+        if ev:
+            check.evidence = ev
+        xfail = hasattr(report, "wasxfail")
+        if report.when == "setup":
+            if report.failed:
+                check.outcome, check.message = "error", _first_line(report)
+            elif report.skipped:
+                check.outcome, check.skip_reason = ("xfailed", None) if xfail else ("skipped", _skip_reason(report))
+        elif report.when == "call":
+            if report.failed:
+                check.outcome, check.message = "failed", _first_line(report)
+            elif report.skipped:
+                check.outcome, check.skip_reason = ("xfailed", None) if xfail else ("skipped", _skip_reason(report))
+            elif xfail:
+                check.outcome = "xpassed"
+        elif report.when == "teardown" and report.failed and check.outcome in ("passed", "skipped"):
+            check.outcome, check.message = "error", _first_line(report)
+
+    def build(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> dict[str, Any]:
+        info = run_info(self.config, self.state.fallback_id)
+        stopped = bool(session.shouldstop or session.shouldfail)
+        info.interrupted = info.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED or stopped
+        finished = time.time()
+        doc = build_summary(info, list(self.state.checks.values()), started=_iso(self.state.started),
+                            finished=_iso(finished), duration_s=finished - self.state.started,
+                            tool_version=__version__)
+        not_run = max(self.state.collected - sum(1 for c in self.state.checks.values()), 0)
+        doc["counts"]["not_run"] = not_run if info.interrupted else 0
+        return doc
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session,
+                             exitstatus: int | pytest.ExitCode) -> Generator[None, None, None]:
+        self.state.summary = self.build(session, exitstatus)
+        if self.state.report_dir is not None:
+            self.state.summary_path = write_summary(self.state.report_dir / "summary.json", self.state.summary)
+        try:
+            yield  # pytest-html and junitxml write their files here
+        finally:
+            if self.state.upload_url and self.state.report_dir is not None:
+                self._upload(session)
+
+    def _upload(self, session: pytest.Session) -> None:
+        from pytest_gpucluster.aws.errors import AwsCallFailed, AwsUnavailable
+
+        url = self.state.upload_url.rstrip("/") + "/" + self.state.report_dir.name  # type: ignore[union-attr]
+        try:
+            from pytest_gpucluster.aws.s3 import upload_folder
+
+            self.state.uploaded = list(upload_folder(self.state.report_dir, url))
+        except ImportError as exc:
+            self.state.upload_error = f"upload support is not installed ({exc})"
+        except (AwsUnavailable, AwsCallFailed, OSError) as exc:
+            self.state.upload_error = str(exc)
+        if self.state.upload_error:
+            self.state.upload_error = (f"upload of {self.state.report_dir} to {url} failed: "
+                                       f"{self.state.upload_error}; the report is still on local disk")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # a nightly job must notice lost reports
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        doc = self.state.summary
+        if doc is None:
+            return
+        tr = terminalreporter
+        color = {"red": True} if doc["verdict"] == NOT_ACCEPTED else {"green": True}
+        tr.write_sep("=", f"gpucluster verdict: {doc['verdict']}", bold=True, **color)
+        for reason in doc["verdict_reasons"]:
+            tr.write_line(f"  - {reason}")
+        if self.state.html_path is not None:
+            tr.write_line(f"report:  {self.state.html_path}")
+        if self.state.summary_path is not None:
+            tr.write_line(f"summary: {self.state.summary_path}")
+        if self.state.uploaded:
+            tr.write_line(f"uploaded {len(self.state.uploaded)} file(s) to {self.state.upload_url}")
+        if self.state.upload_error:
+            tr.write_line(f"ERROR: {self.state.upload_error}", red=True)
+
+
+class HtmlHooks:
+    """pytest-html hooks (registered only when pytest-html is active, so its hookspecs exist)."""
+
+    def __init__(self, state: ReportState) -> None:
+        self.state = state
+        self.report_data: Any = None
+
+    def pytest_html_report_title(self, report: Any) -> None:
+        self.report_data = report  # pytest-html's ReportData; its title is re-set once the verdict is known
+        report.title = "GPU cluster acceptance (run in progress)"
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str],
+                                    session: pytest.Session) -> None:
+        doc = self.state.summary
+        if doc is None:
+            return
+        if self.report_data is not None:
+            self.report_data.title = html_parts.title(doc)
+        prefix.extend([html_parts.STYLE, html_parts.verdict_block(doc), html_parts.criteria_block(doc),
+                       html_parts.fingerprint_block(doc)])
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, "<th>Key figures</th>")
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        ev = getattr(report, EVIDENCE_ATTR, None) or {}
+        figures = []
+        for m in ev.get("measurements", [])[:4]:
+            mark = "" if m.get("pass") is None else (" \u2713" if m["pass"] else " \u2717")
+            figures.append(html_parts.escape(f"{m['name']}: {m['value']:.4g} {m['unit']}{mark}"))
+        cells.insert(2, f'<td class="col-figures">{"<br>".join(figures)}</td>')

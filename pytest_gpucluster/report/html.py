@@ -1,0 +1,204 @@
+"""HTML fragments for the pytest-html report: verdict, criteria vs measured, fingerprint, per-test evidence."""
+from __future__ import annotations
+
+from html import escape  # re-exported for collector
+from typing import Any, Iterable
+
+from pytest_gpucluster.report.redact import redact
+from pytest_gpucluster.report.summary import ACCEPTED
+
+# Inline styles (the report stays one self-contained file). `body` becomes a flex column so the
+# verdict/criteria block (pytest-html's summary section) is the first thing under the title,
+# above pytest-html's environment table.
+STYLE = """
+<style>
+body { display: flex; flex-direction: column; }
+body > * { order: 3; }
+body > #title { order: 0; }
+body > .summary { order: 1; }
+body > #results-table { order: 4; }
+body > footer { order: 5; }
+.gc-verdict { padding: 12px 16px; margin: 8px 0 12px; border-radius: 6px; color: #fff; }
+.gc-verdict h2 { margin: 0 0 4px; font-size: 28px; letter-spacing: 1px; }
+.gc-accepted { background: #1e7b34; }
+.gc-not-accepted { background: #b3261e; }
+.gc-verdict ul { margin: 4px 0 0 18px; padding: 0; }
+.gc-counts span { margin-right: 14px; font-weight: bold; }
+.gc-sim { display: inline-block; background: #6a3d9a; color: #fff; padding: 2px 8px;
+          border-radius: 4px; font-weight: bold; margin-left: 8px; font-size: 14px; }
+table.gc { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
+table.gc th, table.gc td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+table.gc th { background: #f0f0f0; }
+td.gc-pass { color: #1e7b34; font-weight: bold; }
+td.gc-fail { color: #b3261e; font-weight: bold; }
+.gc-evidence h4 { margin: 10px 0 4px; }
+.gc-evidence pre { background: #f7f7f7; border: 1px solid #ddd; padding: 6px; overflow-x: auto;
+                   font-size: 12px; max-height: 420px; }
+.gc-plot svg { max-width: 100%; height: auto; }
+.gc-section h3 { margin: 14px 0 4px; }
+</style>
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(redact("" if value is None else str(value)))
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], *, raw: bool = False) -> str:
+    """A table; cells are escaped unless `raw` (then callers pass ready HTML)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(c if raw else f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="gc"><tr>{head}</tr>{body}</table>'
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
+
+
+def title(summary: dict[str, Any]) -> str:
+    """Plain-text page title: verdict first, SIMULATED when it was the simulated cluster."""
+    parts = [f"GPU cluster acceptance: {summary['verdict']}"]
+    if summary.get("interrupted"):
+        parts.append("PARTIAL (interrupted)")
+    if summary.get("simulated"):
+        parts.insert(0, "SIMULATED")
+    parts.append(f"run {summary['run_id']}")
+    return " \u2014 ".join(parts)
+
+
+def verdict_block(summary: dict[str, Any]) -> str:
+    """The sign-off banner: verdict, counts, why not accepted, and why each skip happened."""
+    ok = summary["verdict"] == ACCEPTED
+    c = summary["counts"]
+    sim = ""
+    if summary.get("simulated"):
+        sim = f'<span class="gc-sim">SIMULATED cluster ({_e(summary.get("scenario") or "sim")})</span>'
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in summary.get("verdict_reasons", []))
+    counts = "".join(
+        f"<span>{c.get(k, 0)} {label}</span>"
+        for k, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored"), ("skipped", "skipped"))
+    )
+    html = [
+        f'<div id="gc-verdict" class="gc-verdict {"gc-accepted" if ok else "gc-not-accepted"}">',
+        f'<h2>{_e(summary["verdict"])}{sim}</h2>',
+        f'<div class="gc-counts">{counts}</div>',
+        f"<ul>{reasons}</ul>" if reasons else "",
+        "</div>",
+    ]
+    skips = summary.get("skips", [])
+    if skips:
+        html.append('<div class="gc-section"><h3>Skipped checks and why</h3>')
+        html.append(_table(("check", "reason"), ((s["nodeid"], s.get("reason") or "") for s in skips)))
+        html.append("</div>")
+    return "".join(html)
+
+
+def criteria_block(summary: dict[str, Any]) -> str:
+    """Acceptance criteria applied (profile values per instance type) beside what was measured."""
+    out = ['<div class="gc-section" id="gc-criteria"><h3>Acceptance criteria applied and measured values</h3>']
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for check in summary.get("checks", []):
+        for m in check.get("measurements", []):
+            key = (m["name"], check.get("instance_type") or "", m.get("op"), m.get("threshold"), m.get("unit"),
+                   m.get("source") or "")
+            groups.setdefault(key, []).append(m)
+    rows = []
+    for (name, itype, op, threshold, unit, source), ms in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        values = [m["value"] for m in ms]
+        judged = [m for m in ms if m.get("pass") is not None]
+        failed = sum(1 for m in judged if not m["pass"])
+        crit = "" if threshold is None else f"{op} {_fmt(threshold)} {unit}"
+        measured = f"{_fmt(min(values))} {unit}" if len(values) == 1 else \
+            f"{_fmt(min(values))} \u2026 {_fmt(max(values))} {unit} (n={len(values)})"
+        if not judged:
+            verdict_cell = "<td>recorded</td>"
+        elif failed:
+            verdict_cell = f'<td class="gc-fail">{failed}/{len(judged)} below criterion</td>'
+        else:
+            verdict_cell = f'<td class="gc-pass">{len(judged)}/{len(judged)} pass</td>'
+        rows.append([f"<td>{_e(name)}</td>", f"<td>{_e(itype)}</td>", f"<td>{_e(crit)}</td>",
+                     f"<td>{_e(measured)}</td>", verdict_cell, f"<td>{_e(source)}</td>"])
+    if rows:
+        out.append(_table(("measurement", "instance type", "criterion", "measured", "verdict", "criterion source"),
+                          rows, raw=True))
+    else:
+        out.append("<p>No measurements were recorded.</p>")
+    values = summary.get("profile", {}).get("values") or {}
+    if values:
+        out.append("<h4>Profile values per instance type present</h4>")
+        for itype, crit in values.items():
+            flat = _flatten(crit)
+            out.append(f"<p><b>{_e(itype)}</b></p>" + _table(("criterion", "value"), flat.items()))
+    out.append("</div>")
+    return "".join(out)
+
+
+def fingerprint_block(summary: dict[str, Any]) -> str:
+    """Cluster fingerprint: API version, inventory, component versions, profile and its sha256."""
+    fp = summary.get("fingerprint", {})
+    prof = fp.get("profile") or {}
+    rows: list[tuple[str, str]] = [
+        ("run id", summary.get("run_id", "")),
+        ("cluster", "SIMULATED (scenario " + str(fp.get("scenario")) + ")" if fp.get("simulated") else "real"),
+        ("API server version", fp.get("server_version") or "unknown"),
+        ("nodes per instance type", ", ".join(f"{k}: {v}" for k, v in (fp.get("inventory") or {}).items()) or "unknown"),
+    ]
+    for comp, versions in (fp.get("components") or {}).items():
+        rows.append((comp, ", ".join(versions)))
+    for key, value in (fp.get("extra") or {}).items():
+        rows.append((key, value))
+    rows.append(("profile", f"{prof.get('path') or 'default'} (sha256 {prof.get('sha256') or 'unknown'})"))
+    rows.append(("started / finished", f"{summary.get('started')} / {summary.get('finished')}"))
+    return ('<div class="gc-section" id="gc-fingerprint"><h3>Cluster fingerprint</h3>'
+            + _table(("", ""), rows) + "</div>")
+
+
+def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
+    """Per-test extras: measurements, parsed facts, raw outputs, plots; events/conditions on failure."""
+    out = ['<div class="gc-evidence">']
+    ms = evidence.get("measurements", [])
+    if ms:
+        rows = []
+        for m in ms:
+            crit = "" if m.get("threshold") is None else f"{m['op']} {_fmt(m['threshold'])} {m['unit']}"
+            cls, word = ("", "") if m.get("pass") is None else (("gc-pass", "pass") if m["pass"] else ("gc-fail", "FAIL"))
+            rows.append([f"<td>{_e(m['name'])}</td>", f"<td>{_e(_fmt(m['value']))} {_e(m['unit'])}</td>",
+                         f"<td>{_e(crit)}</td>", f'<td class="{cls}">{word}</td>', f"<td>{_e(m.get('source'))}</td>"])
+        out.append("<h4>Measurements</h4>" + _table(("name", "measured", "criterion", "verdict", "source"), rows, raw=True))
+    facts = evidence.get("facts", {})
+    if facts:
+        out.append("<h4>Parsed facts</h4>" + _table(("fact", "value"), _flatten(facts).items()))
+    for p in evidence.get("plots", []):
+        out.append(f'<h4>{_e(p["title"])}</h4><div class="gc-plot">{p["svg"]}</div>')
+    for a in evidence.get("attachments", []):
+        out.append(f'<details><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
+                   f'<pre>{_e(a["text"])}</pre></details>')
+    events = evidence.get("events", [])
+    if events:
+        table = _table(("type", "reason", "object", "message", "count", "last seen"),
+                       ([e.get("type"), e.get("reason"), e.get("object"), e.get("message"), e.get("count"),
+                         e.get("lastTimestamp")] for e in events))
+        out.append(f'<details{" open" if failed else ""}><summary><b>Pod events</b> ({len(events)})</summary>{table}</details>')
+    for node, conds in (evidence.get("conditions") or {}).items():
+        table = _table(("type", "status", "reason", "message", "since"),
+                       ([c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("lastTransitionTime")]
+                        for c in conds))
+        out.append(f'<details{" open" if failed else ""}><summary><b>Node conditions: {_e(node)}</b></summary>{table}</details>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"nccl": {"min_busbw": 300}} -> {"nccl.min_busbw": 300}; lists are joined."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for k, v in value.items():
+            flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return flat
+    if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        return {prefix: ", ".join(str(v) for v in value)}
+    return {prefix: value}

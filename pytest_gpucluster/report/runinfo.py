@@ -1,0 +1,124 @@
+"""The report's read-only view of the per-run state (`run.Run` in config.stash), tolerant of a missing Run."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class RunInfo:
+    """What the report needs to know about the run, whoever provides it."""
+
+    run_id: str
+    simulated: bool = False
+    scenario: str | None = None
+    namespace: str | None = None
+    server_version: str | None = None
+    inventory: dict[str, int] = field(default_factory=dict)       # instance type -> node count
+    profile_path: str | None = None
+    profile_sha256: str | None = None
+    profile_values: dict[str, Any] = field(default_factory=dict)  # instance type -> criteria
+    interrupted: bool = False
+    extra: dict[str, str] = field(default_factory=dict)           # e.g. AMI, region, cluster name
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """Same shape as run.Run's ids: YYYYmmdd-HHMMSS-<4 hex>."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def get_run(config: pytest.Config) -> Any | None:
+    """The foundation's Run object, or None when its plugin is not active (e.g. plain pytester runs)."""
+    try:
+        from pytest_gpucluster.run import RUN_KEY
+    except ImportError:
+        return None
+    return config.stash.get(RUN_KEY, None)
+
+
+def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
+    """Read the Run (if any) into a RunInfo; every field degrades to 'unknown' rather than failing."""
+    run = get_run(config)
+    if run is None:
+        sim_opt = _option(config, "sim")
+        return RunInfo(run_id=fallback_id, simulated=bool(sim_opt),
+                       scenario=sim_opt if isinstance(sim_opt, str) else None)
+    info = RunInfo(run_id=str(getattr(run, "run_id", None) or fallback_id))
+    scenario = getattr(run, "sim_scenario", None) or getattr(getattr(run, "sim", None), "scenario_name", None)
+    if scenario is None and isinstance(getattr(run, "sim", None), str):
+        scenario = run.sim
+    info.scenario = scenario
+    info.simulated = scenario is not None or bool(_option(config, "sim"))
+    info.namespace = getattr(run, "namespace", None)
+    info.server_version = _str_or_none(_maybe_call(getattr(run, "server_version", None)))
+    info.inventory = inventory_counts(_maybe_call(getattr(run, "inventory", None)))
+    profile = getattr(run, "profile", None)
+    info.profile_path = _str_or_none(getattr(run, "profile_path", None) or getattr(profile, "path", None))
+    info.profile_sha256 = _str_or_none(getattr(run, "profile_sha256", None) or getattr(profile, "sha256", None))
+    info.profile_values = profile_values(profile, info.inventory)
+    info.interrupted = bool(getattr(run, "interrupted", False))
+    return info
+
+
+def inventory_counts(inventory: Any) -> dict[str, int]:
+    """Nodes per instance type from an Inventory (`.by_name` of NodeInfo) or a ready-made mapping."""
+    if inventory is None:
+        return {}
+    if isinstance(inventory, dict) and all(isinstance(v, int) for v in inventory.values()):
+        return dict(sorted(inventory.items()))
+    nodes = getattr(inventory, "by_name", None)
+    if isinstance(nodes, dict):
+        return dict(sorted(Counter(str(getattr(n, "instance_type", None) or "unknown")
+                                   for n in nodes.values()).items()))
+    return {}
+
+
+def profile_values(profile: Any, inventory: dict[str, int]) -> dict[str, Any]:
+    """The criteria the profile applies to each instance type present in the cluster."""
+    if profile is None:
+        return {}
+    for_instance = getattr(profile, "for_instance", None)
+    values: dict[str, Any] = {}
+    if callable(for_instance):
+        for itype in inventory:
+            ip = for_instance(itype)
+            if ip is not None:
+                values[itype] = _plain(ip)
+    return values
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(obj).items()}
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return _plain(to_dict())
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    try:
+        return config.getoption(name)
+    except ValueError:  # option not registered (foundation plugin absent)
+        return None
+
+
+def _maybe_call(value: Any) -> Any:
+    return value() if callable(value) else value
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

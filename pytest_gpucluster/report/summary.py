@@ -1,0 +1,163 @@
+"""summary.json: the versioned, machine-readable result of a run (verdict, fingerprint, profile, checks)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_gpucluster.report.redact import redact_obj
+from pytest_gpucluster.report.runinfo import RunInfo
+
+SCHEMA_VERSION = 1
+ACCEPTED = "ACCEPTED"
+NOT_ACCEPTED = "NOT ACCEPTED"
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+class SummaryError(ValueError):
+    """A summary.json that cannot be read or does not follow the schema."""
+
+
+@dataclass
+class CheckResult:
+    """One test as the report sees it, assembled from its setup/call/teardown reports."""
+
+    nodeid: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    node: str | None = None
+    instance_type: str | None = None
+    skip_reason: str | None = None
+    message: str | None = None                 # first line of the failure, for tables
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return self.nodeid.split("::", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.nodeid.split("::")[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        ev = self.evidence
+        return {
+            "nodeid": self.nodeid,
+            "module": self.module,
+            "name": self.name,
+            "node": self.node,
+            "instance_type": self.instance_type,
+            "outcome": self.outcome,
+            "duration_s": round(self.duration_s, 3),
+            "skip_reason": self.skip_reason,
+            "message": self.message,
+            "measurements": ev.get("measurements", []),
+            "facts": ev.get("facts", {}),
+            "versions": ev.get("versions", {}),
+        }
+
+
+def count_outcomes(checks: list[CheckResult]) -> dict[str, int]:
+    counts = {o: 0 for o in OUTCOMES}
+    for c in checks:
+        counts[c.outcome] = counts.get(c.outcome, 0) + 1
+    counts["total"] = len(checks)
+    return counts
+
+
+def verdict(counts: dict[str, int], interrupted: bool) -> tuple[str, list[str]]:
+    """ACCEPTED only for a complete run with no failed or errored check and at least one pass."""
+    reasons = []
+    if interrupted:
+        reasons.append("the run was interrupted: this report is partial")
+    if counts.get("failed"):
+        reasons.append(f"{counts['failed']} check(s) failed")
+    if counts.get("error"):
+        reasons.append(f"{counts['error']} check(s) errored")
+    if counts.get("xpassed"):
+        reasons.append(f"{counts['xpassed']} check(s) marked as known failures passed unexpectedly")
+    if not counts.get("passed"):
+        reasons.append("no check passed: nothing was verified")
+    return (NOT_ACCEPTED if reasons else ACCEPTED), reasons
+
+
+def fingerprint(run: RunInfo, checks: list[CheckResult]) -> dict[str, Any]:
+    """What this cluster is: API version, nodes, component versions seen by the checks, profile."""
+    components: dict[str, list[str]] = {}
+    for c in checks:
+        for comp, version in c.evidence.get("versions", {}).items():
+            seen = components.setdefault(comp, [])
+            if version not in seen:
+                seen.append(version)
+    return {
+        "server_version": run.server_version,
+        "inventory": dict(run.inventory),
+        "components": {k: sorted(v) for k, v in sorted(components.items())},
+        "profile": {"path": run.profile_path, "sha256": run.profile_sha256},
+        "simulated": run.simulated,
+        "scenario": run.scenario,
+        **({"extra": dict(run.extra)} if run.extra else {}),
+    }
+
+
+def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, finished: str,
+                  duration_s: float, tool_version: str) -> dict[str, Any]:
+    """The summary.json document (already redacted)."""
+    counts = count_outcomes(checks)
+    result, reasons = verdict(counts, run.interrupted)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "pytest-gpucluster", "version": tool_version},
+        "run_id": run.run_id,
+        "started": started,
+        "finished": finished,
+        "duration_s": round(duration_s, 3),
+        "simulated": run.simulated,
+        "scenario": run.scenario,
+        "interrupted": run.interrupted,
+        "verdict": result,
+        "verdict_reasons": reasons,
+        "counts": counts,
+        "skips": [{"nodeid": c.nodeid, "reason": c.skip_reason} for c in checks if c.outcome == "skipped"],
+        "fingerprint": fingerprint(run, checks),
+        "profile": {"path": run.profile_path, "sha256": run.profile_sha256, "values": run.profile_values},
+        "checks": [c.to_dict() for c in checks],
+    }
+    return redact_obj(doc)
+
+
+def write_summary(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+_REQUIRED = {"schema_version": int, "run_id": str, "verdict": str, "counts": dict, "checks": list}
+_CHECK_REQUIRED = {"nodeid": str, "outcome": str, "measurements": list}
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """Read and check a summary.json; raises SummaryError saying what is wrong and where."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SummaryError(f"{p}: no such file (expected a summary.json written by pytest-gpucluster)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SummaryError(f"{p}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SummaryError(f"{p}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    if not isinstance(doc, dict):
+        raise SummaryError(f"{p}: expected a JSON object at top level, found {type(doc).__name__}")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(doc.get(key), typ):
+            raise SummaryError(f"{p}: missing or invalid {key!r} (expected {typ.__name__}); is this a summary.json?")
+    if doc["schema_version"] > SCHEMA_VERSION:
+        raise SummaryError(f"{p}: schema_version {doc['schema_version']} is newer than this tool understands "
+                           f"({SCHEMA_VERSION}); upgrade pytest-gpucluster")
+    for i, check in enumerate(doc["checks"]):
+        bad = [k for k, t in _CHECK_REQUIRED.items() if not isinstance(check, dict) or not isinstance(check.get(k), t)]
+        if bad:
+            raise SummaryError(f"{p}: checks[{i}] missing or invalid {bad}")
+    return doc

@@ -1,0 +1,108 @@
+"""The report plugin end to end on a fake suite: report.html, summary.json, JUnit, redaction, verdict."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+FAKE_SUITE = '''
+import pytest
+from pytest_gpucluster.report import plots
+
+NVSMI = """| NVIDIA-SMI 580.105.08   Driver Version: 580.105.08   CUDA Version: 13.0 |"""
+KUBECONFIG = """users:
+- name: admin
+  user:
+    token: sk-live-abcdefghijklmnop
+    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQ==
+"""
+
+def test_gpus_visible(evidence):
+    evidence.attach("nvidia-smi", NVSMI, kind="nvidia-smi")
+    evidence.fact("gpus_seen", 8)
+    evidence.versions(driver="580.105.08", cuda="13.0")
+    evidence.measure("gpus", 8, "count", threshold=8, op="==", source="profile p5.48xlarge gpus")
+
+def test_nccl_busbw(evidence):
+    points = [(1 << 20, 40.0), (1 << 26, 250.0), (1 << 30, 180.0)]
+    evidence.plot("busbw", plots.busbw_svg(points, floor=300, ceiling=400))
+    evidence.attach("kubeconfig used", KUBECONFIG)
+    evidence.attach("env", "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    evidence.events([{"type": "Warning", "reason": "FailedScheduling", "message": "0/3 nodes are available",
+                      "involvedObject": {"kind": "Pod", "name": "nccl-launcher"}, "count": 2}])
+    evidence.node_conditions("ip-10-0-3-17", [{"type": "Ready", "status": "True", "reason": "KubeletReady"}])
+    m = evidence.measure("busbw", 180.0, "GB/s", threshold=300, source="profile p5.48xlarge nccl.min_busbw")
+    assert m.passed, f"bus bandwidth {m.value} GB/s below floor {m.threshold}"
+
+@pytest.mark.skip(reason="no EFA nodes in this cluster")
+def test_efa(evidence):
+    pass
+'''
+
+
+def test_report_folder_has_html_summary_and_junit(run_suite):
+    run = run_suite(FAKE_SUITE)
+    run.result.assert_outcomes(passed=1, failed=1, skipped=1)
+    assert run.dir is not None
+    assert {p.name for p in run.dir.iterdir()} >= {"report.html", "summary.json", "junit.xml"}
+    run.result.stdout.fnmatch_lines(["*gpucluster verdict: NOT ACCEPTED*", "*1 check(s) failed*"])
+
+
+def test_summary_records_verdict_counts_and_measurements(run_suite):
+    doc = run_suite(FAKE_SUITE).summary
+    assert doc["schema_version"] == 1
+    assert doc["verdict"] == "NOT ACCEPTED"
+    assert doc["counts"]["passed"] == 1 and doc["counts"]["failed"] == 1 and doc["counts"]["skipped"] == 1
+    assert doc["skips"] == [{"nodeid": "test_suite.py::test_efa", "reason": "no EFA nodes in this cluster"}]
+    checks = {c["name"]: c for c in doc["checks"]}
+    busbw = checks["test_nccl_busbw"]["measurements"][0]
+    assert busbw == {"name": "busbw", "value": 180.0, "unit": "GB/s", "threshold": 300.0, "op": ">=",
+                     "source": "profile p5.48xlarge nccl.min_busbw", "pass": False}
+    assert checks["test_nccl_busbw"]["outcome"] == "failed"
+    assert "below floor" in checks["test_nccl_busbw"]["message"]
+    assert doc["fingerprint"]["components"] == {"cuda": ["13.0"], "driver": ["580.105.08"]}
+
+
+def test_html_shows_verdict_criteria_evidence_and_inline_plot(run_suite):
+    html = run_suite(FAKE_SUITE).html
+    assert "NOT ACCEPTED" in html
+    assert "Acceptance criteria applied" in html
+    assert "no EFA nodes in this cluster" in html
+    # per-test evidence travels in pytest-html's JSON blob (HTML-escaped)
+    assert "&lt;svg" in html and "FailedScheduling" in html and "KubeletReady" in html
+    assert "Driver Version: 580.105.08" in html
+
+
+def test_secrets_never_reach_the_report(run_suite):
+    run = run_suite(FAKE_SUITE)
+    for text in (run.html, (run.dir / "summary.json").read_text(), (run.dir / "junit.xml").read_text()):
+        for secret in ("sk-live-abcdefghijklmnop", "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQ",
+                       "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"):
+            assert secret not in text
+    assert "[REDACTED]" in run.html
+
+
+def test_junit_properties_carry_key_figures(run_suite):
+    run = run_suite(FAKE_SUITE)
+    tree = ET.parse(run.dir / "junit.xml")
+    props = {(tc.get("name"), p.get("name")): p.get("value")
+             for tc in tree.iter("testcase") for p in tc.iter("property")}
+    assert props[("test_nccl_busbw", "busbw")] == "180 GB/s (>= 300: FAIL)"
+    assert props[("test_gpus_visible", "gpus")] == "8 count (== 8: pass)"
+
+
+def test_all_passing_run_is_accepted(run_suite):
+    run = run_suite("def test_ok(evidence):\n    evidence.measure('busbw', 350, 'GB/s', threshold=300)\n")
+    assert run.summary["verdict"] == "ACCEPTED"
+    assert "ACCEPTED" in run.html and "NOT ACCEPTED" not in run.html
+
+
+def test_interrupted_run_still_writes_a_partial_report(run_suite):
+    run = run_suite(
+        "def test_first(evidence):\n    evidence.measure('gpus', 8, 'count')\n"
+        "def test_second():\n    raise KeyboardInterrupt\n"
+        "def test_third():\n    pass\n")
+    doc = run.summary
+    assert doc["interrupted"] is True
+    assert doc["verdict"] == "NOT ACCEPTED"
+    assert "the run was interrupted: this report is partial" in doc["verdict_reasons"]
+    assert doc["counts"]["not_run"] >= 1
+    assert "PARTIAL" in run.html
