@@ -36,24 +36,52 @@ class AwsNodeSeed:
 
 
 @dataclass
+class SubnetSeed:
+    zone: str
+    cidr: str
+    public: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SecurityGroupSeed:
+    name: str
+    description: str = ""
+    self_rule: bool = True          # all traffic to and from itself (what EFA needs)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class AwsSeed:
-    """What the simulated account holds, derived from a scenario (or written by hand in tests)."""
+    """What the simulated account holds, derived from a scenario (or written by hand in tests).
+
+    Empty lists get defaults: one private subnet per zone used, one `<cluster>-node` group with the
+    self rule, the role `KarpenterNodeRole-<cluster>`.
+    """
 
     cluster: str
     region: str
     nodes: list[AwsNodeSeed] = field(default_factory=list)
     zones: list[str] = field(default_factory=list)
-    node_role: str | None = None           # None: KarpenterNodeRole-<cluster>
+    subnets: list[SubnetSeed] = field(default_factory=list)
+    security_groups: list[SecurityGroupSeed] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)   # aws-* fault name -> params
+    discovery_tag_key: str = DISCOVERY_TAG
     vpc_cidr: str = "10.0.0.0/16"
 
-    @property
-    def role_name(self) -> str:
-        return self.node_role or f"KarpenterNodeRole-{self.cluster}"
-
     def all_zones(self) -> list[str]:
-        zones = list(dict.fromkeys([*self.zones, *(n.zone for n in self.nodes)]))
+        zones = list(dict.fromkeys([*self.zones, *(s.zone for s in self.subnets), *(n.zone for n in self.nodes)]))
         return zones or [f"{self.region}a", f"{self.region}b"]
+
+    def subnet_seeds(self) -> list[SubnetSeed]:
+        return self.subnets or [SubnetSeed(zone, f"10.0.{i * 16}.0/20") for i, zone in enumerate(self.all_zones())]
+
+    def group_seeds(self) -> list[SecurityGroupSeed]:
+        return self.security_groups or [SecurityGroupSeed(f"{self.cluster}-node", "EKS nodes (EFA-ready)")]
+
+    def role_names(self) -> list[str]:
+        return self.roles or [f"KarpenterNodeRole-{self.cluster}"]
 
 
 def _boto_config() -> Config:
@@ -68,9 +96,8 @@ class AwsSim:
         self.account_id = _next_account_id()
         self.instance_ids: dict[str, str] = {}   # node name -> instance id
         self.vpc_id = ""
-        self.subnet_ids: dict[str, str] = {}     # zone -> subnet id
-        self.node_sg_id = ""
-        self.efa_sg_id = ""
+        self.subnet_ids: dict[str, str] = {}     # zone -> subnet id (the first private one)
+        self.security_group_ids: dict[str, str] = {}   # group name -> id
         self.env: dict[str, str] = {}
         self._server: ThreadedMotoServer | None = None
         self._endpoint = ""
@@ -168,24 +195,39 @@ class AwsSim:
         faults = seed.faults
         hide = faults.get("aws-missing-discovery-tags")
         hidden = set() if hide is None else _missing_tag_targets(hide)
-        discovery = {DISCOVERY_TAG: seed.cluster}
+        drop = set() if "aws-sg-no-self-rule" not in faults else _fault_directions(faults["aws-sg-no-self-rule"])
+        discovery = {seed.discovery_tag_key: seed.cluster}
         self.vpc_id = ec2.create_vpc(
             CidrBlock=seed.vpc_cidr,
             TagSpecifications=[{"ResourceType": "vpc", "Tags": _tag_list({"Name": f"{seed.cluster}-vpc"})}],
         )["Vpc"]["VpcId"]
-        for index, zone in enumerate(seed.all_zones()):
-            tags = {"Name": f"{seed.cluster}-private-{zone}", "kubernetes.io/role/internal-elb": "1",
-                    **({} if "subnets" in hidden else discovery)}
-            self.subnet_ids[zone] = ec2.create_subnet(
-                VpcId=self.vpc_id, CidrBlock=f"10.0.{index * 16}.0/20", AvailabilityZone=zone,
+        first: dict[bool, dict[str, str]] = {True: {}, False: {}}   # public? -> zone -> first subnet id
+        for subnet in seed.subnet_seeds():
+            kind = "public" if subnet.public else "private"
+            tags = {"Name": f"{seed.cluster}-{kind}-{subnet.zone}",
+                    f"kubernetes.io/role/{'elb' if subnet.public else 'internal-elb'}": "1",
+                    **discovery, **subnet.tags}
+            if "subnets" in hidden:
+                tags.pop(seed.discovery_tag_key)
+            subnet_id = ec2.create_subnet(
+                VpcId=self.vpc_id, CidrBlock=subnet.cidr, AvailabilityZone=subnet.zone,
                 TagSpecifications=[{"ResourceType": "subnet", "Tags": _tag_list(tags)}],
             )["Subnet"]["SubnetId"]
-        sg_tags = {} if "security-groups" in hidden else discovery
-        self.node_sg_id = self._create_sg(ec2, f"{seed.cluster}-node", "EKS nodes", sg_tags)
-        self.efa_sg_id = self._create_sg(ec2, f"{seed.cluster}-efa",
-                                         "EFA: all traffic to and from itself", sg_tags)
-        self._seed_efa_rules(ec2, faults.get("aws-sg-no-self-rule"))
-        self._seed_role()
+            first[subnet.public].setdefault(subnet.zone, subnet_id)
+        self.subnet_ids = {**first[True], **first[False]}   # nodes go to private subnets when there are
+        for group in seed.group_seeds():
+            tags = {"Name": group.name, **discovery, **group.tags}
+            if "security-groups" in hidden:
+                tags.pop(seed.discovery_tag_key)
+            group_id = str(ec2.create_security_group(
+                GroupName=group.name, Description=group.description or group.name, VpcId=self.vpc_id,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": _tag_list(tags)}],
+            )["GroupId"])
+            self.security_group_ids[group.name] = group_id
+            if group.self_rule:
+                self._self_rules(ec2, group_id, drop)
+        for role in seed.role_names():
+            self._seed_role(role)
         for node in seed.nodes:
             instance_id, _ = self.launch_instance(
                 node.instance_type, node.zone,
@@ -195,38 +237,23 @@ class AwsSim:
         if "aws-no-efa-support" in faults:
             self._hide_efa(faults["aws-no-efa-support"])
 
-    def _create_sg(self, ec2: Any, name: str, description: str, tags: Mapping[str, str]) -> str:
-        return str(ec2.create_security_group(
-            GroupName=name, Description=description, VpcId=self.vpc_id,
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tag_list({"Name": name, **tags})}],
-        )["GroupId"])
-
-    def _seed_efa_rules(self, ec2: Any, fault: dict[str, Any] | None) -> None:
-        """Self-referencing all-traffic rules on the EFA group; the default 0.0.0.0/0 egress is dropped."""
-        sg = self.efa_sg_id
-        everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
-        ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=everything)
-        itself = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg}]}]
-        drop = set() if fault is None else _fault_directions(fault)
+    def _self_rules(self, ec2: Any, group_id: str, drop: set[str]) -> None:
+        """Inbound and outbound 'All traffic' to/from the group itself (minus the faulted directions)."""
+        itself = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]}]
         if "ingress" not in drop:
-            ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=itself)
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=itself)
         if "egress" not in drop:
-            ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=itself)
-        # the usual node group rule: kubelet and webhooks from inside the VPC
-        ec2.authorize_security_group_ingress(GroupId=self.node_sg_id, IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 10250, "ToPort": 10250,
-             "IpRanges": [{"CidrIp": self.seed.vpc_cidr}]}])
+            ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=itself)
 
-    def _seed_role(self) -> None:
-        iam = self.client("iam")
+    def _seed_role(self, role: str) -> None:
         trust = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
                  '{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
-        iam.create_role(RoleName=self.seed.role_name, AssumeRolePolicyDocument=trust,
-                        Tags=[{"Key": DISCOVERY_TAG, "Value": self.seed.cluster}])
         # (AWS managed policies are not attached: moto only knows them with MOTO_LOAD_AWS_MANAGED_POLICIES)
+        self.client("iam").create_role(RoleName=role, AssumeRolePolicyDocument=trust,
+                                       Tags=[{"Key": self.seed.discovery_tag_key, "Value": self.seed.cluster}])
 
     def _sgs_for(self) -> list[str]:
-        return [self.node_sg_id, self.efa_sg_id]
+        return list(self.security_group_ids.values())
 
     def _hide_efa(self, params: Mapping[str, Any]) -> None:
         """Make this account's DescribeInstanceTypes report EfaSupported=false for some types.
@@ -318,9 +345,26 @@ def start_aws(scenario: Any) -> AwsSim | None:
 
 
 def seed_from_scenario(scenario: Any) -> AwsSeed | None:
-    """Read the parts of a Scenario that the AWS account mirrors (placeholder until scenario.py lands)."""
-    aws = getattr(scenario, "aws", None)
-    if aws is None or getattr(aws, "enabled", True) is False:
+    """The AwsSeed of a `sim.scenario.Scenario`; None when its `aws:` section is not enabled."""
+    aws = scenario.aws
+    if not aws.enabled:
         return None
-    raise AwsSimError("seed_from_scenario: sim/scenario.py has not landed yet")
-
+    cluster = aws.cluster_name or scenario.cluster.name
+    roles = [nc.manifest(scenario.cluster)["spec"]["role"] for nc in scenario.nodeclasses]
+    if aws.node_role:
+        roles.append(aws.node_role)
+    faults: dict[str, dict[str, Any]] = {}
+    for fault in scenario.faults:
+        if fault.kind.startswith("aws-"):
+            if fault.kind not in AWS_FAULTS:
+                raise AwsSimError(f"unknown AWS fault {fault.kind!r}; known: {', '.join(AWS_FAULTS)}")
+            faults[fault.kind] = dict(fault.params)
+    return AwsSeed(
+        cluster=cluster, region=aws.region or scenario.cluster.region,
+        nodes=[AwsNodeSeed(n.name, n.group.instance_type, n.zone, n.nodepool) for n in scenario.expand_nodes()],
+        zones=list(scenario.cluster.zones),
+        subnets=[SubnetSeed(s.zone, s.cidr, s.public, dict(s.tags)) for s in aws.subnets],
+        security_groups=[SecurityGroupSeed(g.name, g.description, g.self_rule, dict(g.tags))
+                         for g in aws.security_groups],
+        roles=list(dict.fromkeys(roles)), faults=faults, discovery_tag_key=aws.discovery_tag_key,
+        vpc_cidr=aws.vpc_cidr)

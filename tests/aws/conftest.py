@@ -8,7 +8,7 @@ import pytest
 from pytest_gpucluster import retry
 from pytest_gpucluster.aws.checks import NodeRef
 from pytest_gpucluster.aws.session import AwsSession, open_session
-from pytest_gpucluster.sim.aws import AwsNodeSeed, AwsSeed, AwsSim, start_aws
+from pytest_gpucluster.sim.aws import AwsNodeSeed, AwsSeed, AwsSim, SecurityGroupSeed, start_aws
 
 CLUSTER = "gpu-sim"
 REGION = "us-west-2"
@@ -17,7 +17,10 @@ EXPECTED_EFA = {"p5.48xlarge": 32, "p4d.24xlarge": 4, "m5.large": 0}
 
 
 def make_seed(faults: dict[str, dict] | None = None) -> AwsSeed:
-    return AwsSeed(cluster=CLUSTER, region=REGION, faults=faults or {}, nodes=[
+    return AwsSeed(cluster=CLUSTER, region=REGION, faults=faults or {}, security_groups=[
+        SecurityGroupSeed(f"{CLUSTER}-node", "EKS nodes", self_rule=False),
+        SecurityGroupSeed(f"{CLUSTER}-efa", "EFA: all traffic to and from itself", self_rule=True),
+    ], nodes=[
         AwsNodeSeed("gpu-p5-0", "p5.48xlarge", "us-west-2a", nodepool="gpu"),
         AwsNodeSeed("gpu-p5-1", "p5.48xlarge", "us-west-2a", nodepool="gpu"),
         AwsNodeSeed("gpu-p4d-0", "p4d.24xlarge", "us-west-2b", nodepool="gpu"),

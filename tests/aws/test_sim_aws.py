@@ -5,7 +5,8 @@ from typing import Callable
 
 import pytest
 
-from pytest_gpucluster.sim.aws import DISCOVERY_TAG, AwsSeed, AwsSim, AwsSimError, start_aws
+from pytest_gpucluster.sim.aws import DISCOVERY_TAG, AwsSeed, AwsSim, AwsSimError, seed_from_scenario, start_aws
+from pytest_gpucluster.sim.scenario import load_scenario
 
 from .conftest import CLUSTER, REGION, make_seed
 
@@ -13,6 +14,14 @@ from .conftest import CLUSTER, REGION, make_seed
 def _instances(sim: AwsSim) -> dict[str, dict]:
     pages = sim.client("ec2").describe_instances()["Reservations"]
     return {i["InstanceId"]: i for r in pages for i in r["Instances"]}
+
+
+def _efa_group(sim: AwsSim) -> str:
+    return sim.security_group_ids[f"{CLUSTER}-efa"]
+
+
+def _self_pairs(group: dict, direction: str) -> list[tuple[str, str]]:
+    return [(p["IpProtocol"], g["GroupId"]) for p in group[direction] for g in p.get("UserIdGroupPairs", [])]
 
 
 def _tags(obj: dict) -> dict[str, str]:
@@ -41,14 +50,13 @@ def test_subnets_and_security_groups_carry_the_discovery_tag(healthy: AwsSim) ->
     subnets = ec2.describe_subnets(Filters=[{"Name": f"tag:{DISCOVERY_TAG}", "Values": [CLUSTER]}])["Subnets"]
     assert {s["AvailabilityZone"] for s in subnets} == {"us-west-2a", "us-west-2b"}
     groups = ec2.describe_security_groups(Filters=[{"Name": f"tag:{DISCOVERY_TAG}", "Values": [CLUSTER]}])
-    assert {g["GroupId"] for g in groups["SecurityGroups"]} == {healthy.node_sg_id, healthy.efa_sg_id}
+    assert {g["GroupId"] for g in groups["SecurityGroups"]} == set(healthy.security_group_ids.values())
 
 
 def test_efa_group_allows_all_traffic_to_and_from_itself(healthy: AwsSim) -> None:
-    group = healthy.client("ec2").describe_security_groups(GroupIds=[healthy.efa_sg_id])["SecurityGroups"][0]
+    group = healthy.client("ec2").describe_security_groups(GroupIds=[_efa_group(healthy)])["SecurityGroups"][0]
     for direction in ("IpPermissions", "IpPermissionsEgress"):
-        assert [(p["IpProtocol"], [g["GroupId"] for g in p["UserIdGroupPairs"]]) for p in group[direction]] == \
-            [("-1", [healthy.efa_sg_id])]
+        assert _self_pairs(group, direction) == [("-1", _efa_group(healthy))]
 
 
 def test_node_role_exists(healthy: AwsSim) -> None:
@@ -76,7 +84,7 @@ def test_launch_instance_for_karpenter() -> None:
         inst = _instances(sim)[instance_id]
         assert inst["InstanceType"] == "p5.48xlarge" and launched.tzinfo is not None
         assert _tags(inst)["karpenter.sh/nodepool"] == "gpu"
-        assert {g["GroupId"] for g in inst["SecurityGroups"]} == {sim.node_sg_id, sim.efa_sg_id}
+        assert {g["GroupId"] for g in inst["SecurityGroups"]} == set(sim.security_group_ids.values())
         with pytest.raises(AwsSimError, match="no simulated subnet in zone"):
             sim.launch_instance("p5.48xlarge", "eu-west-1a")
     finally:
@@ -85,8 +93,8 @@ def test_launch_instance_for_karpenter() -> None:
 
 def test_fault_sg_no_self_rule_removes_both_rules(start_sim: Callable[..., AwsSim]) -> None:
     sim = start_sim({"aws-sg-no-self-rule": {}})
-    group = sim.client("ec2").describe_security_groups(GroupIds=[sim.efa_sg_id])["SecurityGroups"][0]
-    assert group["IpPermissions"] == [] and group["IpPermissionsEgress"] == []
+    group = sim.client("ec2").describe_security_groups(GroupIds=[_efa_group(sim)])["SecurityGroups"][0]
+    assert _self_pairs(group, "IpPermissions") == [] and _self_pairs(group, "IpPermissionsEgress") == []
 
 
 def test_fault_no_efa_support_hides_efa_for_this_account_only(start_sim: Callable[..., AwsSim],
@@ -110,3 +118,14 @@ def test_fault_missing_discovery_tags(start_sim: Callable[..., AwsSim]) -> None:
 def test_bad_fault_params_are_rejected() -> None:
     with pytest.raises(AwsSimError, match="direction must be ingress, egress or both"):
         start_aws(AwsSeed(cluster="bad", region=REGION, faults={"aws-sg-no-self-rule": {"direction": "up"}}))
+
+
+@pytest.mark.parametrize("name", ["healthy", "aws-sg-no-self-rule", "aws-missing-discovery-tags"])
+def test_seed_from_shipped_scenarios(name: str) -> None:
+    scenario = load_scenario(name)
+    seed = seed_from_scenario(scenario)
+    assert seed is not None
+    assert [n.name for n in seed.nodes] == [n.name for n in scenario.expand_nodes()]
+    assert seed.role_names() == [f"KarpenterNodeRole-{scenario.cluster.name}"]
+    assert [g.name for g in seed.group_seeds()] == [g.name for g in scenario.aws.security_groups]
+    assert set(seed.faults) == {f.kind for f in scenario.faults if f.kind.startswith("aws-")}
