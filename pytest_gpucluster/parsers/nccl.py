@@ -178,7 +178,7 @@ def parse_nccl(text: str) -> NcclResult:
     """Parse nccl-tests stdout (any version, any launcher prefix) or its `-J` JSON file, plus
     NCCL_DEBUG lines. Raises ParseError for text that holds none of these."""
     stripped = text.lstrip()
-    if stripped.startswith("{") and '"results"' in text:
+    if stripped.startswith("{"):  # nccl-tests text never starts with a brace
         from .nccl_json import parse_nccl_json
         return parse_nccl_json(text)
     lines = split_lines(text)
