@@ -11,7 +11,7 @@ import pytest
 
 from pytest_gpucluster import __version__
 from pytest_gpucluster.report import html as html_parts
-from pytest_gpucluster.report.runinfo import new_run_id, run_info
+from pytest_gpucluster.report.runinfo import get_run, new_run_id, run_info
 from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_summary, write_summary
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
@@ -123,19 +123,17 @@ class ReportCollector:
 
     def _upload(self, session: pytest.Session) -> None:
         from pytest_gpucluster.aws.errors import AwsCallFailed, AwsUnavailable
+        from pytest_gpucluster.aws.s3 import S3UrlError, upload_folder
 
-        url = self.state.upload_url.rstrip("/") + "/" + self.state.report_dir.name  # type: ignore[union-attr]
+        folder, url = self.state.report_dir, self.state.upload_url
+        assert folder is not None and url is not None
+        sim = getattr(get_run(self.config), "sim", None)
+        env = getattr(sim, "aws_env", None) or None  # the simulated cluster's moto endpoint, if any
         try:
-            from pytest_gpucluster.aws.s3 import upload_folder
-
-            self.state.uploaded = list(upload_folder(self.state.report_dir, url))
-        except ImportError as exc:
-            self.state.upload_error = f"upload support is not installed ({exc})"
-        except (AwsUnavailable, AwsCallFailed, OSError) as exc:
-            self.state.upload_error = str(exc)
-        if self.state.upload_error:
-            self.state.upload_error = (f"upload of {self.state.report_dir} to {url} failed: "
-                                       f"{self.state.upload_error}; the report is still on local disk")
+            self.state.uploaded = list(upload_folder(folder, url, env=env))
+        except (AwsUnavailable, AwsCallFailed, S3UrlError, OSError) as exc:
+            self.state.upload_error = (f"upload of {folder} to {url} failed: {exc}; "
+                                       "the report is still on local disk")
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # a nightly job must notice lost reports
 
@@ -153,7 +151,8 @@ class ReportCollector:
         if self.state.summary_path is not None:
             tr.write_line(f"summary: {self.state.summary_path}")
         if self.state.uploaded:
-            tr.write_line(f"uploaded {len(self.state.uploaded)} file(s) to {self.state.upload_url}")
+            dest = f"{str(self.state.upload_url).rstrip('/')}/{self.state.report_dir.name}/"  # type: ignore[union-attr]
+            tr.write_line(f"uploaded {len(self.state.uploaded)} file(s) to {dest}")
         if self.state.upload_error:
             tr.write_line(f"ERROR: {self.state.upload_error}", red=True)
 

@@ -42,7 +42,5 @@ def no_report(config: pytest.Config) -> bool:
 
 
 def _get(config: pytest.Config, dest: str) -> Any:
-    try:
-        return config.getoption(dest)
-    except ValueError:  # options not registered: plugin.py did not call add_report_options
-        return None
+    # default=None: the options are absent when plugin.py did not call add_report_options
+    return config.getoption(dest, default=None)

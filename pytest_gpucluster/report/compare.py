@@ -1,0 +1,138 @@
+"""`gpucluster compare OLD.json NEW.json`: regressions between two summary.json files, for nightly trend gates."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from pytest_gpucluster.report.summary import SummaryError, load_summary
+
+# Units that say which direction is better; other measurements are only compared via their checks.
+_BANDWIDTH = re.compile(r"(?:[kMGT]?B|[kMGT]?bit|[kMGT]?b)/s$|[kMGT]?bps$", re.IGNORECASE)
+_DURATION = {"s", "sec", "seconds", "ms", "us", "µs", "min", "minutes"}
+_BAD = {"failed", "error"}
+
+
+@dataclass
+class Regression:
+    kind: str      # "bandwidth" | "duration" | "flipped" | "disappeared"
+    check: str
+    what: str
+    old: str
+    new: str
+    change: str
+
+
+def check_key(check: dict[str, Any]) -> str:
+    """Identity of a check across nights: node names change (Karpenter), instance types do not.
+
+    `test_x[ip-10-0-3-17/p5.48xlarge]` -> `test_x[*/p5.48xlarge]`; checks on several nodes of the same
+    instance type fold into one key, judged by their worst node.
+    """
+    nodeid, node = check["nodeid"], check.get("node")
+    return nodeid.replace(node, "*") if node else nodeid
+
+
+def _fold(doc: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[str, str], tuple[float, str]]]:
+    """Outcome per check key (worst wins) and per (key, measurement) the worst value with its unit."""
+    outcomes: dict[str, str] = {}
+    values: dict[tuple[str, str], tuple[float, str]] = {}
+    rank = {"error": 0, "failed": 1, "xpassed": 2, "skipped": 3, "xfailed": 4, "passed": 5}
+    for check in doc["checks"]:
+        key = check_key(check)
+        outcome = check["outcome"]
+        if key not in outcomes or rank.get(outcome, 0) < rank.get(outcomes[key], 0):
+            outcomes[key] = outcome
+        for m in check.get("measurements", []):
+            unit = str(m.get("unit", ""))
+            direction = _direction(unit)
+            if direction is None or not isinstance(m.get("value"), (int, float)):
+                continue
+            mkey = (key, str(m["name"]))
+            value = float(m["value"])
+            if mkey not in values:
+                values[mkey] = (value, unit)
+            else:
+                worst = min if direction == "higher" else max
+                values[mkey] = (worst(values[mkey][0], value), unit)
+    return outcomes, values
+
+
+def _direction(unit: str) -> str | None:
+    if _BANDWIDTH.search(unit.strip()):
+        return "higher"
+    if unit.strip() in _DURATION:
+        return "lower"
+    return None
+
+
+def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: float = 5.0,
+            duration_rise_pct: float = 20.0) -> list[Regression]:
+    """Regressions of NEW against OLD: bandwidth down, durations (e.g. provisioning phases) up,
+    checks that went from passing to failing, checks that disappeared."""
+    old_out, old_vals = _fold(old)
+    new_out, new_vals = _fold(new)
+    found: list[Regression] = []
+    for key, outcome in old_out.items():
+        if key not in new_out:
+            found.append(Regression("disappeared", key, "check", outcome, "absent", "not run any more"))
+        elif outcome not in _BAD and new_out[key] in _BAD:
+            found.append(Regression("flipped", key, "outcome", outcome, new_out[key], f"{outcome} -> {new_out[key]}"))
+    for mkey, (old_v, unit) in sorted(old_vals.items()):
+        if mkey not in new_vals or mkey[0] not in new_out:
+            continue
+        new_v = new_vals[mkey][0]
+        if old_v == 0:
+            continue
+        pct = (new_v - old_v) / abs(old_v) * 100.0
+        if _direction(unit) == "higher" and -pct > bandwidth_drop_pct:
+            found.append(Regression("bandwidth", mkey[0], mkey[1], f"{old_v:.4g} {unit}", f"{new_v:.4g} {unit}",
+                                    f"{pct:+.1f}% (limit -{bandwidth_drop_pct:g}%)"))
+        elif _direction(unit) == "lower" and pct > duration_rise_pct:
+            found.append(Regression("duration", mkey[0], mkey[1], f"{old_v:.4g} {unit}", f"{new_v:.4g} {unit}",
+                                    f"{pct:+.1f}% (limit +{duration_rise_pct:g}%)"))
+    return found
+
+
+def format_table(rows: list[Regression]) -> str:
+    headers = ("kind", "check", "what", "old", "new", "change")
+    cells = [headers] + [(r.kind, r.check, r.what, r.old, r.new, r.change) for r in rows]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("old", metavar="OLD.json", help="summary.json of the reference run (e.g. last night)")
+    parser.add_argument("new", metavar="NEW.json", help="summary.json of the run to judge")
+    parser.add_argument("--bandwidth-drop", type=float, default=5.0, metavar="PCT",
+                        help="flag a bandwidth measurement (GB/s, Gbps, ...) that fell by more than PCT%% (default 5)")
+    parser.add_argument("--duration-rise", type=float, default=20.0, metavar="PCT",
+                        help="flag a duration (s, ms; e.g. a Karpenter provisioning phase) that grew by more "
+                             "than PCT%% (default 20)")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Exit 0: no regression; 1: regressions (table printed); 2: unreadable or invalid input."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    for flag, value in (("--bandwidth-drop", args.bandwidth_drop), ("--duration-rise", args.duration_rise)):
+        if value < 0:
+            print(f"gpucluster compare: {flag} must be a percentage >= 0, given {value:g}", file=err)
+            return 2
+    try:
+        old, new = load_summary(args.old), load_summary(args.new)
+    except SummaryError as exc:
+        print(f"gpucluster compare: {exc}", file=err)
+        return 2
+    rows = compare(old, new, bandwidth_drop_pct=args.bandwidth_drop, duration_rise_pct=args.duration_rise)
+    label = f"{old['run_id']} ({old['verdict']}) -> {new['run_id']} ({new['verdict']})"
+    if not rows:
+        print(f"no regressions: {label}", file=out)
+        return 0
+    print(f"{len(rows)} regression(s): {label}\n", file=out)
+    print(format_table(rows), file=out)
+    return 1
