@@ -1,0 +1,98 @@
+"""The fixtures suites use (cluster, inventory, gpu_profile, run_probe, run_fleet) and node parametrization."""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import pytest
+
+from .kube import errors, kubeconfig
+from .kube.client import Cluster
+from .kube.discovery import Inventory, NodeInfo
+from .kube.probes import ProbeContext, ProbeResult, ProbeSpec
+from .profile import Profile
+from .run import RUN_KEY, Run
+
+NODE_PARAMS: dict[str, tuple[str, str]] = {
+    # fixture name -> (Inventory attribute, words for the skip reason)
+    "gpu_node": ("gpu_nodes", "GPU nodes"),
+    "efa_node": ("efa_nodes", "EFA nodes"),
+    "cpu_node": ("cpu_nodes", "CPU-only nodes"),
+}
+
+
+def _run(config: pytest.Config) -> Run:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise pytest.UsageError("pytest-gpucluster fixtures need the gpucluster plugin (is it disabled with -p no:?)")
+    return run
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize gpu_node / efa_node / cpu_node over the inventory, ids `name/instance-type`."""
+    wanted = [name for name in NODE_PARAMS if name in metafunc.fixturenames]
+    if not wanted:
+        return
+    run = _run(metafunc.config)
+    try:
+        inventory = run.discover_inventory()
+    except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
+        pytest.fail(f"gpucluster: cannot list nodes to parametrize {metafunc.function.__name__}: {exc}",
+                    pytrace=False)
+    for name in wanted:
+        attr, words = NODE_PARAMS[name]
+        nodes: list[NodeInfo] = getattr(inventory, attr)
+        if nodes:
+            metafunc.parametrize(name, nodes, ids=[n.id for n in nodes])
+        else:
+            scope = f" matching {inventory.selector!r}" if inventory.selector else ""
+            reason = f"no {words}{scope} in the cluster ({len(inventory.all_nodes)} nodes discovered)"
+            metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+                                 ids=[f"no-{name.replace('_node', '')}-nodes"])
+
+
+@pytest.fixture(scope="session")
+def gpucluster_run(pytestconfig: pytest.Config) -> Run:
+    """The per-run state (run id, namespace, options, profile)."""
+    return _run(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(gpucluster_run: Run) -> Cluster:
+    """The connected cluster (starts the simulated one with --sim). Fails fast with the connection error."""
+    try:
+        return gpucluster_run.connect()
+    except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
+        pytest.fail(f"gpucluster: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def inventory(gpucluster_run: Run, cluster: Cluster) -> Inventory:
+    """GPU, EFA and CPU-only nodes (after --gpucluster-nodes / --gpucluster-sample)."""
+    return gpucluster_run.discover_inventory()
+
+
+@pytest.fixture(scope="session")
+def gpu_profile(gpucluster_run: Run) -> Profile:
+    """The effective acceptance profile; `.for_instance(itype)` is None for unknown instance types."""
+    return gpucluster_run.profile
+
+
+@pytest.fixture(scope="session")
+def probe_context(gpucluster_run: Run, cluster: Cluster) -> ProbeContext:
+    """Where probes go and how they are labelled (namespace, run id, default image, timeout, tolerations)."""
+    return gpucluster_run.probe_context()
+
+
+@pytest.fixture
+def run_probe(gpucluster_run: Run, cluster: Cluster) -> Callable[[ProbeSpec], ProbeResult]:
+    """Factory: run_probe(ProbeSpec(...)) -> ProbeResult, after the pod finished (or its deadline passed)."""
+    return gpucluster_run.run_probe
+
+
+@pytest.fixture(scope="session")
+def run_fleet(gpucluster_run: Run,
+              cluster: Cluster) -> Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]:
+    """Factory: run_fleet(key, {node: ProbeSpec}) -> {node: ProbeResult}; cached per key for the session."""
+    def fleet(key: str, specs: Mapping[str, ProbeSpec]) -> dict[str, ProbeResult]:
+        return gpucluster_run.run_fleet(key, dict(specs))
+    return fleet

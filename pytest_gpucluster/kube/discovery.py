@@ -1,0 +1,159 @@
+"""Node discovery: the Inventory of GPU, EFA and CPU-only nodes, node selection and deterministic sampling."""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .client import Cluster
+from .probes import EFA_RESOURCE, GPU_RESOURCE
+
+INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+GFD_PRESENT = "nvidia.com/gpu.present"
+GPU_COUNT_LABELS = ("karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/instance-gpu-count",
+                    "nvidia.com/gpu.count")
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+
+
+class HardwareProfile(Protocol):
+    """What discovery needs from the acceptance profile (duck-typed to keep kube/ free of profile.py)."""
+
+    def for_instance(self, instance_type: str) -> Any: ...
+
+
+def _quantity(value: Any) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    instance_type: str
+    labels: dict[str, str]
+    taints: list[dict]
+    allocatable: dict[str, str]
+    capacity: dict[str, str]
+    gpus_allocatable: int
+    efa_allocatable: int
+    nodepool: str | None
+    provider_id: str | None
+    conditions: dict[str, str]
+    ready: bool
+    unschedulable: bool = False
+    zone: str | None = None
+    nodegroup: str | None = None
+    expected_gpus: int = 0            # from the profile (0 when the instance type is unknown to it)
+    expected_efa: int = 0
+
+    @property
+    def id(self) -> str:
+        """Test id: `ip-10-0-3-17/p5.48xlarge`."""
+        return f"{self.name}/{self.instance_type}"
+
+    @classmethod
+    def from_node(cls, node: dict, profile: HardwareProfile | None = None) -> "NodeInfo":
+        meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+        labels = dict(meta.get("labels") or {})
+        itype = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), "unknown")
+        conditions = {c.get("type", ""): c.get("status", "") for c in status.get("conditions") or []}
+        inst = profile.for_instance(itype) if profile is not None else None
+        return cls(
+            name=meta.get("name", ""), instance_type=itype, labels=labels, taints=list(spec.get("taints") or []),
+            allocatable=dict(status.get("allocatable") or {}), capacity=dict(status.get("capacity") or {}),
+            gpus_allocatable=_quantity((status.get("allocatable") or {}).get(GPU_RESOURCE)),
+            efa_allocatable=_quantity((status.get("allocatable") or {}).get(EFA_RESOURCE)),
+            nodepool=labels.get(NODEPOOL_LABEL), provider_id=spec.get("providerID"), conditions=conditions,
+            ready=conditions.get("Ready") == "True", unschedulable=bool(spec.get("unschedulable")),
+            zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
+            expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0))
+
+    @property
+    def is_gpu(self) -> bool:
+        if self.gpus_allocatable > 0 or _quantity(self.capacity.get(GPU_RESOURCE)) > 0:
+            return True
+        if self.labels.get(GFD_PRESENT) == "true" or self.expected_gpus > 0:
+            return True
+        return any(_quantity(self.labels.get(k)) > 0 for k in GPU_COUNT_LABELS)
+
+    @property
+    def is_efa(self) -> bool:
+        return (self.efa_allocatable > 0 or _quantity(self.capacity.get(EFA_RESOURCE)) > 0
+                or self.expected_efa > 0)
+
+
+def sample_nodes(nodes: list[NodeInfo], per_type: int | None) -> list[NodeInfo]:
+    """Deterministic sample: per instance type, the first N nodes ordered by sha256(name)."""
+    if not per_type:
+        return sorted(nodes, key=lambda n: n.name)
+    groups: dict[str, list[NodeInfo]] = defaultdict(list)
+    for node in nodes:
+        groups[node.instance_type].append(node)
+    chosen: list[NodeInfo] = []
+    for itype in sorted(groups):
+        ranked = sorted(groups[itype], key=lambda n: hashlib.sha256(n.name.encode()).hexdigest())
+        chosen.extend(ranked[:per_type])
+    return sorted(chosen, key=lambda n: n.name)
+
+
+@dataclass
+class Inventory:
+    """All nodes, classified; `gpu_nodes`/`efa_nodes`/`cpu_nodes` are after selection and sampling."""
+
+    all_nodes: list[NodeInfo]
+    gpu_nodes: list[NodeInfo]
+    efa_nodes: list[NodeInfo]
+    cpu_nodes: list[NodeInfo]
+    selector: str | None = None
+    sample: int | None = None
+    unknown_instance_types: list[str] = field(default_factory=list)
+    total_gpu_nodes: int = 0
+    total_efa_nodes: int = 0
+
+    @property
+    def by_name(self) -> dict[str, NodeInfo]:
+        return {n.name: n for n in self.all_nodes}
+
+    def summary_lines(self) -> list[str]:
+        """Report-header lines: what was covered and what was not."""
+        def types(nodes: list[NodeInfo]) -> str:
+            counts = Counter(n.instance_type for n in nodes)
+            return ", ".join(f"{t} x{c}" for t, c in sorted(counts.items())) or "none"
+
+        lines = [f"nodes: {len(self.all_nodes)} total; GPU {self.total_gpu_nodes} ({types([n for n in self.all_nodes if n.is_gpu])}); "
+                 f"EFA {self.total_efa_nodes}; CPU-only {len([n for n in self.all_nodes if not n.is_gpu])}"]
+        if self.selector or self.sample:
+            how = " and ".join(x for x in (f"selector {self.selector!r}" if self.selector else "",
+                                           f"sample {self.sample} per instance type" if self.sample else "") if x)
+            lines.append(f"covered {len(self.gpu_nodes)} of {self.total_gpu_nodes} GPU nodes ({how}): "
+                         f"{', '.join(n.id for n in self.gpu_nodes[:20])}{' ...' if len(self.gpu_nodes) > 20 else ''}")
+        if self.unknown_instance_types:
+            lines.append("instance types not in the profile (checked without hardware expectations): "
+                         + ", ".join(self.unknown_instance_types))
+        return lines
+
+
+def discover(cluster: Cluster, profile: HardwareProfile | None = None, *, selector: str | None = None,
+             sample: int | None = None) -> Inventory:
+    """One node list (plus one selected list when a selector is given) -> Inventory."""
+    everything = [NodeInfo.from_node(n, profile) for n in cluster.items("nodes")]
+    if selector:
+        wanted = {n["metadata"]["name"] for n in cluster.items("nodes", label_selector=selector)}
+        selected = [n for n in everything if n.name in wanted]
+    else:
+        selected = everything
+    gpu_all = [n for n in everything if n.is_gpu]
+    efa_all = [n for n in everything if n.is_efa]
+    unknown = sorted({n.instance_type for n in gpu_all
+                      if profile is not None and profile.for_instance(n.instance_type) is None})
+    return Inventory(
+        all_nodes=sorted(everything, key=lambda n: n.name),
+        gpu_nodes=sample_nodes([n for n in selected if n.is_gpu], sample),
+        efa_nodes=sample_nodes([n for n in selected if n.is_efa], sample),
+        cpu_nodes=sample_nodes([n for n in selected if not n.is_gpu], sample),
+        selector=selector, sample=sample, unknown_instance_types=unknown,
+        total_gpu_nodes=len(gpu_all), total_efa_nodes=len(efa_all))

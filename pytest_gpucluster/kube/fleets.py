@@ -1,0 +1,142 @@
+"""Probe fleets: create many probe pods with a bounded pool, wait on all of them with ONE watch, collect results."""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Mapping
+
+from . import errors, probes
+from .client import Cluster
+from .progress import QUIET, ProgressFactory
+from .watching import Watcher, WatchState
+
+CREATE_CONCURRENCY = 16
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
+
+
+def fleet_label(key: str, run_id: str) -> str:
+    slug = probes.label_value(key.lower())[:40].strip("-_.")
+    return f"{slug}-{hashlib.sha256(f'{run_id}/{key}'.encode()).hexdigest()[:8]}"
+
+
+def _display_phase(pod: dict) -> str:
+    _, reason, _ = probes.classify(pod)
+    if reason in probes.IMAGE_PULL_ERRORS or reason in probes.CONTAINER_CONFIG_ERRORS:
+        return str(reason)
+    waiting = probes.container_state(pod).get("waiting") or {}
+    if waiting.get("reason") in ("ContainerCreating", "PodInitializing"):
+        return "ContainerCreating"
+    if probes.pending_reason(pod):
+        return "Unschedulable"
+    return str(pod.get("status", {}).get("phase") or "Pending")
+
+
+class FleetRunner:
+    """Runs one fleet of probes. Requests: N creates + N logs + 1 event list + ~1 watch per 20 s."""
+
+    def __init__(self, cluster: Cluster, ctx: probes.ProbeContext, *, progress: ProgressFactory = QUIET,
+                 concurrency: int = CREATE_CONCURRENCY) -> None:
+        self.cluster, self.ctx, self.progress, self.concurrency = cluster, ctx, progress, concurrency
+
+    def run(self, key: str, specs: Mapping[str, probes.ProbeSpec]) -> dict[str, probes.ProbeResult]:
+        if not specs:
+            return {}
+        fleet = fleet_label(key, self.ctx.run_id)
+        names = {node: probes.pod_name(spec.name, f"{key}/{node}", self.ctx.run_id) for node, spec in specs.items()}
+        manifests = {node: probes.render(spec, self.ctx, name=names[node], fleet=fleet)
+                     for node, spec in specs.items()}
+        by_pod = {names[node]: node for node in specs}
+        create_errors = self._create_all(manifests)
+        timeout = max((s.timeout_s or self.ctx.timeout_s) for s in specs.values())
+        purposes = sorted({s.name for s in specs.values()})
+        what = f"{len(specs)} probe pod{'s' if len(specs) != 1 else ''} ({', '.join(purposes)})"
+        state = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what)
+        return self._collect(state, by_pod, create_errors)
+
+    def _create_all(self, manifests: dict[str, dict]) -> dict[str, str]:
+        """Create every pod (idempotent: deterministic names). Invalid manifests become per-node failures;
+        permission, credential and connectivity errors stop the fleet."""
+        failures: dict[str, str] = {}
+
+        def create(node: str) -> tuple[str, str | None]:
+            try:
+                self.cluster.create("pods", manifests[node], self.ctx.namespace)
+            except errors.Invalid as exc:
+                return node, str(exc)
+            return node, None
+
+        workers = max(1, min(self.concurrency, len(manifests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpucluster-create") as pool:
+            for node, failure in pool.map(create, list(manifests)):   # re-raises the first real error
+                if failure:
+                    failures[node] = failure
+        return failures
+
+    def _wait(self, fleet: str, pods: set[str], timeout_s: float, what: str) -> WatchState:
+        watcher = Watcher(self.cluster, "pods", self.ctx.namespace,
+                          label_selector=f"{probes.RUN_LABEL}={self.ctx.run_id},{probes.FLEET_LABEL}={fleet}")
+        if not pods:
+            return watcher.state
+        with self.progress(what) as bar:
+            def on_event(_etype: str, _obj: dict, state: WatchState) -> bool:
+                current = {n: o for n, o in state.by_name().items() if n in pods}
+                bar.update(Counter(_display_phase(o) for o in current.values()))
+                return len(current) == len(pods) and all(probes.classify(o)[0] for o in current.values())
+
+            watcher.run(on_event, deadline=time.monotonic() + timeout_s,
+                        on_idle=lambda: bar.update(bar.counts))
+        return watcher.state
+
+    def _collect(self, state: WatchState, by_pod: dict[str, str],
+                 create_errors: dict[str, str]) -> dict[str, probes.ProbeResult]:
+        seen = state.by_name()
+        events_by_pod: dict[str, list[dict]] = {}
+        for ev in self.cluster.items("events", self.ctx.namespace):
+            involved = ev.get("involvedObject", {})
+            if involved.get("kind") == "Pod" and involved.get("name") in by_pod:
+                events_by_pod.setdefault(involved["name"], []).append(ev)
+
+        def one(pod_name: str) -> tuple[str, probes.ProbeResult]:
+            node = by_pod[pod_name]
+            if node in create_errors:
+                return node, probes.ProbeResult(pod=pod_name, node=None, phase="NotCreated", exit_code=None,
+                                                reason="Invalid", logs="", message=create_errors[node],
+                                                namespace=self.ctx.namespace)
+            pod = seen.get(pod_name) or self.cluster.get_or_none("pods", pod_name, self.ctx.namespace)
+            if pod is None:
+                return node, probes.ProbeResult(pod=pod_name, node=None, phase="Missing", exit_code=None,
+                                                reason="Deleted", logs="", namespace=self.ctx.namespace,
+                                                message="the pod disappeared before it finished")
+            terminal = probes.classify(pod)[0]
+            logs = self._logs(pod) if self._has_run(pod) else ""
+            result = probes.result_from_pod(pod, logs, events_by_pod.get(pod_name, []), timed_out=not terminal)
+            if (not terminal or pod.get("status", {}).get("phase") == "Pending") and not self.ctx.keep:
+                self.cluster.delete("pods", pod_name, self.ctx.namespace, grace_seconds=0)
+            return node, result
+
+        workers = max(1, min(self.concurrency, len(by_pod)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpucluster-collect") as pool:
+            return dict(pool.map(one, list(by_pod)))
+
+    @staticmethod
+    def _has_run(pod: dict) -> bool:
+        state = probes.container_state(pod)
+        return bool(state.get("running") or state.get("terminated"))
+
+    def _logs(self, pod: dict) -> str:
+        try:
+            return self.cluster.logs(pod["metadata"]["name"], self.ctx.namespace, limit_bytes=LOG_LIMIT_BYTES)
+        except errors.NotFound:
+            return ""
+
+
+def run_probe(cluster: Cluster, ctx: probes.ProbeContext, spec: probes.ProbeSpec, *, key: str,
+              progress: ProgressFactory = QUIET) -> probes.ProbeResult:
+    """One probe = a fleet of one (same watch, same result shape)."""
+    node = spec.node or "any"
+    return FleetRunner(cluster, ctx, progress=progress).run(key, {node: spec})[node]
+
+
+FleetFn = Callable[[str, Mapping[str, probes.ProbeSpec]], dict[str, probes.ProbeResult]]

@@ -1,0 +1,255 @@
+"""The acceptance profile: load the default and a user profile, deep-merge, validate (file:line errors), query."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
+TOP_KEYS = {"cluster", "defaults", "families", "instances"}
+CLUSTER_KEYS = {"gpu_taints", "name"}
+TAINT_KEYS = {"key", "value", "effect"}
+TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
+NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs"}
+BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
+INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
+                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s"}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """nccl-tests sizes: `2G` = 2 GiB (nccl-tests uses powers of 1024), `512M`, `8`, `1GiB`."""
+    match = _SIZE.match(str(value).strip())
+    if not match:
+        raise ValueError(f"not a message size: {value!r} (examples: 8, 512M, 2G)")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
+
+
+@dataclass
+class InstanceProfile:
+    """What one instance type must show. Absent keys are None (no expectation)."""
+
+    instance_type: str
+    gpus: int = 0
+    gpu_product: str | None = None
+    gpu_memory_mib: int | None = None
+    gpu_memory_tolerance_pct: float = 3.0
+    efa: int = 0
+    gdrdma: bool = False
+    nvlink: bool = False
+    nvlink_gbs: float | None = None
+    network_gbps: float | None = None
+    taint: dict[str, str] | None = None
+    nccl_floors: dict[int, dict[int, float]] = field(default_factory=dict)   # nodes -> bytes -> GB/s
+    busbw_ceiling_gbs: float | None = None
+    provisioning_budget_s: dict[str, float] = field(default_factory=dict)
+
+    def nccl_floor(self, nodes: int, size_bytes: int) -> float | None:
+        return self.nccl_floors.get(nodes, {}).get(size_bytes)
+
+    def gpu_memory_ok(self, observed_mib: float) -> bool:
+        if self.gpu_memory_mib is None:
+            return True
+        return abs(observed_mib - self.gpu_memory_mib) <= self.gpu_memory_mib * self.gpu_memory_tolerance_pct / 100
+
+
+class Profile:
+    """The effective (merged, validated) profile."""
+
+    def __init__(self, data: dict[str, Any], sources: list[Path]) -> None:
+        self.data = data
+        self.sources = sources
+        self.path = str(sources[-1]) if sources else None
+        canonical = json.dumps(data, sort_keys=True, default=str).encode()
+        self.sha256 = hashlib.sha256(canonical).hexdigest()
+
+    @property
+    def gpu_taints(self) -> list[dict[str, str]]:
+        return list(self.data.get("cluster", {}).get("gpu_taints") or [])
+
+    def instance_types(self) -> list[str]:
+        return sorted(self.data.get("instances", {}))
+
+    def for_instance(self, instance_type: str) -> InstanceProfile | None:
+        """Merged defaults <- family <- instance; None when the instance type is unknown to the profile."""
+        instances = self.data.get("instances", {})
+        if instance_type not in instances:
+            return None
+        merged: dict[str, Any] = copy.deepcopy(self.data.get("defaults", {}))
+        merged = deep_merge(merged, self.data.get("families", {}).get(instance_type.split(".")[0], {}) or {})
+        merged = deep_merge(merged, instances[instance_type] or {})
+        nccl = merged.pop("nccl", {}) or {}
+        floors = {int(n): {parse_size(s): float(v) for s, v in (sizes or {}).items()}
+                  for n, sizes in (nccl.get("all_reduce_busbw_floor_gbs") or {}).items()}
+        merged["provisioning_budget_s"] = {k: float(v) for k, v in (merged.get("provisioning_budget_s") or {}).items()}
+        return InstanceProfile(instance_type=instance_type, nccl_floors=floors,
+                               busbw_ceiling_gbs=nccl.get("busbw_ceiling_gbs"), **merged)
+
+    def expected_taints(self, instance_type: str) -> list[dict[str, str]]:
+        inst = self.for_instance(instance_type)
+        return [inst.taint] if inst is not None and inst.taint else self.gpu_taints
+
+    def gpu_tolerations(self) -> list[dict[str, str]]:
+        """Tolerations for every GPU taint the profile expects anywhere (cluster-wide and per instance)."""
+        taints = list(self.gpu_taints)
+        for itype in self.instance_types():
+            taint = (self.data["instances"][itype] or {}).get("taint")
+            if taint and taint not in taints:
+                taints.append(taint)
+        out = []
+        for taint in taints:
+            tol = {"key": taint["key"], "operator": "Exists"}
+            if taint.get("effect"):
+                tol["effect"] = taint["effect"]
+            out.append(tol)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins per key; mappings merge recursively; lists and scalars replace."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# -- loading with line numbers -------------------------------------------------------------------------
+def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (str(key_node.value),)
+            out[path + key] = key_node.start_mark.line + 1
+            _line_map(value_node, path + key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (str(i),), out)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise pytest.UsageError(f"--gpucluster-profile must be a readable YAML file, given: {path} ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise pytest.UsageError(f"{where}: invalid YAML in acceptance profile: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise pytest.UsageError(f"{path}:1: an acceptance profile is a YAML mapping (cluster/defaults/families/instances)")
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    return data, lines
+
+
+class _Validator:
+    def __init__(self, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+        self.path, self.lines = path, lines
+
+    def fail(self, where: tuple[str, ...], message: str) -> None:
+        line = next((self.lines[where[:i]] for i in range(len(where), -1, -1) if where[:i] in self.lines), 1)
+        dotted = ".".join(where) or "<top>"
+        raise pytest.UsageError(f"{self.path}:{line}: {dotted}: {message}")
+
+    def keys(self, obj: Any, allowed: set[str], where: tuple[str, ...]) -> dict:
+        if obj is None:
+            return {}
+        if not isinstance(obj, dict):
+            self.fail(where, f"expected a mapping, got {type(obj).__name__}")
+        for key in obj:
+            if str(key) not in allowed:
+                self.fail(where + (str(key),), f"unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+        return obj
+
+    def typed(self, obj: dict, key: str, check: Callable[[Any], bool], want: str, where: tuple[str, ...]) -> None:
+        if key in obj and obj[key] is not None and not check(obj[key]):
+            self.fail(where + (key,), f"expected {want}, got {obj[key]!r}")
+
+    def taint(self, obj: Any, where: tuple[str, ...]) -> None:
+        taint = self.keys(obj, TAINT_KEYS, where)
+        if obj is not None and "key" not in taint:
+            self.fail(where, "a taint needs a `key`")
+        if taint.get("effect") is not None and taint["effect"] not in TAINT_EFFECTS:
+            self.fail(where + ("effect",), f"effect must be one of {sorted(TAINT_EFFECTS)}")
+
+    def instance(self, obj: Any, where: tuple[str, ...]) -> None:
+        inst = self.keys(obj, INSTANCE_KEYS, where)
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+        is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0  # noqa: E731
+        for key in ("gpus", "efa", "gpu_memory_mib"):
+            self.typed(inst, key, is_int, "a non-negative integer", where)
+        for key in ("gpu_memory_tolerance_pct", "nvlink_gbs", "network_gbps"):
+            self.typed(inst, key, is_num, "a non-negative number", where)
+        for key in ("gdrdma", "nvlink"):
+            self.typed(inst, key, lambda v: isinstance(v, bool), "true or false", where)
+        self.typed(inst, "gpu_product", lambda v: isinstance(v, str), "a string", where)
+        if inst.get("taint") is not None:
+            self.taint(inst["taint"], where + ("taint",))
+        nccl = self.keys(inst.get("nccl"), NCCL_KEYS, where + ("nccl",))
+        self.typed(nccl, "busbw_ceiling_gbs", is_num, "a number (GB/s)", where + ("nccl",))
+        floors = self.keys(nccl.get("all_reduce_busbw_floor_gbs"), set(map(str, nccl.get("all_reduce_busbw_floor_gbs") or {})),
+                           where + ("nccl", "all_reduce_busbw_floor_gbs"))
+        for nodes, sizes in floors.items():
+            fwhere = where + ("nccl", "all_reduce_busbw_floor_gbs", str(nodes))
+            if not is_int(nodes) or nodes < 1:
+                self.fail(fwhere, "node count keys must be positive integers")
+            for size, value in (sizes or {}).items():
+                try:
+                    parse_size(size)
+                except ValueError as exc:
+                    self.fail(fwhere + (str(size),), str(exc))
+                if not is_num(value):
+                    self.fail(fwhere + (str(size),), f"expected a bus bandwidth in GB/s, got {value!r}")
+        budget = self.keys(inst.get("provisioning_budget_s"), BUDGET_KEYS, where + ("provisioning_budget_s",))
+        for key in budget:
+            self.typed(budget, key, is_num, "seconds", where + ("provisioning_budget_s",))
+
+    def document(self, data: dict[str, Any]) -> None:
+        self.keys(data, TOP_KEYS, ())
+        cluster = self.keys(data.get("cluster"), CLUSTER_KEYS, ("cluster",))
+        taints = cluster.get("gpu_taints")
+        if taints is not None and not isinstance(taints, list):
+            self.fail(("cluster", "gpu_taints"), "expected a list of taints")
+        for i, taint in enumerate(taints or []):
+            self.taint(taint, ("cluster", "gpu_taints", str(i)))
+        self.instance(data.get("defaults"), ("defaults",))
+        for name, fam in self.keys(data.get("families"), set(map(str, data.get("families") or {})), ("families",)).items():
+            self.instance(fam, ("families", str(name)))
+        for name, inst in self.keys(data.get("instances"), set(map(str, data.get("instances") or {})), ("instances",)).items():
+            self.instance(inst, ("instances", str(name)))
+
+
+def load_profile(user_path: str | Path | None = None, *, default_path: Path = DEFAULT_PROFILE) -> Profile:
+    """Default profile, with the user's profile deep-merged over it. UsageError names file, line and key."""
+    data, lines = _read(default_path)
+    _Validator(default_path, lines).document(data)
+    sources = [default_path]
+    if user_path:
+        path = Path(user_path).expanduser()
+        if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):
+            raise pytest.UsageError(f"--gpucluster-profile must be a YAML file (.yaml/.yml), given: {user_path}")
+        user, user_lines = _read(path)
+        _Validator(path, user_lines).document(user)
+        data = deep_merge(data, user)
+        sources.append(path)
+    return Profile(data, sources)

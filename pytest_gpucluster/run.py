@@ -1,0 +1,255 @@
+"""Per-run state (Run in config.stash[RUN_KEY]): options, profile, lazy cluster connection, namespace, teardown."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable
+
+import pytest
+
+from . import retry
+from .kube import cleanup, errors, kubeconfig
+from .kube.client import Cluster
+from .kube.discovery import Inventory, discover
+from .kube.fleets import FleetRunner
+from .kube.probes import MANAGED_BY, RUN_LABEL, ProbeContext, ProbeResult, ProbeSpec
+from .kube.progress import QUIET, ProgressFactory
+from .profile import Profile
+
+DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
+DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_SCENARIO = "healthy"
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """`YYYYmmdd-HHMMSS-<4 hex>` in UTC: sortable, and `gpucluster cleanup` reads the age from it."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunOptions:
+    """The resolved options (command line > ini > default)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    sim: str | None = None                 # scenario name or YAML path; None = real cluster
+    profile: str | None = None
+    namespace: str | None = None
+    keep: bool = False
+    cuda_image: str = DEFAULT_CUDA_IMAGE
+    nccl_image: str = DEFAULT_NCCL_IMAGE
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    costly: bool = False
+    nodes: str | None = None
+    sample: int | None = None
+
+    @property
+    def costly_enabled(self) -> bool:
+        return self.costly or self.sim is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SigtermAsInterrupt:
+    """While installed, SIGTERM raises KeyboardInterrupt in the main thread, so pytest unwinds and tears down."""
+
+    def __init__(self, on_signal: Callable[[], None]) -> None:
+        self.on_signal = on_signal
+        self.previous: Any = None
+        self.installed = False
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.on_signal()
+        raise KeyboardInterrupt(f"received signal {signum} (SIGTERM): tearing down")
+
+    def install(self) -> None:
+        if self.installed or threading.current_thread() is not threading.main_thread():
+            return
+        self.previous = signal.signal(signal.SIGTERM, self._handler)
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if self.installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.previous or signal.SIG_DFL)
+        self.installed = False
+
+
+@dataclass
+class Run:
+    """Everything one pytest session knows about the cluster under test. Connects on first use only."""
+
+    options: RunOptions
+    profile: Profile
+    run_id: str = field(default_factory=new_run_id)
+    progress: ProgressFactory = QUIET
+    interrupted: bool = False
+    sim: Any = None                         # SimCluster when --sim
+    server_version: str | None = None
+    teardown_report: cleanup.TeardownReport | None = None
+    _cluster: Cluster | None = None
+    _inventory: Inventory | None = None
+    _connect_error: BaseException | None = None
+    _namespace_created: bool = False
+    _workdir: Path | None = None
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _fleets: dict[str, dict[str, ProbeResult]] = field(default_factory=dict)
+    _probe_seq: int = 0
+    _torn_down: bool = False
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    on_connect: list[Callable[["Run"], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.namespace = self.options.namespace or f"gpucluster-{self.run_id}"
+        self.sigterm = SigtermAsInterrupt(lambda: setattr(self, "interrupted", True))
+
+    # -- read-only views for the report (never trigger a connection) -----------------------------
+    @property
+    def connected(self) -> bool:
+        return self._cluster is not None
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._cluster
+
+    @property
+    def inventory(self) -> Inventory | None:
+        return self._inventory
+
+    @property
+    def sim_scenario(self) -> str | None:
+        return getattr(self.sim, "scenario_name", None) or self.options.sim
+
+    @property
+    def profile_path(self) -> str | None:
+        return self.profile.path
+
+    @property
+    def profile_sha256(self) -> str:
+        return self.profile.sha256
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"gpucluster-{self.run_id}-"))
+        return self._workdir
+
+    # -- connecting ------------------------------------------------------------------------------
+    def connect(self) -> Cluster:
+        """Connect once (starting the simulated cluster first with --sim); later calls reuse it. A failed
+        connection is remembered so every later fixture fails at once with the same clear error."""
+        with self._lock:
+            if self._cluster is not None:
+                return self._cluster
+            if self._connect_error is not None:
+                raise self._connect_error
+            try:
+                self._cluster = self._connect()
+            except (errors.ClusterError, kubeconfig.KubeconfigError) as exc:
+                self._connect_error = exc
+                raise
+            for hook in self.on_connect:
+                hook(self)
+            return self._cluster
+
+    def _connect(self) -> Cluster:
+        path, context = self.options.kubeconfig, self.options.context
+        if self.options.sim is not None:
+            self.sim = start_sim(self.options.sim, self.workdir / "sim")
+            path, context = str(self.sim.kubeconfig_path), None
+            for key, value in (self.sim.aws_env or {}).items():
+                self._saved_env.setdefault(key, os.environ.get(key))
+                os.environ[key] = value
+        cluster = Cluster.connect(path, context)
+        version = cluster.version()
+        self.server_version = str(version.get("gitVersion") or f"{version.get('major')}.{version.get('minor')}")
+        self.sigterm.install()
+        self._ensure_namespace(cluster)
+        return cluster
+
+    def _ensure_namespace(self, cluster: Cluster) -> None:
+        if cluster.get_or_none("namespaces", self.namespace) is not None:
+            return
+        cluster.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": self.namespace, "labels": {MANAGED_BY[0]: MANAGED_BY[1], RUN_LABEL: self.run_id}}})
+        self._namespace_created = True
+
+    def discover_inventory(self) -> Inventory:
+        with self._lock:
+            if self._inventory is None:
+                self._inventory = discover(self.connect(), self.profile, selector=self.options.nodes,
+                                           sample=self.options.sample)
+            return self._inventory
+
+    # -- probes ----------------------------------------------------------------------------------
+    def probe_context(self) -> ProbeContext:
+        return ProbeContext(namespace=self.namespace, run_id=self.run_id, cuda_image=self.options.cuda_image,
+                            timeout_s=self.options.timeout_s, gpu_tolerations=self.profile.gpu_tolerations(),
+                            keep=self.options.keep)
+
+    def run_probe(self, spec: ProbeSpec) -> ProbeResult:
+        with self._lock:
+            self._probe_seq += 1
+            key = f"probe-{self._probe_seq}-{spec.name}"
+        runner = FleetRunner(self.connect(), self.probe_context(), progress=self.progress)
+        node = spec.node or "any"
+        return runner.run(key, {node: spec})[node]
+
+    def run_fleet(self, key: str, specs: dict[str, ProbeSpec]) -> dict[str, ProbeResult]:
+        """Cached per key for the session, so per-node tests share one fleet."""
+        with self._lock:
+            if key not in self._fleets:
+                runner = FleetRunner(self.connect(), self.probe_context(), progress=self.progress)
+                self._fleets[key] = runner.run(key, specs)
+            return self._fleets[key]
+
+    # -- the end ---------------------------------------------------------------------------------
+    def teardown(self) -> cleanup.TeardownReport | None:
+        """Delete what this run created (unless --gpucluster-keep), verify, stop the simulator, restore env.
+        Idempotent: the second call returns the first call's report."""
+        if self._torn_down:
+            return self.teardown_report
+        self._torn_down = True
+        try:
+            if self._cluster is not None and not self.options.keep:
+                self.teardown_report = cleanup.teardown_run(
+                    self._cluster, self.run_id, self.namespace, delete_namespace=self._namespace_created,
+                    verify_timeout_s=5.0 if retry.zero_waits() else 60.0)
+            return self.teardown_report
+        finally:
+            self.sigterm.uninstall()
+            if self._cluster is not None:
+                self._cluster.close()
+            for key, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if self.sim is not None:
+                sim, self.sim = self.sim, None
+                sim.stop()
+            if self._workdir is not None and not self.options.keep:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def start_sim(scenario: str, workdir: Path) -> Any:
+    """Start the simulated cluster in-process (the plugin's only contact with sim/)."""
+    try:
+        from .sim.launcher import SimCluster
+    except ImportError as exc:
+        raise pytest.UsageError(f"--sim needs the simulated cluster (pytest_gpucluster.sim.launcher): {exc}") from exc
+    workdir.mkdir(parents=True, exist_ok=True)
+    return SimCluster(scenario, workdir=workdir).start()
+
+
+RUN_KEY = pytest.StashKey[Run]()
