@@ -245,3 +245,12 @@ def resource_list(group: str, version: str, crds: Iterable[str]) -> dict[str, An
         resources.extend(_resource_entries(t))
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+
+def wants_table(accept: str) -> bool:
+    """kubectl asks for `application/json;as=Table;v=v1;g=meta.k8s.io` (then plain JSON as fallback)."""
+    return False
+
+
+def to_table(t: ResourceType, items: list[dict[str, Any]], rv: str) -> dict[str, Any]:
+    raise NotImplementedError
