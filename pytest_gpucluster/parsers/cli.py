@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from . import KINDS, ParseError, parse
+from . import KINDS, FiInfoResult, NcclResult, NvidiaSmiResult, ParseError, parse
 from .nvidia_smi import parse_nvidia_smi
 
 __all__ = ["add_arguments", "run"]
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gpucluster parse: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
+    result: NvidiaSmiResult | FiInfoResult | NcclResult
     try:
         if args.kind == "nvidia-smi" and args.fields:
             result = parse_nvidia_smi(text, fields=[f.strip() for f in args.fields.split(",") if f.strip()])

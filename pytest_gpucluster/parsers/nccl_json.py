@@ -8,7 +8,6 @@ from typing import Any
 
 from ._text import ParseError
 from .nccl import KIND, NcclCollective, NcclHalf, NcclResult, NcclRow
-from .nccl_log import scan_log_line
 
 __all__ = ["parse_nccl_json", "nccl_version_from_code"]
 
@@ -80,7 +79,8 @@ def parse_nccl_json(text: str) -> NcclResult:
         code = doc.get("nccl_version")
         if isinstance(code, int) and result.log.nccl_version is None:
             result.log.nccl_version = nccl_version_from_code(code)
-        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        raw_config = doc.get("config")
+        config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
         devices = config.get("devices") if isinstance(config.get("devices"), list) else None
         coll = NcclCollective(name=_name(doc), ranks=len(devices) if devices else None)
         validation = config.get("validation")
@@ -103,10 +103,4 @@ def parse_nccl_json(text: str) -> NcclResult:
         for err in doc.get("errors") or []:
             if isinstance(err, str) and err and err not in result.errors:
                 result.errors.append(err)
-        for env in doc.get("env") or []:  # NCCL_* settings are facts too, but not network evidence
-            if isinstance(env, str) and env.startswith("NCCL_DEBUG_FILE"):
-                continue
-        for line in doc.get("log") or []:  # not written by nccl-tests today; harmless if absent
-            if isinstance(line, str):
-                scan_log_line(result.log, line)
     return result

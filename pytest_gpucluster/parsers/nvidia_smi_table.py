@@ -59,9 +59,8 @@ def parse_table(lines: list[Line]) -> NvidiaSmiResult:
             continue
         if "NVIDIA-SMI" in s:
             flush()
-            m = _DRIVER.search(s)
-            result.driver_version = version_or_none(m.group(1)) if m else version_or_none(
-                (_SMI.search(s) or re.match("()", "")).group(1) or None)
+            m = _DRIVER.search(s) or _SMI.search(s)  # old headers print only "NVIDIA-SMI <version>"
+            result.driver_version = version_or_none(m.group(1)) if m else None
             c = _CUDA.search(s)
             result.cuda_version = version_or_none(c.group(1)) if c else None
             section, in_data = None, False
