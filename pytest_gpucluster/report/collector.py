@@ -11,7 +11,7 @@ import pytest
 
 from pytest_gpucluster import __version__
 from pytest_gpucluster.report import html as html_parts
-from pytest_gpucluster.report.runinfo import get_run, new_run_id, run_info
+from pytest_gpucluster.report.runinfo import new_run_id, run_info
 from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_summary, write_summary
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
@@ -109,7 +109,9 @@ class ReportCollector:
         doc["counts"]["not_run"] = not_run if info.interrupted else 0
         return doc
 
-    @pytest.hookimpl(wrapper=True)
+    # trylast: innermost wrapper, so the upload happens after pytest-html/junitxml wrote their files and
+    # before the terminal reporter prints our summary lines
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session,
                              exitstatus: int | pytest.ExitCode) -> Generator[None, None, None]:
         self.state.summary = self.build(session, exitstatus)
@@ -122,15 +124,15 @@ class ReportCollector:
                 self._upload(session)
 
     def _upload(self, session: pytest.Session) -> None:
+        """After pytest-html and junitxml wrote their files; boto3's credential chain (AWS_* env, profile,
+        IRSA/pod identity in the CronJob). With --sim the simulated cluster's moto has stopped by now."""
         from pytest_gpucluster.aws.errors import AwsCallFailed, AwsUnavailable
         from pytest_gpucluster.aws.s3 import S3UrlError, upload_folder
 
         folder, url = self.state.report_dir, self.state.upload_url
         assert folder is not None and url is not None
-        sim = getattr(get_run(self.config), "sim", None)
-        env = getattr(sim, "aws_env", None) or None  # the simulated cluster's moto endpoint, if any
         try:
-            self.state.uploaded = list(upload_folder(folder, url, env=env))
+            self.state.uploaded = list(upload_folder(folder, url))
         except (AwsUnavailable, AwsCallFailed, S3UrlError, OSError) as exc:
             self.state.upload_error = (f"upload of {folder} to {url} failed: {exc}; "
                                        "the report is still on local disk")
@@ -139,7 +141,7 @@ class ReportCollector:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         doc = self.state.summary
-        if doc is None:
+        if doc is None or self.state.report_dir is None:  # not a suite run and no report asked for
             return
         tr = terminalreporter
         color = {"red": True} if doc["verdict"] == NOT_ACCEPTED else {"green": True}
