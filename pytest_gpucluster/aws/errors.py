@@ -21,8 +21,9 @@ class NotOnAws(AwsUnavailable):
 class AwsCallFailed(Exception):
     """An AWS API call failed after the shared retry policy gave up; says which call and why."""
 
-    def __init__(self, operation: str, code: str, message: str) -> None:
+    def __init__(self, operation: str, code: str, message: str, *, unreachable: bool = False) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation = operation
         self.code = code
         self.message = message
+        self.unreachable = unreachable   # no answer at all (connection/timeout), not an AWS error

@@ -162,7 +162,8 @@ class AwsSession:
             raise AwsCallFailed(f"{service}:{operation}", str(error.get("Code", "?")),
                                 str(error.get("Message", exc))) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise AwsCallFailed(f"{service}:{operation}", type(exc).__name__, str(exc)) from exc
+            raise AwsCallFailed(f"{service}:{operation}", type(exc).__name__, str(exc),
+                                unreachable=isinstance(exc, _UNREACHABLE)) from exc
         return result
 
     def collect(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
@@ -178,6 +179,8 @@ class AwsSession:
             params = {**params, token_in: token}
 
 
+_UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
 _PAGE_TOKENS = {"list_objects_v2": ("ContinuationToken", "NextContinuationToken")}
 
 
@@ -219,6 +222,9 @@ def open_session(*, profile: str | None = None, region: str | None = None,
         try:
             session.account_id = session.call("sts", "get_caller_identity").get("Account")
         except AwsCallFailed as exc:
+            if exc.unreachable:
+                raise AwsUnavailable(f"cannot reach AWS STS in {chosen} ({endpoint or 'default endpoint'}): "
+                                     f"{exc.message}") from exc
             raise NoCredentials(f"AWS rejected the credentials (sts:GetCallerIdentity in {chosen}): "
                                 f"{exc.code}: {exc.message}") from exc
     return session
