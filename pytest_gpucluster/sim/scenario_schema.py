@@ -258,7 +258,6 @@ class NcclSpec:
     intra_efficiency: float = 0.53     # busbw reached at large sizes / NVLink GB/s per GPU
     inter_efficiency: float = 0.92     # busbw reached at large sizes / (per-node EFA Gbps / 8)
     pcie_efficiency: float = 0.75
-    half_size_bytes: int = 4 * 1024 * 1024
     latency_us: float = 12.0
     inter_latency_us: float = 30.0
     noise: float = 0.02

@@ -1,0 +1,41 @@
+"""The fake tools the kubelet puts on a simulated pod's PATH: wrapper install and absolute-path mapping."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from .fake.nccl import COLLECTIVES
+
+TOOLS_DIR = Path(__file__).parent
+PYLIB_DIR = TOOLS_DIR / "pylib"          # holds the fake `torch` package (PYTHONPATH)
+
+# tool name -> python call run by the wrapper script
+TOOLS: dict[str, str] = {
+    "nvidia-smi": "from fake.nvidia_smi import main; sys.exit(main(sys.argv[1:]))",
+    "fi_info": "from fake.fi_info import main; sys.exit(main(sys.argv[1:]))",
+    "mpirun": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
+    "mpiexec": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
+    "sshd": "from fake.misc import sshd; sys.exit(sshd(sys.argv[1:]))",
+    **{prog: f"from fake.nccl import main; sys.exit(main(sys.argv[1:], {prog!r}))" for prog in COLLECTIVES},
+}
+# Absolute paths in commands that the kubelet maps into the pod's sandbox.
+_ABS_TOOL = re.compile(r"(?<![\w./-])(/(?:[\w.+-]+/)*(" + "|".join(re.escape(t) for t in TOOLS) + r"))(?![\w.-])")
+_DEV_IB = re.compile(r"(?<![\w./-])/dev/infiniband\b")
+
+
+def install_tools(dest: Path) -> Path:
+    """Write one executable wrapper per tool into `dest` (started with this interpreter, -I -S)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, call in TOOLS.items():
+        path = dest / name
+        path.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(TOOLS_DIR)!r})\n{call}\n",
+                        encoding="utf-8")
+        path.chmod(0o755)
+    return dest
+
+
+def map_paths(text: str, tools_bin: Path, scratch: Path) -> str:
+    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf`, `/dev/infiniband` ... in a command."""
+    text = _ABS_TOOL.sub(lambda m: str(tools_bin / m.group(2)), text)
+    return _DEV_IB.sub(str(scratch / "dev" / "infiniband"), text)

@@ -1,0 +1,1 @@
+"""Fake GPU/EFA/NCCL/MPI command-line tools run inside simulated pods (stdlib only, fast start)."""

@@ -1,0 +1,55 @@
+"""The sim context a fake tool reads: node hardware, allocation, faults, overrides ($GPUCLUSTER_SIM_CONTEXT)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+ENV = "GPUCLUSTER_SIM_CONTEXT"
+
+
+def load() -> dict[str, Any]:
+    """The context JSON of the current pod; an empty context (no GPUs, no EFA) when unset."""
+    path = os.environ.get(ENV)
+    if not path:
+        return {"node": {"name": "localhost", "hardware": {}}, "allocated": {"gpus": [], "efa": []},
+                "faults": [], "tool_output": {}, "workers": []}
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def fault(ctx: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """Params of the first fault of `kind` that applies to this pod's node, or None."""
+    for f in ctx.get("faults", []):
+        if f.get("kind") == kind:
+            return dict(f.get("params") or {})
+    return None
+
+
+def visible_gpus(ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """GPUs the pod sees: the allocated ones, minus one hidden by a `gpu-missing` fault."""
+    hw = ctx.get("node", {}).get("hardware", {})
+    gpus = {g["index"]: g for g in hw.get("gpus", [])}
+    allocated = [gpus[i] for i in ctx.get("allocated", {}).get("gpus", []) if i in gpus]
+    missing = fault(ctx, "gpu-missing")
+    if missing is not None:
+        all_idx = sorted(gpus)
+        hidden = int(missing.get("gpu_index", all_idx[-1] if all_idx else 0))
+        allocated = [g for g in allocated if g["index"] != hidden]
+    # inside a container the visible GPUs are enumerated from 0 again (bus ids and UUIDs stay)
+    return [{**g, "index": i, "host_index": g["index"]} for i, g in enumerate(allocated)]
+
+
+def replay(ctx: dict[str, Any], tool: str) -> bool:
+    """Print a scenario-provided real output for `tool` instead of rendering one; True if done."""
+    path = ctx.get("tool_output", {}).get(tool)
+    if not path:
+        return False
+    with open(path, encoding="utf-8") as fh:
+        sys.stdout.write(fh.read())
+    return True
+
+
+def hostname(ctx: dict[str, Any]) -> str:
+    return str(ctx.get("pod", {}).get("name") or ctx.get("node", {}).get("name") or "localhost")

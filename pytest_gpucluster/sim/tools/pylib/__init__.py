@@ -1,0 +1,1 @@
+"""Directory put on simulated pods' PYTHONPATH; holds the fake `torch` package."""
