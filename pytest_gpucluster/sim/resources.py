@@ -1,8 +1,11 @@
 """Resource type registry of the simulated apiserver: kinds, scopes, verbs, CRD manifests and discovery documents."""
 from __future__ import annotations
 
+import calendar
+import re
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 CLUSTER_VERBS = ALL_VERBS
@@ -87,6 +90,7 @@ _TYPES: list[ResourceType] = [
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, "clusterrole"),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
                  "clusterrolebinding"),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, "lease"),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                  False, "customresourcedefinition", ("crd", "crds"), ("api-extensions",),
                  subresources=("status",)),
@@ -247,10 +251,220 @@ def resource_list(group: str, version: str, crds: Iterable[str]) -> dict[str, An
             "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
 
 
+
+# ----- Table output (kubectl asks for `application/json;as=Table;v=v1;g=meta.k8s.io`) ----------------
+
 def wants_table(accept: str) -> bool:
-    """kubectl asks for `application/json;as=Table;v=v1;g=meta.k8s.io` (then plain JSON as fallback)."""
-    return False
+    return "as=Table" in accept
 
 
-def to_table(t: ResourceType, items: list[dict[str, Any]], rv: str) -> dict[str, Any]:
-    raise NotImplementedError
+def human_duration(seconds: float) -> str:
+    """kubectl's duration.HumanDuration (what AGE columns show)."""
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = s // 3600
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if d < 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y{d % 365}d"
+
+
+def _age(ts: str | None) -> str:
+    if not ts:
+        return "<unknown>"
+    try:
+        then = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "<invalid>"
+    return human_duration(time.time() - then)
+
+
+_FILTER = re.compile(r'^\[\?\(@\.([\w.]+)\s*==\s*"([^"]*)"\)\]$')
+
+
+def jsonpath(obj: Any, path: str) -> Any:
+    """The subset of JSONPath that CRD printer columns use: `.a.b`, escaped dots, `[n]`, `[?(@.k=="v")]`."""
+    tokens = re.findall(r'\[\?\(@[^)]*\)\]|\[\d+\]|\.(?:[^.\[\\]|\\.)+', path)
+    cur: Any = obj
+    for tok in tokens:
+        if cur is None:
+            return None
+        m = _FILTER.match(tok)
+        if m:
+            field_path, value = m.group(1), m.group(2)
+            cur = next((item for item in cur or [] if isinstance(item, dict)
+                        and str(jsonpath(item, "." + field_path)) == value), None)
+        elif tok.startswith("["):
+            idx = int(tok[1:-1])
+            cur = cur[idx] if isinstance(cur, list) and idx < len(cur) else None
+        else:
+            key = tok[1:].replace("\\.", ".")
+            cur = cur.get(key) if isinstance(cur, dict) else None
+    return cur
+
+
+def _node_status(o: dict[str, Any]) -> str:
+    ready = next((c for c in (o.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    text = "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
+    return text + (",SchedulingDisabled" if (o.get("spec") or {}).get("unschedulable") else "")
+
+
+def _node_roles(o: dict[str, Any]) -> str:
+    labels = (o.get("metadata") or {}).get("labels") or {}
+    roles = sorted({k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")} |
+                   ({labels["kubernetes.io/role"]} if labels.get("kubernetes.io/role") else set()))
+    return ",".join(r for r in roles if r) or "<none>"
+
+
+def _node_ip(o: dict[str, Any], kind: str) -> str:
+    for a in (o.get("status") or {}).get("addresses") or []:
+        if a.get("type") == kind:
+            return str(a.get("address"))
+    return "<none>"
+
+
+def _pod_status(o: dict[str, Any]) -> tuple[str, str, int]:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    total = len(spec.get("containers") or [])
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    ready = restarts = 0
+    for cs in status.get("containerStatuses") or []:
+        restarts += int(cs.get("restartCount") or 0)
+        state = cs.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif state.get("terminated"):
+            term = state["terminated"]
+            reason = term.get("reason") or (f"Signal:{term['signal']}" if term.get("signal")
+                                            else f"ExitCode:{term.get('exitCode', 0)}")
+        elif state.get("running") and cs.get("ready"):
+            ready += 1
+    if status.get("phase") == "Running" and reason == "Completed" and ready:
+        reason = "Running"
+    if (o.get("metadata") or {}).get("deletionTimestamp"):
+        reason = "Terminating"
+    return f"{ready}/{total}", reason, restarts
+
+
+def _ports(o: dict[str, Any]) -> str:
+    ports = (o.get("spec") or {}).get("ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+Column = tuple[str, str, int, Callable[[dict[str, Any]], Any]]   # name, type, priority, cell
+
+
+def _c(name: str, fn: Callable[[dict[str, Any]], Any], type_: str = "string", priority: int = 0) -> Column:
+    return name, type_, priority, fn
+
+
+_AGE_COL = _c("Age", lambda o: _age(o["metadata"].get("creationTimestamp")))
+_BUILTIN_COLUMNS: dict[str, list[Column]] = {
+    "nodes": [_c("Status", _node_status), _c("Roles", _node_roles), _AGE_COL,
+              _c("Version", lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")),
+              _c("Internal-IP", lambda o: _node_ip(o, "InternalIP"), priority=1),
+              _c("External-IP", lambda o: _node_ip(o, "ExternalIP"), priority=1),
+              _c("OS-Image", lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get("osImage", ""), priority=1),
+              _c("Kernel-Version", lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion", ""),
+                 priority=1),
+              _c("Container-Runtime", lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get(
+                  "containerRuntimeVersion", ""), priority=1)],
+    "pods": [_c("Ready", lambda o: _pod_status(o)[0]), _c("Status", lambda o: _pod_status(o)[1]),
+             _c("Restarts", lambda o: _pod_status(o)[2], "integer"), _AGE_COL,
+             _c("IP", lambda o: (o.get("status") or {}).get("podIP") or "<none>", priority=1),
+             _c("Node", lambda o: (o.get("spec") or {}).get("nodeName") or "<none>", priority=1),
+             _c("Nominated Node", lambda o: (o.get("status") or {}).get("nominatedNodeName") or "<none>", priority=1),
+             _c("Readiness Gates", lambda o: "<none>", priority=1)],
+    "namespaces": [_c("Status", lambda o: (o.get("status") or {}).get("phase", "")), _AGE_COL],
+    "events": [_c("Last Seen", lambda o: _age(o.get("lastTimestamp") or o.get("eventTime")
+                                             or o["metadata"].get("creationTimestamp"))),
+               _c("Type", lambda o: o.get("type", "")), _c("Reason", lambda o: o.get("reason", "")),
+               _c("Object", lambda o: f"{str((o.get('involvedObject') or {}).get('kind', '')).lower()}/"
+                                      f"{(o.get('involvedObject') or {}).get('name', '')}"),
+               _c("Message", lambda o: str(o.get("message", "")).strip()),
+               _c("Source", lambda o: (o.get("source") or {}).get("component", ""), priority=1),
+               _c("Count", lambda o: o.get("count") or 1, "integer", 1)],
+    "services": [_c("Type", lambda o: (o.get("spec") or {}).get("type", "ClusterIP")),
+                 _c("Cluster-IP", lambda o: (o.get("spec") or {}).get("clusterIP", "<none>")),
+                 _c("External-IP", lambda o: "<none>"), _c("Port(s)", _ports), _AGE_COL],
+    "configmaps": [_c("Data", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}), "integer"),
+                   _AGE_COL],
+    "secrets": [_c("Type", lambda o: o.get("type", "Opaque")), _c("Data", lambda o: len(o.get("data") or {}),
+                                                                 "integer"), _AGE_COL],
+    "serviceaccounts": [_c("Secrets", lambda o: len(o.get("secrets") or []), "integer"), _AGE_COL],
+    "daemonsets.apps": [
+        _c(title, (lambda f: lambda o: int((o.get("status") or {}).get(f) or 0))(f), "integer")
+        for title, f in (("Desired", "desiredNumberScheduled"), ("Current", "currentNumberScheduled"),
+                         ("Ready", "numberReady"), ("Up-to-date", "updatedNumberScheduled"),
+                         ("Available", "numberAvailable"))] + [
+        _c("Node Selector", lambda o: ",".join(f"{k}={v}" for k, v in (((o.get("spec") or {}).get("template") or {})
+                                                                       .get("spec") or {}).get("nodeSelector", {}).items())
+           or "<none>"), _AGE_COL],
+    "jobs.batch": [_c("Status", lambda o: next((c["type"] for c in (o.get("status") or {}).get("conditions") or []
+                                                if c.get("status") == "True" and c.get("type") in
+                                                ("Complete", "Failed", "Suspended")), "Running")),
+                   _c("Completions", lambda o: f"{(o.get('status') or {}).get('succeeded', 0)}/"
+                                               f"{(o.get('spec') or {}).get('completions', 1)}"), _AGE_COL],
+    "customresourcedefinitions.apiextensions.k8s.io": [
+        _c("Created At", lambda o: o["metadata"].get("creationTimestamp", ""), "date")],
+}
+
+
+def _columns(t: ResourceType) -> list[Column]:
+    if t.key in _BUILTIN_COLUMNS:
+        return _BUILTIN_COLUMNS[t.key]
+    if t.storage in _BUILTIN_COLUMNS:
+        return _BUILTIN_COLUMNS[t.storage]
+    if t.printer_columns:
+        cols: list[Column] = []
+        for pc in t.printer_columns:
+            path, type_ = pc["jsonPath"], pc["type"]
+            if type_ == "date":
+                cols.append(_c(pc["name"], (lambda p: lambda o: _age(jsonpath(o, p)))(path), "date", pc["priority"]))
+            else:
+                cols.append(_c(pc["name"], (lambda p: lambda o: _cell(jsonpath(o, p)))(path), type_, pc["priority"]))
+        return cols
+    return [_AGE_COL]
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        import json
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def to_table(t: ResourceType, items: list[dict[str, Any]], rv: str, include: str = "Metadata") -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table of `items` with the columns kubectl prints for this type."""
+    cols = _columns(t)
+    defs = [{"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a "
+             "namespace.", "priority": 0}]
+    defs += [{"name": n, "type": ty, "format": "", "description": "", "priority": pr} for n, ty, pr, _ in cols]
+    rows = []
+    for o in items:
+        if include == "Object":
+            row_obj: Any = o
+        elif include == "None":
+            row_obj = None
+        else:
+            row_obj = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
+        row: dict[str, Any] = {"cells": [o["metadata"]["name"]] + [fn(o) for _, _, _, fn in cols]}
+        if row_obj is not None:
+            row["object"] = row_obj
+        rows.append(row)
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+            "columnDefinitions": defs, "rows": rows}

@@ -97,7 +97,7 @@ class ApiServer:
         self.info = info or ServerInfo()
         self.bookmark_interval = bookmark_interval
         self._watch_responses: set[web.StreamResponse] = set()
-        self._json_cache: collections.OrderedDict[tuple[str, str, str], bytes] = collections.OrderedDict()
+        self._json_cache: collections.OrderedDict[tuple[str, str, str, str], bytes] = collections.OrderedDict()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.app = web.Application(middlewares=[self._errors, self._auth, self._fault_middleware],
@@ -281,7 +281,8 @@ class ApiServer:
 
     def _render(self, request: web.Request, t: Target, obj: Obj, status: int = 200) -> web.Response:
         if wants_table(request.headers.get("Accept", "")):
-            return _json(to_table(t.rtype, [obj], obj["metadata"].get("resourceVersion", "")), status)
+            return _json(to_table(t.rtype, [obj], obj["metadata"].get("resourceVersion", ""),
+                                  request.query.get("includeObject", "Metadata")), status)
         return _json(obj, status)
 
     async def _do_get(self, request: web.Request, t: Target) -> web.StreamResponse:
@@ -310,7 +311,7 @@ class ApiServer:
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         if wants_table(request.headers.get("Accept", "")):
-            table = to_table(t.rtype, items, rv)
+            table = to_table(t.rtype, items, rv, q.get("includeObject", "Metadata"))
             table["metadata"].update(meta)
             return _json(table)
         return _json({"kind": t.rtype.list_kind, "apiVersion": t.rtype.api_version, "metadata": meta,
@@ -415,11 +416,13 @@ class ApiServer:
         return _json(_success({"kind": t.rtype.plural}))
 
     # ----- watch ---------------------------------------------------------------------------------
-    def _encode(self, view_key: str, etype: str, obj: Obj) -> bytes:
+    def _encode(self, rtype: ResourceType, etype: str, obj: Obj, table: str | None) -> bytes:
         rv = obj["metadata"].get("resourceVersion", "")
-        cache_key = (view_key, rv, etype)
+        cache_key = (rtype.key, rv, etype, table or "")
         data = self._json_cache.get(cache_key) if etype != "BOOKMARK" else None
         if data is None:
+            if table and etype != "BOOKMARK":
+                obj = to_table(rtype, [obj], rv, table)
             data = json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
             if etype != "BOOKMARK":
                 self._json_cache[cache_key] = data
@@ -430,6 +433,7 @@ class ApiServer:
     async def _do_watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         timeout = float(q.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
+        table = q.get("includeObject", "Metadata") if wants_table(request.headers.get("Accept", "")) else None
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
         try:
             watch = self.store.watch(t.rtype.key, t.namespace, resource_version=q.get("resourceVersion"),
@@ -455,7 +459,7 @@ class ApiServer:
                     etype, obj = await asyncio.wait_for(watch.__anext__(), remaining)
                 except (StopAsyncIteration, asyncio.TimeoutError):
                     break
-                await response.write(self._encode(t.rtype.key, etype, obj))
+                await response.write(self._encode(t.rtype, etype, obj, table))
         except (ConnectionResetError, asyncio.CancelledError):
             watch.close()
             self._watch_responses.discard(response)
