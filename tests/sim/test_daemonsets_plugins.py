@@ -4,36 +4,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pytest_gpucluster.sim.controllers.base import Controller, rfc3339
+from pytest_gpucluster.sim.controllers.base import Controller
 from pytest_gpucluster.sim.controllers.daemonsets import BEHAVIOUR_ANNOTATION, DaemonSetController
 from pytest_gpucluster.sim.controllers.deviceplugins import DevicePluginController, NodeFacts, plugin_fault_behaviour
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
-from pytest_gpucluster.sim.controllers.testing import eventually, find, running
+from pytest_gpucluster.sim.controllers.testing import FakeKubelet, eventually, find, running
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-class ReadyKubelet(Controller):
-    """Test stand-in for sim.kubelet: bound daemon pods become Running+Ready unless told to crash-loop."""
-
-    name = "test-kubelet"
-    watches = ("pods",)
-
-    async def reconcile(self) -> None:
-        for pod in self.items("pods"):
-            if not pod["spec"].get("nodeName") or pod["status"].get("phase") == "Running":
-                continue
-            behaviour = (pod["metadata"].get("annotations") or {}).get(BEHAVIOUR_ANNOTATION)
-            ready = "False" if behaviour else "True"
-
-            def run(obj: dict[str, Any], ready: str = ready) -> None:
-                obj["status"]["phase"] = "Running"
-                obj["status"]["conditions"] = [{"type": "Ready", "status": ready,
-                                                "lastTransitionTime": rfc3339()}]
-            self.try_mutate("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], run)
 
 
 def seed_nodes(store: Store, scenario: Any) -> None:
@@ -61,7 +41,7 @@ def daemonset(name: str, *, tolerations: list[dict] | None, node_selector: dict 
 def controllers(store: Store, scenario: Any) -> list[Controller]:
     facts = NodeFacts(scenario)
     return [Scheduler(store, scenario), DaemonSetController(store, scenario, behaviour=plugin_fault_behaviour(facts)),
-            DevicePluginController(store, scenario, facts), ReadyKubelet(store, scenario),
+            DevicePluginController(store, scenario, facts), FakeKubelet(store, scenario),
             PodGarbageCollector(store, scenario)]
 
 

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from pytest_gpucluster.sim.controllers.base import Controller
 from pytest_gpucluster.sim.controllers.daemonsets import DaemonSetController
+from pytest_gpucluster.sim.controllers.karpenter import Karpenter
 from pytest_gpucluster.sim.controllers.deviceplugins import DevicePluginController, NodeFacts, plugin_fault_behaviour
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
@@ -46,12 +47,7 @@ def build_controllers(store: Any, scenario: Any, workdir: Path, aws: Any | None)
 def _optional_controllers(store: Any, scenario: Any, workdir: Path, aws: Any | None,
                           facts: NodeFacts) -> list[RunnableController]:
     out: list[RunnableController] = []
-    try:
-        from pytest_gpucluster.sim.controllers.karpenter import Karpenter
-    except ImportError:
-        pass
-    else:
-        out.append(Karpenter(store, scenario, facts, aws=aws))
+    out.append(Karpenter(store, scenario, facts, aws=aws))
     try:
         from pytest_gpucluster.sim.controllers.gpu_operator import GpuOperatorController
     except ImportError:

@@ -6,7 +6,8 @@ import contextlib
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
-from pytest_gpucluster.sim.controllers.base import Controller
+from pytest_gpucluster.sim.controllers.base import Controller, rfc3339
+from pytest_gpucluster.sim.controllers.daemonsets import BEHAVIOUR_ANNOTATION
 
 T = TypeVar("T")
 
@@ -52,3 +53,38 @@ def find(store: Any, key: str, predicate: Callable[[dict[str, Any]], bool]) -> l
     """Objects of `key` matching `predicate` (copies)."""
     items, _ = store.list(key)
     return [o for o in items if predicate(o)]
+
+
+class FakeKubelet(Controller):
+    """Stand-in for sim.kubelet in controller tests: bound pods become Running+Ready at once (not Ready
+    with a behaviour annotation); pods with a `sim.test/exit` annotation finish with that exit code;
+    deleted pods are finished at once."""
+
+    name = "fake-kubelet"
+    watches = ("pods",)
+
+    async def reconcile(self) -> None:
+        for pod in self.items("pods"):
+            meta, status = pod["metadata"], pod.get("status") or {}
+            if not pod["spec"].get("nodeName"):
+                continue
+            if meta.get("deletionTimestamp"):
+                self.store.delete("pods", meta["namespace"], meta["name"], grace_seconds=0)
+                continue
+            if status.get("phase") in ("Running", "Succeeded", "Failed"):
+                continue
+            annotations = meta.get("annotations") or {}
+            exit_code = annotations.get("sim.test/exit")
+            ready = "False" if annotations.get(BEHAVIOUR_ANNOTATION) else "True"
+
+            def run(obj: dict[str, Any], ready: str = ready, exit_code: str | None = exit_code) -> None:
+                st = obj.setdefault("status", {})
+                if exit_code is not None:
+                    st["phase"] = "Succeeded" if exit_code == "0" else "Failed"
+                    ready = "False"
+                else:
+                    st["phase"] = "Running"
+                st["startTime"] = rfc3339()
+                st["conditions"] = [{"type": "Ready", "status": ready, "lastTransitionTime": rfc3339()}]
+
+            self.try_mutate("pods", meta["namespace"], meta["name"], run)
