@@ -4,7 +4,8 @@ from __future__ import annotations
 import functools
 import os
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import tenacity
@@ -75,6 +76,7 @@ class Policy:
     max_delay_s: float
     base_wait_s: float = 0.5
     max_wait_s: float = 8.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         if zero_waits():
@@ -92,6 +94,7 @@ class Policy:
             wait=self._wait,
             retry=tenacity.retry_if_exception(is_transient),
             reraise=True,
+            sleep=self.sleep,
         )
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
