@@ -1,13 +1,14 @@
 """The simulated cluster's AWS account: moto as a real HTTP server on loopback, seeded from the scenario, with the aws-* faults."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import boto3
 from botocore.config import Config
@@ -33,6 +34,7 @@ class AwsNodeSeed:
     instance_type: str
     zone: str
     nodepool: str | None = None
+    instance_id: str | None = None   # the scenario's deterministic id (its providerID); None: moto picks
 
 
 @dataclass
@@ -102,7 +104,6 @@ class AwsSim:
         self._server: ThreadedMotoServer | None = None
         self._endpoint = ""
         self._session: boto3.Session | None = None
-        self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> AwsSim:
@@ -142,25 +143,27 @@ class AwsSim:
         return self._session.client(service, endpoint_url=self._endpoint, config=_boto_config())
 
     # -- for the simulated Karpenter -------------------------------------------------------
-    def launch_instance(self, instance_type: str, zone: str,
-                        tags: Mapping[str, str] | None = None) -> tuple[str, datetime]:
+    def launch_instance(self, instance_type: str, zone: str, tags: Mapping[str, str] | None = None, *,
+                        instance_id: str | None = None) -> tuple[str, datetime]:
         """Run one instance in the zone's subnet with the cluster's node security groups.
 
-        Returns (instance id, launch time as an aware UTC datetime). Blocking: call it from the
-        event loop with `asyncio.to_thread`.
+        Returns (instance id, launch time as an aware UTC datetime). `instance_id` asks for that id
+        (the scenario's deterministic one). Blocking: call it from the event loop with `asyncio.to_thread`.
         """
         if zone not in self.subnet_ids:
             raise AwsSimError(f"no simulated subnet in zone {zone!r}; zones: {sorted(self.subnet_ids)}")
         all_tags = {"eks:cluster-name": self.seed.cluster,
                     f"kubernetes.io/cluster/{self.seed.cluster}": "owned", **(tags or {})}
         ec2 = self.client("ec2")
-        with self._lock:
+        with _requested_instance_id(instance_id):
             resp = ec2.run_instances(
                 ImageId=_AMI_ID, InstanceType=instance_type, MinCount=1, MaxCount=1,
                 SubnetId=self.subnet_ids[zone], SecurityGroupIds=self._sgs_for(),
                 TagSpecifications=[{"ResourceType": "instance", "Tags": _tag_list(all_tags)}],
             )
         inst = resp["Instances"][0]
+        if instance_id and inst["InstanceId"] != instance_id:
+            raise AwsSimError(f"moto gave {inst['InstanceId']} instead of the requested {instance_id}")
         launched: datetime = inst["LaunchTime"]
         if launched.tzinfo is None:
             launched = launched.replace(tzinfo=timezone.utc)
@@ -232,7 +235,8 @@ class AwsSim:
             instance_id, _ = self.launch_instance(
                 node.instance_type, node.zone,
                 {"Name": node.name, "gpucluster.io/node": node.name,
-                 **({"karpenter.sh/nodepool": node.nodepool} if node.nodepool else {})})
+                 **({"karpenter.sh/nodepool": node.nodepool} if node.nodepool else {})},
+                instance_id=node.instance_id)
             self.instance_ids[node.name] = instance_id
         if "aws-no-efa-support" in faults:
             self._hide_efa(faults["aws-no-efa-support"])
@@ -273,6 +277,40 @@ class AwsSim:
 
 # -- helpers -------------------------------------------------------------------------------
 _AMI_ID = "ami-12c6146b"   # one of the AMIs moto ships (no AMI lookup needed for run_instances)
+
+
+# moto 5 cannot be told an instance's id, but makes it with moto.ec2.models.instances.random_instance_id:
+# that name is wrapped once to hand out a requested id to the one run_instances call that asked for it.
+# Every launch of this module holds _ID_LOCK, so no other simulated cluster takes it meanwhile.
+_ID_LOCK = threading.Lock()
+_REQUESTED_IDS: list[str] = []
+
+
+@contextlib.contextmanager
+def _requested_instance_id(instance_id: str | None) -> Iterator[None]:
+    with _ID_LOCK:
+        if instance_id is None:
+            yield
+            return
+        _install_id_hook()
+        _REQUESTED_IDS.append(instance_id)
+        try:
+            yield
+        finally:
+            _REQUESTED_IDS.clear()
+
+
+def _install_id_hook() -> None:
+    from moto.ec2.models import instances
+    original = instances.random_instance_id
+    if getattr(original, "gpucluster_hook", False):
+        return
+
+    def random_instance_id() -> str:
+        return _REQUESTED_IDS.pop(0) if _REQUESTED_IDS else original()
+
+    random_instance_id.gpucluster_hook = True   # type: ignore[attr-defined]
+    instances.random_instance_id = random_instance_id
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
@@ -361,7 +399,8 @@ def seed_from_scenario(scenario: Any) -> AwsSeed | None:
             faults[fault.kind] = dict(fault.params)
     return AwsSeed(
         cluster=cluster, region=aws.region or scenario.cluster.region,
-        nodes=[AwsNodeSeed(n.name, n.group.instance_type, n.zone, n.nodepool) for n in scenario.expand_nodes()],
+        nodes=[AwsNodeSeed(n.name, n.group.instance_type, n.zone, n.nodepool, n.instance_id)
+               for n in scenario.expand_nodes()],
         zones=list(scenario.cluster.zones),
         subnets=[SubnetSeed(s.zone, s.cidr, s.public, dict(s.tags)) for s in aws.subnets],
         security_groups=[SecurityGroupSeed(g.name, g.description, g.self_rule, dict(g.tags))

@@ -129,3 +129,15 @@ def test_seed_from_shipped_scenarios(name: str) -> None:
     assert seed.role_names() == [f"KarpenterNodeRole-{scenario.cluster.name}"]
     assert [g.name for g in seed.group_seeds()] == [g.name for g in scenario.aws.security_groups]
     assert set(seed.faults) == {f.kind for f in scenario.faults if f.kind.startswith("aws-")}
+
+
+def test_scenario_instances_keep_the_scenario_provider_ids() -> None:
+    scenario = load_scenario("healthy")
+    sim = start_aws(scenario)
+    assert sim is not None
+    try:
+        assert sim.instance_ids == {n.name: n.instance_id for n in scenario.expand_nodes()}
+        assert all(sim.provider_id(n.name) == n.provider_id for n in scenario.expand_nodes())
+        assert set(_instances(sim)) == set(sim.instance_ids.values())
+    finally:
+        sim.stop()
