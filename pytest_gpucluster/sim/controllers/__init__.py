@@ -6,7 +6,9 @@ from typing import Any, Protocol
 
 from pytest_gpucluster.sim.controllers.base import Controller
 from pytest_gpucluster.sim.controllers.daemonsets import DaemonSetController
+from pytest_gpucluster.sim.controllers.jobs import JobController
 from pytest_gpucluster.sim.controllers.karpenter import Karpenter
+from pytest_gpucluster.sim.controllers.mpi_operator import MpiOperator
 from pytest_gpucluster.sim.controllers.deviceplugins import DevicePluginController, NodeFacts, plugin_fault_behaviour
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
@@ -46,24 +48,6 @@ def build_controllers(store: Any, scenario: Any, workdir: Path, aws: Any | None)
 
 def _optional_controllers(store: Any, scenario: Any, workdir: Path, aws: Any | None,
                           facts: NodeFacts) -> list[RunnableController]:
-    out: list[RunnableController] = []
-    out.append(Karpenter(store, scenario, facts, aws=aws))
-    try:
-        from pytest_gpucluster.sim.controllers.gpu_operator import GpuOperatorController
-    except ImportError:
-        pass
-    else:
-        out.append(GpuOperatorController(store, scenario))
-    try:
-        from pytest_gpucluster.sim.controllers.jobs import JobController
-    except ImportError:
-        pass
-    else:
-        out.append(JobController(store, scenario))
-    try:
-        from pytest_gpucluster.sim.controllers.mpi_operator import MpiOperator
-    except ImportError:
-        pass
-    else:
-        out.append(MpiOperator(store, scenario))
-    return out
+    """Controllers of add-ons; each idles while its CRD is absent (a scenario may leave it out)."""
+    return [Karpenter(store, scenario, facts, aws=aws), JobController(store, scenario),
+            MpiOperator(store, scenario)]
