@@ -58,9 +58,9 @@ def aws(gpucluster_run: Run, cluster: Cluster, inventory: Inventory, pytestconfi
         target_from_provider_ids(n.provider_id or "" for n in inventory.all_nodes))
     sim_env = getattr(gpucluster_run.sim, "aws_env", None) if gpucluster_run.sim is not None else None
     try:
-        require_aws((n.provider_id or "" for n in inventory.all_nodes), target)
         if gpucluster_run.sim is not None and not sim_env:
             raise AwsUnavailable("the simulated scenario has no AWS account (its aws: section is not enabled)")
+        require_aws((n.provider_id or "" for n in inventory.all_nodes), target)
         return open_session(profile=aws_options.aws_profile(pytestconfig),
                             region=aws_options.region(pytestconfig), target=target, env=sim_env or None)
     except AwsUnavailable as exc:
