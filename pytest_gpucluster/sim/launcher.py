@@ -95,7 +95,7 @@ class SimCluster:
     def __init__(self, scenario: str | Path | Any | None, *, port: int = 0, workdir: Path | None = None,
                  speed: float = 1.0, rbac: bool | Path | None = None,
                  setup: Callable[[Store], None] | None = None, controllers: bool = True,
-                 aws: bool = True, bookmark_interval: float = 5.0) -> None:
+                 aws: bool = True, bookmark_interval: float = 5.0, faults: FaultConfig | None = None) -> None:
         self._scenario_arg = scenario
         self.port = port
         self.speed = speed
@@ -104,6 +104,8 @@ class SimCluster:
         self._want_controllers = controllers
         self._want_aws = aws
         self._bookmark_interval = bookmark_interval
+        self._faults = faults
+        self._extra_controllers: list[Any] = []
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gpucluster-sim-"))
         self.kubeconfig_path = self.workdir / "kubeconfig"
@@ -213,13 +215,15 @@ class SimCluster:
             self._setup(store)
         api = getattr(scenario, "api", None)
         cluster = getattr(scenario, "cluster", None)
-        self.server = ApiServer(store, self._token, authorizer=authorizer,
-                                faults=FaultConfig.from_spec(api) if api is not None else None,
+        faults = self._faults or (FaultConfig.from_spec(api) if api is not None else None)
+        self.server = ApiServer(store, self._token, authorizer=authorizer, faults=faults,
                                 log_dir=self.workdir / "logs",
                                 info=ServerInfo(str(getattr(cluster, "kubernetes_version", "1.32"))),
                                 bookmark_interval=self._bookmark_interval)
         self.port = await self.server.start("127.0.0.1", self.port, ssl_context=self._ssl)
         self.server_url = f"https://127.0.0.1:{self.port}"
+        for c in self._extra_controllers:
+            self._run_controller(c)
         if scenario is not None and self._want_controllers:
             build = _optional("pytest_gpucluster.sim.controllers", "build_controllers")
             if build is None:
@@ -233,9 +237,18 @@ class SimCluster:
                 self.warnings.append(f"controllers not started: {exc}")
                 return
             for c in controllers:
-                task = asyncio.get_running_loop().create_task(c.run(), name=f"controller:{c.name}")
-                task.add_done_callback(self._record_failure)
-                self._tasks.append(task)
+                self._run_controller(c)
+
+    def _run_controller(self, controller: Any) -> None:
+        task = asyncio.get_running_loop().create_task(controller.run(), name=f"controller:{controller.name}")
+        task.add_done_callback(self._record_failure)
+        self._tasks.append(task)
+
+    def add_controller(self, controller: Any) -> None:
+        """Run one more controller (`name`, `async run()`) with the scenario's; call before start()."""
+        if self._started:
+            raise SimClusterError("add_controller() must be called before start()")
+        self._extra_controllers.append(controller)
 
     def _record_failure(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -22,7 +22,7 @@ from .resources import ResourceType
 from .store import Obj, Store
 from .resources import to_table, wants_table
 
-PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+PUBLIC_PATHS = ("/version", "/version/", "/healthz", "/livez", "/readyz")
 DEFAULT_WATCH_TIMEOUT = 1800.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -104,6 +104,7 @@ class ApiServer:
                                    client_max_size=64 * 1024 * 1024)
         r = self.app.router
         r.add_get("/version", self.version)
+        r.add_get("/version/", self.version)
         for probe in ("/healthz", "/livez", "/readyz"):
             r.add_get(probe, self.healthz)
         r.add_get("/api", self.api)
@@ -157,7 +158,8 @@ class ApiServer:
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         f = self.faults
-        discovery = request.path in ("/api", "/apis") or request.path.count("/") <= 3
+        parts = [p for p in request.path.split("/") if p]
+        discovery = not parts or len(parts) <= (2 if parts[0] == "api" else 3)
         if f.error_rate <= 0 or discovery or request.path in PUBLIC_PATHS:
             return await handler(request)
         if self._fault_rng.random() >= f.error_rate:
@@ -199,8 +201,10 @@ class ApiServer:
         """Parse /api/v1/... or /apis/<g>/<v>/...; discovery documents are returned as dicts."""
         parts = [p for p in request.path.split("/") if p]
         crds = self.store.crds()
+        if len(parts) == 1:  # "/api/" and "/apis/", as the Python client spells them
+            return resources.api_versions() if parts[0] == "api" else resources.api_group_list(crds)
         if parts[0] == "api":
-            if len(parts) < 2 or parts[1] != "v1":
+            if parts[1] != "v1":
                 raise NotFound("the server could not find the requested resource", details={})
             group, version, rest = "", "v1", parts[2:]
         else:

@@ -44,6 +44,11 @@ def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def _micro_time(ts: float) -> str:
+    """metav1.MicroTime: RFC 3339 with microseconds (events' eventTime)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
+
+
 def parse_rfc3339(text: str) -> float:
     return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
 
@@ -560,7 +565,8 @@ class Store:
     # ----- events -----------------------------------------------------------------------------------
     def record_event(self, involved: Obj, reason: str, message: str, *, type: str = "Normal",
                      component: str = "default-scheduler", host: str | None = None) -> Obj:
-        """A core v1 Event about `involved`; repeats (same object, reason, message, source) bump count."""
+        """A core v1 Event about `involved`; repeats (same object, reason, message, source) bump count.
+        eventTime is set too, so both the core and the events.k8s.io views deserialize in typed clients."""
         meta = involved.get("metadata") or {}
         ns = meta.get("namespace") or "default"
         ref = {"kind": involved.get("kind", ""), "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
@@ -581,7 +587,7 @@ class Store:
             source["host"] = host
         ev = {"metadata": {"name": f"{ref['name']}.{time.time_ns():x}", "namespace": ns},
               "involvedObject": ref, "reason": reason, "message": message, "type": type, "source": source,
-              "firstTimestamp": now, "lastTimestamp": now, "count": 1, "eventTime": None,
+              "firstTimestamp": now, "lastTimestamp": now, "count": 1, "eventTime": _micro_time(self.clock()),
               "reportingComponent": component, "reportingInstance": host or ""}
         created = self.create("events", ev)
         self._event_index[ident] = (ns, created["metadata"]["name"])
