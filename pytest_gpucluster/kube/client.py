@@ -16,6 +16,7 @@ from .resources import Resource, resource
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 30.0
+VERSION_TIMEOUT_S = 5.0      # first contact: an endpoint that accepts but never answers fails fast
 _CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)
 
 
@@ -88,7 +89,8 @@ class Cluster:
     # -- verbs ---------------------------------------------------------------------------------------
     def version(self) -> dict:
         site = errors.CallSite("get", "/version", None, None, self.server_url)
-        return self._call(retry.CONNECT, lambda: self._request("GET", "/version", site=site))
+        return self._call(retry.CONNECT, lambda: self._request("GET", "/version", site=site,
+                                                               read_timeout_s=VERSION_TIMEOUT_S))
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
         res = resource(kind)
