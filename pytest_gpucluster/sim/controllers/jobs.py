@@ -104,7 +104,7 @@ class JobController(Controller):
                 self.store.record_event(job, outcome[1], outcome[2], type="Warning", component="job-controller")
             else:
                 self.store.record_event(job, "Completed", "Job completed", component="job-controller")
-        new_status = {
+        new_status: dict[str, Any] = {
             "startTime": status.get("startTime") or rfc3339(start),
             "active": len(active) if outcome is None else 0,
             "ready": sum(1 for p in active if pod_is_ready(p)) if outcome is None else 0,

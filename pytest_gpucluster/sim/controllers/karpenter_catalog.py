@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from pytest_gpucluster.sim.controllers.fit import first_untolerated_taint, pod_matches_node_affinity
 from pytest_gpucluster.sim.controllers.quantity import parse_quantity, pod_requests
@@ -139,7 +139,7 @@ def nodepool_offerings(nodepool: dict[str, Any], zones: Iterable[str], region: s
     return out
 
 
-def pod_tolerates_nodepool(pod: dict[str, Any], nodepool: dict[str, Any]) -> dict[str, Any] | None:
+def pod_tolerates_nodepool(pod: dict[str, Any], nodepool: dict[str, Any]) -> Mapping[str, Any] | None:
     """The first NodePool taint the pod does not tolerate (startup taints need no toleration)."""
     template_spec = ((nodepool.get("spec") or {}).get("template") or {}).get("spec") or {}
     return first_untolerated_taint(template_spec.get("taints") or [],

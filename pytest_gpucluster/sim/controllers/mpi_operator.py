@@ -127,7 +127,7 @@ class MpiOperator(Controller):
         outcome = job_finished(launcher_job) if launcher_job is not None else None
         if outcome == "Complete":
             self._finish(job, "Succeeded", "MPIJobSucceeded", f"MPIJob {ns}/{name} successfully completed.", now)
-        elif outcome == "Failed":
+        elif outcome == "Failed" and launcher_job is not None:
             failed = get_condition(launcher_job, "Failed") or {}
             self._finish(job, "Failed", "MPIJobFailed",
                          f"MPIJob {ns}/{name} has failed: launcher {failed.get('reason', 'Failed')}: "
