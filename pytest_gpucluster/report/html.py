@@ -19,7 +19,7 @@ body > .summary { order: 1; }
 body > #results-table { order: 4; }
 body > footer { order: 5; }
 .gc-verdict { padding: 12px 16px; margin: 8px 0 12px; border-radius: 6px; color: #fff; }
-.gc-verdict h2 { margin: 0 0 4px; font-size: 28px; letter-spacing: 1px; }
+.gc-verdict h2 { margin: 0 0 4px; font-size: 28px; letter-spacing: 1px; color: #fff; }
 .gc-accepted { background: #1e7b34; }
 .gc-not-accepted { background: #b3261e; }
 .gc-verdict ul { margin: 4px 0 0 18px; padding: 0; }
@@ -153,8 +153,9 @@ def fingerprint_block(summary: dict[str, Any]) -> str:
         rows.append((key, value))
     rows.append(("profile", f"{prof.get('path') or 'default'} (sha256 {prof.get('sha256') or 'unknown'})"))
     rows.append(("started / finished", f"{summary.get('started')} / {summary.get('finished')}"))
-    return ('<div class="gc-section" id="gc-fingerprint"><h3>Cluster fingerprint</h3>'
-            + _table(("", ""), rows) + "</div>")
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f'<div class="gc-section" id="gc-fingerprint"><h3>Cluster fingerprint</h3><table class="gc">{body}</table></div>'
+
 
 
 def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
