@@ -133,8 +133,13 @@ class SimCluster:
         if self._started:
             return self
         t0 = time.perf_counter()
-        self.scenario = self._load_scenario()
-        authorizer = self._authorizer()
+        try:
+            self.scenario = self._load_scenario()
+            authorizer = self._authorizer()
+        except BaseException:
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         if self.scenario is not None and self._want_aws:
             start_aws = _optional("pytest_gpucluster.sim.aws", "start_aws")
             if start_aws is not None:

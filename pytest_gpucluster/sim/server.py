@@ -107,6 +107,8 @@ class ApiServer:
         r.add_get("/version/", self.version)
         for probe in ("/healthz", "/livez", "/readyz"):
             r.add_get(probe, self.healthz)
+        r.add_get("/openapi/v3", self.openapi_v3)
+        r.add_get("/openapi/v2", self.openapi_v2)
         r.add_get("/api", self.api)
         r.add_get("/apis", self.apis)
         r.add_route("*", "/api/{tail:.*}", self.resource)
@@ -189,6 +191,19 @@ class ApiServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def openapi_v3(self, request: web.Request) -> web.Response:
+        """An OpenAPI v3 root with no group-versions: kubectl then validates nothing client-side and
+        computes apply patches from its compiled-in types (strategic) or as merge patches (CRDs)."""
+        return _json({"paths": {}})
+
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        """A swagger document without definitions (kubectl falls back to it for client-side validation and
+        asks for protobuf, where the empty message is a Document with no definitions)."""
+        if "protobuf" in request.headers.get("Accept", ""):
+            return web.Response(body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        return _json({"swagger": "2.0", "info": {"title": "Kubernetes", "version": f"v{self.info.kubernetes_version}.0"},
+                      "paths": {}, "definitions": {}})
 
     async def api(self, request: web.Request) -> web.Response:
         return _json(resources.api_versions())
