@@ -174,12 +174,12 @@ def resolve_selector_terms(session: AwsSession, kind: str, terms: Iterable[Mappi
                               else ("describe_security_groups", "SecurityGroups", "GroupId"))
     matches = []
     for term in terms:
-        filters = []
+        filters: list[dict[str, Any]] = []
         for tag, value in sorted((term.get("tags") or {}).items()):
             filters.append({"Name": "tag-key", "Values": [tag]} if value in ("*", "", None)
                            else {"Name": f"tag:{tag}", "Values": [str(value)]})
         if term.get("id"):
-            filters.append({"Name": "subnet-id" if kind == "subnet" else "group-id", "Values": [term["id"]]})
+            filters.append({"Name": "subnet-id" if kind == "subnet" else "group-id", "Values": [str(term["id"])]})
         if term.get("name") and kind == "security-group":
             filters.append({"Name": "group-name", "Values": [term["name"]]})
         found = session.collect("ec2", operation, key, Filters=filters) if filters else []

@@ -363,7 +363,8 @@ def _patch_instance_types(account_id: str, region: str, no_efa: set[str]) -> Non
             result.append(item)
         return result
 
-    backend.describe_instance_types = describe_instance_types
+    # an instance attribute shadows the method for this account+region's backend only
+    setattr(backend, "describe_instance_types", describe_instance_types)
 
 
 def aws_env_keys() -> tuple[str, ...]:
