@@ -479,13 +479,12 @@ class ApiServer:
                 except (StopAsyncIteration, asyncio.TimeoutError):
                     break
                 await response.write(self._encode(t.rtype, etype, obj, table))
-        except (ConnectionResetError, asyncio.CancelledError):
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away (a watch ends that way all the time)
+        finally:
             watch.close()
             self._watch_responses.discard(response)
-            raise
-        watch.close()
-        self._watch_responses.discard(response)
-        await response.write_eof()
         return response
 
     # ----- pods/log -------------------------------------------------------------------------------
@@ -517,6 +516,7 @@ class ApiServer:
             return web.Response(body=b"", content_type="text/plain")
         tail = int(q["tailLines"]) if q.get("tailLines") else None
         data = path.read_bytes()
+        size = len(data)
         if tail is not None:
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-tail:]) if tail > 0 else b""
@@ -525,25 +525,35 @@ class ApiServer:
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        try:
+            await self._follow(response, path, data, size, t, container)
+        except ConnectionResetError:
+            pass  # `kubectl logs -f` interrupted
+        return response
+
+    async def _follow(self, response: web.StreamResponse, path: Path, data: bytes, offset: int, t: Target,
+                      container: str) -> None:
+        """Stream what the kubelet appends after `offset` until the container terminated or the pod is gone."""
         await response.write(data)
-        offset = path.stat().st_size
+        finished = False
         while True:
-            await asyncio.sleep(0.05)
             size = path.stat().st_size if path.exists() else offset
             if size > offset:
                 with path.open("rb") as fh:
                     fh.seek(offset)
-                    await response.write(fh.read(size - offset))
-                offset = size
+                    chunk = fh.read(size - offset)
+                offset += len(chunk)
+                await response.write(chunk)
                 continue
+            if finished:  # one last read after the container ended, then stop
+                break
+            await asyncio.sleep(0.05)
             try:
                 current = self.store.get("pods", t.namespace, t.name or "")
+                finished = "terminated" in _container_state(current, container)
             except NotFound:
-                break
-            if "terminated" in _container_state(current, container):
-                break
+                finished = True
         await response.write_eof()
-        return response
 
 
 def _container_state(pod: Obj, container: str) -> Obj:
