@@ -120,9 +120,7 @@ class ApiServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # noqa: S101 - aiohttp always binds at start()
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
         return self.port
 
     async def stop(self) -> None:
