@@ -1,7 +1,7 @@
 """Scenario files of the simulated cluster: the schema (dataclasses), loading, validation and node expansion."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -142,6 +142,14 @@ class Scenario:
         group = NodeGroup(instance_type=instance, count=1, zone=zone, nodepool=nodepool,
                           capacity_type=capacity_type)  # type: ignore[arg-type]
         return self._make_node(len(self._expanded) + index, -1, group, instance_type(instance), zone)
+
+    def adopt_node(self, name: str, instance: str, zone: str, *, private_ip: str | None = None,
+                   instance_id: str | None = None, nodepool: str | None = None) -> NodeSpec:
+        """A NodeSpec for a node that exists under its own name (e.g. created by Karpenter)."""
+        spec = self.new_node(instance, zone, 0, nodepool=nodepool)
+        hw = node_hardware(spec.instance, name)
+        return dataclasses.replace(spec, name=name, hardware=hw, private_ip=private_ip or spec.private_ip,
+                                   instance_id=instance_id or spec.instance_id)
 
     def _check(self, ctx: Any) -> None:
         names = [n.name for n in self.expand_nodes()]

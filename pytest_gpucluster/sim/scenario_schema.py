@@ -236,7 +236,7 @@ class KubeletSpec:
     unpullable_images: list[str] = field(default_factory=list)                   # globs
     max_concurrent_pods: int = 64
     hard_timeout_seconds: float = 600.0
-    heartbeat_seconds: float = 10.0
+    heartbeat_seconds: float = 300.0     # nodeStatusReportFrequency (heartbeats proper go to Leases)
 
     def pull_seconds(self, image: str) -> float:
         for pattern, seconds in self.image_pull_seconds_per_image.items():

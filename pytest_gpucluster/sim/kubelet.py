@@ -1,0 +1,590 @@
+"""The simulated kubelet: runs bound pods' containers as local processes and reports pod and node status."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .controllers.base import rfc3339, set_condition
+from .errors import NotFound
+from .hardware import UnknownInstanceType
+from .scenario import NodeSpec, Scenario
+from .tools import install_tools
+from .tools import sandbox
+from .tools.context import build_context, node_context, write_context
+
+GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
+BEHAVIOUR = "sim.gpucluster.io/behaviour"
+MPI_ROLE_LABELS = ("training.kubeflow.org/job-role", "mpi-job-role")
+MPI_JOB_LABELS = ("training.kubeflow.org/job-name", "mpi-job-name")
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+@dataclass
+class Container:
+    """What the kubelet knows about one container of a running pod."""
+
+    name: str
+    image: str
+    state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: dict[str, Any] = field(default_factory=dict)
+    ready: bool = False
+    started: bool = False
+    restarts: int = 0
+    container_id: str = ""
+    image_id: str = ""
+    proc: asyncio.subprocess.Process | None = None
+
+    def status(self) -> dict[str, Any]:
+        out = {"name": self.name, "image": self.image, "imageID": self.image_id, "ready": self.ready,
+               "started": self.started, "restartCount": self.restarts, "state": dict(self.state),
+               "lastState": dict(self.last_state)}
+        if self.container_id:
+            out["containerID"] = self.container_id
+        return out
+
+
+@dataclass
+class PodRun:
+    """One pod the kubelet is running: its task, containers, allocation and sandbox."""
+
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    pod: dict[str, Any]
+    containers: list[Container]
+    init_containers: list[Container]
+    scratch: Path
+    gpus: list[int] = field(default_factory=list)
+    efa: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    terminate: asyncio.Event = field(default_factory=asyncio.Event)
+    phase: str = "Pending"
+    reason: str | None = None
+    message: str | None = None
+    done: bool = False
+
+
+def _requests(pod: dict[str, Any], resource: str) -> int:
+    total = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        value = (res.get("limits") or {}).get(resource, (res.get("requests") or {}).get(resource, 0))
+        try:
+            total += int(value)
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def _digest(text: str, n: int = 64) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+class Kubelet:
+    """Every node's kubelet in one: watches pods bound to nodes and runs them; keeps node status."""
+
+    name = "kubelet"
+
+    def __init__(self, store: Any, scenario: Scenario | None, workdir: Path) -> None:
+        self.store = store
+        self.scenario = scenario
+        self.workdir = Path(workdir)
+        self.tools_bin = install_tools(self.workdir / "bin")
+        self.kubelet_spec = scenario.kubelet if scenario is not None else None
+        self.runs: dict[str, PodRun] = {}
+        self.allocations: dict[str, dict[str, tuple[list[int], list[str]]]] = {}   # node -> uid -> alloc
+        self._node_specs: dict[str, NodeSpec | None] = {}
+        self._queue: asyncio.Queue[tuple[str, str, dict[str, Any]]] | None = None
+        self._error: BaseException | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def log_path(self, namespace: str, pod: str, container: str) -> Path:
+        """Where `pods/log` reads a container's output (design.md: `<workdir>/logs/<ns>_<pod>/<c>.log`)."""
+        return self.workdir / "logs" / f"{namespace}_{pod}" / f"{container}.log"
+
+    def _on_change(self, event_type: str, key: str, obj: dict[str, Any]) -> None:
+        if key in ("pods", "nodes") and self._queue is not None:
+            self._queue.put_nowait((event_type, key, obj))
+
+    async def run(self) -> None:
+        self._queue = asyncio.Queue()
+        self._slots = asyncio.Semaphore(self.kubelet_spec.max_concurrent_pods if self.kubelet_spec else 64)
+        unsubscribe = self.store.subscribe(self._on_change)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            for pod in self.store.list("pods")[0]:
+                self._dispatch("ADDED", pod)
+            while True:
+                event_type, key, obj = await self._queue.get()
+                if self._error is not None:
+                    raise self._error
+                if key == "pods":
+                    self._dispatch(event_type, obj)
+                elif event_type == "ADDED":
+                    self._node_specs.pop(obj["metadata"]["name"], None)
+        finally:
+            unsubscribe()
+            heartbeat.cancel()
+            for run in list(self.runs.values()):
+                self._kill_now(run)
+                if run.task is not None:
+                    run.task.cancel()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._error is None:
+            self._error = task.exception()
+            if self._queue is not None:
+                self._queue.put_nowait(("ERROR", "", {}))
+
+    def _kill_now(self, run: PodRun) -> None:
+        for c in run.init_containers + run.containers:
+            if c.proc is not None:
+                sandbox.signal_group(c.proc, signal.SIGKILL)
+
+    # ---- pod events ------------------------------------------------------------------------
+    def _dispatch(self, event_type: str, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta.get("uid", "")
+        run = self.runs.get(uid)
+        if event_type == "DELETED":
+            if run is not None:
+                run.done = True
+                self._kill_now(run)
+                if run.task is not None:
+                    run.task.cancel()
+                self._forget(run)
+            return
+        node = spec.get("nodeName")
+        if not node:
+            return
+        deleting = bool(meta.get("deletionTimestamp"))
+        if run is None:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            if deleting:
+                self._delete_pod(meta["namespace"], meta["name"])
+                return
+            self._start(pod)
+        elif deleting and not run.terminate.is_set():
+            run.terminate.set()
+
+    def _start(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        node = spec["nodeName"]
+        node_spec = self._node_spec(node)
+        gpus, efa = self._allocate(node, meta["uid"], pod, node_spec)
+
+        def containers(key: str) -> list[Container]:
+            return [Container(c["name"], c.get("image", "")) for c in spec.get(key) or []]
+        run = PodRun(meta["uid"], meta["namespace"], meta["name"], node, pod, containers("containers"),
+                     containers("initContainers"), self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}",
+                     gpus, efa)
+        self.runs[run.uid] = run
+        run.task = asyncio.create_task(self._lifecycle(run, node_spec), name=f"kubelet:{run.namespace}/{run.name}")
+        run.task.add_done_callback(self._task_done)
+
+    def _forget(self, run: PodRun) -> None:
+        self.runs.pop(run.uid, None)
+        self.allocations.get(run.node, {}).pop(run.uid, None)
+        sandbox.remove_scratch(run.scratch)
+
+    def _delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.store.delete("pods", namespace, name, grace_seconds=0)
+        except NotFound:
+            pass
+
+    # ---- nodes and devices -----------------------------------------------------------------
+    def _node_spec(self, name: str) -> NodeSpec | None:
+        if name in self._node_specs:
+            return self._node_specs[name]
+        spec: NodeSpec | None = None
+        if self.scenario is not None:
+            try:
+                spec = self.scenario.node(name)
+            except KeyError:
+                spec = self._adopt(name)
+        self._node_specs[name] = spec
+        return spec
+
+    def _adopt(self, name: str) -> NodeSpec | None:
+        assert self.scenario is not None
+        try:
+            node = self.store.get("nodes", None, name)
+        except NotFound:
+            return None
+        labels = node["metadata"].get("labels") or {}
+        ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                   if a.get("type") == "InternalIP"), None)
+        provider = (node.get("spec") or {}).get("providerID", "")
+        try:
+            return self.scenario.adopt_node(
+                name, labels.get("node.kubernetes.io/instance-type", ""),
+                labels.get("topology.kubernetes.io/zone", self.scenario.cluster.zones[0]), private_ip=ip,
+                instance_id=provider.rsplit("/", 1)[-1] or None, nodepool=labels.get("karpenter.sh/nodepool"))
+        except UnknownInstanceType:
+            return None
+
+    def _allocate(self, node: str, uid: str, pod: dict[str, Any],
+                  spec: NodeSpec | None) -> tuple[list[int], list[str]]:
+        """Lowest free GPU indices and EFA devices of the node, as the device plugins hand them out."""
+        used = self.allocations.setdefault(node, {})
+        taken_gpus = {i for g, _ in used.values() for i in g}
+        taken_efa = {d for _, e in used.values() for d in e}
+        hw = spec.hardware if spec is not None else None
+        free_gpus = [g.index for g in hw.gpus if g.index not in taken_gpus] if hw else []
+        free_efa = [d for d in hw.efa_devices if d not in taken_efa] if hw else []
+        gpus = free_gpus[:_requests(pod, GPU)]
+        efa = free_efa[:_requests(pod, EFA)]
+        used[uid] = (gpus, efa)
+        return gpus, efa
+
+    def _faults(self, node: str, kind: str) -> list[Any]:
+        if self.scenario is None:
+            return []
+        return [f for f in self.scenario.faults_on_node(node) if f.kind == kind]
+
+    # ---- status and events -----------------------------------------------------------------
+    def _event(self, run: PodRun, reason: str, message: str, type: str = "Normal") -> None:
+        self.store.record_event(run.pod, reason, message, type=type, component="kubelet", host=run.node)
+
+    def _publish(self, run: PodRun) -> None:
+        """Write phase, conditions, IPs and container statuses from the run's state."""
+        now = time.time()
+        running = [c for c in run.containers if "running" in c.state]
+        all_ready = bool(run.containers) and all(c.ready for c in run.containers)
+        inits_done = all("terminated" in c.state and c.state["terminated"].get("exitCode") == 0
+                         for c in run.init_containers)
+        sandbox_ready = run.phase != "Pending" or any("waiting" not in c.state or
+                                                      c.state["waiting"].get("reason") != "ContainerCreating"
+                                                      for c in run.containers)
+        terminal = run.phase in ("Succeeded", "Failed")
+        host_ip = self._host_ip(run)
+        pod_ip = host_ip if (run.pod.get("spec") or {}).get("hostNetwork") else self._pod_ip(run, host_ip)
+
+        def write(pod: dict[str, Any]) -> None:
+            status = pod.setdefault("status", {})
+            status["phase"] = run.phase
+            status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
+            status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+            status.setdefault("startTime", rfc3339(now))
+            status["containerStatuses"] = [c.status() for c in run.containers]
+            if run.init_containers:
+                status["initContainerStatuses"] = [c.status() for c in run.init_containers]
+            for key, value in (("reason", run.reason), ("message", run.message)):
+                if value:
+                    status[key] = value
+            conditions = status.setdefault("conditions", [])
+            set_condition(conditions, "PodReadyToStartContainers", "True" if sandbox_ready and not terminal
+                          else "False", "", now=now)
+            set_condition(conditions, "Initialized", "True" if inits_done else "False",
+                          "" if inits_done else "ContainersNotInitialized", now=now)
+            ready = all_ready and bool(running) and not terminal
+            reason = "" if ready else ("PodCompleted" if terminal else "ContainersNotReady")
+            set_condition(conditions, "Ready", "True" if ready else "False", reason, now=now)
+            set_condition(conditions, "ContainersReady", "True" if ready else "False", reason, now=now)
+            order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+            conditions.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+        self.store.mutate("pods", run.namespace, run.name, write, subresource="status")
+
+    def _host_ip(self, run: PodRun) -> str:
+        spec = self._node_spec(run.node)
+        return spec.private_ip if spec is not None else "10.0.0.10"
+
+    @staticmethod
+    def _pod_ip(run: PodRun, host_ip: str) -> str:
+        octets = host_ip.split(".")
+        last = int(_digest(run.uid, 4), 16) % 250 + 4
+        return ".".join(octets[:2] + [str((int(octets[2]) + 1) % 256), str(last)])
+
+    # ---- pod lifecycle ---------------------------------------------------------------------
+    async def _lifecycle(self, run: PodRun, node_spec: NodeSpec | None) -> None:
+        """Pull, start, wait; honour deletion and activeDeadlineSeconds; write the final status."""
+        try:
+            self._publish(run)
+            spec = run.pod.get("spec") or {}
+            deadline = spec.get("activeDeadlineSeconds")
+            limit = self.kubelet_spec.hard_timeout_seconds if self.kubelet_spec else 600.0
+            if deadline is not None:
+                limit = min(limit, float(deadline))
+            body = asyncio.create_task(self._execute(run, node_spec))
+            stop = asyncio.create_task(run.terminate.wait())
+            done, _ = await asyncio.wait({body, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+            if body in done:
+                stop.cancel()
+                body.result()
+                return
+            body.cancel()
+            stop.cancel()
+            if stop in done:
+                await self._terminate(run, spec)
+                self._delete_pod(run.namespace, run.name)
+            else:
+                await self._kill_all(run, grace=0.0)
+                run.phase, run.reason, run.message = "Failed", "DeadlineExceeded", DEADLINE_MESSAGE
+                self._publish(run)
+                self._event(run, "DeadlineExceeded", DEADLINE_MESSAGE, "Warning")
+            await asyncio.gather(body, return_exceptions=True)
+        except NotFound:
+            return            # the pod went away under us
+        finally:
+            self._kill_now(run)
+            self.allocations.get(run.node, {}).pop(run.uid, None)
+
+    async def _terminate(self, run: PodRun, spec: dict[str, Any]) -> None:
+        grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), 5.0)
+        for c in run.containers:
+            if "running" in c.state or c.proc is not None:
+                self._event(run, "Killing", f"Stopping container {c.name}")
+        await self._kill_all(run, grace=grace)
+
+    async def _kill_all(self, run: PodRun, grace: float) -> None:
+        now = rfc3339(time.time())
+        for c in run.init_containers + run.containers:
+            if c.proc is not None and c.proc.returncode is None:
+                code = await sandbox.stop(c.proc, grace)
+                started = (c.state.get("running") or {}).get("startedAt", now)
+                c.state = {"terminated": {"exitCode": code, "reason": "Error", "startedAt": started,
+                                          "finishedAt": now, "containerID": c.container_id}}
+                c.ready = c.started = False
+
+    async def _execute(self, run: PodRun, node_spec: NodeSpec | None) -> None:
+        for c in run.init_containers + run.containers:
+            await self._pull(run, c)
+        self._prepare(run, node_spec)
+        spec = run.pod.get("spec") or {}
+        for c, cspec in zip(run.init_containers, spec.get("initContainers") or []):
+            code = await self._run_once(run, c, cspec)
+            if code != 0:
+                run.phase, run.reason = "Failed", None
+                self._publish(run)
+                return
+        self._publish(run)
+        await asyncio.gather(*(self._run_container(run, c, cspec)
+                               for c, cspec in zip(run.containers, spec.get("containers") or [])))
+        codes = [c.state.get("terminated", {}).get("exitCode", 0) for c in run.containers]
+        run.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        self._publish(run)
+
+    async def _pull(self, run: PodRun, c: Container) -> None:
+        kspec = self.kubelet_spec
+        seconds = kspec.pull_seconds(c.image) if kspec else 0.0
+        if kspec is not None and kspec.is_unpullable(c.image):
+            self._event(run, "Pulling", f'Pulling image "{c.image}"')
+            await asyncio.sleep(seconds)
+            detail = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{c.image}": '
+                      f'failed to resolve reference "{c.image}": {c.image}: not found')
+            c.state = {"waiting": {"reason": "ErrImagePull", "message": detail}}
+            self._publish(run)
+            self._event(run, "Failed", f'Failed to pull image "{c.image}": {detail}', "Warning")
+            self._event(run, "Failed", "Error: ErrImagePull", "Warning")
+            backoff = 1.0
+            while True:
+                await asyncio.sleep(backoff)
+                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{c.image}"'}}
+                self._publish(run)
+                self._event(run, "BackOff", f'Back-off pulling image "{c.image}"')
+                self._event(run, "Failed", "Error: ImagePullBackOff", "Warning")
+                backoff = min(backoff * 2, 10.0)
+        if seconds <= 0:
+            self._event(run, "Pulled", f'Container image "{c.image}" already present on machine')
+        else:
+            self._event(run, "Pulling", f'Pulling image "{c.image}"')
+            await asyncio.sleep(seconds)
+            size = 100_000_000 + int(_digest(c.image, 8), 16) % 4_000_000_000
+            self._event(run, "Pulled", f'Successfully pulled image "{c.image}" in {seconds:.3g}s '
+                                       f"({seconds:.3g}s including waiting). Image size: {size} bytes.")
+        repo = c.image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in c.image.rsplit("/", 1)[-1] else c.image
+        c.image_id = f"{repo}@sha256:{_digest(c.image)}"
+
+    def _prepare(self, run: PodRun, node_spec: NodeSpec | None) -> None:
+        sandbox.prepare_scratch(run.scratch, run.efa)
+        if self.scenario is None or node_spec is None:
+            write_context(run.scratch, {"node": {"name": run.node, "hardware": {}},
+                                        "allocated": {"gpus": [], "efa": []}, "faults": [], "workers": []})
+            return
+        workers = self._mpi_workers(run)
+        write_context(run.scratch, build_context(self.scenario, run.pod, node_spec, run.gpus, run.efa, workers))
+
+    def _mpi_workers(self, run: PodRun) -> list[dict[str, Any]]:
+        """For an MPI launcher pod: the worker pods of its job, with their nodes and allocations."""
+        labels = run.pod["metadata"].get("labels") or {}
+        role = next((labels[k] for k in MPI_ROLE_LABELS if k in labels), None)
+        job = next((labels[k] for k in MPI_JOB_LABELS if k in labels), None)
+        if role != "launcher" or not job or self.scenario is None:
+            return []
+        out = []
+        pods = [p for p in self.store.list("pods", run.namespace)[0]
+                if any((p["metadata"].get("labels") or {}).get(k) == job for k in MPI_JOB_LABELS)
+                and any((p["metadata"].get("labels") or {}).get(k) == "worker" for k in MPI_ROLE_LABELS)]
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            node = str((pod.get("spec") or {}).get("nodeName") or "")
+            spec = self._node_spec(node) if node else None
+            if spec is None:
+                continue
+            gpus, efa = self.allocations.get(node, {}).get(pod["metadata"]["uid"], ([], []))
+            worker = node_context(self.scenario, spec, gpus, efa)
+            worker["host"] = pod["metadata"]["name"]
+            out.append(worker)
+        return out
+
+    def _resolve(self, run: PodRun, value_from: dict[str, Any]) -> str | None:
+        ref = value_from.get("fieldRef")
+        if ref:
+            path = str(ref.get("fieldPath", ""))
+            if path.startswith("metadata.labels['") and path.endswith("']"):
+                return (run.pod["metadata"].get("labels") or {}).get(path[len("metadata.labels['"):-2])
+            host_ip = self._host_ip(run)
+            fields = {"metadata.name": run.name, "metadata.namespace": run.namespace, "metadata.uid": run.uid,
+                      "spec.nodeName": run.node, "status.hostIP": host_ip,
+                      "status.podIP": self._pod_ip(run, host_ip),
+                      "spec.serviceAccountName": (run.pod.get("spec") or {}).get("serviceAccountName", "default")}
+            return fields.get(path)
+        ref = value_from.get("configMapKeyRef")
+        if ref:
+            try:
+                cm = self.store.get("configmaps", run.namespace, ref.get("name", ""))
+            except NotFound:
+                return None
+            return (cm.get("data") or {}).get(ref.get("key", ""))
+        return None
+
+    def _memlock(self, run: PodRun) -> str:
+        for f in self._faults(run.node, "memlock-limited"):
+            return str(int(f.params.get("limit_kb", 64)))
+        return "unlimited"
+
+    async def _run_once(self, run: PodRun, c: Container, cspec: dict[str, Any]) -> int:
+        """Create, start and wait for one container process; its exit code (128 for StartError)."""
+        node_spec = self._node_spec(run.node)
+        uuids = []
+        if node_spec is not None:
+            by_index = {g.index: g.uuid for g in node_spec.hardware.gpus}
+            uuids = [by_index[i] for i in run.gpus if i in by_index]
+        env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch,
+                                    tools_bin=self.tools_bin, hostname=run.name, gpu_uuids=uuids)
+        c.container_id = f"containerd://{_digest(f'{run.uid}/{c.name}/{c.restarts}')}"
+        started = rfc3339(time.time())
+        try:
+            argv = sandbox.container_argv(cspec, env, tools_bin=self.tools_bin, scratch=run.scratch,
+                                          memlock=self._memlock(run))
+        except sandbox.StartError as exc:
+            message = sandbox.start_error_message(str(exc))
+            self._event(run, "Created", f"Created container: {c.name}")
+            self._event(run, "Failed", f"Error: {message}", "Warning")
+            c.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": message,
+                                      "startedAt": "1970-01-01T00:00:00Z", "finishedAt": rfc3339(time.time()),
+                                      "containerID": c.container_id}}
+            self._publish(run)
+            return 128
+        assert self._slots is not None
+        async with self._slots:
+            c.proc = await sandbox.spawn(argv, env, run.scratch, self.log_path(run.namespace, run.name, c.name))
+            self._event(run, "Created", f"Created container: {c.name}")
+            self._event(run, "Started", f"Started container {c.name}")
+            c.state, c.started, c.ready = {"running": {"startedAt": started}}, True, True
+            if c in run.containers:
+                run.phase = "Running"
+            self._publish(run)
+            returncode = await c.proc.wait()
+        code = sandbox.exit_code(returncode)
+        c.proc, c.ready, c.started = None, False, False
+        c.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                  "startedAt": started, "finishedAt": rfc3339(time.time()),
+                                  "containerID": c.container_id}}
+        self._publish(run)
+        return code
+
+    async def _run_container(self, run: PodRun, c: Container, cspec: dict[str, Any]) -> None:
+        """A container with the pod's restartPolicy; containers without `command` are daemons."""
+        if not cspec.get("command"):
+            await self._daemon(run, c)
+            return
+        policy = (run.pod.get("spec") or {}).get("restartPolicy", "Always")
+        backoff = 1.0
+        while True:
+            code = await self._run_once(run, c, cspec)
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                return
+            await self._crash_backoff(run, c, backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _crash_backoff(self, run: PodRun, c: Container, seconds: float) -> None:
+        c.last_state = {"terminated": dict(c.state.get("terminated") or {})}
+        c.restarts += 1
+        c.state = {"waiting": {"reason": "CrashLoopBackOff",
+                               "message": f"back-off {int(seconds * 10)}s restarting failed container={c.name} "
+                                          f"pod={run.name}_{run.namespace}({run.uid})"}}
+        c.ready = False
+        self._publish(run)
+        self._event(run, "BackOff", f"Back-off restarting failed container {c.name} in pod "
+                                    f"{run.name}_{run.namespace}({run.uid})", "Warning")
+        await asyncio.sleep(seconds)
+
+    async def _daemon(self, run: PodRun, c: Container) -> None:
+        """Images whose entrypoint we cannot run (device plugins, operators): Running until deleted,
+        or CrashLoopBackOff / Running-not-Ready per the `sim.gpucluster.io/behaviour` annotation."""
+        behaviour = (run.pod["metadata"].get("annotations") or {}).get(BEHAVIOUR)
+        c.container_id = f"containerd://{_digest(f'{run.uid}/{c.name}')}"
+        self._event(run, "Created", f"Created container: {c.name}")
+        self._event(run, "Started", f"Started container {c.name}")
+        started = rfc3339(time.time())
+        c.state, c.started, c.ready = {"running": {"startedAt": started}}, True, behaviour != "never-ready"
+        run.phase = "Running"
+        self._publish(run)
+        if behaviour != "crashloop":
+            await asyncio.Event().wait()
+        backoff = 1.0
+        while True:
+            await asyncio.sleep(0.2)
+            c.state = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started,
+                                      "finishedAt": rfc3339(time.time()), "containerID": c.container_id}}
+            await self._crash_backoff(run, c, backoff)
+            backoff = min(backoff * 2, 10.0)
+            started = rfc3339(time.time())
+            c.state, c.started = {"running": {"startedAt": started}}, True
+            self._publish(run)
+
+    # ---- node status -----------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        """Apply `node-not-ready` at once, then refresh the nodes' condition heartbeats periodically
+        (nodeStatusReportFrequency; real heartbeats go to Leases, which the sim does not serve)."""
+        interval = self.kubelet_spec.heartbeat_seconds if self.kubelet_spec else 300.0
+        first = True
+        while True:
+            for node in self.store.list("nodes")[0]:
+                if not first or self._faults(node["metadata"]["name"], "node-not-ready"):
+                    self._node_status(node)
+            first = False
+            await asyncio.sleep(interval)
+
+    def _node_status(self, node: dict[str, Any]) -> None:
+        name = node["metadata"]["name"]
+        if node["metadata"].get("deletionTimestamp"):
+            return
+        broken = bool(self._faults(name, "node-not-ready"))
+        now = time.time()
+
+        def write(obj: dict[str, Any]) -> None:
+            status = obj.setdefault("status", {})
+            conditions = status.setdefault("conditions", [])
+            ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+            if broken:
+                set_condition(conditions, "Ready", "False", "KubeletNotReady",
+                              "PLEG is not healthy: pleg was last seen active 3m0s ago; threshold is 3m0s", now=now)
+            if ready is not None or broken:
+                for cond in conditions:
+                    cond["lastHeartbeatTime"] = rfc3339(now)
+        try:
+            self.store.mutate("nodes", None, name, write, subresource="status")
+        except NotFound:
+            pass
