@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-SUITE = Path(__file__).resolve().parents[2] / "suites" / "test_aws.py"
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "suites" / "test_aws.py"
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pytest_gpucluster.sim.seed") is None,
                                 reason="the simulated cluster has no seeding yet (pytest_gpucluster.sim.seed)")
@@ -19,8 +20,16 @@ GROUPS = "test_security_group_selector_finds_tagged_groups"
 ALL = {EFA_SUPPORT, EFA_SG, "test_gpu_instance_is_running", SUBNETS, GROUPS, "test_node_role_exists"}
 
 
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The real suites/test_aws.py, copied into the pytester dir; the subprocess imports the checkout."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_aws=SUITE.read_text())
+    return "test_aws.py"
+
+
 def _run(pytester: pytest.Pytester, plugin_args: list[str], scenario: str) -> tuple[dict[str, set[str]], str]:
-    result = pytester.runpytest_subprocess(str(SUITE), f"--sim={scenario}", "-v", "-rf", "-p", "no:cacheprovider",
+    result = pytester.runpytest_subprocess("test_aws.py", f"--sim={scenario}", "-v", "-rf", "-p", "no:cacheprovider",
                                            "--gpucluster-no-report", *plugin_args)
     text = result.stdout.str()
     outcomes: dict[str, set[str]] = {}
@@ -29,6 +38,7 @@ def _run(pytester: pytest.Pytester, plugin_args: list[str], scenario: str) -> tu
     return outcomes, text
 
 
+@pytest.mark.usefixtures("suite")
 def test_healthy_passes_every_aws_check(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
     outcomes, text = _run(pytester, plugin_args, "healthy")
     assert outcomes == {name: {"PASSED"} for name in ALL}, text
@@ -39,6 +49,7 @@ def test_healthy_passes_every_aws_check(pytester: pytest.Pytester, plugin_args: 
     ("aws-no-efa-support", {EFA_SUPPORT}, "EC2 says p5.48xlarge does not support EFA"),
     ("aws-missing-discovery-tags", {SUBNETS, GROUPS}, "{karpenter.sh/discovery=gpucluster-sim} -> nothing"),
 ])
+@pytest.mark.usefixtures("suite")
 def test_fault_fails_its_check_only(pytester: pytest.Pytester, plugin_args: list[str], scenario: str,
                                     failing: set[str], message: str) -> None:
     outcomes, text = _run(pytester, plugin_args, scenario)
@@ -47,10 +58,11 @@ def test_fault_fails_its_check_only(pytester: pytest.Pytester, plugin_args: list
     assert message in text
 
 
+@pytest.mark.usefixtures("suite")
 def test_no_aws_account_skips_the_module_with_one_reason(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
     scenario = pytester.path / "no-aws.yaml"
     scenario.write_text("description: healthy without an AWS account\nextends: healthy\naws: {enabled: false}\n")
-    result = pytester.runpytest_subprocess(str(SUITE), f"--sim={scenario}", "-rs", "-p", "no:cacheprovider",
+    result = pytester.runpytest_subprocess("test_aws.py", f"--sim={scenario}", "-rs", "-p", "no:cacheprovider",
                                            "--gpucluster-no-report", *plugin_args)
     text = result.stdout.str()
     reasons = set(re.findall(r"SKIPPED \[\d+\] [^:]+:\d*:? ?(.*)", text))
