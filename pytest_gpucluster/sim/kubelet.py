@@ -132,10 +132,13 @@ class Kubelet:
         finally:
             unsubscribe()
             heartbeat.cancel()
+            tasks = [heartbeat]
             for run in list(self.runs.values()):
                 self._kill_now(run)
                 if run.task is not None:
                     run.task.cancel()
+                    tasks.append(run.task)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -318,13 +321,15 @@ class Kubelet:
                 limit = min(limit, float(deadline))
             body = asyncio.create_task(self._execute(run, node_spec))
             stop = asyncio.create_task(run.terminate.wait())
-            done, _ = await asyncio.wait({body, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-            if body in done:
+            try:
+                done, _ = await asyncio.wait({body, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+            finally:
                 stop.cancel()
+                if not body.done():
+                    body.cancel()
+            if body in done:
                 body.result()
                 return
-            body.cancel()
-            stop.cancel()
             if stop in done:
                 await self._terminate(run, spec)
                 self._delete_pod(run.namespace, run.name)

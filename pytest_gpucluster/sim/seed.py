@@ -1,6 +1,7 @@
 """Seeds a fresh Store from a Scenario: namespaces, CRDs, nodes, NodePools/NodeClasses and operator DaemonSets."""
 from __future__ import annotations
 
+import uuid
 from typing import Any, Mapping
 
 from .controllers.karpenter_catalog import instance_labels
@@ -30,7 +31,8 @@ def node_info(scenario: Scenario, node: NodeSpec) -> dict[str, str]:
     return {"architecture": node.instance.arch, "operatingSystem": "linux", "osImage": os_image,
             "kernelVersion": kernel, "containerRuntimeVersion": "containerd://1.7.27",
             "kubeletVersion": _kubelet_version(scenario), "kubeProxyVersion": _kubelet_version(scenario),
-            "machineID": node.instance_id.replace("i-", "ec2") + "0" * 12, "systemUUID": "ec2" + node.instance_id[2:]}
+            "machineID": f"ec2{node.instance_id[2:]}{'0' * 12}", "systemUUID": f"ec2{node.instance_id[2:]}",
+            "bootID": str(uuid.uuid5(uuid.NAMESPACE_DNS, node.name))}
 
 
 def node_labels(scenario: Scenario, node: NodeSpec) -> dict[str, str]:
