@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from html import escape
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,12 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str | None:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if getattr(crash, "message", None):
-        return str(crash.message).strip().splitlines()[0]
+    message = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+    if message and str(message).strip():
+        return str(message).strip().splitlines()[0]
     lines = (report.longreprtext or "").strip().splitlines()
     errors = [line[1:].strip() for line in lines if line.startswith("E ")]
-    return (errors or lines or [None])[0]
+    return (errors or lines)[0] if (errors or lines) else None
 
 
 class ReportCollector:
@@ -153,7 +154,7 @@ class ReportCollector:
         if self.state.summary_path is not None:
             tr.write_line(f"summary: {self.state.summary_path}")
         if self.state.uploaded:
-            dest = f"{str(self.state.upload_url).rstrip('/')}/{self.state.report_dir.name}/"  # type: ignore[union-attr]
+            dest = f"{str(self.state.upload_url).rstrip('/')}/{self.state.report_dir.name}/"
             tr.write_line(f"uploaded {len(self.state.uploaded)} file(s) to {dest}")
         if self.state.upload_error:
             tr.write_line(f"ERROR: {self.state.upload_error}", red=True)
@@ -188,5 +189,5 @@ class HtmlHooks:
         figures = []
         for m in ev.get("measurements", [])[:4]:
             mark = "" if m.get("pass") is None else (" \u2713" if m["pass"] else " \u2717")
-            figures.append(html_parts.escape(f"{m['name']}: {m['value']:.4g} {m['unit']}{mark}"))
+            figures.append(escape(f"{m['name']}: {m['value']:.4g} {m['unit']}{mark}"))
         cells.insert(2, f'<td class="col-figures">{"<br>".join(figures)}</td>')

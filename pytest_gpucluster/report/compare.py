@@ -31,8 +31,8 @@ def check_key(check: dict[str, Any]) -> str:
     `test_x[ip-10-0-3-17/p5.48xlarge]` -> `test_x[*/p5.48xlarge]`; checks on several nodes of the same
     instance type fold into one key, judged by their worst node.
     """
-    nodeid, node = check["nodeid"], check.get("node")
-    return nodeid.replace(node, "*") if node else nodeid
+    nodeid, node = str(check["nodeid"]), check.get("node")
+    return nodeid.replace(str(node), "*") if node else nodeid
 
 
 def _fold(doc: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[str, str], tuple[float, str]]]:

@@ -1,7 +1,7 @@
 """HTML fragments for the pytest-html report: verdict, criteria vs measured, fingerprint, per-test evidence."""
 from __future__ import annotations
 
-from html import escape  # re-exported for collector
+from html import escape
 from typing import Any, Iterable
 
 from pytest_gpucluster.report.redact import redact
@@ -127,10 +127,10 @@ def criteria_block(summary: dict[str, Any]) -> str:
                           rows, raw=True))
     else:
         out.append("<p>No measurements were recorded.</p>")
-    values = summary.get("profile", {}).get("values") or {}
-    if values:
+    profile_values: dict[str, Any] = summary.get("profile", {}).get("values") or {}
+    if profile_values:
         out.append("<h4>Profile values per instance type present</h4>")
-        for itype, crit in values.items():
+        for itype, crit in profile_values.items():
             flat = _flatten(crit)
             out.append(f"<p><b>{_e(itype)}</b></p>" + _table(("criterion", "value"), flat.items()))
     out.append("</div>")

@@ -28,13 +28,15 @@ def upload_url(config: pytest.Config) -> str | None:
     url = _get(config, "gpucluster_upload")
     if url is None:
         return None
+    url = str(url)
     if not S3_URL.match(url):
         raise pytest.UsageError(f"--gpucluster-upload must look like s3://bucket/prefix, given: {url!r}")
-    return str(url)
+    return url
 
 
 def report_root(config: pytest.Config) -> str | None:
-    return _get(config, "gpucluster_report_dir")
+    value = _get(config, "gpucluster_report_dir")
+    return None if value is None else str(value)
 
 
 def no_report(config: pytest.Config) -> bool:

@@ -126,7 +126,8 @@ def _redact_report(report: pytest.TestReport) -> None:
         text = str(report.longrepr)
         clean = redact(text)
         if clean != text:
-            report.longrepr = RedactedRepr(clean, getattr(report.longrepr, "reprcrash", None))
+            # pytest accepts any TerminalRepr-like object (toterminal, __str__, reprcrash) here
+            report.longrepr = RedactedRepr(clean, getattr(report.longrepr, "reprcrash", None))  # type: ignore[assignment]
     report.sections = [(header, redact(content)) for header, content in report.sections]
 
 

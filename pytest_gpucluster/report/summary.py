@@ -124,7 +124,8 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
         "profile": {"path": run.profile_path, "sha256": run.profile_sha256, "values": run.profile_values},
         "checks": [c.to_dict() for c in checks],
     }
-    return redact_obj(doc)
+    clean: dict[str, Any] = redact_obj(doc)
+    return clean
 
 
 def write_summary(path: Path, doc: dict[str, Any]) -> Path:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from fake_suite import FAKE_SUITE  # tests/report/fake_suite.py (rootdir-relative import)
 
 
@@ -74,3 +76,38 @@ def test_interrupted_run_still_writes_a_partial_report(run_suite):
     assert "the run was interrupted: this report is partial" in doc["verdict_reasons"]
     assert doc["counts"]["not_run"] >= 1
     assert "PARTIAL" in run.html
+
+
+NODE_SUITE = '''
+import pytest
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    instance_type: str
+
+NODES = [Node("ip-10-0-1-1", "p5.48xlarge"), Node("ip-10-0-1-2", "p5.48xlarge")]
+
+@pytest.mark.parametrize("gpu_node", NODES, ids=lambda n: f"{n.name}/{n.instance_type}")
+def test_busbw(gpu_node, evidence):
+    value = 380.0 if gpu_node.name.endswith("1") else 310.0
+    evidence.measure("busbw", value, "GB/s", threshold=300, source="profile")
+'''
+
+
+def test_checks_carry_node_and_instance_type_and_criteria_fold_per_type(run_suite):
+    run = run_suite(NODE_SUITE)
+    checks = run.summary["checks"]
+    assert [(c["node"], c["instance_type"]) for c in checks] == [("ip-10-0-1-1", "p5.48xlarge"),
+                                                                  ("ip-10-0-1-2", "p5.48xlarge")]
+    assert "310 \u2026 380 GB/s (n=2)" in run.html and "2/2 pass" in run.html
+
+
+def test_report_is_complete_under_xdist(run_suite):
+    pytest.importorskip("xdist")
+    run = run_suite(NODE_SUITE, "-n", "2")
+    doc = run.summary
+    assert doc["counts"]["passed"] == 2
+    assert all(c["measurements"] and c["instance_type"] == "p5.48xlarge" for c in doc["checks"])
+    assert "310 \u2026 380 GB/s (n=2)" in run.html
