@@ -190,7 +190,7 @@ class Cluster:
             "GET", res.path(namespace), site=site, query=query, stream=True, read_timeout_s=timeout_s + 10))
         try:
             buffer = b""
-            for chunk in resp.stream(65536, decode_content=False):
+            for chunk in resp.stream(None, decode_content=False):
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
