@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .controllers.base import rfc3339, set_condition
 from .errors import NotFound
 from .hardware import UnknownInstanceType
+from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
-from .tools import install_tools
-from .tools import sandbox
+from .tools import install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
 
 GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
@@ -22,68 +20,6 @@ BEHAVIOUR = "sim.gpucluster.io/behaviour"
 MPI_ROLE_LABELS = ("training.kubeflow.org/job-role", "mpi-job-role")
 MPI_JOB_LABELS = ("training.kubeflow.org/job-name", "mpi-job-name")
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
-
-
-@dataclass
-class Container:
-    """What the kubelet knows about one container of a running pod."""
-
-    name: str
-    image: str
-    state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
-    last_state: dict[str, Any] = field(default_factory=dict)
-    ready: bool = False
-    started: bool = False
-    restarts: int = 0
-    container_id: str = ""
-    image_id: str = ""
-    proc: asyncio.subprocess.Process | None = None
-
-    def status(self) -> dict[str, Any]:
-        out = {"name": self.name, "image": self.image, "imageID": self.image_id, "ready": self.ready,
-               "started": self.started, "restartCount": self.restarts, "state": dict(self.state),
-               "lastState": dict(self.last_state)}
-        if self.container_id:
-            out["containerID"] = self.container_id
-        return out
-
-
-@dataclass
-class PodRun:
-    """One pod the kubelet is running: its task, containers, allocation and sandbox."""
-
-    uid: str
-    namespace: str
-    name: str
-    node: str
-    pod: dict[str, Any]
-    containers: list[Container]
-    init_containers: list[Container]
-    scratch: Path
-    gpus: list[int] = field(default_factory=list)
-    efa: list[str] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-    terminate: asyncio.Event = field(default_factory=asyncio.Event)
-    phase: str = "Pending"
-    reason: str | None = None
-    message: str | None = None
-    done: bool = False
-
-
-def _requests(pod: dict[str, Any], resource: str) -> int:
-    total = 0
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        value = (res.get("limits") or {}).get(resource, (res.get("requests") or {}).get(resource, 0))
-        try:
-            total += int(value)
-        except (TypeError, ValueError):
-            continue
-    return total
-
-
-def _digest(text: str, n: int = 64) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 class Kubelet:
@@ -246,8 +182,8 @@ class Kubelet:
         hw = spec.hardware if spec is not None else None
         free_gpus = [g.index for g in hw.gpus if g.index not in taken_gpus] if hw else []
         free_efa = [d for d in hw.efa_devices if d not in taken_efa] if hw else []
-        gpus = free_gpus[:_requests(pod, GPU)]
-        efa = free_efa[:_requests(pod, EFA)]
+        gpus = free_gpus[:requests_of(pod, GPU)]
+        efa = free_efa[:requests_of(pod, EFA)]
         used[uid] = (gpus, efa)
         return gpus, efa
 
@@ -262,52 +198,14 @@ class Kubelet:
 
     def _publish(self, run: PodRun) -> None:
         """Write phase, conditions, IPs and container statuses from the run's state."""
-        now = time.time()
-        running = [c for c in run.containers if "running" in c.state]
-        all_ready = bool(run.containers) and all(c.ready for c in run.containers)
-        inits_done = all("terminated" in c.state and c.state["terminated"].get("exitCode") == 0
-                         for c in run.init_containers)
-        sandbox_ready = run.phase != "Pending" or any("waiting" not in c.state or
-                                                      c.state["waiting"].get("reason") != "ContainerCreating"
-                                                      for c in run.containers)
-        terminal = run.phase in ("Succeeded", "Failed")
         host_ip = self._host_ip(run)
-        pod_ip = host_ip if (run.pod.get("spec") or {}).get("hostNetwork") else self._pod_ip(run, host_ip)
-
-        def write(pod: dict[str, Any]) -> None:
-            status = pod.setdefault("status", {})
-            status["phase"] = run.phase
-            status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
-            status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
-            status.setdefault("startTime", rfc3339(now))
-            status["containerStatuses"] = [c.status() for c in run.containers]
-            if run.init_containers:
-                status["initContainerStatuses"] = [c.status() for c in run.init_containers]
-            for key, value in (("reason", run.reason), ("message", run.message)):
-                if value:
-                    status[key] = value
-            conditions = status.setdefault("conditions", [])
-            set_condition(conditions, "PodReadyToStartContainers", "True" if sandbox_ready and not terminal
-                          else "False", "", now=now)
-            set_condition(conditions, "Initialized", "True" if inits_done else "False",
-                          "" if inits_done else "ContainersNotInitialized", now=now)
-            ready = all_ready and bool(running) and not terminal
-            reason = "" if ready else ("PodCompleted" if terminal else "ContainersNotReady")
-            set_condition(conditions, "Ready", "True" if ready else "False", reason, now=now)
-            set_condition(conditions, "ContainersReady", "True" if ready else "False", reason, now=now)
-            order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
-            conditions.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
-        self.store.mutate("pods", run.namespace, run.name, write, subresource="status")
+        ip = host_ip if (run.pod.get("spec") or {}).get("hostNetwork") else pod_ip(run.uid, host_ip)
+        self.store.mutate("pods", run.namespace, run.name, status_writer(run, host_ip, ip, time.time()),
+                          subresource="status")
 
     def _host_ip(self, run: PodRun) -> str:
         spec = self._node_spec(run.node)
         return spec.private_ip if spec is not None else "10.0.0.10"
-
-    @staticmethod
-    def _pod_ip(run: PodRun, host_ip: str) -> str:
-        octets = host_ip.split(".")
-        last = int(_digest(run.uid, 4), 16) % 250 + 4
-        return ".".join(octets[:2] + [str((int(octets[2]) + 1) % 256), str(last)])
 
     # ---- pod lifecycle ---------------------------------------------------------------------
     async def _lifecycle(self, run: PodRun, node_spec: NodeSpec | None) -> None:
@@ -405,11 +303,11 @@ class Kubelet:
         else:
             self._event(run, "Pulling", f'Pulling image "{c.image}"')
             await asyncio.sleep(seconds)
-            size = 100_000_000 + int(_digest(c.image, 8), 16) % 4_000_000_000
+            size = 100_000_000 + int(digest(c.image, 8), 16) % 4_000_000_000
             self._event(run, "Pulled", f'Successfully pulled image "{c.image}" in {seconds:.3g}s '
                                        f"({seconds:.3g}s including waiting). Image size: {size} bytes.")
         repo = c.image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in c.image.rsplit("/", 1)[-1] else c.image
-        c.image_id = f"{repo}@sha256:{_digest(c.image)}"
+        c.image_id = f"{repo}@sha256:{digest(c.image)}"
 
     def _prepare(self, run: PodRun, node_spec: NodeSpec | None) -> None:
         sandbox.prepare_scratch(run.scratch, run.efa)
@@ -451,7 +349,7 @@ class Kubelet:
             host_ip = self._host_ip(run)
             fields = {"metadata.name": run.name, "metadata.namespace": run.namespace, "metadata.uid": run.uid,
                       "spec.nodeName": run.node, "status.hostIP": host_ip,
-                      "status.podIP": self._pod_ip(run, host_ip),
+                      "status.podIP": pod_ip(run.uid, host_ip),
                       "spec.serviceAccountName": (run.pod.get("spec") or {}).get("serviceAccountName", "default")}
             return fields.get(path)
         ref = value_from.get("configMapKeyRef")
@@ -477,7 +375,7 @@ class Kubelet:
             uuids = [by_index[i] for i in run.gpus if i in by_index]
         env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch,
                                     tools_bin=self.tools_bin, hostname=run.name, gpu_uuids=uuids)
-        c.container_id = f"containerd://{_digest(f'{run.uid}/{c.name}/{c.restarts}')}"
+        c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}/{c.restarts}')}"
         started = rfc3339(time.time())
         try:
             argv = sandbox.container_argv(cspec, env, tools_bin=self.tools_bin, scratch=run.scratch,
@@ -539,7 +437,7 @@ class Kubelet:
         """Images whose entrypoint we cannot run (device plugins, operators): Running until deleted,
         or CrashLoopBackOff / Running-not-Ready per the `sim.gpucluster.io/behaviour` annotation."""
         behaviour = (run.pod["metadata"].get("annotations") or {}).get(BEHAVIOUR)
-        c.container_id = f"containerd://{_digest(f'{run.uid}/{c.name}')}"
+        c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}')}"
         self._event(run, "Created", f"Created container: {c.name}")
         self._event(run, "Started", f"Started container {c.name}")
         started = rfc3339(time.time())

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .hardware import InstanceType, NodeHardware, instance_type, node_hardware
 from .scenario_schema import (

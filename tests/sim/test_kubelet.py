@@ -228,8 +228,19 @@ def test_torch_and_infiniband_reflect_the_allocation(tmp_path: Path) -> None:
         await w.wait_pod("ib", phase("Succeeded"))
         assert w.log("torch").strip() == "4 NVIDIA H100 80GB HBM3"
         lines = w.log("ib").split()
-        assert lines[:2] == ["uverbs0", "uverbs1"] and lines[2] == "4"     # 2 devices x (efa-direct, efa) rdm
+        assert lines == ["uverbs0", "uverbs1", "4", "unlimited"]     # 2 devices x (efa-direct, efa) rdm
     run_world("healthy", tmp_path, body)
+
+
+def test_memlock_limited_fault_shows_in_ulimit(tmp_path: Path) -> None:
+    scenario_file = tmp_path / "memlock.yaml"
+    scenario_file.write_text("extends: healthy\ndescription: memlock\nfaults:\n  - {kind: memlock-limited, limit_kb: 64}\n")
+
+    async def body(w: World) -> None:
+        w.pod("limits", ["sh", "-c", "ulimit -l; ulimit -n >/dev/null && echo nofile-ok"])
+        await w.wait_pod("limits", phase("Succeeded"))
+        assert w.log("limits").split() == ["64", "nofile-ok"]
+    run_world(load_scenario(scenario_file), tmp_path, body)
 
 
 def test_gpu_missing_fault_hides_one_gpu_on_its_node(tmp_path: Path) -> None:

@@ -66,15 +66,26 @@ def container_env(container: dict[str, Any], resolve: Callable[[dict[str, Any]],
     return env
 
 
+def shell_prelude(memlock: str) -> str:
+    """Prepended to `sh -c` scripts: `ulimit -l` answers what a node's container runtime grants
+    (EKS AMIs run containerd with memlock unlimited, which EFA needs); this machine's own limit
+    cannot be raised without privileges. A numeric value is also applied for real (lowering works)."""
+    lower = f"command ulimit -l {memlock} 2>/dev/null; " if memlock.isdigit() else ""
+    return (f'{lower}ulimit() {{ case "$*" in "-l"|"-Sl"|"-Hl") echo {memlock};; '
+            '*) command ulimit "$@";; esac; }\n')
+
+
 def container_argv(container: dict[str, Any], env: dict[str, str], *, tools_bin: Path, scratch: Path,
                    memlock: str) -> list[str]:
-    """argv to exec: `sh -c` scripts through /bin/sh, exec form resolved on the pod's PATH; both wrapped
-    so `ulimit -l` shows `memlock`. StartError when the executable does not exist (like containerd)."""
+    """argv to exec: `sh -c` scripts through /bin/sh (or bash) with the `ulimit` prelude, exec form resolved
+    on the pod's PATH. StartError when the executable does not exist (like containerd)."""
     full = [expand_refs(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
     full = [map_paths(a, tools_bin, scratch) for a in full]
     exe = full[0]
     if exe in SHELLS:
         exe = "/bin/bash" if "bash" in exe else "/bin/sh"
+        if len(full) > 2 and full[1] == "-c":
+            return [exe, "-c", shell_prelude(memlock) + full[2], *full[3:]]
     elif "/" in exe:
         if not os.path.exists(exe):
             raise StartError(f'exec: "{full[0]}": stat {full[0]}: no such file or directory')
@@ -83,7 +94,7 @@ def container_argv(container: dict[str, Any], env: dict[str, str], *, tools_bin:
         if found is None:
             raise StartError(f'exec: "{exe}": executable file not found in $PATH')
         exe = found
-    return ["/bin/sh", "-c", f'ulimit -l {memlock} 2>/dev/null; exec "$@"', "sh", exe, *full[1:]]
+    return [exe, *full[1:]]
 
 
 def start_error_message(detail: str) -> str:
