@@ -54,9 +54,14 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], *, raw: bool =
 
 
 def _fmt(value: float | None) -> str:
+    """81559.0 -> "81,559"; 369.231 -> "369.2"; 0.125 -> "0.125" (no scientific notation for people)."""
     if value is None:
         return ""
-    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.4g}"
 
 
 def title(summary: dict[str, Any]) -> str:
@@ -112,8 +117,9 @@ def criteria_block(summary: dict[str, Any]) -> str:
         judged = [m for m in ms if m.get("pass") is not None]
         failed = sum(1 for m in judged if not m["pass"])
         crit = "" if threshold is None else f"{op} {_fmt(threshold)} {unit}"
-        measured = f"{_fmt(min(values))} {unit}" if len(values) == 1 else \
-            f"{_fmt(min(values))} \u2026 {_fmt(max(values))} {unit} (n={len(values)})"
+        lo, hi = _fmt(min(values)), _fmt(max(values))
+        span = lo if lo == hi else f"{lo} \u2026 {hi}"
+        measured = f"{span} {unit}" + (f" (n={len(values)})" if len(values) > 1 else "")
         if not judged:
             verdict_cell = "<td>recorded</td>"
         elif failed:
@@ -129,10 +135,10 @@ def criteria_block(summary: dict[str, Any]) -> str:
         out.append("<p>No measurements were recorded.</p>")
     profile_values: dict[str, Any] = summary.get("profile", {}).get("values") or {}
     if profile_values:
+        flat = {itype: _flatten(crit) for itype, crit in profile_values.items()}
+        keys = list(dict.fromkeys(k for values in flat.values() for k in values if k != "instance_type"))
         out.append("<h4>Profile values per instance type present</h4>")
-        for itype, crit in profile_values.items():
-            flat = _flatten(crit)
-            out.append(f"<p><b>{_e(itype)}</b></p>" + _table(("criterion", "value"), flat.items()))
+        out.append(_table(("profile value", *flat), ([k, *(flat[t].get(k, "") for t in flat)] for k in keys)))
     out.append("</div>")
     return "".join(out)
 

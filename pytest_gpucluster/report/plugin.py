@@ -83,13 +83,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _node_of(item: pytest.Item) -> dict[str, str] | None:
-    """Node name and instance type of a test parametrized over gpu_node/efa_node/cpu_node."""
+    """Node and instance type of a test parametrized over a node (gpu_node/efa_node/cpu_node: `.name`) or a
+    group of nodes of one type (e.g. NCCL's NodeGroup: `.nodes`), as `{"node": "a+b", "instance_type": ...}`."""
     callspec = getattr(item, "callspec", None)
     for value in (callspec.params.values() if callspec else ()):
         itype = getattr(value, "instance_type", None)
+        if not isinstance(itype, str):
+            continue
         name = getattr(value, "name", None)
-        if isinstance(itype, str) and isinstance(name, str):
+        if isinstance(name, str):
             return {"node": name, "instance_type": itype}
+        names = [getattr(n, "name", None) for n in getattr(value, "nodes", None) or ()]
+        if names and all(isinstance(n, str) for n in names):
+            return {"node": "+".join(str(n) for n in names), "instance_type": itype}
     return None
 
 

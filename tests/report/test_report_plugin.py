@@ -93,6 +93,15 @@ NODES = [Node("ip-10-0-1-1", "p5.48xlarge"), Node("ip-10-0-1-2", "p5.48xlarge")]
 def test_busbw(gpu_node, evidence):
     value = 380.0 if gpu_node.name.endswith("1") else 310.0
     evidence.measure("busbw", value, "GB/s", threshold=300, source="profile")
+
+@dataclass(frozen=True)
+class Group:
+    instance_type: str
+    nodes: tuple
+
+@pytest.mark.parametrize("group", [Group("p5.48xlarge", tuple(NODES))], ids=["pair/p5.48xlarge"])
+def test_pair(group):
+    pass
 '''
 
 
@@ -100,7 +109,8 @@ def test_checks_carry_node_and_instance_type_and_criteria_fold_per_type(run_suit
     run = run_suite(NODE_SUITE)
     checks = run.summary["checks"]
     assert [(c["node"], c["instance_type"]) for c in checks] == [("ip-10-0-1-1", "p5.48xlarge"),
-                                                                  ("ip-10-0-1-2", "p5.48xlarge")]
+                                                                  ("ip-10-0-1-2", "p5.48xlarge"),
+                                                                  ("ip-10-0-1-1+ip-10-0-1-2", "p5.48xlarge")]
     assert "310 \u2026 380 GB/s (n=2)" in run.html and "2/2 pass" in run.html
 
 
@@ -108,6 +118,7 @@ def test_report_is_complete_under_xdist(run_suite):
     pytest.importorskip("xdist")
     run = run_suite(NODE_SUITE, "-n", "2")
     doc = run.summary
-    assert doc["counts"]["passed"] == 2
-    assert all(c["measurements"] and c["instance_type"] == "p5.48xlarge" for c in doc["checks"])
+    assert doc["counts"]["passed"] == 3
+    assert all(c["instance_type"] == "p5.48xlarge" for c in doc["checks"])
+    assert sum(1 for c in doc["checks"] if c["measurements"]) == 2
     assert "310 \u2026 380 GB/s (n=2)" in run.html
