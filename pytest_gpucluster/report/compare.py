@@ -11,7 +11,7 @@ from pytest_gpucluster.report.summary import SummaryError, load_summary
 
 # Units that say which direction is better; other measurements are only compared via their checks.
 _BANDWIDTH = re.compile(r"(?:[kMGT]?B|[kMGT]?bit|[kMGT]?b)/s$|[kMGT]?bps$", re.IGNORECASE)
-_DURATION = {"s", "sec", "seconds", "ms", "us", "µs", "min", "minutes"}
+_SECONDS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0, "minutes": 60.0}
 _BAD = {"failed", "error"}
 
 
@@ -63,15 +63,18 @@ def _fold(doc: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[str, str], tu
 def _direction(unit: str) -> str | None:
     if _BANDWIDTH.search(unit.strip()):
         return "higher"
-    if unit.strip() in _DURATION:
+    if unit.strip() in _SECONDS:
         return "lower"
     return None
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: float = 5.0,
-            duration_rise_pct: float = 20.0) -> list[Regression]:
+            duration_rise_pct: float = 20.0, duration_min_rise_s: float = 1.0) -> list[Regression]:
     """Regressions of NEW against OLD: bandwidth down, durations (e.g. provisioning phases) up,
-    checks that went from passing to failing, checks that disappeared."""
+    checks that went from passing to failing, checks that disappeared.
+
+    A duration must grow by more than `duration_rise_pct` percent AND more than `duration_min_rise_s`
+    seconds: a 0.1 s phase becoming 0.2 s is jitter, not a regression."""
     old_out, old_vals = _fold(old)
     new_out, new_vals = _fold(new)
     found: list[Regression] = []
@@ -90,7 +93,8 @@ def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: flo
         if _direction(unit) == "higher" and -pct > bandwidth_drop_pct:
             found.append(Regression("bandwidth", mkey[0], mkey[1], f"{old_v:.4g} {unit}", f"{new_v:.4g} {unit}",
                                     f"{pct:+.1f}% (limit -{bandwidth_drop_pct:g}%)"))
-        elif _direction(unit) == "lower" and pct > duration_rise_pct:
+        elif (_direction(unit) == "lower" and pct > duration_rise_pct
+              and (new_v - old_v) * _SECONDS[unit.strip()] > duration_min_rise_s):
             found.append(Regression("duration", mkey[0], mkey[1], f"{old_v:.4g} {unit}", f"{new_v:.4g} {unit}",
                                     f"{pct:+.1f}% (limit +{duration_rise_pct:g}%)"))
     return found
@@ -113,22 +117,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration-rise", type=float, default=20.0, metavar="PCT",
                         help="flag a duration (s, ms; e.g. a Karpenter provisioning phase) that grew by more "
                              "than PCT%% (default 20)")
+    parser.add_argument("--duration-min-rise", type=float, default=1.0, metavar="SECONDS",
+                        help="...and by more than SECONDS in absolute terms (default 1; ignores jitter of short phases)")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0: no regression; 1: regressions (table printed); 2: unreadable or invalid input."""
     out = out or sys.stdout
     err = err or sys.stderr
-    for flag, value in (("--bandwidth-drop", args.bandwidth_drop), ("--duration-rise", args.duration_rise)):
+    for flag, value in (("--bandwidth-drop", args.bandwidth_drop), ("--duration-rise", args.duration_rise),
+                        ("--duration-min-rise", args.duration_min_rise)):
         if value < 0:
-            print(f"gpucluster compare: {flag} must be a percentage >= 0, given {value:g}", file=err)
+            print(f"gpucluster compare: {flag} must be >= 0, given {value:g}", file=err)
             return 2
     try:
         old, new = load_summary(args.old), load_summary(args.new)
     except SummaryError as exc:
         print(f"gpucluster compare: {exc}", file=err)
         return 2
-    rows = compare(old, new, bandwidth_drop_pct=args.bandwidth_drop, duration_rise_pct=args.duration_rise)
+    rows = compare(old, new, bandwidth_drop_pct=args.bandwidth_drop, duration_rise_pct=args.duration_rise,
+                   duration_min_rise_s=args.duration_min_rise)
     label = f"{old['run_id']} ({old['verdict']}) -> {new['run_id']} ({new['verdict']})"
     if not rows:
         print(f"no regressions: {label}", file=out)

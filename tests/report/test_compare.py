@@ -69,6 +69,15 @@ def test_provisioning_phase_up_more_than_20_percent_and_threshold_option(tmp_pat
     assert main(["compare", old_p, new_p, "--duration-rise", "50"]) == 0
 
 
+def test_short_phase_jitter_is_not_a_regression(tmp_path):
+    old, new = summary(), summary()
+    old["checks"][1]["measurements"][0].update(value=135.0, unit="ms")
+    new["checks"][1]["measurements"][0].update(value=501.0, unit="ms")  # +271 %, but only 0.37 s
+    old_p, new_p = write(tmp_path, "o.json", old), write(tmp_path, "n.json", new)
+    assert main(["compare", old_p, new_p]) == 0
+    assert main(["compare", old_p, new_p, "--duration-min-rise", "0.1"]) == 1
+
+
 def test_flipped_and_disappeared_checks(tmp_path, capsys):
     new = summary()
     new["checks"][2]["outcome"] = "failed"
@@ -81,6 +90,7 @@ def test_flipped_and_disappeared_checks(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not JSON"),
+    ("", "not JSON"),
     ('["a list"]', "expected a JSON object"),
     (json.dumps({"schema_version": 1}), "missing or invalid 'run_id'"),
     (json.dumps(summary(schema_version=99)), "newer than this tool understands"),
