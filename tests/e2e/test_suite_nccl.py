@@ -1,0 +1,172 @@
+"""suites/test_nccl.py end to end against the simulated cluster: passes where healthy, each NCCL fault fails its check."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).resolve().parents[2] / "suites" / "test_nccl.py"
+
+ONE_CORRECT = "test_all_reduce_is_correct_on_one_node"
+ONE_BW = "test_bus_bandwidth_on_one_node_meets_floor"
+MULTI_CORRECT = "test_all_reduce_is_correct_across_nodes"
+MULTI_EFA = "test_nccl_uses_efa_across_nodes"
+MULTI_BW = "test_bus_bandwidth_across_nodes_meets_floor"
+ALL = {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_EFA, MULTI_BW}
+
+# Test thresholds for what the default profile leaves unset (no published figure): a single-node floor for
+# p5.48xlarge and floors for g5.48xlarge. The 2-node p5.48xlarge floors stay the default profile's.
+TEST_PROFILE = """\
+instances:
+  p5.48xlarge:
+    nccl:
+      all_reduce_busbw_floor_gbs:
+        1: {2G: 430}
+  g5.48xlarge:
+    nccl:
+      all_reduce_busbw_floor_gbs:
+        1: {2G: 15}
+        2: {2G: 10}
+"""
+
+
+@dataclass
+class Case:
+    test: str
+    id: str
+    outcome: str            # passed | failed | skipped
+    message: str
+    properties: dict[str, str]
+
+
+def run_suite(pytester: pytest.Pytester, plugin_args: list[str], *args: str) -> tuple[list[Case], str]:
+    """Run the suite in a subprocess; outcomes per test id from its JUnit XML."""
+    profile = pytester.path / "nccl-profile.yaml"
+    profile.write_text(TEST_PROFILE)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(str(SUITE), "-p", "no:cacheprovider", "--gpucluster-no-report", "-rA",
+                                           f"--junitxml={junit}", f"--gpucluster-profile={profile}",
+                                           *plugin_args, *args)
+    text = result.stdout.str() + result.stderr.str()
+    assert junit.exists(), text
+    cases = []
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        match = re.match(r"(test_\w+)\[(.*)\]$", tc.get("name", ""))
+        assert match, tc.get("name")
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = tc.find(tag)
+            if el is not None:
+                outcome = {"failure": "failed", "error": "failed", "skipped": "skipped"}[tag]
+                message = (el.get("message") or "") + "\n" + (el.text or "")
+        props = {p.get("name", ""): p.get("value", "") for p in tc.iter("property")}
+        cases.append(Case(match.group(1), match.group(2), outcome, message, props))
+    return cases, text
+
+
+def outcomes(cases: list[Case]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for case in cases:
+        out.setdefault(case.test, set()).add(case.outcome)
+    return out
+
+
+def value(case: Case, name: str) -> float:
+    return float(case.properties[name].split()[0])
+
+
+@pytest.mark.parametrize("scenario, itype", [
+    ("healthy", "p5.48xlarge"), ("auto-mode", "p5.48xlarge"), ("g5-single-efa", "g5.48xlarge"),
+    ("api-flaky", "p5.48xlarge"),
+])
+def test_every_nccl_check_passes(pytester: pytest.Pytester, plugin_args: list[str], scenario: str,
+                                 itype: str) -> None:
+    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
+    assert outcomes(cases) == {name: {"passed"} for name in ALL}, text
+    for case in cases:  # ids name the node(s) and the instance type
+        assert case.id.endswith(f"/{itype}") and case.id.count("/") == 1, case.id
+    multi = next(c for c in cases if c.test == MULTI_BW)
+    assert len(multi.id.split("/")[0].split("+")) == 2
+    # plausible numbers: at or above the floor, far below the profile's implausibility ceiling
+    peak = value(multi, "peak out-of-place busbw")
+    assert value(multi, "out-of-place busbw at 2G") <= peak < 1000
+    assert "pass" in multi.properties["out-of-place busbw at 2G"]
+    if "peak busbw plausible" in multi.properties:      # the profile's busbw_ceiling_gbs, where it sets one
+        assert "pass" in multi.properties["peak busbw plausible"]
+    assert 0 < value(multi, "peak busbw / physical ceiling") < 150
+
+
+def test_healthy_p5_numbers_are_plausible(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    """2x p5.48xlarge: published 443.72 GB/s at 2 GB (aws-samples nccl-tests README); 8x H100 in one node ~480."""
+    cases, text = run_suite(pytester, plugin_args, "--sim=healthy")
+    by_test = {c.test: c for c in cases}
+    assert 400 <= value(by_test[MULTI_BW], "out-of-place busbw at 2G") <= 500, text
+    assert 430 <= value(by_test[ONE_BW], "out-of-place busbw at 2G") <= 600, text
+
+
+@pytest.mark.parametrize("scenario, failing, messages", [
+    ("nccl-socket-fallback", {MULTI_EFA, MULTI_BW},
+     ["did not use EFA", "observed transport socket, networks ['Socket']", "FI_PROVIDER=efa"]),
+    ("nccl-wrong-results", {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_BW},
+     ["all_reduce results are wrong", "#wrong > 0", "Out of bounds values: ", "Test failure",
+      "not judged: the run's results are wrong"]),
+    ("nccl-low-bandwidth", {ONE_BW, MULTI_BW},
+     ["bus bandwidth below the profile floor", "at 2G expected >= 400 GB/s, observed",
+      "at 2G expected >= 430 GB/s, observed", "of the 400 GB/s per-node network bandwidth"]),
+])
+def test_fault_fails_its_checks(pytester: pytest.Pytester, plugin_args: list[str], scenario: str,
+                                failing: set[str], messages: list[str]) -> None:
+    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
+    seen = outcomes(cases)
+    assert {name for name, o in seen.items() if "failed" in o} == failing, text
+    assert all(o == {"passed"} for name, o in seen.items() if name not in failing), text
+    failures = "\n".join(c.message for c in cases if c.outcome == "failed")
+    for message in messages:
+        assert message in failures, f"{message!r} not in:\n{failures}"
+
+
+def test_without_mpi_operator_multi_node_skips_with_install_hint(pytester: pytest.Pytester,
+                                                                  plugin_args: list[str]) -> None:
+    scenario = pytester.path / "no-mpi-operator.yaml"
+    scenario.write_text("description: healthy without the MPI operator\nextends: healthy\n"
+                        "operators: {mpi_operator: false}\n")
+    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
+    seen = outcomes(cases)
+    assert seen == {ONE_CORRECT: {"passed"}, ONE_BW: {"passed"}, MULTI_CORRECT: {"skipped"},
+                    MULTI_EFA: {"skipped"}, MULTI_BW: {"skipped"}}, text
+    for case in cases:
+        if case.outcome == "skipped":
+            assert "the MPI operator is not installed (no mpijobs.kubeflow.org/v2beta1 API)" in case.message
+            assert "kubeflow/mpi-operator" in case.message
+
+
+def test_nothing_from_the_run_remains(pytester: pytest.Pytester, plugin_args: list[str],
+                                      tmp_path: Path) -> None:
+    """Against a cluster that outlives the run (as a real one does): MPIJob, launcher Job, workers, hostfile
+    ConfigMap, Service, ssh Secret and probe pods are all gone after the run, and so is its namespace."""
+    launcher = pytest.importorskip("pytest_gpucluster.sim.launcher")
+    from pytest_gpucluster.kube.client import Cluster
+    from pytest_gpucluster.kube.watching import eventually
+
+    with launcher.SimCluster("healthy", workdir=tmp_path) as sim:
+        cluster = Cluster.connect(sim.kubeconfig_path)
+        try:
+            eventually(cluster, "nodes", None, lambda nodes: sum(
+                int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) for n in nodes.values()) == 16,
+                timeout_s=30, description="16 GPUs allocatable")
+            cases, text = run_suite(pytester, plugin_args, f"--kubeconfig={sim.kubeconfig_path}")
+            assert {c.test for c in cases if c.outcome != "skipped"} == ALL, text
+            run_id = re.search(r"nothing labelled gpucluster.io/run=(\S+) remains", text)
+            assert run_id, text
+            namespaces = [n["metadata"]["name"] for n in cluster.items("namespaces")]
+            assert not [n for n in namespaces if n.startswith("gpucluster-")], namespaces
+            left = {kind: [f"{o['metadata'].get('namespace')}/{o['metadata']['name']}"
+                           for o in cluster.items(kind) if o["metadata"].get("namespace", "").startswith("gpucluster-")
+                           or (o["metadata"].get("labels") or {}).get("gpucluster.io/run") == run_id.group(1)]
+                    for kind in ("pods", "jobs.batch", "mpijobs.kubeflow.org", "configmaps", "services")}
+            assert left == {kind: [] for kind in left}
+        finally:
+            cluster.close()
