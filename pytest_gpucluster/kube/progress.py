@@ -31,9 +31,9 @@ class StreamWriter:
 class Progress:
     """`gpucluster: waiting for 12 probe pods (nvidia-smi): 9 Succeeded, 3 Running, 14s`.
 
-    On a TTY the line is rewritten once a second by a ticker thread; otherwise (CI logs) one line is
-    printed at most every NON_TTY_PERIOD_S and only when something changed or the period passed. With no
-    writer (quiet runs) nothing is printed."""
+    On a TTY the line is rewritten once a second by a ticker thread; otherwise (CI logs) nothing is printed
+    for waits shorter than NON_TTY_PERIOD_S, then at most one line per period. With no writer (quiet runs,
+    non-TTY without -v) nothing is printed."""
 
     def __init__(self, writer: Writer | None, what: str, *, tty: bool, clock=time.monotonic) -> None:
         self.writer, self.what, self.tty, self.clock = writer, what, tty, clock
@@ -56,7 +56,7 @@ class Progress:
             changed = Counter(counts) != self.counts
             self.counts = Counter(counts)
         if not self.tty and (changed or self.clock() - self._last_print >= NON_TTY_PERIOD_S):
-            self._emit(force=False)
+            self._emit(force=False)      # CI logs: nothing for the first NON_TTY_PERIOD_S, then one line per period
 
     def _emit(self, *, force: bool) -> None:
         if self.writer is None:
@@ -67,8 +67,9 @@ class Progress:
                 text = self.line()
                 pad = max(0, self._width - len(text))
                 self._width = len(text)
-                self.writer.write("\r" + text + " " * pad)
-            elif force or now - self._last_print >= NON_TTY_PERIOD_S:
+                # The first line starts on a fresh line; later ones rewrite it in place.
+                self.writer.write(("\r" if self.lines_printed else "\n") + text + " " * pad)
+            elif force or now - max(self._last_print, self.started) >= NON_TTY_PERIOD_S:
                 self.writer.write("\n" + self.line())
             else:
                 return
@@ -89,8 +90,10 @@ class Progress:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
-        if self.writer is not None and self.tty and self.lines_printed:
-            self.writer.write("\r" + " " * self._width + "\r")
+        if self.writer is not None and self.lines_printed:
+            if self.tty:
+                self._emit(force=True)        # the final state stays as a record of how long it took
+            self.writer.write("\n")
 
 
 class ProgressFactory:

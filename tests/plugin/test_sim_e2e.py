@@ -1,0 +1,129 @@
+"""End to end through the plugin: --sim starts the simulated cluster, fixtures run probes and fleets, teardown is clean."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytest_gpucluster.sim.launcher", reason="simulated cluster not available yet")
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+
+SUITE = """
+import pytest
+from pytest_gpucluster.kube.probes import ProbeSpec
+
+SMI = ["sh", "-c", "nvidia-smi -L"]
+
+
+@pytest.fixture
+def smi(run_fleet, inventory):
+    specs = {n.name: ProbeSpec("nvidia-smi", SMI, node=n.name, gpus=n.expected_gpus) for n in inventory.gpu_nodes}
+    return run_fleet("nvidia-smi", specs)
+
+
+@pytest.mark.gpu
+def test_every_gpu_is_visible(gpu_node, smi):
+    result = smi[gpu_node.name]
+    assert result.ok, result.describe()
+    assert result.logs.count("GPU ") == gpu_node.expected_gpus
+
+
+@pytest.mark.gpu
+def test_gpu_probe_ran_on_its_node(gpu_node, smi):
+    assert smi[gpu_node.name].node == gpu_node.name
+
+
+def test_cpu_probe(run_probe, cpu_node):
+    result = run_probe(ProbeSpec("echo", ["sh", "-c", "echo hello from $(hostname)"], node=cpu_node.name,
+                                 tolerate_gpu=False))
+    assert result.ok and "hello" in result.logs, result.describe()
+
+
+def test_zz_fleet_ran_once_for_all_per_node_tests(cluster, gpucluster_run, inventory):
+    pods = cluster.items("pods", gpucluster_run.namespace, label_selector="gpucluster.io/probe=nvidia-smi")
+    assert len(pods) == len(inventory.gpu_nodes)
+    assert all(p["metadata"]["labels"]["gpucluster.io/run"] == gpucluster_run.run_id for p in pods)
+"""
+
+
+def test_sim_run_parametrizes_by_node_runs_fleets_and_tears_down(pytester: pytest.Pytester,
+                                                                 plugin_args: list[str]) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest(*plugin_args, "--sim", "-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=7)
+    result.stdout.re_match_lines([
+        r"gpucluster: v1\.\d+.* at https://127\.0\.0\.1:\d+",
+        r"gpucluster: nodes: 4 total; GPU 2 \(p5\.48xlarge x2\); EFA 2; CPU-only 2",
+        r".*test_every_gpu_is_visible\[ip-[\d-]+\.us-west-2\.compute\.internal/p5\.48xlarge\].*",
+        r".*test_cpu_probe\[ip-[\d-]+\.us-west-2\.compute\.internal/m6i\.2xlarge\].*",
+        r"gpucluster: teardown clean: nothing labelled gpucluster\.io/run=\d{8}-\d{6}-[0-9a-f]{4} remains",
+    ])
+
+
+def test_sample_and_selector_are_shown_and_applied(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    pytester.makepyfile(test_nodes="def test_node(gpu_node):\n    pass\n\ndef test_cpu(cpu_node):\n    pass\n")
+    result = pytester.runpytest(*plugin_args, "--sim", "--gpucluster-sample", "1",
+                                "--gpucluster-nodes", "workload=gpu")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "gpucluster: covered 1 of 2 GPU nodes (selector 'workload=gpu' and sample 1 per instance type): "
+        "ip-*/p5.48xlarge"])
+    skipped = pytester.runpytest(*plugin_args, "--sim", "-rs", "--gpucluster-nodes", "workload=gpu")
+    skipped.stdout.fnmatch_lines(["*no CPU-only nodes matching 'workload=gpu' in the cluster (4 nodes discovered)*"])
+
+
+def test_pytest_kubernetes_k8s_fixture_points_at_the_same_cluster(pytester: pytest.Pytester,
+                                                                  plugin_args: list[str]) -> None:
+    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_custom_example.py")
+    result = pytester.runpytest(*plugin_args, "--sim", "-v")
+    # Two tests: pytest-kubernetes deletes the kubeconfig it was given after the first one; the plugin
+    # hands it a fresh copy before each test, so the second test still reaches the cluster.
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_every_node_is_ready PASSED*", "*test_no_node_is_cordoned PASSED*"])
+
+
+def test_example_check_fails_on_a_cluster_with_a_cordoned_node(pytester: pytest.Pytester,
+                                                               plugin_args: list[str]) -> None:
+    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_custom_example.py")
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def cordon_one(cluster, inventory):
+            cluster.patch("nodes", inventory.cpu_nodes[0].name, {"spec": {"unschedulable": True}})
+    """)
+    result = pytester.runpytest(*plugin_args, "--sim")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*cordoned nodes (no new pods land there): ip-*"])
+
+
+def test_suite_calls_stay_inside_deploy_rbac(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    """In RBAC mode the simulated apiserver answers 403 to anything deploy/rbac.yaml does not grant."""
+    pytester.makefile(".yaml", rbac_only="extends: healthy\nrbac:\n  restrict: true\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest(*plugin_args, "--sim=rbac_only.yaml")
+    result.assert_outcomes(passed=7)
+    assert "Forbidden" not in result.stdout.str() and "forbidden" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["gpucluster: teardown clean*"])
+
+
+def test_calls_outside_rbac_are_forbidden_with_a_pointer_to_the_manifest(pytester: pytest.Pytester,
+                                                                         plugin_args: list[str]) -> None:
+    pytester.makefile(".yaml", rbac_only="extends: healthy\nrbac:\n  restrict: true\n")
+    pytester.makepyfile(test_outside="""
+        def test_delete_a_node(cluster, inventory):
+            cluster.delete("nodes", inventory.cpu_nodes[0].name)
+    """)
+    result = pytester.runpytest(*plugin_args, "--sim=rbac_only.yaml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Forbidden: forbidden: delete nodes/ip-* (cluster-scoped) (verb=delete, "
+                                 "resource=nodes, namespace=-)*deploy/rbac.yaml*"])
+
+
+def test_keep_leaves_the_namespace_and_says_so(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    pytester.makepyfile(test_keep="def test_touch(cluster):\n    pass\n")
+    result = pytester.runpytest(*plugin_args, "--sim", "--gpucluster-keep")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["gpucluster: kept namespace gpucluster-* (--gpucluster-keep)"])
