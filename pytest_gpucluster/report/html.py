@@ -183,7 +183,7 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
         out.append(f'<h4>{_e(p["title"])}</h4><div class="gc-plot">{p["svg"]}</div>')
     for a in evidence.get("attachments", []):
         out.append(f'<details><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
-                   f'<pre>{_e(a["text"])}</pre></details>')
+                   f'<pre>{_e(clip(a["text"]))}</pre></details>')
     events = evidence.get("events", [])
     if events:
         table = _table(("type", "reason", "object", "message", "count", "last seen"),
@@ -197,6 +197,17 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
         out.append(f'<details{" open" if failed else ""}><summary><b>Node conditions: {_e(node)}</b></summary>{table}</details>')
     out.append("</div>")
     return "".join(out)
+
+
+ATTACHMENT_LIMIT = 256 * 1024
+
+
+def clip(text: str, limit: int = ATTACHMENT_LIMIT) -> str:
+    """Keep head and tail of a huge output (a 500-node fleet's logs) so the page stays openable."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n\n[... {len(text) - limit:,} characters omitted from the report ...]\n\n{text[-half:]}"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

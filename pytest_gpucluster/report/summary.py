@@ -10,6 +10,7 @@ from pytest_gpucluster.report.redact import redact_obj
 from pytest_gpucluster.report.runinfo import RunInfo
 
 SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")  # JSON Schema of this version (shipped)
 ACCEPTED = "ACCEPTED"
 NOT_ACCEPTED = "NOT ACCEPTED"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")

@@ -64,3 +64,11 @@ def test_title_and_banner_say_simulated_and_partial():
 def test_fingerprint_lists_versions_and_profile_hash():
     block = html.fingerprint_block(summary())
     assert "<th>nccl</th><td>2.27.3</td>" in block and "ab" * 32 in block and "p5.48xlarge: 2" in block
+
+
+def test_huge_attachments_keep_head_and_tail():
+    text = "HEAD" + "x" * 600_000 + "TAIL"
+    clipped = html.clip(text)
+    assert clipped.startswith("HEAD") and clipped.endswith("TAIL") and len(clipped) < 270_000
+    assert "characters omitted from the report" in clipped
+    assert html.clip("short") == "short"

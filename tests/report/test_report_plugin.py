@@ -1,6 +1,7 @@
 """The report plugin end to end on a fake suite: report.html, summary.json, JUnit, redaction, verdict."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -122,3 +123,16 @@ def test_report_is_complete_under_xdist(run_suite):
     assert all(c["instance_type"] == "p5.48xlarge" for c in doc["checks"])
     assert sum(1 for c in doc["checks"] if c["measurements"]) == 2
     assert "310 \u2026 380 GB/s (n=2)" in run.html
+
+
+def test_summary_follows_the_shipped_json_schema(run_suite):
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_gpucluster.report.summary import SCHEMA_PATH
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    for source in (FAKE_SUITE, NODE_SUITE):
+        jsonschema.validate(run_suite(source).summary, schema)
+    broken = run_suite(NODE_SUITE).summary
+    broken["checks"][0]["measurements"][0]["op"] = "=>"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)

@@ -47,6 +47,10 @@ def test_sim_run_writes_html_summary_and_junit(runs: dict[str, Path]) -> None:
     assert doc["profile"]["sha256"] and "p5.48xlarge" in doc["profile"]["values"]
     busbw = [m for c in doc["checks"] for m in c["measurements"] if m["unit"] == "GB/s"]
     assert busbw and all(m["value"] > 0 for m in busbw)
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_gpucluster.report.summary import SCHEMA_PATH
+
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
     page = (folder / "report.html").read_text()
     assert "SIMULATED" in page and "&lt;svg" in page and "Cluster fingerprint" in page
 
