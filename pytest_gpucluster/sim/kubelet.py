@@ -198,6 +198,9 @@ class Kubelet:
 
     def _publish(self, run: PodRun) -> None:
         """Write phase, conditions, IPs and container statuses from the run's state."""
+        if run.phase in ("Succeeded", "Failed"):
+            # free the devices before the scheduler can see the pod terminal and bind the next one
+            self.allocations.get(run.node, {}).pop(run.uid, None)
         host_ip = self._host_ip(run)
         ip = host_ip if (run.pod.get("spec") or {}).get("hostNetwork") else pod_ip(run.uid, host_ip)
         self.store.mutate("pods", run.namespace, run.name, status_writer(run, host_ip, ip, time.time()),
@@ -230,6 +233,7 @@ class Kubelet:
                 return
             if stop in done:
                 await self._terminate(run, spec)
+                self.allocations.get(run.node, {}).pop(run.uid, None)
                 self._delete_pod(run.namespace, run.name)
             else:
                 await self._kill_all(run, grace=0.0)

@@ -65,6 +65,9 @@ class Scenario:
     aws: AwsSpec = field(default_factory=AwsSpec)
     rbac: RbacSpec = field(default_factory=RbacSpec)
     faults: list[FaultSpec] = field(default_factory=list)
+    # Acceptance-profile overrides for runs against this scenario (same shape as profiles/default.yaml),
+    # e.g. Auto Mode's gpu-workload taint; the --sim plugin side merges them over the chosen profile.
+    profile: dict[str, Any] = field(default_factory=dict)
     extends: str | None = None
     name: str = ""
     path: str = ""
