@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -377,6 +376,9 @@ def record(run: NcclRun, evidence: Evidence) -> None:
         evidence.fact(key, value)
     if run.manifest:
         evidence.attach(f"MPIJob {run.facts.get('mpijob', '')}", run.manifest, kind="manifest")
+    coll = run.result.collective("all_reduce") if run.result is not None else None
+    if coll is not None:
+        evidence.attach(f"all_reduce_perf table ({run.where})", table_text(coll), kind="nccl")
     if run.log:
         evidence.attach(f"all_reduce_perf log ({run.where})", run.log, kind="nccl")
     if run.result is not None:
@@ -387,6 +389,18 @@ def record(run: NcclRun, evidence: Evidence) -> None:
                 evidence.version(component, version)
         evidence.fact("transport", run.result.transport)
         evidence.fact("gdrdma", run.result.gdrdma)
+
+
+def table_text(coll: Any) -> str:
+    """The parsed table without launcher prefixes or log lines: size, then out-of-place and in-place halves."""
+    lines = [f"{'size':>12} {'count':>12} {'type':>6}  {'time(us)':>9} {'algbw':>7} {'busbw':>7} {'#wrong':>6}"
+             f"  {'time(us)':>9} {'algbw':>7} {'busbw':>7} {'#wrong':>6}"]
+    for row in coll.rows:
+        halves = "".join(f"  {h.time_us:>9g} {h.algbw:>7.2f} {h.busbw:>7.2f} {str(h.wrong):>6}" if h else f"  {'-':>32}"
+                         for h in (row.out_of_place, row.in_place))
+        lines.append(f"{row.size:>12} {row.count:>12} {row.type:>6}{halves}")
+    lines.append(f"# Out of bounds values : {coll.out_of_bounds}   # Avg bus bandwidth : {coll.avg_busbw}")
+    return "\n".join(lines)
 
 
 def no_result(run: NcclRun) -> str | None:
@@ -506,10 +520,13 @@ def judge_bandwidth(run: NcclRun, inst: InstanceProfile | None, evidence: Eviden
         frac = f" = {100 * peak / ceiling:.0f}% of the {ceiling:g} GB/s {ceiling_what}" if ceiling else ""
         detail = "; ".join(f"at {size_arg(s)} expected >= {f:g} GB/s, observed {m:g} GB/s ({100 * m / f:.0f}% of the floor)"
                            for s, f, m in low)
-        hint = ("check the NVLink/NVSwitch state (`nvidia-smi nvlink -s`, `nvidia-smi topo -m`) and GPU clocks"
-                if run.nodes == 1 else
-                f"the network path is {transport}: check that all EFA interfaces are requested, that the nodes "
-                f"share a placement group / spine, and the NCCL_* and FI_* settings in the MPIJob")
+        if run.nodes == 1:
+            hint = "check the NVLink/NVSwitch state (`nvidia-smi nvlink -s`, `nvidia-smi topo -m`) and GPU clocks"
+        elif transport == "socket":
+            hint = "NCCL ran over Socket (TCP), not EFA: fix the network path first (see the EFA check)"
+        else:
+            hint = (f"the network path is {transport}: check that all EFA interfaces are requested, that the nodes "
+                    f"share a placement group / spine, and the NCCL_* and FI_* settings in the MPIJob")
         return (f"NCCL all_reduce bus bandwidth below the profile floor on {run.where} ({run.nodes} node(s) x "
                 f"{run.gpus_per_node} GPUs): {detail}; peak {peak:g} GB/s{frac} ({source}). Then {hint}."), None
     if not floors:
