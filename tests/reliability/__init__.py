@@ -1,0 +1,1 @@
+"""Reliability and scale proofs of the suite: fault matrix, interrupts, bad input."""
