@@ -1,6 +1,7 @@
 """The Cluster client: the suite's only way to the Kubernetes API (typed errors, timeouts, retries)."""
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from pathlib import Path
@@ -114,7 +115,7 @@ class Cluster:
                           lambda: self._request("GET", res.path(namespace), site=site, query=query))
         return list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", ""))
 
-    def items(self, kind: str, namespace: str | None = None, **selectors: str | None) -> list[dict]:
+    def items(self, kind: str, namespace: str | None = None, **selectors: str | None) -> builtins.list[dict]:
         return self.list(kind, namespace, **selectors)[0]
 
     def create(self, kind: str, body: dict, namespace: str | None = None, *, exist_ok: bool = True) -> dict:
@@ -173,7 +174,7 @@ class Cluster:
             "GET", res.path(namespace, pod, "log"), site=site, query=query))
         return out if isinstance(out, str) else json.dumps(out)
 
-    def events_for(self, namespace: str, name: str, kind: str = "Pod") -> list[dict]:
+    def events_for(self, namespace: str, name: str, kind: str = "Pod") -> builtins.list[dict]:
         sel = f"involvedObject.name={name},involvedObject.kind={kind}"
         return self.items("events", namespace, field_selector=sel)
 
