@@ -452,18 +452,31 @@ class Budget:
         return self.values.get(key)
 
 
-def observe(obs: Observer, budget: Budget) -> str | None:
+def untolerated(seen: Seen, pool: str) -> str | None:
+    """Karpenter's verdict that the pod cannot use the probe NodePool because of its taints (final: no retry helps)."""
+    for event in seen.events.values():
+        text = str(event.get("message", ""))
+        if event.get("reason") == "FailedScheduling" and f'nodepool "{pool}"' in text and "did not tolerate" in text:
+            return text
+    return None
+
+
+def observe(obs: Observer, budget: Budget, pool: str) -> str | None:
     """Watch until the pod runs on its new node (and the NodeClaim is Ready). Returns the stall, if any:
-    `never-launched` once the launched budget is spent without a Launched NodeClaim, `timeout` at the
-    observation deadline (1.5x the total budget), None when everything happened."""
+    `untolerated` at once when Karpenter says the pod does not tolerate the NodePool's taints, `never-launched`
+    once the launched budget is spent without a Launched NodeClaim, `timeout` at the observation deadline
+    (1.5x the total budget), None when everything happened."""
     t0 = obs.seen.watch["pod created"]
     total = budget.limit("total") or 900.0
     hard = t0 + total * OBSERVE_FACTOR
     while True:
         with obs.lock:
             marks, watch = obs.seen.marks(), dict(obs.seen.watch)
+            taint = untolerated(obs.seen, pool)
         if marks["container started"] and marks["pod Ready"] and marks["NodeClaim Ready"]:
             return None
+        if taint and not marks["NodeClaim created"]:
+            return "untolerated"
         now = time.time()
         launch_by = watch.get("NodeClaim created", t0) + (budget.limit("launched") or total)
         if not marks["Launched"] and now >= launch_by:
@@ -524,7 +537,8 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
                     + ". EC2 has no capacity (or quota) for the type: try other zones / capacity types, a capacity "
                     "reservation, or raise the 'Running On-Demand P/G instances' vCPU quota.")
         karpenter = [e.get("message", "") for e in failed if "nodepool" in e.get("message", "")]
-        text = karpenter[-1] if karpenter else (failed[-1].get("message") if failed else "no scheduling event")
+        text = untolerated(seen, pool) or (karpenter[-1] if karpenter else (
+            failed[-1].get("message") if failed else "no scheduling event"))
         if "did not tolerate" in text:
             return (f"pod pending on a taint the NodePool adds: Karpenter says `{text}`. The GPU pod tolerates the "
                     "profile's GPU taints only: make the NodePool's taints and the profile's cluster.gpu_taints agree.")
@@ -618,7 +632,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     cluster.create("pods", manifest, namespace)
     obs.start(created_at)
     try:
-        stall = observe(obs, budget)
+        stall = observe(obs, budget, pool)
     finally:
         seen = obs.stop()
     why = diagnose(stall, seen, cluster, pool) if stall else None
@@ -660,5 +674,6 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
         [f"scale-down: still present {total:g}s after deleting the NodePool: {', '.join(left)}"] if left else [])
     assert not problems, (
         f"Provisioning a new {itype} through NodePool {launch_pool.name} (clone {pool}) failed: expected every phase "
-        f"within {budget.source} and the node gone after the NodePool is deleted; observed " + "; ".join(problems)
+        f"within {budget.source} and the node gone after the NodePool is deleted; observed "
+        + "; ".join(p.rstrip(".") for p in problems)
         + ". The timeline table and plot are in the report; `kubectl describe nodeclaim` shows Karpenter's view.")
