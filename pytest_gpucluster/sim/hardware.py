@@ -123,18 +123,24 @@ class InstanceType:
         """cpu/memory/pods allocatable as the EKS AMI bootstrap computes them (kube-reserved + eviction)."""
         cpu_m = self.vcpu * 1000 - _kube_reserved_cpu_m(self.vcpu)
         mem_mi = self.memory_gib * 1024 - (255 + 11 * self.max_pods) - 100
-        return {"cpu": f"{cpu_m}m", "memory": f"{mem_mi}Mi", "pods": str(self.max_pods),
-                "ephemeral-storage": "95491281146", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+        # The EFA installer reserves 2 MiB huge pages on EFA nodes (a real p4de shows 21122Mi
+        # allocatable: shared/samples/k8s/describe-node-p4de-allocatable-efa-fragment.txt).
+        huge_mi = _EFA_HUGEPAGES_MI if self.efa else 0
+        return {"cpu": f"{cpu_m}m", "memory": f"{mem_mi - huge_mi}Mi", "pods": str(self.max_pods),
+                "ephemeral-storage": "95491281146", "hugepages-1Gi": "0", "hugepages-2Mi": f"{huge_mi}Mi"}
 
     def capacity(self) -> dict[str, str]:
         return {"cpu": str(self.vcpu), "memory": f"{self.memory_gib * 1024 * 1024}Ki",
                 "pods": str(self.max_pods), "ephemeral-storage": "104845292Ki",
-                "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+                "hugepages-1Gi": "0", "hugepages-2Mi": f"{_EFA_HUGEPAGES_MI if self.efa else 0}Mi"}
 
     def with_overrides(self, *, gpus: int | None = None, efa: int | None = None) -> InstanceType:
         """A copy with a different GPU or EFA count (scenario node-group overrides)."""
         return replace(self, gpus=self.gpus if gpus is None else gpus,
                        efa=self.efa if efa is None else efa)
+
+
+_EFA_HUGEPAGES_MI = 21122
 
 
 def _kube_reserved_cpu_m(vcpu: int) -> int:

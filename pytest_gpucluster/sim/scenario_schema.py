@@ -256,7 +256,10 @@ class NcclSpec:
     ofi_plugin_version: str = "1.16.2"
     libfabric_version: str = "2.1"
     intra_efficiency: float = 0.53     # busbw reached at large sizes / NVLink GB/s per GPU
-    inter_efficiency: float = 0.92     # busbw reached at large sizes / (per-node EFA Gbps / 8)
+    # busbw reached at large sizes / (per-node EFA Gbps / 8). Above 1 on purpose: the bus-bandwidth
+    # formula counts 2(n-1)/n of the data while NVLink carries the intra-node part, so published
+    # 2x p5.48xlarge runs reach ~437-444 GB/s over 400 GB/s of EFA (tests/data/nccl-tests samples).
+    inter_efficiency: float = 1.11
     pcie_efficiency: float = 0.75
     latency_us: float = 12.0
     inter_latency_us: float = 30.0
