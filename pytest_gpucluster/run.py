@@ -22,6 +22,7 @@ from .kube.discovery import Inventory, discover
 from .kube.fleets import FleetRunner
 from .kube.probes import MANAGED_BY, RUN_LABEL, ProbeContext, ProbeResult, ProbeSpec
 from .kube.progress import QUIET, ProgressFactory
+from .kube.watching import settled
 from .profile import Profile
 
 DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
@@ -187,6 +188,11 @@ class Run:
     def discover_inventory(self) -> Inventory:
         with self._lock:
             if self._inventory is None:
+                cluster = self.connect()
+                if self.options.sim is not None:
+                    # A simulated cluster has just booted: let its device plugins finish advertising GPUs/EFA
+                    # so the inventory is not a snapshot of the first second.
+                    settled(cluster, "nodes", quiet_s=1.0, max_s=15.0)
                 self._inventory = discover(self.connect(), self.profile, selector=self.options.nodes,
                                            sample=self.options.sample)
             return self._inventory

@@ -62,7 +62,10 @@ class Watcher:
             self.state.apply("ADDED", item)
         self.state.resource_version = rv or self.state.resource_version
 
-    def run(self, on_event: Handler, *, deadline: float, on_idle: Callable[[], None] | None = None) -> bool:
+    def run(self, on_event: Handler, *, deadline: float, on_idle: Callable[[], bool | None] | None = None,
+            window_s: float = WATCH_PERIOD_S) -> bool:
+        """Feed events to on_event until it returns True (-> True) or the deadline (-> False). Between watch
+        windows (every window_s at most) on_idle runs; if it returns True the wait ends (-> True)."""
         self._relist()
         if on_event("SYNC", {}, self.state):
             return True
@@ -70,7 +73,7 @@ class Watcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            period = int(min(WATCH_PERIOD_S, max(1.0, remaining)))
+            period = int(max(1.0, min(window_s, remaining)))
             try:
                 self.state.requests += 1
                 for event in self.cluster.stream_watch(
@@ -103,8 +106,8 @@ class Watcher:
                 self.state.reconnects += 1
                 if self.state.reconnects > 20:
                     raise
-            if on_idle:
-                on_idle()
+            if on_idle and on_idle():
+                return True
 
 
 def expect_object(cluster: Cluster, kind: str, name: str, namespace: str | None,
@@ -146,3 +149,21 @@ def consistently(cluster: Cluster, kind: str, namespace: str | None, predicate: 
         raise AssertionError(f"expected {description} for {duration_s:.0f}s; violated with "
                              f"{sorted(violated[0])}")
     return watcher.state.by_name()
+
+
+def settled(cluster: Cluster, kind: str, namespace: str | None = None, *, quiet_s: float, max_s: float,
+            label_selector: str | None = None) -> bool:
+    """Wait until no object of kind changed for quiet_s (at most max_s). True when it settled in time.
+    For a cluster that has just started (the simulated one): device plugins still advertise resources."""
+    last_change = [time.monotonic()]
+
+    def on_event(etype: str, _obj: dict, _state: WatchState) -> bool:
+        if etype != "SYNC":
+            last_change[0] = time.monotonic()
+        return False
+
+    def quiet() -> bool:
+        return time.monotonic() - last_change[0] >= quiet_s
+
+    watcher = Watcher(cluster, kind, namespace, label_selector=label_selector)
+    return watcher.run(on_event, deadline=time.monotonic() + max_s, on_idle=quiet, window_s=quiet_s)
