@@ -1,6 +1,8 @@
 """Device plugins (marker gpu): NVIDIA device plugin, GPU allocatable, GFD labels, GPU Operator, EFA device plugin."""
 from __future__ import annotations
 
+import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ DRIVER_LABELS_NEW = ("nvidia.com/cuda.driver-version.major", "nvidia.com/cuda.dr
                      "nvidia.com/cuda.driver-version.revision")
 DRIVER_LABEL_FULL = "nvidia.com/cuda.driver-version.full"
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
+RESTART_WINDOW_S = 600.0  # a plugin container that restarted within this window is not healthy
 
 
 # -- what is installed ---------------------------------------------------------------------------------
@@ -70,6 +73,25 @@ def pod_ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
+def recent_restarts(pod: dict[str, Any], now: float | None = None) -> int:
+    """Restarts of containers whose last termination is within RESTART_WINDOW_S: a crash-looping plugin is
+    briefly Running and Ready between crashes, and its GPUs come and go with it."""
+    now = time.time() if now is None else now
+    count = 0
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        finished = ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+        if cs.get("restartCount") and finished:
+            when = dt.datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp()
+            if now - when <= RESTART_WINDOW_S:
+                count += int(cs["restartCount"])
+    return count
+
+
+def plugin_healthy(pod: dict[str, Any]) -> bool:
+    return ((pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
+            and recent_restarts(pod) == 0)
+
+
 def pod_state(pod: dict[str, Any]) -> str:
     """`Running (ready)`, `Running (not ready, CrashLoopBackOff, 7 restarts)`, `Pending` ..."""
     status = pod.get("status") or {}
@@ -80,7 +102,8 @@ def pod_state(pod: dict[str, Any]) -> str:
         if waiting.get("reason"):
             details.append(waiting["reason"])
         if cs.get("restartCount"):
-            details.append(f"{cs['restartCount']} restarts")
+            details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod)} in the last "
+                           f"{RESTART_WINDOW_S / 60:.0f} min")
     return f"{words[0]} ({', '.join(details)})"
 
 
@@ -257,7 +280,7 @@ def test_nvidia_device_plugin_runs_on(gpu_node: NodeInfo, plugins: Plugins, clus
         pods = plugins.pods_on(ds, gpu_node.name)
         states = [f"{p['metadata']['name']} {pod_state(p)}" for p in pods] or ["no pod on this node"]
         lines.append(f"{ds_ref(ds)} ({install_method(ds)}; {ds_rollout(ds)}): {'; '.join(states)}")
-        ok = ok or any(p.get("status", {}).get("phase") == "Running" and pod_ready(p) for p in pods)
+        ok = ok or any(plugin_healthy(p) for p in pods)
     evidence.fact("nvidia device plugin", lines)
     evidence.attach(f"NVIDIA device plugin DaemonSets seen from {gpu_node.name}", "\n".join(lines))
     missing_hint = ""
@@ -269,7 +292,8 @@ def test_nvidia_device_plugin_runs_on(gpu_node: NodeInfo, plugins: Plugins, clus
         missing_hint = (f" The DaemonSet does not tolerate the node's taint(s) {', '.join(untolerated)}."
                         if untolerated else " Check the DaemonSet's nodeSelector/affinity against the node's labels.")
     assert ok, (
-        f"NVIDIA device plugin not ready on {gpu_node.id}: expected a Running, Ready plugin pod on the node; "
+        f"NVIDIA device plugin not ready on {gpu_node.id}: expected a Running, Ready plugin pod on the node "
+        f"without restarts in the last {RESTART_WINDOW_S / 60:.0f} min; "
         f"observed {' | '.join(lines)}.{missing_hint} Look at `kubectl -n {daemonsets[0]['metadata']['namespace']} "
         f"logs <pod>` (driver/NVML errors) and `kubectl describe node {gpu_node.name}`.")
 
@@ -323,11 +347,15 @@ def test_gfd_labels_agree_with_node(gpu_node: NodeInfo, gpu_profile: Profile, cl
     sharing = gpu_sharing(node)
     count = gfd.get("nvidia.com/gpu.count")
     alloc = allocatable(node, GPU)
-    if count is not None and sharing.mig_strategy is None:
-        per_gpu = sharing.replicas
-        if not count.isdigit() or int(count) * per_gpu != alloc:
-            problems.append(f"nvidia.com/gpu.count={count} (x{per_gpu} replicas) but {GPU} allocatable is {alloc}")
     inst = gpu_profile.for_instance(gpu_node.instance_type)
+    if count is not None and sharing.mig_strategy is None:
+        # GFD counts physical GPUs: compare with the profile (the hardware), else with what the plugin advertises.
+        if inst is not None and inst.gpus:
+            if not count.isdigit() or int(count) != inst.gpus:
+                problems.append(f"nvidia.com/gpu.count={count} but the profile says {inst.gpus} GPUs")
+        elif alloc and (not count.isdigit() or int(count) * sharing.replicas != alloc):
+            problems.append(f"nvidia.com/gpu.count={count} (x{sharing.replicas} replicas) but {GPU} allocatable "
+                            f"is {alloc}")
     product = gfd.get("nvidia.com/gpu.product")
     if product and inst is not None and inst.gpu_product:
         base = product.split("-MIG-", 1)[0].split("-SHARED", 1)[0]
@@ -415,7 +443,7 @@ def test_efa_device_plugin_runs_on(efa_node: NodeInfo, plugins: Plugins, cluster
         states = [f"{p['metadata']['name']} {pod_state(p)}" for p in pods] or ["no pod on this node"]
         lines.append(f"{ds_ref(ds)} ({ds_rollout(ds)}): tolerations "
                      f"{[t.get('key', '*') for t in tols]}; {'; '.join(states)}")
-        ok = ok or (not missing and any(pod_ready(p) for p in pods))
+        ok = ok or (not missing and any(plugin_healthy(p) for p in pods))
     evidence.fact("EFA device plugin", lines)
     if not ok and all(untolerated.values()):
         ref, missing = next(iter(untolerated.items()))
