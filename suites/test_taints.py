@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import pytest
 
@@ -10,14 +10,13 @@ from pytest_gpucluster.kube import watching
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.kube.fleets import fleet_label
-from pytest_gpucluster.kube.probes import FLEET_LABEL, RUN_LABEL, ProbeContext, ProbeResult, ProbeSpec, pod_name, render
+from pytest_gpucluster.kube.probes import FLEET_LABEL, RUN_LABEL, ProbeContext, ProbeSpec, pod_name, render
 from pytest_gpucluster.profile import Profile
 
 pytestmark = pytest.mark.taints
 
 GPU = "nvidia.com/gpu"
 DECISION_TIMEOUT_S = 60.0        # how long the scheduler gets to place or refuse a pod
-Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
 
 
 def taint_text(taint: Mapping[str, Any]) -> str:
@@ -122,6 +121,13 @@ def untolerated(inventory: Inventory, cluster: Cluster, probe_context: ProbeCont
 
 
 @pytest.fixture(scope="module")
+def tolerated(inventory: Inventory, cluster: Cluster, probe_context: ProbeContext) -> dict[str, Decision]:
+    """Per GPU node: a pod tolerating the profile's GPU taints, requesting no GPU, pinned to the node."""
+    return place(cluster, probe_context, "taints/tolerated",
+                 {n.name: pinned(n, "tolerated") for n in inventory.gpu_nodes})
+
+
+@pytest.fixture(scope="module")
 def gpu_request_without_toleration(inventory: Inventory, cluster: Cluster,
                                    probe_context: ProbeContext) -> dict[str, Decision]:
     """Per GPU node: a pod requesting 1 GPU with no toleration of its own (ExtendedResourceToleration may add one)."""
@@ -173,17 +179,15 @@ def test_pod_without_toleration_stays_pending(gpu_node: NodeInfo, untolerated: d
         f"observed {decision.message!r}.")
 
 
-def test_pod_with_toleration_is_admitted(gpu_node: NodeInfo, run_fleet: Fleet, inventory: Inventory,
-                                         evidence: Any) -> None:
-    """A pod tolerating the GPU taint(s), requesting no GPU, pinned to the node, runs there."""
-    specs = {n.name: ProbeSpec(name="tolerated", command=["sh", "-c", "echo admitted"], node=n.name,
-                               timeout_s=DECISION_TIMEOUT_S * 2) for n in inventory.gpu_nodes}
-    result = run_fleet("taints/tolerated", specs)[gpu_node.name]
-    evidence.fact("probe", result.describe())
-    assert result.ok and result.node == gpu_node.name, (
-        f"A pod tolerating the GPU taint was not admitted on {gpu_node.id}: expected it to run there; observed "
-        f"{result.describe()}. If the reason names a taint, the node carries a taint the profile does not list "
-        f"(node taints: {', '.join(taint_text(t) for t in gpu_node.taints) or 'none'}): add it to cluster.gpu_taints.")
+def test_pod_with_toleration_is_admitted(gpu_node: NodeInfo, tolerated: dict[str, Decision], evidence: Any) -> None:
+    """A pod tolerating the GPU taint(s), requesting no GPU, pinned to the node, is placed there."""
+    decision = tolerated[gpu_node.name]
+    evidence.fact("scheduler", decision.message or f"bound to {decision.node}")
+    assert decision.node == gpu_node.name, (
+        f"A pod tolerating the GPU taint was not admitted on {gpu_node.id}: expected it bound there; observed "
+        f"{decision.message or decision.node or 'no decision'}. If the reason names a taint, the node carries a "
+        f"taint the profile does not list (node taints: {', '.join(taint_text(t) for t in gpu_node.taints) or 'none'}"
+        "): add it to cluster.gpu_taints in the profile.")
 
 
 def test_gpu_request_toleration_behaviour(gpu_node: NodeInfo, gpu_request_without_toleration: dict[str, Decision],
