@@ -123,3 +123,18 @@ def test_fleet_survives_a_flaky_api_server(tmp_path: Path) -> None:
         assert all(r.ok and "ok" in r.logs for r in results.values()), [r.describe() for r in results.values()]
         faults = sim.stats().get("faults", {})
         assert sum(faults.values()) > 0, f"no faults injected: {sim.stats()}"
+
+
+def test_a_rejected_token_is_unauthorized_naming_the_server(sim: object, tmp_path: Path) -> None:
+    import yaml
+
+    from pytest_gpucluster.kube import errors
+
+    config = yaml.safe_load(sim.kubeconfig_path.read_text())  # type: ignore[attr-defined]
+    for user in config["users"]:
+        user["user"] = {"token": "expired-token"}
+    stale = tmp_path / "stale-kubeconfig"
+    stale.write_text(yaml.safe_dump(config))
+    with pytest.raises(errors.Unauthorized) as info:
+        Cluster.connect(stale).items("nodes")
+    assert sim.server_url in str(info.value) and "expired" in str(info.value)  # type: ignore[attr-defined]
