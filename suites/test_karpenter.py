@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 import pytest
@@ -18,6 +19,7 @@ from pytest_gpucluster.kube.discovery import Inventory
 from pytest_gpucluster.kube.probes import RUN_LABEL, ProbeSpec, manifests_dir, pod_name, render
 from pytest_gpucluster.kube.watching import DeadlineExceeded, Watcher, WatchState, eventually
 from pytest_gpucluster.profile import Profile
+from pytest_gpucluster.report.plots import timeline_svg
 from pytest_gpucluster.run import RUN_KEY, Run
 
 pytestmark = pytest.mark.karpenter
@@ -316,8 +318,12 @@ def probe_nodepool(source: dict[str, Any], itype: str, gpus: int, run_id: str) -
 
 
 def _ts(value: str | None) -> float | None:
-    from datetime import datetime
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def container_state(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses: list[dict[str, Any]] = (pod.get("status") or {}).get("containerStatuses") or []
+    return dict(statuses[0].get("state") or {}) if statuses else {}
 
 
 def _true(obj: dict[str, Any] | None, ctype: str) -> bool:
@@ -347,7 +353,7 @@ class Seen:
 
     def marks(self) -> dict[str, bool]:
         claim, node, pod = self.claim(), self.node(), self.pod or {}
-        state = next(iter((pod.get("status") or {}).get("containerStatuses") or []), {}).get("state") or {}
+        state = container_state(pod)
         return {"Nominated": any(e.get("reason") == "Nominated" for e in self.events.values()),
                 "NodeClaim created": claim is not None, "Launched": _true(claim, "Launched"),
                 "Registered": _true(claim, "Registered"), "Initialized": _true(claim, "Initialized"),
@@ -360,7 +366,7 @@ class Seen:
     def cluster_times(self) -> dict[str, float]:
         """The same marks from the objects' own timestamps (whole seconds; none for GPU allocatable)."""
         claim, node, pod = self.claim() or {}, self.node() or {}, self.pod or {}
-        state = next(iter((pod.get("status") or {}).get("containerStatuses") or []), {}).get("state") or {}
+        state = container_state(pod)
         nominated = [e for e in self.events.values() if e.get("reason") == "Nominated"]
         when = {"pod created": _ts(pod.get("metadata", {}).get("creationTimestamp")),
                 "Nominated": _ts(nominated[0].get("firstTimestamp") or nominated[0].get("eventTime")) if nominated else None,
@@ -537,8 +543,8 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
                     + ". EC2 has no capacity (or quota) for the type: try other zones / capacity types, a capacity "
                     "reservation, or raise the 'Running On-Demand P/G instances' vCPU quota.")
         karpenter = [e.get("message", "") for e in failed if "nodepool" in e.get("message", "")]
-        text = untolerated(seen, pool) or (karpenter[-1] if karpenter else (
-            failed[-1].get("message") if failed else "no scheduling event"))
+        text = str(untolerated(seen, pool) or (karpenter[-1] if karpenter else (
+            failed[-1].get("message") if failed else "no scheduling event")))
         if "did not tolerate" in text:
             return (f"pod pending on a taint the NodePool adds: Karpenter says `{text}`. The GPU pod tolerates the "
                     "profile's GPU taints only: make the NodePool's taints and the profile's cluster.gpu_taints agree.")
@@ -556,14 +562,27 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
                     f"crash-looping on the driver). Node taints: {taints}.")
         return f"Registered but never Initialized: GPUs allocatable, but startup taints remain: {taints}."
     if not marks["container started"]:
-        text = failed[-1].get("message") if failed else (seen.pod or {}).get("status", {}).get("phase", "?")
-        hint = " (a taint the NodePool adds that the GPU pod does not tolerate)" if "taint" in str(text) else ""
-        return f"node Initialized but the pod never started: `{text}`{hint}."
+        last = failed[-1].get("message") if failed else (seen.pod or {}).get("status", {}).get("phase", "?")
+        hint = " (a taint the NodePool adds that the GPU pod does not tolerate)" if "taint" in str(last) else ""
+        return f"node Initialized but the pod never started: `{last}`{hint}."
     return "the NodeClaim never turned Ready after the pod started (Karpenter's Ready condition)."
 
 
+def culprit(watch: dict[str, float], a: str, b: str) -> str:
+    """The phase to blame for a slow a -> b: the slowest one in between, or where it got stuck."""
+    if b not in watch:
+        reached = [m for m in MARKS[MARKS.index(a):MARKS.index(b)] if m in watch]
+        last = max(reached, key=lambda m: watch[m])
+        return f"not reached: stuck {time.time() - watch[last]:.1f}s after {last}"
+    span = [p for p in PHASES if MARKS.index(p[1]) >= MARKS.index(a) and MARKS.index(p[2]) <= MARKS.index(b)]
+    label, seconds = max(((lbl, watch[y] - watch[x]) for lbl, x, y in span if x in watch and y in watch),
+                         key=lambda p: p[1], default=("-", watch[b] - watch[a]))
+    return f"slowest phase: {label} {seconds:.1f}s"
+
+
 def ec2_launch_time(run: Run, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:
-    """EC2's LaunchTime of the new instance (optional: only where an AWS session opens)."""
+    """EC2's LaunchTime of the new instance (optional: only where an AWS session opens; imported here so the
+    Karpenter checks run where the AWS package cannot be used)."""
     from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
     from pytest_gpucluster.aws import options as aws_options
     from pytest_gpucluster.aws.session import open_session, target_from_provider_ids
@@ -650,7 +669,6 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     bars = [(label, watch[a] - watch["pod created"], max(watch[a], watch[b]) - watch["pod created"])
             for label, a, b in PHASES if a in watch and b in watch]
     if bars:
-        from pytest_gpucluster.report.plots import timeline_svg
         evidence.plot(f"Karpenter provisioning timeline ({itype})",
                       timeline_svg(bars, title=f"New {itype} from NodePool {launch_pool.name} (watch clock)",
                                    limit=budget.limit("total")))
@@ -663,11 +681,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
         evidence.measure(f"budget {key}: {a} -> {b}", round(took, 3), "s", threshold=limit, op="<=",
                          source=f"{budget.source}.{key}")
         if took > limit:
-            span = [p for p in PHASES if MARKS.index(p[1]) >= MARKS.index(a) and MARKS.index(p[2]) <= MARKS.index(b)]
-            slow = max(((lbl, watch[y] - watch[x]) for lbl, x, y in span if x in watch and y in watch),
-                       key=lambda p: p[1], default=("unfinished", took))
-            over.append(f"{key} {took:.1f}s > {limit:g}s ({a} -> {b}{'' if b in watch else ', not reached'}; "
-                        f"slowest phase: {slow[0]} {slow[1]:.1f}s)")
+            over.append(f"{key} {took:.1f}s > {limit:g}s ({a} -> {b}; {culprit(watch, a, b)})")
     left = scale_down(cluster, namespace, name, pool, pool_id, total)
     evidence.fact("scale-down leftovers", left or "none")
     problems = ([f"stalled: {why}"] if why else []) + over + (
