@@ -364,7 +364,7 @@ def test_gfd_labels_agree_with_node(gpu_node: NodeInfo, gpu_profile: Profile, cl
     old = [labels.get(k) for k in DRIVER_LABELS_OLD]
     new = [labels.get(k) for k in DRIVER_LABELS_NEW]
     full = labels.get(DRIVER_LABEL_FULL)
-    versions = {name: ".".join(v for v in parts) for name, parts in (("old cuda.driver.*", old),
+    versions = {name: ".".join(str(v) for v in parts) for name, parts in (("old cuda.driver.*", old),
                                                                     ("new cuda.driver-version.*", new))
                 if all(parts)}
     if full:

@@ -202,10 +202,10 @@ def test_gpu_request_toleration_behaviour(gpu_node: NodeInfo, gpu_request_withou
     evidence.fact("behaviour", behaviour)
     evidence.fact("scheduler", decision.message or f"bound to {decision.node}")
     if decision.node is not None:
-        untolerated = [taint_text(t) for t in blocking(gpu_node) if not tolerates(decision.tolerations, t)]
-        assert not untolerated, (
+        ignored = [taint_text(t) for t in blocking(gpu_node) if not tolerates(decision.tolerations, t)]
+        assert not ignored, (
             f"Scheduler ignored taints on {gpu_node.id}: the pod was bound although it tolerates none of "
-            f"{', '.join(untolerated)} (its tolerations: {decision.tolerations}). Check for a custom scheduler "
+            f"{', '.join(ignored)} (its tolerations: {decision.tolerations}). Check for a custom scheduler "
             "or a mutating webhook rewriting tolerations.")
         return
     assert decision.message, (
