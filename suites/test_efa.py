@@ -37,6 +37,7 @@ class EfaProbe:
 
     node: NodeInfo
     requested: int
+    hugepages: str | None
     result: ProbeResult
     sections: dict[str, tuple[str, int]] = field(default_factory=dict)   # name -> (output, exit code)
 
@@ -94,14 +95,17 @@ def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, Prob
     for node in inventory.efa_nodes:
         specs[node.name], requested[node.name] = efa_spec(node)
     results = run_fleet("efa-fi-info", specs)
-    return {name: EfaProbe(inventory.by_name[name], requested[name], res, split_sections(res.logs))
-            for name, res in results.items()}
+    return {name: EfaProbe(inventory.by_name[name], requested[name], specs[name].hugepages_2mi, res,
+                           split_sections(res.logs)) for name, res in results.items()}
 
 
 def _probe(efa_probes: dict[str, EfaProbe], node: NodeInfo, evidence: Any) -> EfaProbe:
     probe = efa_probes[node.name]
     evidence.fact("probe pod", probe.result.describe())
     evidence.fact(f"{EFA} requested by the probe", probe.requested)
+    evidence.fact(f"{HUGEPAGES} requested by the probe", probe.hugepages or
+                  f"none: the node advertises {HUGEPAGES}={node.allocatable.get(HUGEPAGES, '0')} (libfabric falls "
+                  "back to regular pages for its bounce buffers)")
     if probe.result.logs:
         evidence.attach(f"EFA probe on {node.name} (fi_info -p efa; ls /dev/infiniband; ulimit -l)",
                         probe.result.logs, kind="fi_info")
