@@ -171,7 +171,7 @@ def _convert(tp: Any, value: Any, ctx: _Ctx, key: Any, base_dir: Path) -> Any:
         lines = getattr(value, "item_lines", [])
         out = []
         for i, item in enumerate(value):
-            item_ctx = _Ctx({i: item}, ctx.source, sub, base_dir)
+            item_ctx = _Ctx({str(i): item}, ctx.source, sub, base_dir)
             if isinstance(value, MarkedList):
                 md = MarkedDict({i: item})
                 md.source, md.line = value.source, lines[i] if i < len(lines) else value.line
