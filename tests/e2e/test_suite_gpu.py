@@ -23,6 +23,7 @@ TAINT, PENDING, ADMITTED, ERT = ("test_gpu_node_carries_gpu_taint", "test_pod_wi
 GPU_ON_CPU, CPU_TAINT = "test_gpu_pod_not_placed_on_cpu_node", "test_cpu_node_has_no_gpu_taint"
 GPU_CHECKS = {PLUGIN, ALLOC, GFD, OPERATOR, EFA_PLUGIN, SMI, FACTS, ONE, NONE, SMOKE, TAINT, PENDING, ADMITTED, ERT}
 CPU_CHECKS = {GPU_ON_CPU, CPU_TAINT}
+LIST_H200 = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi" / "list-L-h200-590.txt"   # real `nvidia-smi -L`
 BOTH_TAINTS = """cluster:
   gpu_taints:
     - {key: nvidia.com/gpu, effect: NoSchedule}
@@ -156,12 +157,12 @@ def test_gpu_leak_fails_the_no_gpu_isolation_check(pytester: pytest.Pytester, pl
     nodepool: gpu
     labels: {workload: gpu}
     taints: [{key: nvidia.com/gpu, effect: NoSchedule}]
-    tool_output: {"nvidia-smi list": "sample:nvidia-smi/list-L-h200-590.txt"}
+    tool_output: {"nvidia-smi list": "%s"}
   - instance_type: m6i.2xlarge
     count: 2
     zone: us-west-2a
     labels: {workload: system}
-""")
+""" % LIST_H200)
     run = SuiteRun(pytester, plugin_args, scenario)
     failing = {t for (t, _), outcome in run.not_passed().items() if outcome == "FAILED"}
     assert failing == {NONE}, run.text
