@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from pytest_gpucluster import cli, runner
+from pytest_gpucluster import runner
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -27,11 +33,12 @@ def test_suites_are_found_in_the_package_or_the_checkout() -> None:
     assert (found / "conftest.py").exists() and (found / "test_custom_example.py").exists()
 
 
-def test_run_executes_a_suite_module_against_the_simulated_cluster(plugin_args: list[str],
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_executes_a_suite_module_against_the_simulated_cluster(plugin_args: list[str]) -> None:
     pytest.importorskip("pytest_gpucluster.sim.launcher", reason="simulated cluster not available yet")
-    code = cli.main(["run", "test_custom_example.py", "--sim", "--gpucluster-no-report", "-p", "no:cacheprovider",
-                     *plugin_args])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "2 passed" in out and "SIMULATED cluster (scenario healthy)" in out
+    # A subprocess, as a user runs it (and so the suite module is not left in this process's sys.modules).
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUCLUSTER_RETRY_NO_WAIT="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest_gpucluster.cli", "run", "test_custom_example.py", "--sim",
+                           "--gpucluster-no-report", "-p", "no:cacheprovider", *plugin_args],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout and "SIMULATED cluster (scenario healthy)" in proc.stdout

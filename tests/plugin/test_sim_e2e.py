@@ -76,7 +76,7 @@ def test_sample_and_selector_are_shown_and_applied(pytester: pytest.Pytester, pl
 
 def test_pytest_kubernetes_k8s_fixture_points_at_the_same_cluster(pytester: pytest.Pytester,
                                                                   plugin_args: list[str]) -> None:
-    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_custom_example.py")
+    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_my_checks.py")  # as a user would
     result = pytester.runpytest(*plugin_args, "--sim", "-v")
     # Two tests: pytest-kubernetes deletes the kubeconfig it was given after the first one; the plugin
     # hands it a fresh copy before each test, so the second test still reaches the cluster.
@@ -86,7 +86,7 @@ def test_pytest_kubernetes_k8s_fixture_points_at_the_same_cluster(pytester: pyte
 
 def test_example_check_fails_on_a_cluster_with_a_cordoned_node(pytester: pytest.Pytester,
                                                                plugin_args: list[str]) -> None:
-    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_custom_example.py")
+    shutil.copy(SUITES / "test_custom_example.py", pytester.path / "test_my_checks.py")  # as a user would
     pytester.makeconftest("""
         import pytest
 
