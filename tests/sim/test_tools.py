@@ -70,6 +70,10 @@ def test_nvidia_smi_list_and_query_show_only_allocated_gpus(bin_dir: Path, tmp_p
     assert {g.memory_total_mib for g in parsed.gpus} == {81559}
     bare = pod.run("nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits").stdout
     assert bare.splitlines() == ["81559"] * 3
+    apps = pod.run("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv")
+    assert apps.returncode == 0 and apps.stdout.splitlines() == ["pid, used_memory"]
+    full = pod.run("nvidia-smi", "-q", "-d", "MEMORY")
+    assert full.returncode == 0 and "FB Memory Usage" in full.stdout and "Attached GPUs" in full.stdout
 
 
 @pytest.mark.parametrize("argv, code, text", [

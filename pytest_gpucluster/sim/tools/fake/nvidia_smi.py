@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
         elif arg in ("-h", "--help"):
             print("NVIDIA System Management Interface -- v" + ctx.get("node", {}).get("hardware", {}).get("driver_version", ""))
             return 0
-        elif arg in ("--query-gpu", "--format", "-i", "--id"):
+        elif arg in ("--query-gpu", "--format", "-i", "--id", "-d", "--display", "--query-compute-apps"):
             if value is None:
                 i += 1
                 if i >= len(argv):
@@ -198,6 +198,10 @@ def main(argv: list[str]) -> int:
                 value = argv[i]
             if arg == "--query-gpu":
                 mode, fields = "query", [f.strip() for f in value.split(",") if f.strip()]
+            elif arg == "--query-compute-apps":
+                mode, fields = "apps", [f.strip() for f in value.split(",") if f.strip()]
+            elif arg in ("-d", "--display"):
+                pass                    # -q section filter: the fake -q prints its few sections anyway
             elif arg == "--format":
                 fmt = {f.strip() for f in value.split(",")}
                 if "csv" not in fmt or fmt - {"csv", "noheader", "nounits"}:
@@ -209,7 +213,7 @@ def main(argv: list[str]) -> int:
             print(INVALID_ARGS)
             return EXIT_INVALID
         i += 1
-    if mode == "query" and not fmt:
+    if mode in ("query", "apps") and not fmt:
         print(INVALID_ARGS)
         return EXIT_INVALID
     if simctx.fault(ctx, "driver-unreachable") is not None:
@@ -223,6 +227,10 @@ def main(argv: list[str]) -> int:
     if not gpus:
         print("No devices were found")
         return EXIT_NOT_FOUND
+    if mode == "apps":          # no processes run on the simulated GPUs: header only
+        if "noheader" not in fmt:
+            print(", ".join(fields))
+        return 0
     if mode == "list":
         sys.stdout.write(listing(ctx, gpus))
     elif mode == "q":
