@@ -165,3 +165,18 @@ def load_matrix(path: Path = MATRIX_FILE) -> dict:
                           "must_pass": modules if must_pass == "all" else list(must_pass),
                           "why": str(row.get("why", "")).strip()}
     return {"modules": modules, "scenarios": rows}
+
+
+def matrix_markdown(matrix: dict | None = None) -> str:
+    """The expected-outcome table as Markdown (docs/reliability.md prints exactly this)."""
+    matrix = matrix or load_matrix()
+    everything = set(matrix["modules"])
+    lines = ["| scenario | must fail | must pass | fault |", "|---|---|---|---|"]
+    for scenario, row in matrix["scenarios"].items():
+        passing = "all" if set(row["must_pass"]) == everything else ", ".join(row["must_pass"])
+        lines.append(f"| {scenario} | {', '.join(row['must_fail']) or '(none)'} | {passing} | {row['why']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":      # print the table for docs/reliability.md
+    print(matrix_markdown())

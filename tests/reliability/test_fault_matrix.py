@@ -12,9 +12,13 @@ import pytest
 
 from pytest_gpucluster.sim.scenario import list_scenarios
 
-from .suite_runs import FAILED, PASSED, SUITES, Case, SuiteRun, load_matrix, module_verdicts, parse_junit, run_suites
+from .suite_runs import (FAILED, PASSED, SUITES, Case, SuiteRun, load_matrix, matrix_markdown, module_verdicts,
+                         parse_junit, run_suites)
 
 MATRIX = load_matrix()
+# Probe pods on the sim finish within a second or two; pods that can never run (no allocatable GPU, missing
+# EFA) wait for this deadline instead of the 600 s default, so a fault scenario takes seconds, not minutes.
+PROBE_TIMEOUT_S = 20
 SCENARIOS = sorted(MATRIX["scenarios"])
 # Slowest first, so xdist does not leave the long ones for last.
 SCENARIOS.sort(key=lambda s: (s not in ("healthy", "api-flaky"), s))
@@ -46,7 +50,7 @@ def suite_result(shared_dir: Path) -> Callable[[str], SuiteRun]:
                                out / "junit.xml")
                 run.cases = parse_junit(run.junit) if run.junit.exists() else []
                 return run
-            run = run_suites(scenario, out)
+            run = run_suites(scenario, out, extra=(f"--gpucluster-timeout={PROBE_TIMEOUT_S}",))
             done.write_text(json.dumps({"args": run.args, "returncode": run.returncode, "stdout": run.stdout,
                                         "stderr": run.stderr, "seconds": run.seconds}))
             return run
@@ -136,3 +140,10 @@ def test_api_flaky_gives_the_verdicts_of_healthy(suite_result: Callable[[str], S
                          f"{g.outcome if g else 'absent'}{': ' + g.message[:300] if g and g.message else ''}")
     assert not diffs, ("api-flaky must give exactly the verdicts of healthy (429/5xx/dropped connections are "
                        "retried by pytest_gpucluster/retry.py policies); differing tests:\n" + "\n".join(diffs))
+
+
+def test_docs_print_the_table() -> None:
+    doc = (SUITES.parent / "docs" / "reliability.md").read_text()
+    assert matrix_markdown() in doc, ("docs/reliability.md must print tests/reliability/fault_matrix.yaml as "
+                                      "tests/reliability/suite_runs.py:matrix_markdown() renders it; regenerate with "
+                                      "`python -m tests.reliability.suite_runs`")
