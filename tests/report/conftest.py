@@ -9,7 +9,7 @@ import pytest
 
 import pytest_gpucluster.report.plots  # noqa: F401  (numpy must be imported once, before pytester snapshots sys.modules)
 
-pytest_plugins = ["pytester"]
+# pytester comes from tests/conftest.py (pytest_plugins is only allowed in the top-level conftest)
 
 # The pytester project registers the report options itself and loads only the report plugin
 # (`-p no:gpucluster` keeps the foundation plugin out), so these tests pin the report contract.
