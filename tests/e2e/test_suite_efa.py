@@ -18,7 +18,7 @@ class SuiteRun:
 
     def __init__(self, pytester: pytest.Pytester, plugin_args: list[str], scenario: str) -> None:
         result = pytester.runpytest_subprocess(str(SUITE), f"--sim={scenario}", "-v", "-rfs", "-p", "no:cacheprovider",
-                                               "--noconftest", "--gpucluster-no-report", *plugin_args)
+                                               "--gpucluster-no-report", *plugin_args)
         self.text = result.stdout.str()
         self.outcomes = {(test, ident): outcome for test, ident, outcome in re.findall(
             r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR)", self.text)}

@@ -49,7 +49,7 @@ class SuiteRun:
         (pytester.path / "profile.yaml").write_text(profile)
         reports = pytester.path / "reports"
         result = pytester.runpytest_subprocess(
-            str(SUITE), f"--sim={scenario}", "-v", "-rfs", "-p", "no:cacheprovider", "--noconftest",
+            str(SUITE), f"--sim={scenario}", "-v", "-rfs", "-p", "no:cacheprovider",
             f"--gpucluster-profile={pytester.path / 'profile.yaml'}", f"--gpucluster-report-dir={reports}",
             *plugin_args, *extra)
         self.text = result.stdout.str()
@@ -131,10 +131,11 @@ def test_no_capacity_fails_with_the_launch_error(pytester: pytest.Pytester, plug
 
 def test_taint_the_nodepool_adds_fails_config_and_stalls_the_pod(pytester: pytest.Pytester,
                                                                  plugin_args: list[str]) -> None:
-    path = scenario_file(pytester, "taint-unknown", pools(taint="gpu-workload"))
+    path = scenario_file(pytester, "taint-unknown", pools(taint="example.com/dedicated"))
     run = SuiteRun(pytester, plugin_args, path)
     assert run.failed() == {TAINTS, LATENCY}, run.text
-    assert "adds gpu-workload:NoSchedule, which GPU pods tolerating only the profile's taints stay Pending" in run.text
+    assert ("adds example.com/dedicated:NoSchedule, which GPU pods tolerating only the profile's taints stay Pending"
+            in run.text)
     assert "stalled: pod pending on a taint the NodePool adds: Karpenter says `Failed to schedule pod" in run.text
 
 
@@ -157,7 +158,7 @@ def test_gpus_never_allocatable_stall_registered_but_not_initialized(pytester: p
     ("limits-full", pools(limit="16"), {LIMITS},
      "NodePool gpu has no room for another p5.48xlarge: nvidia.com/gpu: 16 in use + 8 > limit 16"),
     ("untainted-pool", pools(taint=None), {TAINTS},
-     "missing nvidia.com/gpu:NoSchedule (non-GPU pods could land on GPU nodes)"),
+     "none of the profile's GPU taints (non-GPU pods could land on GPU nodes)"),
 ])
 def test_config_fault_fails_its_check_only(pytester: pytest.Pytester, plugin_args: list[str], name: str, body: str,
                                            failing: set[str], message: str) -> None:

@@ -29,7 +29,7 @@ def sim(tmp_path: Path) -> Iterator[Any]:
 def test_without_karpenter_every_check_skips_with_the_reason(pytester: pytest.Pytester, plugin_args: list[str],
                                                              sim: Any) -> None:
     result = pytester.runpytest_subprocess(str(SUITE), f"--kubeconfig={sim.kubeconfig_path}", "--gpucluster-costly",
-                                           "-v", "-rs", "-p", "no:cacheprovider", "--noconftest",
+                                           "-v", "-rs", "-p", "no:cacheprovider",
                                            "--gpucluster-no-report", *plugin_args)
     text = result.stdout.str()
     outcomes = re.findall(r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR)", text)

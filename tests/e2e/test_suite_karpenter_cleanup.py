@@ -56,7 +56,7 @@ def test_nothing_of_the_run_remains(sim: object, cluster: Cluster, tmp_path: Pat
     profile.write_text(PROFILE)
     cmd = [sys.executable, "-m", "pytest", str(SUITE), f"--kubeconfig={sim.kubeconfig_path}",  # type: ignore[attr-defined]
            "--gpucluster-costly", "-k", "test_gpu_node_provisioning_latency", "-p", "no:cacheprovider",
-           "--noconftest", "--gpucluster-no-report", f"--gpucluster-profile={profile}", "-q", *plugin_args]
+           "--gpucluster-no-report", f"--gpucluster-profile={profile}", "-q", *plugin_args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         if how != "finished":
