@@ -684,7 +684,11 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
                          source=f"{budget.source}.{key}")
         if took > limit:
             over.append(f"{key} {took:.1f}s > {limit:g}s ({a} -> {b}; {culprit(watch, a, b)})")
+    started = time.monotonic()
     left = scale_down(cluster, namespace, name, pool, pool_id, total)
+    evidence.measure("scale-down: NodePool deleted -> NodeClaim and node gone", round(time.monotonic() - started, 3),
+                     "s", threshold=total, op="<=", source=f"{budget.source}.total (the profile has no "
+                     "separate scale-down budget)")
     evidence.fact("scale-down leftovers", left or "none")
     problems = ([f"stalled: {why}"] if why else []) + over + (
         [f"scale-down: still present {total:g}s after deleting the NodePool: {', '.join(left)}"] if left else [])

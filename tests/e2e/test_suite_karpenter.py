@@ -106,10 +106,10 @@ def test_timeline_matches_the_configured_delays(pytester: pytest.Pytester, plugi
 
 
 def test_auto_mode_passes_with_its_gpu_workload_taint(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    profile = PROFILE + 'cluster:\n  gpu_taints: [{key: gpu-workload, value: "true", effect: NoSchedule}]\n'
-    run = SuiteRun(pytester, plugin_args, "auto-mode", profile=profile)
+    run = SuiteRun(pytester, plugin_args, "auto-mode")
     assert run.of(LATENCY) == {"gpu/p5.48xlarge": "PASSED"}, run.text
     assert set(run.outcomes.values()) == {"PASSED"} and len(run.outcomes) == 5, run.text
+    print("\n".join(assert_phases_match(run.measured(f"{LATENCY}[gpu/p5.48xlarge]"), configured_phases("auto-mode"))))
 
 
 def test_slow_registration_fails_the_budget_naming_the_phase(pytester: pytest.Pytester,
@@ -118,7 +118,8 @@ def test_slow_registration_fails_the_budget_naming_the_phase(pytester: pytest.Py
     assert run.failed() == {LATENCY}, run.text
     assert re.search(r"registered 2\d\.\ds > 10s \(NodeClaim created -> Registered; slowest phase: "
                      r"boot and register (19|2\d)\.\ds\)", run.text), run.text
-    assert_phases_match(run.measured(f"{LATENCY}[gpu/p5.48xlarge]"), configured_phases("karpenter-slow"))
+    print("\n".join(assert_phases_match(run.measured(f"{LATENCY}[gpu/p5.48xlarge]"),
+                                         configured_phases("karpenter-slow"))))
 
 
 def test_no_capacity_fails_with_the_launch_error(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
