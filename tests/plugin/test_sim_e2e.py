@@ -127,3 +127,16 @@ def test_keep_leaves_the_namespace_and_says_so(pytester: pytest.Pytester, plugin
     result = pytester.runpytest(*plugin_args, "--sim", "--gpucluster-keep")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["gpucluster: kept namespace gpucluster-* (--gpucluster-keep)"])
+
+
+def test_the_shipped_suites_stay_inside_deploy_rbac(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    """Every acceptance suite (probes, fleets, NodePools, MPIJobs, AWS) against the RBAC-restricted simulator:
+    a call outside deploy/rbac.yaml would fail its test with 403 Forbidden."""
+    pytester.makefile(".yaml", rbac_only="extends: healthy\nrbac:\n  restrict: true\n")
+    result = pytester.runpytest(*plugin_args, str(SUITES), "--sim=rbac_only.yaml", "--gpucluster-no-report",
+                                "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) >= 20
+    assert "forbidden" not in result.stdout.str().lower()
+    result.stdout.fnmatch_lines(["gpucluster: teardown clean*"])
