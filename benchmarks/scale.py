@@ -44,6 +44,7 @@ class Result:
     outcomes: dict[str, int]
     exit_code: int
     top_requests: list[tuple[str, int]] = field(default_factory=list)
+    settle_s: float = 0.0              # until the cluster's own pods (device-plugin DaemonSets) all ran
     pytest_cpu_s: float = 0.0          # the pytest process (suite, client, fleets)
     sim_cpu_s: float = 0.0             # this process: apiserver, controllers, kubelet (one event loop thread)
     pods_cpu_s: float = 0.0            # the pod processes the simulated kubelet ran (fake nvidia-smi, sh, ...)
@@ -53,14 +54,16 @@ class Result:
         return self.requests / max(1, self.gpu_nodes)
 
 
-def run_size(n: int, timeout_s: float, profile_dir: Path | None, keep_output: Path | None) -> Result:
+def run_size(n: int, timeout_s: float, profile_dir: Path | None, keep_output: Path | None,
+             select: str | None = None) -> Result:
     work = Path(tempfile.mkdtemp(prefix=f"gpucluster-scale-{n}-"))
     try:
         with SimCluster(f"scale-{n}", workdir=work, aws=False) as sim:
+            settle_s = settle(sim)
             before = sim.stats()
             gpu_nodes = sum(1 for name in sim.call(_gpu_node_names, sim))
             cmd = [sys.executable, "-m", "pytest", *SUITES, "--kubeconfig", str(sim.kubeconfig_path), "-q",
-                   "-p", "no:cacheprovider", "--gpucluster-no-report", f"--gpucluster-timeout={timeout_s:.0f}"]
+                   "-p", "no:cacheprovider", "--gpucluster-no-report", f"--gpucluster-timeout={timeout_s:.0f}", *(["-k", select] if select else [])]
             if profile_dir is not None:
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 cmd = ["py-spy", "record", "--subprocesses", "-r", "50", "-f", "speedscope",
@@ -86,10 +89,28 @@ def run_size(n: int, timeout_s: float, profile_dir: Path | None, keep_output: Pa
         return Result(nodes=after["nodes"], gpu_nodes=gpu_nodes, wall_s=wall, requests=sum(delta.values()),
                       max_rss_mib=usage.ru_maxrss / 1024, outcomes=outcomes, exit_code=proc.returncode,
                       top_requests=sorted(delta.items(), key=lambda kv: -kv[1])[:6],
-                      pytest_cpu_s=_cpu(usage), sim_cpu_s=_cpu(self1) - _cpu(self0),
+                      settle_s=settle_s, pytest_cpu_s=_cpu(usage), sim_cpu_s=_cpu(self1) - _cpu(self0),
                       pods_cpu_s=_cpu(kids1) - _cpu(kids0) - _cpu(usage))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def settle(sim: SimCluster, timeout_s: float = 900.0) -> float:
+    """Wait until every pod of the fresh cluster (the DaemonSets' pods on every node) is Running; seconds taken.
+    The sim's loop can be busy for longer than SimCluster.call's 30 s at 1000 nodes: keep asking until the deadline."""
+    t0 = time.perf_counter()
+
+    def pending() -> int:
+        assert sim.store is not None  # noqa: S101 - running
+        return sum(1 for p in sim.store.iter_objects("pods") if (p.get("status") or {}).get("phase") != "Running")
+    while time.perf_counter() - t0 < timeout_s:
+        try:
+            if sim.call(pending) == 0:
+                return time.perf_counter() - t0
+        except TimeoutError:
+            continue                                  # the loop is still busy scheduling: ask again
+        time.sleep(1.0)
+    raise RuntimeError(f"scale cluster did not settle within {timeout_s:.0f} s")
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
@@ -104,9 +125,10 @@ def _gpu_node_names(sim: SimCluster) -> list[str]:
 
 def table(results: list[Result]) -> str:
     head = ("| GPU nodes | nodes | wall time (s) | API requests | requests / GPU node | peak RSS of pytest (MiB) "
-            "| CPU s: pytest / sim / pod processes | outcomes | exit |\n|---:|---:|---:|---:|---:|---:|---|---|---:|")
+            "| CPU s: pytest / sim / pod processes | outcomes | exit | sim settle (s) |\n"
+            "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
     rows = [f"| {r.gpu_nodes} | {r.nodes} | {r.wall_s:.1f} | {r.requests} | {r.requests_per_gpu_node:.1f} | "
-            f"{r.max_rss_mib:.0f} | {r.pytest_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.pods_cpu_s:.1f} | {', '.join(f'{v} {k}' for k, v in r.outcomes.items())} | {r.exit_code} |"
+            f"{r.max_rss_mib:.0f} | {r.pytest_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.pods_cpu_s:.1f} | {', '.join(f'{v} {k}' for k, v in r.outcomes.items())} | {r.exit_code} | {r.settle_s:.0f} |"
             for r in results]
     return "\n".join([head, *rows])
 
@@ -132,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="--gpucluster-timeout for the probes (s)")
     parser.add_argument("--profile-dir", type=Path, help="record the pytest child with py-spy (speedscope JSON)")
     parser.add_argument("--keep-output", type=Path, help="copy each run's pytest output here")
+    parser.add_argument("-k", dest="select", help="pytest -k expression (e.g. carries_gpu_taint: no probe pods)")
     args = parser.parse_args(argv)
     results = []
     for n in args.sizes:
-        print(f"running {' '.join(SUITES)} against scale-{n} ...", file=sys.stderr, flush=True)
-        results.append(run_size(n, args.timeout, args.profile_dir, args.keep_output))
+        print(f"running {' '.join(SUITES)}{f' -k {args.select}' if args.select else ''} against scale-{n} ...",
+              file=sys.stderr, flush=True)
+        results.append(run_size(n, args.timeout, args.profile_dir, args.keep_output, args.select))
         print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(results))
     print()
