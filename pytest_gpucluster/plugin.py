@@ -51,6 +51,12 @@ OPTIONS: list[tuple[str, str, dict[str, Any], str, str]] = [
      "only check nodes matching this label selector (e.g. karpenter.sh/nodepool=gpu)"),
     ("--gpucluster-sample", "gpucluster_sample", {"metavar": "N"}, "string",
      "check a deterministic sample of N nodes per instance type (large clusters)"),
+    ("--gpucluster-nccl-nodes", "gpucluster_nccl_nodes", {"metavar": "N"}, "string",
+     "nodes per multi-node NCCL all-reduce (MPIJob workers; default 2)"),
+    ("--gpucluster-nccl-every-node", "gpucluster_nccl_every_node", {"action": "store_true", "default": None}, "bool",
+     "run the single-node NCCL test on every GPU node (default: one node per instance type)"),
+    ("--gpucluster-smoke-image", "gpucluster_smoke_image", {"metavar": "IMAGE"}, "string",
+     "image with python3 + PyTorch for the CUDA smoke check (default: the CUDA image; skipped if it has no torch)"),
 ]
 
 

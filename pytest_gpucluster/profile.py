@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 import yaml
@@ -67,7 +67,8 @@ class Profile:
     def __init__(self, data: dict[str, Any], sources: list[Path]) -> None:
         self.data = data
         self.sources = sources
-        self.path = str(sources[-1]) if sources else None
+        files = [p for p in sources if p.suffix.lower() in (".yaml", ".yml")]   # overlays are labels, not files
+        self.path = str(files[-1]) if files else None
         canonical = json.dumps(data, sort_keys=True, default=str).encode()
         self.sha256 = hashlib.sha256(canonical).hexdigest()
 
@@ -239,11 +240,17 @@ class _Validator:
             self.instance(inst, ("instances", str(name)))
 
 
-def load_profile(user_path: str | Path | None = None, *, default_path: Path = DEFAULT_PROFILE) -> Profile:
-    """Default profile, with the user's profile deep-merged over it. UsageError names file, line and key."""
+def load_profile(user_path: str | Path | None = None, *, default_path: Path = DEFAULT_PROFILE,
+                 overlays: Sequence[tuple[str, dict[str, Any]]] = ()) -> Profile:
+    """Default profile <- overlays (e.g. a simulated scenario's `profile:` section, labelled) <- the user's
+    profile, each deep-merged over the last. UsageError names file, line and key."""
     data, lines = _read(default_path)
     _Validator(default_path, lines).document(data)
     sources = [default_path]
+    for label, overlay in overlays:
+        _Validator(Path(label), {}).document(overlay)
+        data = deep_merge(data, overlay)
+        sources.append(Path(label))
     if user_path:
         path = Path(user_path).expanduser()
         if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):

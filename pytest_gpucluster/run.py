@@ -23,7 +23,7 @@ from .kube.fleets import FleetRunner
 from .kube.probes import MANAGED_BY, RUN_LABEL, ProbeContext, ProbeResult, ProbeSpec
 from .kube.progress import QUIET, ProgressFactory
 from .kube.watching import settled
-from .profile import Profile
+from .profile import Profile, load_profile
 
 DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
 DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
@@ -168,6 +168,10 @@ class Run:
         if self.options.sim is not None:
             self.sim = start_sim(self.options.sim, self.workdir / "sim")
             path, context = str(self.sim.kubeconfig_path), None
+            overlay = getattr(getattr(self.sim, "scenario", None), "profile", None)
+            if overlay:   # the scenario's own expectations (seconds-sized budgets, its GPU taint) under the user's
+                self.profile = load_profile(self.options.profile,
+                                            overlays=[(f"scenario:{self.sim.scenario_name}", overlay)])
             for key, value in (self.sim.aws_env or {}).items():
                 self._saved_env.setdefault(key, os.environ.get(key))
                 os.environ[key] = value

@@ -299,8 +299,10 @@ def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, P
 
 # -- CUDA smoke ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smoke_fleet(inventory: Inventory, cluster: Cluster, run_fleet: Fleet) -> dict[str, ProbeResult]:
-    image = os.environ.get(SMOKE_IMAGE_ENV) or None
+def smoke_fleet(inventory: Inventory, cluster: Cluster, run_fleet: Fleet,
+                pytestconfig: pytest.Config) -> dict[str, ProbeResult]:
+    image = (pytestconfig.getoption("gpucluster_smoke_image", default=None) or pytestconfig.getini("gpucluster_smoke_image")
+             or os.environ.get(SMOKE_IMAGE_ENV) or None)
     unstable = unstable_plugin_nodes(cluster)
     specs = {n.name: ProbeSpec(name="cuda-smoke", command=["python3", "-c", SMOKE_SCRIPT], node=n.name, gpus=1,
                                image=image, tolerations=node_tolerations(n))
@@ -319,7 +321,7 @@ def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], evi
                or result.exit_code == 127 or result.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"))
     if missing:
         pytest.skip(f"CUDA smoke check needs an image with python3 and PyTorch; {result.image} has none "
-                    f"({result.describe()}). Opt in with {SMOKE_IMAGE_ENV}=nvcr.io/nvidia/pytorch:25.01-py3")
+                    f"({result.describe()}). Opt in with --gpucluster-smoke-image=nvcr.io/nvidia/pytorch:25.01-py3")
     assert result.ok and "CUDA-SMOKE ok" in result.logs, (
         f"CUDA unusable on {gpu_node.id}: expected `CUDA-SMOKE ok` from PyTorch on 1 GPU; observed "
         f"{result.describe()}; last output {result.logs.strip()[-300:]!r}. nvidia-smi can work while CUDA cannot: "

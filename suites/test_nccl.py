@@ -36,7 +36,7 @@ JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 MPI_INSTALL_HINT = ("install the Kubeflow MPI operator (v2beta1): kubectl apply --server-side -f "
                     "https://raw.githubusercontent.com/kubeflow/mpi-operator/v0.6.0/deploy/v2beta1/mpi-operator.yaml")
-# Options. The plugin does not register these yet: read them when it does, else from the environment.
+# Options (--gpucluster-nccl-nodes, --gpucluster-nccl-every-node, or their ini keys), else the environment.
 NODES_OPTION = ("gpucluster_nccl_nodes", "GPUCLUSTER_NCCL_NODES", "2")
 EVERY_NODE_OPTION = ("gpucluster_nccl_every_node", "GPUCLUSTER_NCCL_EVERY_NODE", "")
 
@@ -44,6 +44,8 @@ EVERY_NODE_OPTION = ("gpucluster_nccl_every_node", "GPUCLUSTER_NCCL_EVERY_NODE",
 def _option(config: pytest.Config, spec: tuple[str, str, str]) -> str:
     dest, env, default = spec
     value = config.getoption(dest, default=None)
+    if value in (None, ""):
+        value = config.getini(dest)
     return str(value) if value not in (None, "") else os.environ.get(env, default)
 
 
