@@ -60,7 +60,7 @@ def test_every_efa_check_passes_on_every_efa_node(pytester: pytest.Pytester, plu
     ("efa-allocatable-low", {ALLOC, FI_INFO, DEV_IB},
      ["observed allocatable 4, capacity", "4 distinct EFA domain(s)", "where the profile expects 32 (4 requested)",
       "fewer interfaces attached than the instance type supports", "observed 4 (uverbs0"]),
-])
+], ids=["efa-absent", "efa-allocatable-low"])
 def test_node_fault_fails_its_checks_on_that_node_only(pytester: pytest.Pytester, plugin_args: list[str],
                                                        scenario: str, failing: set[str], messages: list[str]) -> None:
     run = SuiteRun(pytester, plugin_args, scenario)

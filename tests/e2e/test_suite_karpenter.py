@@ -160,7 +160,7 @@ def test_gpus_never_allocatable_stall_registered_but_not_initialized(pytester: p
      "NodePool gpu has no room for another p5.48xlarge: nvidia.com/gpu: 16 in use + 8 > limit 16"),
     ("untainted-pool", pools(taint=None), {TAINTS},
      "none of the profile's GPU taints (non-GPU pods could land on GPU nodes)"),
-])
+], ids=["nodeclass-not-ready", "limits-full", "untainted-pool"])
 def test_config_fault_fails_its_check_only(pytester: pytest.Pytester, plugin_args: list[str], name: str, body: str,
                                            failing: set[str], message: str) -> None:
     run = SuiteRun(pytester, plugin_args, scenario_file(pytester, name, body), "-k", "not latency")
