@@ -11,6 +11,7 @@ import pytest
 from pytest_gpucluster.kube import errors, watching
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.taints import tolerates
 from pytest_gpucluster.parsers import product_matches
 from pytest_gpucluster.profile import Profile
 
@@ -105,23 +106,6 @@ def pod_state(pod: dict[str, Any]) -> str:
             details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod)} in the last "
                            f"{RESTART_WINDOW_S / 60:.0f} min")
     return f"{words[0]} ({', '.join(details)})"
-
-
-def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
-    """Kubernetes toleration matching: empty key + Exists matches every taint; empty effect matches every effect."""
-    for tol in tolerations or []:
-        if tol.get("effect") and tol["effect"] != taint.get("effect"):
-            continue
-        operator = tol.get("operator") or "Equal"
-        if not tol.get("key"):
-            if operator == "Exists":
-                return True
-            continue
-        if tol["key"] != taint.get("key"):
-            continue
-        if operator == "Exists" or (tol.get("value") or "") == (taint.get("value") or ""):
-            return True
-    return False
 
 
 def taint_text(taint: dict[str, Any]) -> str:

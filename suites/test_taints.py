@@ -9,6 +9,7 @@ import pytest
 from pytest_gpucluster.kube import watching
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.taints import tolerates
 from pytest_gpucluster.kube.fleets import fleet_label
 from pytest_gpucluster.kube.probes import FLEET_LABEL, RUN_LABEL, ProbeContext, ProbeSpec, pod_name, render
 from pytest_gpucluster.profile import Profile
@@ -29,22 +30,6 @@ def matches(expected: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
     return (taint.get("key") == expected.get("key")
             and (not expected.get("effect") or taint.get("effect") == expected["effect"])
             and (expected.get("value") is None or (taint.get("value") or "") == str(expected["value"])))
-
-
-def tolerates(tolerations: list[dict[str, Any]], taint: Mapping[str, Any]) -> bool:
-    """Kubernetes toleration matching: empty key + Exists matches every taint; empty effect matches every effect."""
-    for tol in tolerations or []:
-        if tol.get("effect") and tol["effect"] != taint.get("effect"):
-            continue
-        operator = tol.get("operator") or "Equal"
-        if not tol.get("key"):
-            if operator == "Exists":
-                return True
-            continue
-        if tol["key"] == taint.get("key") and (operator == "Exists"
-                                               or (tol.get("value") or "") == (taint.get("value") or "")):
-            return True
-    return False
 
 
 def blocking(node: NodeInfo) -> list[dict[str, Any]]:
