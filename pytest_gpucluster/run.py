@@ -255,11 +255,14 @@ class Run:
 def start_sim(scenario: str, workdir: Path) -> Any:
     """Start the simulated cluster in-process (the plugin's only contact with sim/)."""
     try:
-        from .sim.launcher import SimCluster
+        from .sim.launcher import SimCluster, SimClusterError
     except ImportError as exc:
         raise pytest.UsageError(f"--sim needs the simulated cluster (pytest_gpucluster.sim.launcher): {exc}") from exc
     workdir.mkdir(parents=True, exist_ok=True)
-    return SimCluster(scenario, workdir=workdir).start()
+    try:
+        return SimCluster(scenario, workdir=workdir).start()
+    except (ValueError, SimClusterError) as exc:   # ScenarioError (a ValueError): unknown name, file:line: key
+        raise errors.ClusterError(f"--sim {scenario}: cannot start the simulated cluster: {exc}") from exc
 
 
 RUN_KEY = pytest.StashKey[Run]()
