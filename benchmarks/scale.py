@@ -61,9 +61,10 @@ def run_size(n: int, timeout_s: float, profile_dir: Path | None, keep_output: Pa
         with SimCluster(f"scale-{n}", workdir=work, aws=False) as sim:
             settle_s = settle(sim)
             before = sim.stats()
-            gpu_nodes = sum(1 for name in sim.call(_gpu_node_names, sim))
+            gpu_nodes = len(sim.call(_gpu_node_names, sim))
             cmd = [sys.executable, "-m", "pytest", *SUITES, "--kubeconfig", str(sim.kubeconfig_path), "-q",
-                   "-p", "no:cacheprovider", "--gpucluster-no-report", f"--gpucluster-timeout={timeout_s:.0f}", *(["-k", select] if select else [])]
+                   "-p", "no:cacheprovider", "--gpucluster-no-report", f"--gpucluster-timeout={timeout_s:.0f}",
+                   *(["-k", select] if select else [])]
             if profile_dir is not None:
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 cmd = ["py-spy", "record", "--subprocesses", "-r", "50", "-f", "speedscope",
@@ -128,7 +129,8 @@ def table(results: list[Result]) -> str:
             "| CPU s: pytest / sim / pod processes | outcomes | exit | sim settle (s) |\n"
             "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
     rows = [f"| {r.gpu_nodes} | {r.nodes} | {r.wall_s:.1f} | {r.requests} | {r.requests_per_gpu_node:.1f} | "
-            f"{r.max_rss_mib:.0f} | {r.pytest_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.pods_cpu_s:.1f} | {', '.join(f'{v} {k}' for k, v in r.outcomes.items())} | {r.exit_code} | {r.settle_s:.0f} |"
+            f"{r.max_rss_mib:.0f} | {r.pytest_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.pods_cpu_s:.1f} | "
+            f"{', '.join(f'{v} {k}' for k, v in r.outcomes.items())} | {r.exit_code} | {r.settle_s:.0f} |"
             for r in results]
     return "\n".join([head, *rows])
 

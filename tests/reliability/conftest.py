@@ -31,12 +31,12 @@ def labelled_objects(sim: SimCluster, run_id: str | None = None) -> list[str]:
     return sim.call(scan)
 
 
-def run_ids(sim: SimCluster) -> set[str]:
-    """Run ids of the namespaces pytest-gpucluster runs created (present or not yet removed)."""
-    def scan() -> set[str]:
+def node_names(sim: SimCluster, instance_type: str) -> list[str]:
+    """Names of the cluster's nodes of one instance type, sorted."""
+    def scan() -> list[str]:
         assert sim.store is not None  # noqa: S101 - running
-        return {(o["metadata"].get("labels") or {}).get(RUN_LABEL, "") for o in sim.store.iter_objects("namespaces")
-                if (o["metadata"].get("labels") or {}).get(MANAGED_BY[0]) == MANAGED_BY[1]} - {""}
+        return sorted(n["metadata"]["name"] for n in sim.store.iter_objects("nodes")
+                      if (n["metadata"].get("labels") or {}).get("node.kubernetes.io/instance-type") == instance_type)
     return sim.call(scan)
 
 

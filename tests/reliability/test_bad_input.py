@@ -15,7 +15,7 @@ import yaml
 
 from pytest_gpucluster.sim.launcher import SimCluster
 
-from .conftest import labelled_objects, sim_target
+from .conftest import labelled_objects, node_names, sim_target
 from .suite_runs import ROOT, env_for_child
 
 # A frame of our own code in pytest's long traceback: `pytest_gpucluster/kube/client.py:68: Forbidden`.
@@ -156,9 +156,7 @@ def test_unpullable_image_reports_errimagepull_with_the_image(live_sim: SimClust
 def test_node_that_disappears_mid_run(live_sim: SimCluster) -> None:
     """Delete a GPU node the moment the fleet's probe pod for it is created: its check must fail naming the node
     within the probe timeout, the other node's check must pass, and teardown must be clean."""
-    nodes = live_sim.call(lambda: sorted(n["metadata"]["name"] for n in live_sim.store.iter_objects("nodes")
-                                         if n["metadata"]["labels"].get("node.kubernetes.io/instance-type") == "p5.48xlarge"))
-    victim, survivor = nodes[0], nodes[1]
+    victim, survivor = node_names(live_sim, "p5.48xlarge")[:2]
 
     def on_commit(etype: str, key: str, obj: dict) -> None:
         labels = obj.get("metadata", {}).get("labels") or {}

@@ -34,8 +34,8 @@ class Phase:
 
 PHASES = {
     "fleet-probes": Phase("fleet-probes", ("suites/test_gpu_visibility.py",), (), "pods", 1.0),
-    "karpenter": Phase("karpenter", ("suites/test_karpenter.py",), ("-k", "provisioning_latency", "--gpucluster-costly"),
-                       "nodepools.karpenter.sh", 2.5),
+    "karpenter": Phase("karpenter", ("suites/test_karpenter.py",),
+                       ("-k", "provisioning_latency", "--gpucluster-costly"), "nodepools.karpenter.sh", 2.5),
     "mpijob": Phase("mpijob", ("suites/test_nccl.py",), ("-k", "across_nodes"), "mpijobs.kubeflow.org", 1.0),
 }
 
@@ -53,11 +53,15 @@ def _interrupt(sim: SimCluster, tmp_path: Path, phase: Phase, signum: int) -> tu
                              f"{(tmp_path / 'out' / 'output.txt').read_text()[-3000:]}") from None
     run_id = obj["metadata"]["labels"]["gpucluster.io/run"]
     time.sleep(delay)             # the seeded random point inside the phase
+    live = [o for o in labelled_objects(sim, run_id) if o.startswith(f"{phase.key}/")]
     still_running = proc.poll() is None
     proc.send_signal(signum)
     code = stop_process(proc, timeout_s=90)
     output = (tmp_path / "out" / "output.txt").read_text()
-    assert still_running, f"pytest finished before the signal ({delay:.2f} s into {phase.name}):\n{output[-2000:]}"
+    assert still_running and live, (
+        f"the signal missed the {phase.name} phase ({delay:.2f} s after its {phase.key} appeared: pytest "
+        f"{'running' if still_running else 'already finished'}, {phase.key} of the run: {live or 'gone'}); "
+        f"lower max_delay_s for this machine\n{output[-2000:]}")
     return code, run_id, output
 
 
