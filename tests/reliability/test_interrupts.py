@@ -86,14 +86,14 @@ SLEEPER = """
 from pytest_gpucluster.kube.probes import ProbeSpec
 
 def test_sleeps(run_probe):
-    result = run_probe(ProbeSpec("sleeper", ["sh", "-c", "echo started; sleep {seconds}; echo slept"]))
+    result = run_probe(ProbeSpec("sleeper", ["sh", "-c", "echo started; {wait}; echo slept"]))
     assert result.exit_code == 0 and "slept" in result.logs, (result.phase, result.reason, result.logs)
 """
 
 
-def _start_sleeper(sim: SimCluster, tmp_path: Path, seconds: int, timeout_s: int) -> subprocess.Popen[str]:
-    """A one-test run whose probe pod sleeps: a run with a long-lived pod on the cluster, started through the plugin."""
-    (tmp_path / "test_sleeper.py").write_text(SLEEPER.format(seconds=seconds))
+def _start_sleeper(sim: SimCluster, tmp_path: Path, wait: str, timeout_s: int) -> subprocess.Popen[str]:
+    """A one-test run whose probe pod runs the shell `wait` before it ends: a long-lived pod, through the plugin."""
+    (tmp_path / "test_sleeper.py").write_text(SLEEPER.format(wait=wait))
     log = (tmp_path / "sleeper-output.txt").open("w")
     return subprocess.Popen([sys.executable, "-m", "pytest", str(tmp_path / "test_sleeper.py"), *plugin_args(), "-q",
                              "--gpucluster-no-report", "-p", "no:cacheprovider", f"--gpucluster-timeout={timeout_s}",
@@ -115,7 +115,7 @@ def test_sigkill_pods_expire_and_cleanup_removes_the_rest(live_sim: SimCluster, 
     timeout_s = 2
     deadline_s = timeout_s + DEADLINE_SLACK_S       # the pod outlives the client's timeout by a fixed slack
     running = Arrival(live_sim, "pods", lambda etype, obj: _running_pod(obj))
-    proc = _start_sleeper(live_sim, tmp_path, seconds=600, timeout_s=timeout_s)
+    proc = _start_sleeper(live_sim, tmp_path, wait="sleep 600", timeout_s=timeout_s)
     pod = running.wait(timeout_s=60)
     proc.send_signal(signal.SIGKILL)           # no teardown at all
     proc.wait(timeout=10)
@@ -140,21 +140,26 @@ def test_sigkill_pods_expire_and_cleanup_removes_the_rest(live_sim: SimCluster, 
 
 
 def test_two_runs_at_once_do_not_touch_each_others_objects(live_sim: SimCluster, tmp_path: Path) -> None:
-    """Run A holds a pod for 12 s; run B (the taints suite) starts, probes and tears down meanwhile. A's pod and
-    namespace must survive B's teardown (A passes only if its pod ran to the end), and both end clean."""
+    """Run A holds a pod until run B (the taints suite) has started, probed and torn down. A's pod and namespace
+    must survive B's teardown (A passes only if its pod ran to the end), and both end clean. The simulated
+    kubelet runs pod processes on this machine, so A's pod waits for a file the test creates after B ended."""
+    gate = tmp_path / "b-finished"
     running = Arrival(live_sim, "pods", lambda etype, obj: _running_pod(obj))
-    first = _start_sleeper(live_sim, tmp_path, seconds=12, timeout_s=120)
+    first = _start_sleeper(live_sim, tmp_path, wait=f"while [ ! -e {gate} ]; do sleep 0.1; done", timeout_s=120)
     pod_a = running.wait(timeout_s=60)
     run_a = pod_a["metadata"]["labels"]["gpucluster.io/run"]
-    second = start_suites(sim_target(live_sim), tmp_path / "b", "suites/test_taints.py")
-    code_b = stop_process(second, timeout_s=180)
-    out_b = (tmp_path / "b" / "output.txt").read_text()
-    a_alive_after_b = first.poll() is None
-    a_objects_after_b = labelled_objects(live_sim, run_a)
+    try:
+        second = start_suites(sim_target(live_sim), tmp_path / "b", "suites/test_taints.py")
+        code_b = stop_process(second, timeout_s=180)
+        a_alive_after_b = first.poll() is None
+        a_objects_after_b = labelled_objects(live_sim, run_a)
+    finally:
+        gate.touch()
     code_a = stop_process(first, timeout_s=120)
+    out_b = (tmp_path / "b" / "output.txt").read_text()
     out_a = (tmp_path / "sleeper-output.txt").read_text()
     assert code_b == 0 and "gpucluster: teardown clean" in out_b, f"run B (taints) exit {code_b}:\n{out_b[-3000:]}"
-    assert a_alive_after_b, "run A ended before run B finished: the runs did not overlap (raise A's sleep)"
+    assert a_alive_after_b, "run A ended before run B finished: its pod did not wait for the gate file"
     assert f"pods/{pod_a['metadata']['namespace']}/{pod_a['metadata']['name']}" in a_objects_after_b, (
         f"run B's teardown removed run A's pod: A's objects after B ended: {a_objects_after_b}")
     assert code_a == 0 and "gpucluster: teardown clean" in out_a, f"run A exit {code_a}:\n{out_a[-3000:]}"
