@@ -14,6 +14,7 @@ CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 CRITICAL = {"key": "CriticalAddonsOnly", "operator": "Exists"}
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+OPERATOR_VALIDATOR_IMAGE = "nvcr.io/nvidia/cloud-native/gpu-operator-validator:v25.3.0"
 EFA_PLUGIN_IMAGE = "602401143452.dkr.ecr.{region}.amazonaws.com/eks/aws-efa-k8s-device-plugin:v0.5.6"
 ZONE_IDS = {"a": "az1", "b": "az2", "c": "az3", "d": "az4"}
 
@@ -183,6 +184,9 @@ def daemonsets(scenario: Scenario) -> list[dict[str, Any]]:
                               affinity_types=gpu_types, env=plugin_env))
         out.append(_daemonset("gpu-feature-discovery", "gpu-operator", operator, {"app": "gpu-feature-discovery"},
                               DEVICE_PLUGIN_IMAGE, [GPU_TAINT], affinity_types=gpu_types))
+        # The operator's validator: Ready on a node once driver, toolkit, CUDA and plugin validations passed.
+        out.append(_daemonset("nvidia-operator-validator", "gpu-operator", operator, {"app": "nvidia-operator-validator"},
+                              OPERATOR_VALIDATOR_IMAGE, [GPU_TAINT], affinity_types=gpu_types))
     efa = ops.efa_device_plugin
     if efa.installed:
         tolerate = efa.tolerates_gpu_taint and not scenario.has_fault("efa-plugin-untolerated")
