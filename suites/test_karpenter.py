@@ -1,34 +1,49 @@
 """Karpenter (marker karpenter): GPU NodePool configuration, and a brand-new GPU node's provisioning timeline (costly)."""
 from __future__ import annotations
 
-import copy
-import hashlib
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
+from pytest_gpucluster.karpenter import (
+    BUDGETS,
+    GPU,
+    INSTANCE_TYPE,
+    NODEPOOLS,
+    OBSERVE_FACTOR,
+    PHASES,
+    PROBE_POOL_LABEL,
+    Budget,
+    Observer,
+    condition,
+    culprit,
+    diagnose,
+    ec2_launch_time,
+    observe,
+    phase_seconds,
+    probe_nodepool,
+    quantity,
+    scale_down,
+    taint_text,
+    template_spec,
+    timeline_table,
+)
 from pytest_gpucluster.kube import errors, kubeconfig
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory
-from pytest_gpucluster.kube.probes import RUN_LABEL, ProbeSpec, manifests_dir, pod_name, render
-from pytest_gpucluster.kube.watching import DeadlineExceeded, Watcher, WatchState, eventually
+from pytest_gpucluster.kube.probes import ProbeSpec, pod_name, render
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.report.plots import timeline_svg
 from pytest_gpucluster.run import RUN_KEY, Run
 
 pytestmark = pytest.mark.karpenter
 
-GPU = "nvidia.com/gpu"
-NODEPOOLS = "nodepools.karpenter.sh"
 NODECLASS_KINDS = {("karpenter.k8s.aws", "EC2NodeClass"): "ec2nodeclasses.karpenter.k8s.aws",
                    ("eks.amazonaws.com", "NodeClass"): "nodeclasses.eks.amazonaws.com"}
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 # Labels that describe an instance type (the rest - zone, capacity type, custom labels - cannot exclude one).
 INSTANCE_KEY = re.compile(r"^(node\.kubernetes\.io/instance-type|kubernetes\.io/arch|"
                           r"(karpenter\.k8s\.aws|eks\.amazonaws\.com)/instance-[a-z-]+)$")
@@ -69,20 +84,12 @@ def requirement_blocks(req: dict[str, Any], labels: dict[str, str]) -> bool:
     return False
 
 
-def template_spec(nodepool: dict[str, Any]) -> dict[str, Any]:
-    return ((nodepool.get("spec") or {}).get("template") or {}).get("spec") or {}
-
-
 def exclusion(nodepool: dict[str, Any], labels: dict[str, str]) -> str | None:
     """Why the NodePool cannot launch the instance type (the first requirement against it), or None."""
     for req in template_spec(nodepool).get("requirements") or []:
         if requirement_blocks(req, labels):
             return f"requirement {req.get('key')} {req.get('operator')} {req.get('values', [])}"
     return None
-
-
-def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 @dataclass
@@ -165,10 +172,6 @@ def _require_pool(target: PoolTarget) -> dict[str, Any]:
     return target.nodepool
 
 
-def _taint(t: dict[str, Any]) -> str:
-    return f"{t.get('key')}{'=' + str(t['value']) if t.get('value') else ''}:{t.get('effect')}"
-
-
 # -- configuration checks (cheap) ----------------------------------------------------------------------
 def test_gpu_nodepool_can_launch(gpu_pool: PoolTarget, evidence: Any) -> None:
     """A NodePool's requirements admit the GPU instance type; its disruption settings are reported."""
@@ -228,9 +231,9 @@ def test_gpu_nodepool_taints_match_profile(gpu_pool: PoolTarget, gpu_profile: Pr
     spec = template_spec(nodepool)
     taints = spec.get("taints") or []
     accepted = gpu_profile.expected_taints(gpu_pool.instance_type)
-    evidence.fact("NodePool taints", [_taint(t) for t in taints])
-    evidence.fact("NodePool startupTaints", [_taint(t) for t in spec.get("startupTaints") or []])
-    evidence.fact("profile GPU taints (any one of)", [_taint(t) for t in accepted])
+    evidence.fact("NodePool taints", [taint_text(t) for t in taints])
+    evidence.fact("NodePool startupTaints", [taint_text(t) for t in spec.get("startupTaints") or []])
+    evidence.fact("profile GPU taints (any one of)", [taint_text(t) for t in accepted])
 
     def same(have: dict[str, Any], want: dict[str, Any]) -> bool:
         return have.get("key") == want.get("key") and (not want.get("effect") or have.get("effect") == want["effect"]) \
@@ -238,14 +241,14 @@ def test_gpu_nodepool_taints_match_profile(gpu_pool: PoolTarget, gpu_profile: Pr
 
     tolerated = [*accepted, *gpu_profile.gpu_taints]
     has_gpu_taint = any(same(have, want) for have in taints for want in accepted)
-    extra = [_taint(t) for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
+    extra = [taint_text(t) for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
              and not any(t.get("key") == want.get("key") for want in tolerated)]
     problems = ([] if has_gpu_taint else ["none of the profile's GPU taints (non-GPU pods could land on GPU nodes)"]) \
         + ([f"adds {', '.join(extra)}, which GPU pods tolerating only the profile's taints stay Pending on"]
            if extra else [])
     assert not problems, (
         f"NodePool {gpu_pool.name} (for {gpu_pool.instance_type}) taints disagree with the profile: expected one of "
-        f"{[_taint(t) for t in accepted]}, observed {[_taint(t) for t in taints]}: {'; '.join(problems)}. Fix "
+        f"{[taint_text(t) for t in accepted]}, observed {[taint_text(t) for t in taints]}: {'; '.join(problems)}. Fix "
         "spec.template.spec.taints, or the profile's cluster.gpu_taints / instances.<type>.taint if the NodePool is right.")
 
 
@@ -263,7 +266,7 @@ def test_gpu_nodepool_limits_leave_room(gpu_pool: PoolTarget, gpu_profile: Profi
         if resource not in one_more:
             evidence.fact(f"{resource}: one more node", "unknown for this instance type (not judged)")
             continue
-        need, have, cap = (_amount(one_more[resource]), _amount(used.get(resource, "0")), _amount(limit))
+        need, have, cap = (quantity(one_more[resource]), quantity(used.get(resource, "0")), quantity(limit))
         evidence.measure(f"{resource} after one more {gpu_pool.instance_type}", have + need, resource,
                          threshold=cap, op="<=", source=f"NodePool {gpu_pool.name} spec.limits")
         if have + need > cap:
@@ -272,352 +275,6 @@ def test_gpu_nodepool_limits_leave_room(gpu_pool: PoolTarget, gpu_profile: Profi
         f"NodePool {gpu_pool.name} has no room for another {gpu_pool.instance_type}: {'; '.join(full)}. Karpenter "
         "will not launch it (pods stay Pending with `all available instance types exceed limits for nodepool`). "
         "Raise spec.limits or free capacity.")
-
-
-_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3,
-          "Ti": 1024 ** 4}
-
-
-def _amount(text: Any) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(text).strip())
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or ""]
-
-
-# -- provisioning latency (costly) ---------------------------------------------------------------------
-PROBE_POOL_LABEL = "gpucluster.io/probe-pool"
-# Marks of a new GPU node's life, in order: (name, kind of object it is read from).
-MARKS = ("pod created", "Nominated", "NodeClaim created", "Launched", "Registered", "Node Ready", "GPU allocatable",
-         "Initialized", "NodeClaim Ready", "pod scheduled", "container started", "pod Ready")
-# Budgets in the profile are cumulative from NodeClaim creation (total: from pod creation), per instance type.
-BUDGETS = {"launched": ("NodeClaim created", "Launched"), "registered": ("NodeClaim created", "Registered"),
-           "initialized": ("NodeClaim created", "Initialized"), "total": ("pod created", "container started")}
-OBSERVE_FACTOR = 1.5      # keep watching a slow launch up to 1.5x the total budget, to report every phase
-POLL_S = 2.0              # each watch request is re-opened at least this often (ends threads promptly)
-
-
-def probe_nodepool(source: dict[str, Any], itype: str, gpus: int, run_id: str) -> tuple[dict[str, Any], str]:
-    """fixtures/nodepool-probe.yaml filled from the GPU NodePool: its template, the type pinned, a run-unique label."""
-    body = yaml.safe_load((manifests_dir() / "nodepool-probe.yaml").read_text())
-    pool_id = hashlib.sha256(f"{run_id}/{itype}".encode()).hexdigest()[:10]
-    meta, spec = body["metadata"], body["spec"]
-    meta["name"] = f"gc-probe-{pool_id}"
-    meta["labels"][RUN_LABEL] = run_id
-    meta["annotations"]["gpucluster.io/cloned-from"] = source["metadata"]["name"]
-    spec["limits"] = {GPU: str(gpus)}
-    template = spec["template"]
-    template["metadata"]["labels"].update({RUN_LABEL: run_id, PROBE_POOL_LABEL: pool_id})
-    src = copy.deepcopy(template_spec(source))
-    reqs = [r for r in src.pop("requirements", []) or [] if r.get("key") != INSTANCE_TYPE]
-    reqs += [{"key": INSTANCE_TYPE, "operator": "In", "values": [itype]},
-             {"key": PROBE_POOL_LABEL, "operator": "In", "values": [pool_id]}]
-    src.pop("expireAfter", None)
-    template["spec"].update({**src, "requirements": reqs})
-    labels = ((source.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-    template["metadata"]["labels"] = {**labels, **template["metadata"]["labels"]}
-    return body, pool_id
-
-
-def _ts(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
-
-
-def container_state(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses: list[dict[str, Any]] = (pod.get("status") or {}).get("containerStatuses") or []
-    return dict(statuses[0].get("state") or {}) if statuses else {}
-
-
-def _true(obj: dict[str, Any] | None, ctype: str) -> bool:
-    cond = condition(obj, ctype)
-    return bool(cond and cond.get("status") == "True")
-
-
-@dataclass
-class Seen:
-    """Everything the watches saw: latest objects, every NodeClaim's last state, and when each mark came true."""
-
-    pod: dict[str, Any] | None = None
-    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)
-    watch: dict[str, float] = field(default_factory=dict)
-
-    def claim(self) -> dict[str, Any] | None:
-        """The NodeClaim that got furthest (the one serving the pod), else the latest."""
-        ranked = sorted(self.claims.values(), key=lambda c: (sum(_true(c, t) for t in ("Launched", "Registered",
-                        "Initialized", "Ready")), c["metadata"].get("creationTimestamp", "")))
-        return ranked[-1] if ranked else None
-
-    def node(self) -> dict[str, Any] | None:
-        name = ((self.claim() or {}).get("status") or {}).get("nodeName")
-        return self.nodes.get(name or "") or next(iter(self.nodes.values()), None)
-
-    def marks(self) -> dict[str, bool]:
-        claim, node, pod = self.claim(), self.node(), self.pod or {}
-        state = container_state(pod)
-        return {"Nominated": any(e.get("reason") == "Nominated" for e in self.events.values()),
-                "NodeClaim created": claim is not None, "Launched": _true(claim, "Launched"),
-                "Registered": _true(claim, "Registered"), "Initialized": _true(claim, "Initialized"),
-                "NodeClaim Ready": _true(claim, "Ready"), "Node Ready": _true(node, "Ready"),
-                "GPU allocatable": _amount(((node or {}).get("status") or {}).get("allocatable", {}).get(GPU, "0")) > 0,
-                "pod scheduled": bool((pod.get("spec") or {}).get("nodeName")),
-                "container started": bool(state.get("running") or state.get("terminated")),
-                "pod Ready": _true(pod, "Ready")}
-
-    def cluster_times(self) -> dict[str, float]:
-        """The same marks from the objects' own timestamps (whole seconds; none for GPU allocatable)."""
-        claim, node, pod = self.claim() or {}, self.node() or {}, self.pod or {}
-        state = container_state(pod)
-        nominated = [e for e in self.events.values() if e.get("reason") == "Nominated"]
-        when = {"pod created": _ts(pod.get("metadata", {}).get("creationTimestamp")),
-                "Nominated": _ts(nominated[0].get("firstTimestamp") or nominated[0].get("eventTime")) if nominated else None,
-                "NodeClaim created": _ts(claim.get("metadata", {}).get("creationTimestamp")),
-                "container started": _ts((state.get("running") or state.get("terminated") or {}).get("startedAt"))}
-        for mark, obj, ctype in (("Launched", claim, "Launched"), ("Registered", claim, "Registered"),
-                                 ("Initialized", claim, "Initialized"), ("NodeClaim Ready", claim, "Ready"),
-                                 ("Node Ready", node, "Ready"), ("pod scheduled", pod, "PodScheduled"),
-                                 ("pod Ready", pod, "Ready")):
-            if _true(obj, ctype):
-                when[mark] = _ts((condition(obj, ctype) or {}).get("lastTransitionTime"))
-        return {k: v for k, v in when.items() if v is not None}
-
-
-class Observer:
-    """Four watches (pod, NodeClaims, nodes, pod events) in threads; each change is stamped with the suite's clock.
-    Thread errors are kept and re-raised by `stop()`."""
-
-    def __init__(self, cluster: Cluster, namespace: str, pod: str, fleet_selector: str, pool: str, pool_id: str) -> None:
-        self.cluster, self.pod_name, self.seen = cluster, pod, Seen()
-        self.lock, self.changed, self.halt = threading.Lock(), threading.Event(), threading.Event()
-        self.failures: list[BaseException] = []
-        specs = [("pods", namespace, fleet_selector, None, self._pod),
-                 ("nodeclaims.karpenter.sh", None, f"karpenter.sh/nodepool={pool}", None, self._claims),
-                 ("nodes", None, f"{PROBE_POOL_LABEL}={pool_id}", None, self._nodes),
-                 ("events", namespace, None, f"involvedObject.name={pod}", self._events)]
-        self.threads = [threading.Thread(target=self._loop, args=spec, daemon=True, name=f"gpucluster-watch-{spec[0]}")
-                        for spec in specs]
-
-    def start(self, created_at: float) -> None:
-        self.seen.watch["pod created"] = created_at
-        for thread in self.threads:
-            thread.start()
-
-    def _pod(self, objs: dict[str, dict[str, Any]]) -> None:
-        self.seen.pod = objs.get(self.pod_name) or self.seen.pod
-
-    def _claims(self, objs: dict[str, dict[str, Any]]) -> None:
-        self.seen.claims.update(objs)          # failed, deleted claims stay: their conditions explain stalls
-
-    def _nodes(self, objs: dict[str, dict[str, Any]]) -> None:
-        self.seen.nodes.update(objs)
-
-    def _events(self, objs: dict[str, dict[str, Any]]) -> None:
-        self.seen.events.update(objs)
-
-    def _loop(self, kind: str, namespace: str | None, labels: str | None, fields: str | None,
-              apply: Callable[[dict[str, dict[str, Any]]], None]) -> None:
-        def on_event(_etype: str, _obj: dict[str, Any], state: WatchState) -> bool:
-            with self.lock:
-                apply(state.by_name())
-                now = time.time()
-                for mark, done in self.seen.marks().items():
-                    if done:
-                        self.seen.watch.setdefault(mark, now)
-            self.changed.set()
-            return self.halt.is_set()
-
-        watcher = Watcher(self.cluster, kind, namespace, label_selector=labels, field_selector=fields)
-        try:
-            while not self.halt.is_set():
-                watcher.run(on_event, deadline=time.monotonic() + POLL_S)
-        except (errors.ClusterError, AssertionError) as exc:
-            self.failures.append(exc)
-            self.changed.set()
-
-    def wait(self, timeout_s: float) -> None:
-        """Until the next change seen by any watch (or the timeout)."""
-        self.changed.wait(max(0.0, timeout_s))
-        self.changed.clear()
-        if self.failures:
-            raise self.failures[0]
-
-    def stop(self) -> Seen:
-        self.halt.set()
-        for thread in self.threads:
-            thread.join(POLL_S * 3)
-        if self.failures:
-            raise self.failures[0]
-        return self.seen
-
-
-@dataclass
-class Budget:
-    values: dict[str, float]
-    source: str
-
-    def limit(self, key: str) -> float | None:
-        return self.values.get(key)
-
-
-def untolerated(seen: Seen, pool: str) -> str | None:
-    """Karpenter's verdict that the pod cannot use the probe NodePool because of its taints (final: no retry helps)."""
-    for event in seen.events.values():
-        text = str(event.get("message", ""))
-        if event.get("reason") == "FailedScheduling" and f'nodepool "{pool}"' in text and "did not tolerate" in text:
-            return text
-    return None
-
-
-def observe(obs: Observer, budget: Budget, pool: str) -> str | None:
-    """Watch until the pod runs on its new node (and the NodeClaim is Ready). Returns the stall, if any:
-    `untolerated` at once when Karpenter says the pod does not tolerate the NodePool's taints, `never-launched`
-    once the launched budget is spent without a Launched NodeClaim, `timeout` at the observation deadline
-    (1.5x the total budget), None when everything happened."""
-    t0 = obs.seen.watch["pod created"]
-    total = budget.limit("total") or 900.0
-    hard = t0 + total * OBSERVE_FACTOR
-    while True:
-        with obs.lock:
-            marks, watch = obs.seen.marks(), dict(obs.seen.watch)
-            taint = untolerated(obs.seen, pool)
-        if marks["container started"] and marks["pod Ready"] and marks["NodeClaim Ready"]:
-            return None
-        if taint and not marks["NodeClaim created"]:
-            return "untolerated"
-        now = time.time()
-        launch_by = watch.get("NodeClaim created", t0) + (budget.limit("launched") or total)
-        if not marks["Launched"] and now >= launch_by:
-            return "never-launched"
-        if now >= hard:
-            return "timeout"
-        obs.wait(min(hard, launch_by if not marks["Launched"] else hard) - now)
-
-
-# Phases between marks (label, from, to): the table rows, the plot bars, the per-phase budgets' culprits.
-PHASES = (("Karpenter sees the pod", "pod created", "Nominated"),
-          ("NodeClaim created", "pod created", "NodeClaim created"),
-          ("EC2 launch", "NodeClaim created", "Launched"),
-          ("boot and register", "Launched", "Registered"),
-          ("node ready", "Registered", "Node Ready"),
-          ("GPUs allocatable", "Node Ready", "GPU allocatable"),
-          ("initialized", "Node Ready", "Initialized"),
-          ("NodeClaim ready", "Initialized", "NodeClaim Ready"),
-          ("pod scheduled", "pod created", "pod scheduled"),
-          ("container started", "pod scheduled", "container started"),
-          ("pod ready", "container started", "pod Ready"))
-
-
-def phase_seconds(times: dict[str, float]) -> dict[str, float]:
-    return {f"{a} -> {b}": times[b] - times[a] for _, a, b in PHASES if a in times and b in times}
-
-
-def timeline_table(watch: dict[str, float], cluster: dict[str, float], budget: Budget, ec2: float | None) -> str:
-    t0w, t0c = watch["pod created"], cluster.get("pod created", watch["pod created"])
-    rows = [f"{'mark':<20} {'cluster timestamp':<22} {'cluster +s':>10} {'watch +s':>9}"]
-    for mark in MARKS:
-        c, w = cluster.get(mark), watch.get(mark)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c)) if c is not None else "-"
-        rows.append(f"{mark:<20} {stamp:<22} {c - t0c if c is not None else float('nan'):>10.0f} "
-                    f"{w - t0w if w is not None else float('nan'):>9.2f}")
-    if ec2 is not None:
-        rows.append(f"{'EC2 LaunchTime':<20} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ec2)):<22} "
-                    f"{ec2 - t0c:>10.0f} {'-':>9}")
-    rows.append(f"budgets ({budget.source}): " + ", ".join(f"{k} {v:g}s" for k, v in budget.values.items()))
-    return "\n".join(rows)
-
-
-def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
-    """Why the new GPU node or the pod on it never got there, in the words of Karpenter / the scheduler."""
-    claim, node, marks = seen.claim(), seen.node(), seen.marks()
-    pod_events = sorted(seen.events.values(), key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
-    failed = [e for e in pod_events if e.get("reason") == "FailedScheduling"]
-    if not marks["Launched"]:
-        launch = [c for c in seen.claims.values() if (condition(c, "Launched") or {}).get("status") == "False"]
-        if launch:
-            cond = condition(launch[-1], "Launched") or {}
-            names = {c["metadata"]["name"] for c in seen.claims.values()}
-            texts = [e.get("message", "") for e in cluster.items("events", "default",
-                                                                  field_selector="involvedObject.kind=NodeClaim")
-                     if e.get("involvedObject", {}).get("name") in names and e.get("type") == "Warning"]
-            return (f"NodeClaim never Launched: {cond.get('reason')}: {cond.get('message')}"
-                    + (f" (Karpenter events: {' | '.join(dict.fromkeys(texts))})" if texts else "")
-                    + ". EC2 has no capacity (or quota) for the type: try other zones / capacity types, a capacity "
-                    "reservation, or raise the 'Running On-Demand P/G instances' vCPU quota.")
-        karpenter = [e.get("message", "") for e in failed if "nodepool" in e.get("message", "")]
-        text = str(untolerated(seen, pool) or (karpenter[-1] if karpenter else (
-            failed[-1].get("message") if failed else "no scheduling event")))
-        if "did not tolerate" in text:
-            return (f"pod pending on a taint the NodePool adds: Karpenter says `{text}`. The GPU pod tolerates the "
-                    "profile's GPU taints only: make the NodePool's taints and the profile's cluster.gpu_taints agree.")
-        return (f"no NodeClaim was {'launched' if claim else 'created'} for NodePool {pool}: Karpenter says `{text}`. "
-                "Check the Karpenter controller's logs (`kubectl -n kube-system logs deploy/karpenter`).")
-    if not marks["Registered"]:
-        return ("instance launched but never registered as a node: check the node's bootstrap (EC2 console "
-                "output), the node role's EKS access entry, and that the security groups reach the API server.")
-    if not marks["Initialized"]:
-        alloc = ((node or {}).get("status") or {}).get("allocatable", {}).get(GPU, "absent")
-        taints = [_taint(t) for t in ((node or {}).get("spec") or {}).get("taints") or []]
-        if not marks["GPU allocatable"]:
-            return (f"Registered but never Initialized: the node shows {GPU} allocatable {alloc}, so the NVIDIA "
-                    "device plugin never made its GPUs allocatable (not scheduled on the node - tolerations? - or "
-                    f"crash-looping on the driver). Node taints: {taints}.")
-        return f"Registered but never Initialized: GPUs allocatable, but startup taints remain: {taints}."
-    if not marks["container started"]:
-        last = failed[-1].get("message") if failed else (seen.pod or {}).get("status", {}).get("phase", "?")
-        hint = " (a taint the NodePool adds that the GPU pod does not tolerate)" if "taint" in str(last) else ""
-        return f"node Initialized but the pod never started: `{last}`{hint}."
-    return "the NodeClaim never turned Ready after the pod started (Karpenter's Ready condition)."
-
-
-def culprit(watch: dict[str, float], a: str, b: str) -> str:
-    """The phase to blame for a slow a -> b: the slowest one in between, or where it got stuck."""
-    if b not in watch:
-        reached = [m for m in MARKS[MARKS.index(a):MARKS.index(b)] if m in watch]
-        last = max(reached, key=lambda m: watch[m])
-        return f"not reached: stuck {time.time() - watch[last]:.1f}s after {last}"
-    span = [p for p in PHASES if MARKS.index(p[1]) >= MARKS.index(a) and MARKS.index(p[2]) <= MARKS.index(b)]
-    label, seconds = max(((lbl, watch[y] - watch[x]) for lbl, x, y in span if x in watch and y in watch),
-                         key=lambda p: p[1], default=("-", watch[b] - watch[a]))
-    return f"slowest phase: {label} {seconds:.1f}s"
-
-
-def ec2_launch_time(run: Run, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:
-    """EC2's LaunchTime of the new instance (optional: only where an AWS session opens; imported here so the
-    Karpenter checks run where the AWS package cannot be used)."""
-    from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
-    from pytest_gpucluster.aws import options as aws_options
-    from pytest_gpucluster.aws.session import open_session, target_from_provider_ids
-
-    instance_id = provider_id.rsplit("/", 1)[-1]
-    env = getattr(run.sim, "aws_env", None) if run.sim is not None else None
-    try:
-        session = open_session(profile=aws_options.aws_profile(config), region=aws_options.region(config),
-                               target=target_from_provider_ids([provider_id]), env=env or None)
-        info = ec2.describe_instances(session, [instance_id]).get(instance_id)
-    except (AwsUnavailable, AwsCallFailed) as exc:
-        return None, f"not read ({exc})"
-    if info is None or info.launch_time is None:
-        return None, f"EC2 does not know {instance_id}"
-    return info.launch_time.timestamp(), f"{instance_id} LaunchTime {info.launch_time.isoformat()}"
-
-
-def scale_down(cluster: Cluster, namespace: str, pod: str, pool: str, pool_id: str, deadline_s: float) -> list[str]:
-    """Delete the probe pod and the NodePool; what is still there after the deadline (empty = clean)."""
-    cluster.delete("pods", pod, namespace, grace_seconds=0)
-    cluster.delete(NODEPOOLS, pool)
-    end = time.monotonic() + deadline_s
-    left = []
-    for kind, selector in (("nodeclaims.karpenter.sh", f"karpenter.sh/nodepool={pool}"),
-                           ("nodes", f"{PROBE_POOL_LABEL}={pool_id}")):
-        try:
-            eventually(cluster, kind, None, lambda objs: not objs, timeout_s=max(1.0, end - time.monotonic()),
-                       description=f"no {kind} of NodePool {pool}", label_selector=selector)
-        except DeadlineExceeded:
-            left += [f"{kind}/{o['metadata']['name']}" for o in cluster.items(kind, label_selector=selector)]
-    if cluster.get_or_none(NODEPOOLS, pool) is not None:
-        left.append(f"{NODEPOOLS}/{pool}")
-    return left
 
 
 @pytest.mark.costly
