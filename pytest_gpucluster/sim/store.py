@@ -139,6 +139,10 @@ class Store:
         self._dependents: dict[str, set[tuple[str, str, str]]] = collections.defaultdict(set)
         self._propagation: dict[str, str] = {}
         self._event_index: dict[tuple[str, ...], tuple[str, str]] = {}
+        # Secondary indexes for controllers, kept by _commit/_remove: pods by spec.nodeName ("" = unbound)
+        # and a change counter per storage key (what a controller caches a derived view against).
+        self._pods_by_node: dict[str, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
+        self._generations: collections.Counter[str] = collections.Counter()
         self._rng = random.Random()
         for ns in SYSTEM_NAMESPACES:
             self.create("namespaces", {"metadata": {"name": ns}})
@@ -199,6 +203,14 @@ class Store:
 
     def count(self, key: str) -> int:
         return len(self._objects[self.resource(key).storage_key])
+
+    def pods_on_node(self, node_name: str) -> Iterable[Obj]:
+        """Read-only view of the stored pods whose spec.nodeName is `node_name` ("" for unbound pods)."""
+        return self._pods_by_node.get(node_name, {}).values()
+
+    def generation(self, key: str) -> int:
+        """A counter that moves on every create, update or removal of a `key` object: cache derived views on it."""
+        return self._generations[self.resource(key).storage_key]
 
     # ----- writes -------------------------------------------------------------------------------
     def create(self, key: str, obj: Obj, *, dry_run: bool = False) -> Obj:
@@ -448,6 +460,7 @@ class Store:
         gone["metadata"]["resourceVersion"] = str(self.resource_version)
         del self._objects[t.key][key]
         self._index_owners(t.key, current, None)
+        self._index_pods(t.key, key, current, None)
         self._record(t, "DELETED", gone, current)
         uid = meta["uid"]
         policy = self._propagation.pop(uid, "Background")
@@ -482,9 +495,25 @@ class Store:
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
         meta = obj["metadata"]
-        self._objects[t.key][self._ns_name(t, meta.get("namespace"), meta["name"])] = obj
+        ident = self._ns_name(t, meta.get("namespace"), meta["name"])
+        self._objects[t.key][ident] = obj
         self._index_owners(t.key, old, obj)
+        self._index_pods(t.key, ident, old, obj)
         self._record(t, etype, obj, old)
+
+    def _index_pods(self, key: str, ident: tuple[str, str], old: Obj | None, new: Obj | None) -> None:
+        self._generations[key] += 1
+        if key != "pods":
+            return
+        if old is not None:
+            before = (old.get("spec") or {}).get("nodeName") or ""
+            bucket = self._pods_by_node.get(before)
+            if bucket is not None:
+                bucket.pop(ident, None)
+                if not bucket:
+                    del self._pods_by_node[before]
+        if new is not None:
+            self._pods_by_node[(new.get("spec") or {}).get("nodeName") or ""][ident] = new
 
     def _index_owners(self, key: str, old: Obj | None, new: Obj | None) -> None:
         for obj, add in ((old, False), (new, True)):

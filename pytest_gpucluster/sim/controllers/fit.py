@@ -213,6 +213,11 @@ def failed_scheduling_message(num_nodes: int, reasons_by_node: Mapping[str, Sequ
     for reasons in reasons_by_node.values():
         for reason in reasons:
             histogram[reason] += 1
+    return fit_error_message(num_nodes, histogram)
+
+
+def fit_error_message(num_nodes: int, histogram: Mapping[str, int]) -> str:
+    """`failed_scheduling_message` from a ready histogram (reason -> number of nodes it rejected)."""
     head = f"0/{num_nodes} nodes are available:"
     if num_nodes == 0:
         return "no nodes available to schedule pods"  # ErrNoNodesAvailable

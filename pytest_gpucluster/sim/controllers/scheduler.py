@@ -1,17 +1,20 @@
 """The simulated default-scheduler: binds pending pods, or records why not as kube-scheduler words it."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pytest_gpucluster.sim.controllers.base import Controller, get_condition, is_deleting, set_condition
 from pytest_gpucluster.sim.controllers.fit import (
+    REASON_TOO_MANY_PODS,
     TERMINAL_PHASES,
     NodeUsage,
-    failed_scheduling_message,
     filter_node,
+    fit_error_message,
     node_score,
 )
+from pytest_gpucluster.sim.controllers.nodeindex import NodeIndex
 from pytest_gpucluster.sim.controllers.quantity import QuantityError, pod_requests
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -56,6 +59,9 @@ class Scheduler(Controller):
         super().__init__(store, scenario)
         self.extended_resource_toleration = extended_resource_toleration
         self._attempts: dict[str, _Attempt] = {}
+        self._nodes = NodeIndex()
+        # pod uid -> ((node generation, tolerations), reasons of the nodes a pinned pod is not pinned to)
+        self._elsewhere: dict[str, tuple[tuple[int, str], Counter[str]]] = {}
         self._remove_admission: Callable[[], None] | None = None
 
     async def setup(self) -> None:
@@ -82,21 +88,14 @@ class Scheduler(Controller):
         return (not spec.get("nodeName") or event_type == "DELETED" or phase in TERMINAL_PHASES)
 
     async def reconcile(self) -> None:
-        nodes = sorted(self.items("nodes"), key=lambda n: n["metadata"]["name"])
-        pods = self.items("pods")
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        pending: list[dict[str, Any]] = []
-        for pod in pods:
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name:
-                by_node.setdefault(node_name, []).append(pod)
-            elif self._should_schedule(pod):
-                pending.append(pod)
+        self._nodes.refresh(self.store)
+        pending = [p for p in self.store.pods_on_node("") if self._should_schedule(p)]
         live = {p["metadata"]["uid"] for p in pending}
         self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
+        self._elsewhere = {uid: c for uid, c in self._elsewhere.items() if uid in live}
         if not pending:
             return
-        usage = {n["metadata"]["name"]: NodeUsage.of(by_node.get(n["metadata"]["name"], [])) for n in nodes}
+        usage: dict[str, NodeUsage] = {}      # per pass, filled on first use of a node
         pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
         for pod in pending:
             # Pods created before the admission hook was registered get the toleration here.
@@ -107,7 +106,7 @@ class Scheduler(Controller):
                     continue
                 pod = updated
             try:
-                self._schedule_one(pod, nodes, usage)
+                self._schedule_one(pod, usage)
             except QuantityError as exc:
                 self._mark_unschedulable(pod, f"invalid resource quantity in pod spec: {exc}")
 
@@ -117,24 +116,62 @@ class Scheduler(Controller):
             return False
         return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
 
-    def _schedule_one(self, pod: dict[str, Any], nodes: list[dict[str, Any]],
-                      usage: dict[str, NodeUsage]) -> None:
+    def _usage(self, usage: dict[str, NodeUsage], node_name: str) -> NodeUsage:
+        found = usage.get(node_name)
+        if found is None:
+            found = usage[node_name] = NodeUsage.of(self.store.pods_on_node(node_name))
+        return found
+
+    def _filter(self, pod: dict[str, Any], nodes: list[dict[str, Any]], usage: dict[str, NodeUsage]
+                ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
         reasons: dict[str, list[str]] = {}
         feasible: list[dict[str, Any]] = []
         for node in nodes:
             name = node["metadata"]["name"]
-            why = filter_node(pod, node, usage[name])
+            why = filter_node(pod, node, self._usage(usage, name))
             if why:
                 reasons[name] = why
             else:
                 feasible.append(node)
+        return reasons, feasible
+
+    def _schedule_one(self, pod: dict[str, Any], usage: dict[str, NodeUsage]) -> None:
+        nodes = self._nodes.nodes
+        candidates = self._nodes.candidates(pod)
+        reasons, feasible = self._filter(pod, nodes if candidates is None else candidates, usage)
         if feasible:
-            best = max(feasible, key=lambda n: (node_score(pod, n, usage[n["metadata"]["name"]]),
+            best = max(feasible, key=lambda n: (node_score(pod, n, self._usage(usage, n["metadata"]["name"])),
                                                  [-ord(c) for c in n["metadata"]["name"]]))
             if self._bind(pod, best["metadata"]["name"]):
-                usage[best["metadata"]["name"]].add(pod)
+                usage.pop(best["metadata"]["name"], None)   # re-read with the pod bound on next use
             return
-        self._mark_unschedulable(pod, failed_scheduling_message(len(nodes), reasons))
+        histogram: Counter[str] = Counter(r for why in reasons.values() for r in why)
+        if candidates is not None:
+            histogram.update(self._rejections_elsewhere(pod, candidates, usage))
+        self._mark_unschedulable(pod, fit_error_message(len(nodes), histogram))
+
+    def _rejections_elsewhere(self, pod: dict[str, Any], candidates: list[dict[str, Any]],
+                              usage: dict[str, NodeUsage]) -> Counter[str]:
+        """Why the nodes a pinned pod cannot be placed on reject it, cached until a node or the pod's
+        tolerations change: those nodes fail before NodeResourcesFit, so their reasons do not depend on usage."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        key = (self._nodes.generation, repr(spec.get("tolerations")))
+        cached = self._elsewhere.get(meta["uid"])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        pinned = {n["metadata"]["name"] for n in candidates}
+        histogram: Counter[str] = Counter()
+        empty = NodeUsage({}, 0)
+        for node in self._nodes.nodes:
+            name = node["metadata"]["name"]
+            if name in pinned:
+                continue
+            why = filter_node(pod, node, empty)
+            if not why or any(r == REASON_TOO_MANY_PODS or r.startswith("Insufficient ") for r in why):
+                why = filter_node(pod, node, self._usage(usage, name))   # got past NodeAffinity after all
+            histogram.update(why)
+        self._elsewhere[meta["uid"]] = (key, histogram)
+        return histogram
 
     def _bind(self, pod: dict[str, Any], node_name: str) -> bool:
         meta = pod["metadata"]
