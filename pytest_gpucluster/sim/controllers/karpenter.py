@@ -65,12 +65,20 @@ class Karpenter(Controller):
         self.unavailable: dict[tuple[str, str, str], float] = {}   # (type, zone, captype) -> until
         self._pod_messages: dict[str, str] = {}       # pod uid -> last karpenter FailedScheduling text
         self._offerings: dict[str, tuple[str, list[Offering]]] = {}
+        self._usage_cache: tuple[tuple[Any, ...], dict[str, dict[str, Fraction]]] | None = None
 
     def interested(self, event_type: str, key: str, obj: dict[str, Any]) -> bool:
-        if key == "pods":
-            return event_type == "DELETED" or is_provisionable(obj) or bool(
-                (obj.get("spec") or {}).get("nodeName"))
-        return True
+        """Pods matter while provisionable, once nominated, and on NodeClaims' nodes (emptiness):
+        not the probe pods of static nodes coming and going."""
+        if key != "pods":
+            return True
+        uid = obj["metadata"].get("uid", "")
+        if uid in self.nominated or uid in self._pod_messages:
+            return True
+        node_name = (obj.get("spec") or {}).get("nodeName")
+        if node_name:
+            return any(c.node_name == node_name for c in self.claims.values())
+        return event_type != "DELETED" and is_provisionable(obj)
 
     async def reconcile(self) -> None:
         if "nodepools.karpenter.sh" not in self.store.crds():
@@ -84,7 +92,9 @@ class Karpenter(Controller):
     def _provision(self, nodepools: dict[str, dict[str, Any]]) -> None:
         now = self.clock()
         self.unavailable = {k: t for k, t in self.unavailable.items() if t > now}
-        pods = [p for p in self.items("pods") if is_provisionable(p)]
+        pods = [p for p in self.store.pods_on_node("") if is_provisionable(p)]
+        self._pod_messages = {uid: m for uid, m in self._pod_messages.items()
+                              if uid in {p["metadata"]["uid"] for p in pods}}
         live_uids = {p["metadata"]["uid"] for p in pods}
         self.nominated = {uid: c for uid, c in self.nominated.items() if uid in live_uids and c in self.claims
                           and not self.claims[c].failed}
@@ -179,6 +189,14 @@ class Karpenter(Controller):
         return True
 
     def _nodepool_usage(self, nodepools: dict[str, dict[str, Any]]) -> dict[str, dict[str, Fraction]]:
+        """Capacity per NodePool (a copy the caller may grow), recomputed only when nodes or NodeClaims change."""
+        key = (self.store.generation("nodes"), self.store.generation("nodeclaims.karpenter.sh"),
+               tuple((name, c.offering is not None) for name, c in self.claims.items()))
+        if self._usage_cache is None or self._usage_cache[0] != key:
+            self._usage_cache = (key, self._compute_nodepool_usage())
+        return {pool: dict(bucket) for pool, bucket in self._usage_cache[1].items()}
+
+    def _compute_nodepool_usage(self) -> dict[str, dict[str, Fraction]]:
         """Capacity per NodePool: its NodeClaims, plus nodes labelled with it that have no NodeClaim."""
         usage: dict[str, dict[str, Fraction]] = {}
         claimed_nodes: set[str] = set()

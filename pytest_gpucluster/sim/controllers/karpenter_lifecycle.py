@@ -372,7 +372,7 @@ class ClaimLifecycle:
         busy = any(p["spec"].get("nodeName") == claim.node_name and (p.get("status") or {}).get("phase")
                    not in TERMINAL_PHASES and not any(r.get("kind") == "DaemonSet"
                                                       for r in p["metadata"].get("ownerReferences") or [])
-                   for p in self.k.items("pods"))
+                   for p in self.store.pods_on_node(claim.node_name or ""))
         if busy or claim.name in self.k.nominated.values():
             claim.empty_since = None
             return
@@ -395,7 +395,7 @@ class ClaimLifecycle:
             if DISRUPTED_TAINT not in (node["spec"].get("taints") or []):
                 self.k.try_mutate("nodes", None, node["metadata"]["name"], lambda n: n["spec"].setdefault(
                     "taints", []).append(dict(DISRUPTED_TAINT)))
-            draining = [p for p in self.k.items("pods") if p["spec"].get("nodeName") == node_name
+            draining = [p for p in list(self.store.pods_on_node(node_name or "")) if node_name
                         and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
                         and not any(r.get("kind") == "DaemonSet" for r in p["metadata"].get("ownerReferences") or [])]
             for pod in draining:
