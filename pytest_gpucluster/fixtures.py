@@ -36,8 +36,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         inventory = run.discover_inventory()
     except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
-        pytest.fail(f"gpucluster: cannot list nodes to parametrize {metafunc.function.__name__}: {exc}",
-                    pytrace=False)
+        problem: str | None = f"gpucluster: cannot list nodes to parametrize {metafunc.function.__name__}: {exc}"
+    else:
+        problem = None
+    if problem is not None:   # failed outside the except block: no "During handling of..." chain in the output
+        pytest.fail(problem, pytrace=False)
     for name in wanted:
         attr, words = NODE_PARAMS[name]
         nodes: list[NodeInfo] = getattr(inventory, attr)
@@ -62,7 +65,8 @@ def cluster(gpucluster_run: Run) -> Cluster:
     try:
         return gpucluster_run.connect()
     except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
-        pytest.fail(f"gpucluster: {exc}", pytrace=False)
+        problem = f"gpucluster: {exc}"
+    pytest.fail(problem, pytrace=False)   # outside the except block: no exception chain in the output
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Generator
 
 import pytest
 
+from .kube.errors import ClusterError
+from .kube.kubeconfig import KubeconfigError
 from .kube.progress import ProgressFactory
 from .profile import load_profile
 from .run import DEFAULT_CUDA_IMAGE, DEFAULT_NCCL_IMAGE, DEFAULT_SCENARIO, DEFAULT_TIMEOUT_S, RUN_KEY, Run, RunOptions
@@ -228,6 +230,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if run is not None:
         run.connect()
         _point_pytest_kubernetes(item.config, run)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A cluster error (forbidden, unreachable, expired credentials...) already says what, where and the fix:
+    report its message, not a traceback through the client and the retry machinery."""
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is not None and report.failed and excinfo.errisinstance((ClusterError, KubeconfigError)):
+        report.longrepr = f"{excinfo.typename}: {excinfo.value}"
+    return report
 
 
 @pytest.hookimpl(trylast=True)
