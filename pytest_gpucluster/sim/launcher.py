@@ -108,6 +108,7 @@ class SimCluster:
         self._extra_controllers: list[Any] = []
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gpucluster-sim-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig_path = self.workdir / "kubeconfig"
         self.server_url = ""
         self.aws_env: dict[str, str] = {}
