@@ -208,6 +208,12 @@ class Store:
         """Read-only view of the stored pods whose spec.nodeName is `node_name` ("" for unbound pods)."""
         return self._pods_by_node.get(node_name, {}).values()
 
+    def dependents(self, owner_uid: str, key: str) -> list[Obj]:
+        """Read-only: the stored `key` objects with an ownerReference to `owner_uid` (no scan of all objects)."""
+        objs = self._objects[self.resource(key).storage_key]
+        found = (objs.get((ns, name)) for (k, ns, name) in self._dependents.get(owner_uid, ()) if k == key)
+        return [o for o in found if o is not None]
+
     def generation(self, key: str) -> int:
         """A counter that moves on every create, update or removal of a `key` object: cache derived views on it."""
         return self._generations[self.resource(key).storage_key]

@@ -128,6 +128,8 @@ class DaemonSetController(Controller):
     def __init__(self, store: Any, scenario: Any, *, behaviour: BehaviourFn | None = None) -> None:
         super().__init__(store, scenario)
         self.behaviour = behaviour or (lambda ds, node: None)
+        # (daemonset uid, node name) -> ((ds resourceVersion, node resourceVersion), should run)
+        self._eligible: dict[tuple[str, str], tuple[tuple[Any, Any], bool]] = {}
 
     def interested(self, event_type: str, key: str, obj: dict[str, Any]) -> bool:
         if key != "pods":
@@ -137,18 +139,30 @@ class DaemonSetController(Controller):
 
     async def reconcile(self) -> None:
         nodes = self.items("nodes")
-        pods = [p for p in self.items("pods") if any(
-            r.get("kind") == "DaemonSet" for r in p["metadata"].get("ownerReferences") or [])]
-        for ds in self.items("daemonsets.apps"):
+        daemonsets = self.items("daemonsets.apps")
+        if len(self._eligible) > 2 * len(nodes) * len(daemonsets) + 64:   # forget deleted nodes and sets
+            live = {(d["metadata"]["uid"], n["metadata"]["name"]) for d in daemonsets for n in nodes}
+            self._eligible = {k: v for k, v in self._eligible.items() if k in live}
+        for ds in daemonsets:
             if is_deleting(ds):
                 continue
-            self._sync(ds, nodes, [p for p in pods if owned_by(p, ds)])
+            self._sync(ds, nodes, [p for p in self.store.dependents(ds["metadata"]["uid"], "pods")
+                                   if owned_by(p, ds)])
+
+    def _should_run(self, ds: dict[str, Any], node: dict[str, Any]) -> bool:
+        """node_should_run_daemon, remembered until the DaemonSet or the node changes."""
+        key = (ds["metadata"]["uid"], node["metadata"]["name"])
+        versions = (ds["metadata"].get("resourceVersion"), node["metadata"].get("resourceVersion"))
+        cached = self._eligible.get(key)
+        if cached is None or cached[0] != versions:
+            cached = self._eligible[key] = (versions, node_should_run_daemon(ds, node))
+        return cached[1]
 
     def _sync(self, ds: dict[str, Any], nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
         meta = ds["metadata"]
         namespace = meta["namespace"]
         nodes_by_name = {n["metadata"]["name"]: n for n in nodes}
-        eligible = {name: n for name, n in nodes_by_name.items() if node_should_run_daemon(ds, n)}
+        eligible = {name: n for name, n in nodes_by_name.items() if self._should_run(ds, n)}
         by_node: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             node_name = daemon_pod_node(pod)
