@@ -12,6 +12,7 @@ from .errors import NotFound
 from .hardware import UnknownInstanceType
 from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
+from .store import fast_copy
 from .tools import install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
 
@@ -47,12 +48,12 @@ class Kubelet:
 
     def _on_change(self, event_type: str, key: str, obj: dict[str, Any]) -> None:
         if key in ("pods", "nodes") and self._queue is not None:
-            self._queue.put_nowait((event_type, key, obj))
+            self._queue.put_nowait((event_type, key, fast_copy(obj)))
 
     async def run(self) -> None:
         self._queue = asyncio.Queue()
         self._slots = asyncio.Semaphore(self.kubelet_spec.max_concurrent_pods if self.kubelet_spec else 64)
-        unsubscribe = self.store.subscribe(self._on_change)
+        unsubscribe = self.store.subscribe(self._on_change, copy=False)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             for pod in self.store.list("pods")[0]:
@@ -221,6 +222,8 @@ class Kubelet:
             if deadline is not None:
                 limit = min(limit, float(deadline))
             body = asyncio.create_task(self._execute(run, node_spec))
+            # a pod deleted while this task is cancelled leaves body's NotFound unread: do not log it
+            body.add_done_callback(lambda t: t.cancelled() or t.exception())
             stop = asyncio.create_task(run.terminate.wait())
             try:
                 done, _ = await asyncio.wait({body, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)

@@ -134,7 +134,7 @@ class Store:
             collections.deque)
         self._compacted: dict[str, int] = collections.defaultdict(int)
         self._watches: dict[str, list[Watch]] = collections.defaultdict(list)
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
         self._admission: list[Admission] = []
         self._dependents: dict[str, set[tuple[str, str, str]]] = collections.defaultdict(set)
         self._propagation: dict[str, str] = {}
@@ -545,13 +545,16 @@ class Store:
         for view in views:
             for w in list(self._watches.get(view, ())):
                 w.offer(etype, obj, old)
-        for fn in list(self._subscribers):
-            fn(etype, t.key, fast_copy(obj))
+        for fn, copy in list(self._subscribers):
+            fn(etype, t.key, fast_copy(obj) if copy else obj)
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """fn(event_type, key, obj) after each commit, on the loop; obj is the caller's copy."""
-        self._subscribers.append(fn)
-        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+    def subscribe(self, fn: Subscriber, *, copy: bool = True) -> Callable[[], None]:
+        """fn(event_type, key, obj) after each commit, on the loop; obj is the caller's copy, or with
+        copy=False the stored object itself (read it, never mutate or keep it: one copy per commit and
+        subscriber is most of a commit's cost when the subscriber only filters)."""
+        entry = (fn, copy)
+        self._subscribers.append(entry)
+        return lambda: self._subscribers.remove(entry) if entry in self._subscribers else None
 
     def watch(self, key: str, namespace: str | None, *, resource_version: str | None = None,
               label_selector: str | None = None, field_selector: str | None = None,

@@ -99,7 +99,7 @@ class Controller:
             self._wake.set()
 
     def interested(self, event_type: str, key: str, obj: dict[str, Any]) -> bool:
-        """Filter for store notifications of watched keys (default: all)."""
+        """Filter for store notifications of watched keys (default: all); `obj` is the stored object: read only."""
         return True
 
     def wake(self) -> None:
@@ -123,7 +123,7 @@ class Controller:
 
     async def run(self) -> None:
         self._wake = asyncio.Event()
-        unsubscribe: Callable[[], None] = self.store.subscribe(self._on_change)
+        unsubscribe: Callable[[], None] = self.store.subscribe(self._on_change, copy=False)
         try:
             await self.setup()
             while True:
