@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 import string
 import time
@@ -88,7 +89,8 @@ class Controller:
         self.store = store
         self.scenario = scenario
         self._wake: asyncio.Event | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: dict[float, asyncio.TimerHandle] = {}    # by fire time rounded to 10 ms
+        self._timers_limit = 64
         self.passes = 0
 
     def clock(self) -> float:
@@ -107,10 +109,20 @@ class Controller:
             self._wake.set()
 
     def wake_in(self, seconds: float) -> None:
-        """Run reconcile again after `seconds` (phase delays, backoffs, TTLs)."""
+        """Run reconcile again after `seconds` (phase delays, backoffs, TTLs).
+
+        Requests are rounded up to the next 10 ms and share that slot's timer (never early, at most
+        10 ms late): a pass may ask again for every pod in backoff."""
         loop = asyncio.get_running_loop()
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > loop.time()]
-        self._timers.append(loop.call_later(max(0.0, seconds), self.wake))
+        slot = math.ceil((loop.time() + max(0.0, seconds)) * 100) / 100
+        existing = self._timers.get(slot)
+        if existing is not None and not existing.cancelled() and existing.when() > loop.time():
+            return
+        if len(self._timers) >= self._timers_limit:
+            now = loop.time()
+            self._timers = {k: t for k, t in self._timers.items() if not t.cancelled() and t.when() > now}
+            self._timers_limit = max(64, 2 * len(self._timers))
+        self._timers[slot] = loop.call_at(slot, self.wake)
 
     async def setup(self) -> None:
         """Once before the first reconcile."""
@@ -135,7 +147,7 @@ class Controller:
         finally:
             unsubscribe()
             self.teardown()
-            for timer in self._timers:
+            for timer in self._timers.values():
                 timer.cancel()
 
     # -- store helpers that tolerate the expected races ------------------------------------
