@@ -1,6 +1,8 @@
 """Probe fleets: create many probe pods with a bounded pool, wait on all of them with ONE watch, collect results."""
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import time
 from collections import Counter
@@ -52,8 +54,9 @@ class FleetRunner:
         timeout = max((s.timeout_s or self.ctx.timeout_s) for s in specs.values())
         purposes = sorted({s.name for s in specs.values()})
         what = f"{len(specs)} probe pod{'s' if len(specs) != 1 else ''} ({', '.join(purposes)})"
-        state = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what)
-        return self._collect(state, by_pod, create_errors)
+        pinned = {names[node]: spec.node for node, spec in specs.items() if spec.node}
+        state, gone = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what, pinned)
+        return self._collect(state, by_pod, create_errors, gone)
 
     def _create_all(self, manifests: dict[str, dict]) -> dict[str, str]:
         """Create every pod (idempotent: deterministic names). Invalid manifests become per-node failures;
@@ -74,23 +77,36 @@ class FleetRunner:
                     failures[node] = failure
         return failures
 
-    def _wait(self, fleet: str, pods: set[str], timeout_s: float, what: str) -> WatchState:
+    def _wait(self, fleet: str, pods: set[str], timeout_s: float, what: str,
+              pinned: Mapping[str, str]) -> tuple[WatchState, dict[str, str]]:
+        """Watch the fleet until every pod is terminal, or unschedulable because its node is gone (looked up
+        once per pod, when the scheduler first reports it unschedulable), or the deadline passes."""
         watcher = Watcher(self.cluster, "pods", self.ctx.namespace,
                           label_selector=f"{probes.RUN_LABEL}={self.ctx.run_id},{probes.FLEET_LABEL}={fleet}")
+        gone: dict[str, str] = {}       # pod -> pending reason, for pods pinned to a node that no longer exists
+        checked: set[str] = set()
         if not pods:
-            return watcher.state
+            return watcher.state, gone
         with self.progress(what) as bar:
+            def node_gone(name: str, pod: dict) -> bool:
+                if name not in checked and name in pinned and probes.pending_reason(pod):
+                    checked.add(name)
+                    if self.cluster.get_or_none("nodes", pinned[name]) is None:
+                        gone[name] = probes.pending_reason(pod) or ""
+                return name in gone
+
             def on_event(_etype: str, _obj: dict, state: WatchState) -> bool:
                 current = {n: o for n, o in state.by_name().items() if n in pods}
                 bar.update(Counter(_display_phase(o) for o in current.values()))
-                return len(current) == len(pods) and all(probes.classify(o)[0] for o in current.values())
+                return len(current) == len(pods) and all(probes.classify(o)[0] or node_gone(n, o)
+                                                         for n, o in current.items())
 
             watcher.run(on_event, deadline=time.monotonic() + timeout_s,
                         on_idle=lambda: bar.update(bar.counts))
-        return watcher.state
+        return watcher.state, gone
 
-    def _collect(self, state: WatchState, by_pod: dict[str, str],
-                 create_errors: dict[str, str]) -> dict[str, probes.ProbeResult]:
+    def _collect(self, state: WatchState, by_pod: dict[str, str], create_errors: dict[str, str],
+                 gone: Mapping[str, str]) -> dict[str, probes.ProbeResult]:
         seen = state.by_name()
         events_by_pod: dict[str, list[dict]] = {}
         for ev in self.cluster.items("events", self.ctx.namespace):
@@ -112,6 +128,10 @@ class FleetRunner:
             terminal = probes.classify(pod)[0]
             logs = self._logs(pod) if self._has_run(pod) else ""
             result = probes.result_from_pod(pod, logs, events_by_pod.get(pod_name, []), timed_out=not terminal)
+            if pod_name in gone:
+                why = (f"node {node} disappeared while its probe pod waited (Unschedulable: {gone[pod_name]}); "
+                       f"check `kubectl get node {node}` and the node's NodeClaim / Auto Scaling group")
+                result = dataclasses.replace(result, reason="NodeGone", message=why, pending_reason=why)
             if (not terminal or pod.get("status", {}).get("phase") == "Pending") and not self.ctx.keep:
                 self.cluster.delete("pods", pod_name, self.ctx.namespace, grace_seconds=0)
             return node, result

@@ -178,6 +178,7 @@ def test_node_that_disappears_mid_run(live_sim: SimCluster) -> None:
     assert code == pytest.ExitCode.TESTS_FAILED, out[-3000:]
     assert f"FAILED suites/test_gpu_visibility.py::test_nvidia_smi_sees_every_gpu[{victim}/p5.48xlarge]" in out
     assert f"PASSED suites/test_gpu_visibility.py::test_nvidia_smi_sees_every_gpu[{survivor}/p5.48xlarge]" in out
-    assert_clear(out, f"nvidia-smi did not run on {victim}/p5.48xlarge", "Unschedulable", "gpucluster: teardown clean")
+    assert_clear(out, f"nvidia-smi did not run on {victim}/p5.48xlarge", f"node {victim} disappeared",
+                 "Unschedulable", "gpucluster: teardown clean")
     assert seconds < 60, f"took {seconds:.0f} s with a 10 s probe timeout"
     assert not labelled_objects(live_sim)
