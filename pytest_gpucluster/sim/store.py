@@ -325,7 +325,9 @@ class Store:
                              f"({cmeta['name']})")
         has_status = "status" in t.subresources
         if subresource == "status":
-            new = fast_copy(current)
+            # stored objects are never edited in place, so the new version may share the old spec
+            new = {k: v for k, v in current.items() if k != "status"}
+            new["metadata"] = fast_copy(cmeta)
             if "status" in candidate:
                 new["status"] = candidate["status"]
             else:

@@ -66,6 +66,7 @@ class Karpenter(Controller):
         self._pod_messages: dict[str, str] = {}       # pod uid -> last karpenter FailedScheduling text
         self._offerings: dict[str, tuple[str, list[Offering]]] = {}
         self._usage_cache: tuple[tuple[Any, ...], dict[str, dict[str, Fraction]]] | None = None
+        self._no_claim: dict[str, tuple[Any, ...]] = {}   # pod uid -> inputs under which no NodePool fit
 
     def interested(self, event_type: str, key: str, obj: dict[str, Any]) -> bool:
         """Pods matter while provisionable, once nominated, and on NodeClaims' nodes (emptiness):
@@ -93,9 +94,9 @@ class Karpenter(Controller):
         now = self.clock()
         self.unavailable = {k: t for k, t in self.unavailable.items() if t > now}
         pods = [p for p in self.store.pods_on_node("") if is_provisionable(p)]
-        self._pod_messages = {uid: m for uid, m in self._pod_messages.items()
-                              if uid in {p["metadata"]["uid"] for p in pods}}
         live_uids = {p["metadata"]["uid"] for p in pods}
+        self._pod_messages = {uid: m for uid, m in self._pod_messages.items() if uid in live_uids}
+        self._no_claim = {uid: k for uid, k in self._no_claim.items() if uid in live_uids}
         self.nominated = {uid: c for uid, c in self.nominated.items() if uid in live_uids and c in self.claims
                           and not self.claims[c].failed}
         pods.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
@@ -139,6 +140,21 @@ class Karpenter(Controller):
 
     def _new_claim(self, pod: dict[str, Any], nodepools: dict[str, dict[str, Any]],
                    usage: dict[str, dict[str, Fraction]]) -> Claim | None:
+        """A NodeClaim for the pod, or None (FailedScheduling on a new reason). A pod that found no
+        NodePool is not re-examined until the NodePools, their usage or the unavailable offerings change."""
+        uid = pod["metadata"]["uid"]
+        key = (tuple((n, np["metadata"].get("resourceVersion")) for n, np in sorted(nodepools.items())),
+               self._usage_cache[0] if self._usage_cache else None, len(self.claims),
+               frozenset(self.unavailable), repr((pod.get("spec") or {}).get("tolerations")))
+        if self._no_claim.get(uid) == key:
+            return None
+        claim = self._try_nodepools(pod, nodepools, usage)
+        if claim is None:
+            self._no_claim[uid] = key
+        return claim
+
+    def _try_nodepools(self, pod: dict[str, Any], nodepools: dict[str, dict[str, Any]],
+                       usage: dict[str, dict[str, Fraction]]) -> Claim | None:
         reasons: list[str] = []
         ordered = sorted((np for np in nodepools.values() if not is_deleting(np)),
                          key=lambda np: (-nodepool_weight(np), np["metadata"]["name"]))
