@@ -48,7 +48,7 @@ class Kubelet:
 
     def _on_change(self, event_type: str, key: str, obj: dict[str, Any]) -> None:
         if key in ("pods", "nodes") and self._queue is not None:
-            self._queue.put_nowait((event_type, key, fast_copy(obj)))
+            self._queue.put_nowait((event_type, key, obj))   # stored objects are replaced, never edited
 
     async def run(self) -> None:
         self._queue = asyncio.Queue()
@@ -118,6 +118,7 @@ class Kubelet:
             run.terminate.set()
 
     def _start(self, pod: dict[str, Any]) -> None:
+        pod = fast_copy(pod)   # the run keeps it: its own copy, not the store's object
         meta, spec = pod["metadata"], pod["spec"]
         node = spec["nodeName"]
         node_spec = self._node_spec(node)
