@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 from pytest_gpucluster.sim.controllers.base import Controller, get_condition, is_deleting, set_condition
 from pytest_gpucluster.sim.controllers.fit import (
-    REASON_TOO_MANY_PODS,
     TERMINAL_PHASES,
     NodeUsage,
     filter_node,
@@ -60,8 +59,9 @@ class Scheduler(Controller):
         self.extended_resource_toleration = extended_resource_toleration
         self._attempts: dict[str, _Attempt] = {}
         self._nodes = NodeIndex()
-        # pod uid -> ((node generation, tolerations), reasons of the nodes a pinned pod is not pinned to)
-        self._elsewhere: dict[str, tuple[tuple[int, str], Counter[str]]] = {}
+        # tolerations -> reasons every node gives a pod pinned elsewhere (valid for one node generation)
+        self._by_tolerations: dict[str, Counter[str]] = {}
+        self._by_tolerations_generation = -1
         self._remove_admission: Callable[[], None] | None = None
 
     async def setup(self) -> None:
@@ -92,7 +92,6 @@ class Scheduler(Controller):
         pending = [p for p in self.store.pods_on_node("") if self._should_schedule(p)]
         live = {p["metadata"]["uid"] for p in pending}
         self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
-        self._elsewhere = {uid: c for uid, c in self._elsewhere.items() if uid in live}
         if not pending:
             return
         usage: dict[str, NodeUsage] = {}      # per pass, filled on first use of a node
@@ -147,31 +146,32 @@ class Scheduler(Controller):
             return
         histogram: Counter[str] = Counter(r for why in reasons.values() for r in why)
         if candidates is not None:
-            histogram.update(self._rejections_elsewhere(pod, candidates, usage))
+            histogram.update(self._rejections_elsewhere(pod, candidates))
         self._mark_unschedulable(pod, fit_error_message(len(nodes), histogram))
 
-    def _rejections_elsewhere(self, pod: dict[str, Any], candidates: list[dict[str, Any]],
-                              usage: dict[str, NodeUsage]) -> Counter[str]:
-        """Why the nodes a pinned pod cannot be placed on reject it, cached until a node or the pod's
-        tolerations change: those nodes fail before NodeResourcesFit, so their reasons do not depend on usage."""
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        key = (self._nodes.generation, repr(spec.get("tolerations")))
-        cached = self._elsewhere.get(meta["uid"])
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        pinned = {n["metadata"]["name"] for n in candidates}
-        histogram: Counter[str] = Counter()
+    def _rejections_elsewhere(self, pod: dict[str, Any], candidates: list[dict[str, Any]]) -> Counter[str]:
+        """Why the nodes a pinned pod is not pinned to reject it, without visiting them.
+
+        Each of those nodes fails NodeAffinity at the latest, so its reason is the first of
+        NodeUnschedulable, TaintToleration, NodeAffinity: a function of the node and the pod's
+        tolerations only. The histogram of that over all nodes is cached per tolerations until a
+        node changes (a fleet's pods share it); the candidates' own entries are taken out again.
+        """
+        tolerations = (pod.get("spec") or {}).get("tolerations") or []
+        key = repr(tolerations)
+        if self._by_tolerations_generation != self._nodes.generation:
+            self._by_tolerations = {}
+            self._by_tolerations_generation = self._nodes.generation
+        probe = {"spec": {"tolerations": tolerations, "affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}}
         empty = NodeUsage({}, 0)
-        for node in self._nodes.nodes:
-            name = node["metadata"]["name"]
-            if name in pinned:
-                continue
-            why = filter_node(pod, node, empty)
-            if not why or any(r == REASON_TOO_MANY_PODS or r.startswith("Insufficient ") for r in why):
-                why = filter_node(pod, node, self._usage(usage, name))   # got past NodeAffinity after all
-            histogram.update(why)
-        self._elsewhere[meta["uid"]] = (key, histogram)
-        return histogram
+        everywhere = self._by_tolerations.get(key)
+        if everywhere is None:
+            everywhere = Counter(r for node in self._nodes.nodes for r in filter_node(probe, node, empty))
+            self._by_tolerations[key] = everywhere
+        histogram = Counter(everywhere)
+        histogram.subtract(r for node in candidates for r in filter_node(probe, node, empty))
+        return +histogram    # drop the reasons no node is left with
 
     def _bind(self, pod: dict[str, Any], node_name: str) -> bool:
         meta = pod["metadata"]
