@@ -204,6 +204,10 @@ class Store:
     def count(self, key: str) -> int:
         return len(self._objects[self.resource(key).storage_key])
 
+    def exists(self, key: str, namespace: str | None, name: str) -> bool:
+        t = self.resource(key)
+        return self._ns_name(t, namespace, name) in self._objects[t.storage_key]
+
     def pods_on_node(self, node_name: str) -> Iterable[Obj]:
         """Read-only view of the stored pods whose spec.nodeName is `node_name` ("" for unbound pods)."""
         return self._pods_by_node.get(node_name, {}).values()
