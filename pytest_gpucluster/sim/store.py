@@ -143,6 +143,7 @@ class Store:
         # and a change counter per storage key (what a controller caches a derived view against).
         self._pods_by_node: dict[str, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
         self._generations: collections.Counter[str] = collections.Counter()
+        self._ns_objects: collections.Counter[str] = collections.Counter()   # namespace -> objects in it
         self._rng = random.Random()
         for ns in SYSTEM_NAMESPACES:
             self.create("namespaces", {"metadata": {"name": ns}})
@@ -456,9 +457,8 @@ class Store:
         nsobj = self._objects["namespaces"].get(("", name))
         if nsobj is None or not nsobj["metadata"].get("deletionTimestamp"):
             return
-        for rt in resources.REGISTRY.values():
-            if rt.namespaced and not rt.storage and any(k[0] == name for k in self._objects[rt.key]):
-                return
+        if self._ns_objects.get(name):
+            return
         self._remove(self.resource("namespaces"), nsobj)
 
     def _remove(self, t: ResourceType, obj: Obj) -> None:
@@ -515,6 +515,8 @@ class Store:
 
     def _index_pods(self, key: str, ident: tuple[str, str], old: Obj | None, new: Obj | None) -> None:
         self._generations[key] += 1
+        if ident[0] and (old is None) != (new is None):       # a namespaced object came or went
+            self._ns_objects[ident[0]] += 1 if old is None else -1
         if key != "pods":
             return
         if old is not None:
