@@ -1,12 +1,16 @@
-"""Project tests: retries without waits, pytester available, the plugin loaded in pytester runs."""
+"""Project tests: retries without waits, pytester available, the plugin loaded in pytester runs, cached suite runs."""
 from __future__ import annotations
 
 import contextlib
+import os
 from importlib.metadata import entry_points
+from typing import Callable, Iterator
 
 import pytest
 
 from pytest_gpucluster import retry
+from tests.reliability.suite_runs import SuiteRun
+from tests.suite_cache import Prefetcher, SuiteSpec, shared_root, specs_of, suite_run
 
 # Import once, before pytester snapshots sys.modules: the simulated cluster's TLS setup (cryptography's
 # Rust bindings) breaks when a pytester run re-imports these Python modules around the same native module.
@@ -31,3 +35,41 @@ def plugin_args() -> list[str]:
     """Arguments that load the plugin in a pytester run whether or not its entry point is installed."""
     installed = any(ep.value == "pytest_gpucluster.plugin" for ep in entry_points(group="pytest11"))
     return [] if installed else ["-p", "pytest_gpucluster.plugin"]
+
+
+# Suite runs started ahead of their tests, per test process (xdist worker); 0 turns it off.
+PREFETCH_THREADS = int(os.environ.get("GPUCLUSTER_TEST_PREFETCH", "2"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "suites(*runs): the suite runs (shipped scenario names or "
+                                       "tests.suite_cache.SuiteSpec) a test reads; the session starts them early")
+
+
+@pytest.fixture(scope="session")
+def suite_result(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SuiteRun]:
+    """suite_result(scenario): the whole suite's run against a shipped scenario, once per session across xdist
+    workers; the same cache entries as tests/reliability/test_fault_matrix.py (whichever asks first runs it)."""
+    shared = shared_root(tmp_path_factory)
+    return lambda scenario: suite_run(shared, SuiteSpec(scenario))
+
+
+@pytest.fixture(scope="session")
+def custom_suite_result(tmp_path_factory: pytest.TempPathFactory) -> Callable[[SuiteSpec], SuiteRun]:
+    """custom_suite_result(spec): a custom scenario's run (tests.suite_cache.custom), once per session for the
+    same spec, shared by the tests and xdist workers that ask for it."""
+    shared = shared_root(tmp_path_factory)
+    return lambda spec: suite_run(shared, spec)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_runs_ahead(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Start the suite runs the collected tests read (tests.suite_cache.specs_of) in the background, first-used
+    first, so a test finds its run done or under way instead of starting it."""
+    specs = list(dict.fromkeys(spec for item in request.session.items for spec in specs_of(item)))
+    if not specs or PREFETCH_THREADS <= 0:
+        yield
+        return
+    prefetcher = Prefetcher(shared_root(tmp_path_factory), specs, PREFETCH_THREADS).start()
+    yield
+    prefetcher.close()

@@ -1,14 +1,18 @@
 """suites/test_device_plugins.py, test_gpu_visibility.py and test_taints.py end to end against the simulated cluster:
-healthy-like scenarios pass; each related fault fails exactly the checks it concerns, on the node it hits, saying why."""
+healthy-like scenarios pass; each related fault fails exactly the checks it concerns, on the node it hits, saying why.
+Shipped scenarios are read from the session's one suite run per scenario (shared with the fault matrix)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-SUITES = Path(__file__).resolve().parents[2] / "suites"
-MODULES = ("test_device_plugins.py", "test_gpu_visibility.py", "test_taints.py")
+from tests.reliability.suite_runs import SuiteRun
+from tests.suite_cache import FAILED, PASSED, SKIPPED, Results, SuiteSpec, custom
+
+MODULES = ("test_device_plugins", "test_gpu_visibility", "test_taints")
+PATHS = tuple(f"suites/{m}.py" for m in MODULES)
 # device plugins
 PLUGIN, ALLOC, GFD = "test_nvidia_device_plugin_runs_on", "test_gpu_allocatable_matches_profile", \
     "test_gfd_labels_agree_with_node"
@@ -24,133 +28,18 @@ GPU_ON_CPU, CPU_TAINT = "test_gpu_pod_not_placed_on_cpu_node", "test_cpu_node_ha
 GPU_CHECKS = {PLUGIN, ALLOC, GFD, OPERATOR, EFA_PLUGIN, SMI, FACTS, ONE, NONE, SMOKE, TAINT, PENDING, ADMITTED, ERT}
 CPU_CHECKS = {GPU_ON_CPU, CPU_TAINT}
 LIST_H200 = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi" / "list-L-h200-590.txt"   # real `nvidia-smi -L`
-BOTH_TAINTS = """cluster:
+# A profile that expects only the NVIDIA taint (the default accepts gpu-workload too, and auto-mode's own
+# profile section adds it): the user's profile is merged over the scenario's.
+NVIDIA_TAINT_ONLY = """cluster:
   gpu_taints:
     - {key: nvidia.com/gpu, effect: NoSchedule}
-    - {key: gpu-workload, effect: NoSchedule}
 """
-
-
-class SuiteRun:
-    """One subprocess run of the three suites: outcome per (test, node id) and the whole output."""
-
-    def __init__(self, pytester: pytest.Pytester, plugin_args: list[str], scenario: str, *extra: str) -> None:
-        result = pytester.runpytest_subprocess(*(str(SUITES / m) for m in MODULES), f"--sim={scenario}", "-v", "-rfs",
-                                               "-p", "no:cacheprovider", "--noconftest", "--gpucluster-no-report",
-                                               *extra, *plugin_args)
-        self.text = result.stdout.str()
-        self.outcomes = {(test, ident): outcome for test, ident, outcome in re.findall(
-            r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR)", self.text)}
-
-    def of(self, test: str) -> dict[str, str]:
-        return {ident: outcome for (t, ident), outcome in self.outcomes.items() if t == test}
-
-    def not_passed(self) -> dict[tuple[str, str], str]:
-        return {key: outcome for key, outcome in self.outcomes.items() if outcome != "PASSED"}
-
-
-def scenario_file(pytester: pytest.Pytester, name: str, body: str) -> str:
-    path = pytester.path / f"{name}.yaml"
-    path.write_text(f"description: {name}\nextends: healthy\n{body}")
-    return str(path)
-
-
-def fault_node(run: SuiteRun, test: str) -> str:
-    """The one node id the test failed on."""
-    failed = [ident for ident, outcome in run.of(test).items() if outcome == "FAILED"]
-    assert len(failed) == 1, run.text
-    return failed[0]
-
-
-@pytest.mark.parametrize("scenario, itype, skipped", [
-    ("healthy", "p5.48xlarge", {OPERATOR}),
-    ("g5-single-efa", "g5.48xlarge", {OPERATOR}),
-    ("api-flaky", "p5.48xlarge", {OPERATOR}),
-    ("auto-mode", "p5.48xlarge", {OPERATOR, GFD}),   # no GFD on Auto Mode; plugins judged by allocatable
-])
-def test_every_check_passes(pytester: pytest.Pytester, plugin_args: list[str], scenario: str, itype: str,
-                            skipped: set[str]) -> None:
-    extra: tuple[str, ...] = ()
-    if scenario == "auto-mode":   # Auto Mode NodePools taint with gpu-workload: the profile must say so
-        profile = pytester.path / "both-taints.yaml"
-        profile.write_text(BOTH_TAINTS)
-        extra = ("--gpucluster-profile", str(profile))
-    run = SuiteRun(pytester, plugin_args, scenario, *extra)
-    assert {t for t, _ in run.outcomes} == GPU_CHECKS | CPU_CHECKS, run.text
-    gpu_ids = {ident for (t, ident) in run.outcomes if t in GPU_CHECKS}
-    assert len(gpu_ids) == 2 and all(i.endswith(f"/{itype}") for i in gpu_ids), run.text
-    assert {t for (t, _), outcome in run.outcomes.items() if outcome != "PASSED"} == skipped, run.text
-    assert "teardown clean: nothing labelled" in run.text
-
-
-def test_gpu_missing_fails_the_count_only(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "gpu-missing")
-    node = fault_node(run, SMI)
-    assert run.not_passed() == {(SMI, node): "FAILED", **{(OPERATOR, i): "SKIPPED" for i in run.of(OPERATOR)}}, \
-        run.text
-    assert f"GPU count mismatch on {node}: expected 8 (profile), allocatable 8, nvidia-smi saw 7" in run.text
-
-
-def test_driver_unreachable_fails_smi_and_cuda(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "driver-unreachable")
-    node = fault_node(run, SMI)
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing == {(SMI, node), (SMOKE, node)}, run.text
-    assert run.of(FACTS)[node] == run.of(ONE)[node] == "SKIPPED", run.text
-    assert f"NVIDIA driver unreachable on {node}" in run.text
-    assert "couldn't communicate with the NVIDIA driver" in run.text
-    assert "torch.cuda.is_available() is False" in run.text
-
-
-def test_device_plugin_not_ready_fails_plugin_and_count(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "device-plugin-not-ready")
-    node = fault_node(run, PLUGIN)
-    assert run.of(SMI)[node] == "FAILED", run.text
-    # A crash-looping plugin is Ready for moments between crashes: allocatable may be caught at 8 then.
-    assert run.of(ALLOC)[node] in ("FAILED", "PASSED"), run.text
-    assert {run.of(t)[node] for t in (FACTS, ONE, SMOKE)} == {"SKIPPED"}, run.text
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing - {(ALLOC, node)} == {(PLUGIN, node), (SMI, node)}, run.text
-    assert f"NVIDIA device plugin not ready on {node}" in run.text and "CrashLoopBackOff" in run.text
-
-
-def test_never_ready_plugin_fails_allocatable_too(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    scenario = scenario_file(pytester, "plugin-never-ready",
-                             "faults:\n  - {kind: device-plugin-not-ready, nodes: [1], behaviour: never-ready}\n")
-    run = SuiteRun(pytester, plugin_args, scenario)
-    node = fault_node(run, PLUGIN)
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing == {(PLUGIN, node), (ALLOC, node), (SMI, node)}, run.text
-    assert f"GPU count mismatch on {node}: expected nvidia.com/gpu allocatable 8" in run.text
-
-
-def test_taint_missing_fails_the_taint_checks(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "taint-missing")
-    node = fault_node(run, TAINT)
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing == {(TAINT, node), (PENDING, node)}, run.text
-    assert f"Missing GPU taint on {node}: expected one of nvidia.com/gpu:NoSchedule" in run.text
-    assert f"Taint not enforced on {node}" in run.text
-
-
-def test_efa_plugin_untolerated_fails_the_efa_plugin_check(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "efa-plugin-untolerated")
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert {t for t, _ in failing} == {EFA_PLUGIN} and len(failing) == 2, run.text
-    assert "does not tolerate the node's taint(s) nvidia.com/gpu:NoSchedule" in run.text
-
-
-def test_auto_mode_with_the_default_profile_reports_the_other_taint(pytester: pytest.Pytester,
-                                                                    plugin_args: list[str]) -> None:
-    run = SuiteRun(pytester, plugin_args, "auto-mode")
-    failing = {t for (t, _), outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing == {TAINT, ADMITTED}, run.text
-    assert "observed gpu-workload=true:NoSchedule" in run.text and "set cluster.gpu_taints" in run.text
-
-
-def test_gpu_leak_fails_the_no_gpu_isolation_check(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    # The nodes' `nvidia-smi -L` always lists a GPU, as with NVIDIA_VISIBLE_DEVICES=all honoured by the runtime.
-    scenario = scenario_file(pytester, "gpu-leak", """nodes:
+NEVER_READY = custom("plugin-never-ready", "faults:\n  - {kind: device-plugin-not-ready, nodes: [1], "
+                     "behaviour: never-ready}\n", *PATHS)
+AUTO_MODE_NVIDIA_ONLY = custom("auto-mode-nvidia-taint-only", "", *PATHS, extends="auto-mode",
+                               profile=NVIDIA_TAINT_ONLY)
+# The nodes' `nvidia-smi -L` always lists a GPU, as with NVIDIA_VISIBLE_DEVICES=all honoured by the runtime.
+GPU_LEAK = custom("gpu-leak", """nodes:
   - instance_type: p5.48xlarge
     count: 2
     zone: us-west-2a
@@ -162,15 +51,8 @@ def test_gpu_leak_fails_the_no_gpu_isolation_check(pytester: pytest.Pytester, pl
     count: 2
     zone: us-west-2a
     labels: {workload: system}
-""" % LIST_H200)
-    run = SuiteRun(pytester, plugin_args, scenario)
-    failing = {t for (t, _), outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert failing == {NONE}, run.text
-    assert "GPU leak on" in run.text and "a pod requesting no nvidia.com/gpu should see no GPU; observed 1" in run.text
-
-
-def test_gpu_taint_on_cpu_nodes_fails_the_cpu_check(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    scenario = scenario_file(pytester, "cpu-tainted", """nodes:
+""" % LIST_H200, *PATHS)
+CPU_TAINTED = custom("cpu-tainted", """nodes:
   - instance_type: p5.48xlarge
     count: 2
     zone: us-west-2a
@@ -180,17 +62,143 @@ def test_gpu_taint_on_cpu_nodes_fails_the_cpu_check(pytester: pytest.Pytester, p
     count: 2
     zone: us-west-2a
     taints: [{key: nvidia.com/gpu, effect: NoSchedule}]
-""")
-    run = SuiteRun(pytester, plugin_args, scenario)
-    failing = {key for key, outcome in run.not_passed().items() if outcome == "FAILED"}
-    assert {t for t, _ in failing} == {CPU_TAINT} and len(failing) == 2, run.text
-    assert "GPU taint on CPU-only node" in run.text
+""", *PATHS)
+OPERATOR_NOT_READY = custom("operator-not-ready", "operators:\n  nvidia_device_plugin: gpu-operator\n"
+                                                  "  gpu_operator: {installed: true, state: notReady}\n", *PATHS)
+
+Shipped = Callable[[str], Results]
+Custom = Callable[[SuiteSpec], Results]
 
 
-def test_gpu_operator_not_ready_fails_the_operator_check(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
-    scenario = scenario_file(pytester, "operator-not-ready", "operators:\n  nvidia_device_plugin: gpu-operator\n"
-                                                              "  gpu_operator: {installed: true, state: notReady}\n")
-    run = SuiteRun(pytester, plugin_args, scenario)
-    assert set(run.of(OPERATOR).values()) == {"FAILED"}, run.text
-    assert "ClusterPolicy cluster-policy status.state='notReady'" in run.text
-    assert set(run.of(PLUGIN).values()) == {"PASSED"}, run.text   # found in the gpu-operator namespace
+@pytest.fixture
+def shipped(suite_result: Callable[[str], SuiteRun]) -> Shipped:
+    """shipped(scenario): this file's three modules in the session's run of a shipped scenario."""
+    return lambda scenario: Results(suite_result(scenario), *MODULES)
+
+
+@pytest.fixture
+def custom_run(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> Custom:
+    """custom_run(spec): this file's three modules in a custom scenario's run."""
+    return lambda spec: Results(custom_suite_result(spec), *MODULES)
+
+
+def fault_node(run: Results, test: str) -> str:
+    """The one node id the test failed on."""
+    failed = [ident for ident, outcome in run.of(test).items() if outcome == FAILED]
+    assert len(failed) == 1, run
+    return failed[0]
+
+
+def failing_keys(run: Results) -> set[tuple[str, str]]:
+    return {key for key, outcome in run.not_passed().items() if outcome == FAILED}
+
+
+@pytest.mark.parametrize("scenario, itype, skipped", [
+    ("healthy", "p5.48xlarge", {OPERATOR}),
+    ("g5-single-efa", "g5.48xlarge", {OPERATOR}),
+    ("api-flaky", "p5.48xlarge", {OPERATOR}),
+    # no GFD on Auto Mode; plugins judged by allocatable. Its gpu-workload taint comes from the scenario's profile.
+    ("auto-mode", "p5.48xlarge", {OPERATOR, GFD}),
+])
+def test_every_check_passes(shipped: Shipped, scenario: str, itype: str, skipped: set[str]) -> None:
+    run = shipped(scenario)
+    assert {t for t, _ in run.outcomes} == GPU_CHECKS | CPU_CHECKS, run
+    gpu_ids = {ident for (t, ident) in run.outcomes if t in GPU_CHECKS}
+    assert len(gpu_ids) == 2 and all(i.endswith(f"/{itype}") for i in gpu_ids), run
+    assert {t for (t, _), outcome in run.outcomes.items() if outcome != PASSED} == skipped, run
+    assert {outcome for (t, _), outcome in run.outcomes.items() if t in skipped} == {SKIPPED}, run
+    assert "teardown clean: nothing labelled" in run.stdout, run
+
+
+@pytest.mark.suites("gpu-missing")
+def test_gpu_missing_fails_the_count_only(shipped: Shipped) -> None:
+    run = shipped("gpu-missing")
+    node = fault_node(run, SMI)
+    assert run.not_passed() == {(SMI, node): FAILED, **{(OPERATOR, i): SKIPPED for i in run.of(OPERATOR)}}, run
+    assert f"GPU count mismatch on {node}: expected 8 (profile), allocatable 8, nvidia-smi saw 7" in \
+        "".join(run.messages_of(SMI, node)), run
+
+
+@pytest.mark.suites("driver-unreachable")
+def test_driver_unreachable_fails_smi_and_cuda(shipped: Shipped) -> None:
+    run = shipped("driver-unreachable")
+    node = fault_node(run, SMI)
+    assert failing_keys(run) == {(SMI, node), (SMOKE, node)}, run
+    assert run.of(FACTS)[node] == run.of(ONE)[node] == SKIPPED, run
+    smi, smoke = "".join(run.messages_of(SMI, node)), "".join(run.messages_of(SMOKE, node))
+    assert f"NVIDIA driver unreachable on {node}" in smi, run
+    assert "couldn't communicate with the NVIDIA driver" in smi, run
+    assert "torch.cuda.is_available() is False" in smoke, run
+
+
+@pytest.mark.suites("device-plugin-not-ready")
+def test_device_plugin_not_ready_fails_plugin_and_count(shipped: Shipped) -> None:
+    run = shipped("device-plugin-not-ready")
+    node = fault_node(run, PLUGIN)
+    assert run.of(SMI)[node] == FAILED, run
+    # A crash-looping plugin is Ready for moments between crashes: allocatable may be caught at 8 then.
+    assert run.of(ALLOC)[node] in (FAILED, PASSED), run
+    assert {run.of(t)[node] for t in (FACTS, ONE, SMOKE)} == {SKIPPED}, run
+    assert failing_keys(run) - {(ALLOC, node)} == {(PLUGIN, node), (SMI, node)}, run
+    plugin = "".join(run.messages_of(PLUGIN, node))
+    assert f"NVIDIA device plugin not ready on {node}" in plugin and "CrashLoopBackOff" in plugin, run
+
+
+@pytest.mark.suites(NEVER_READY)
+def test_never_ready_plugin_fails_allocatable_too(custom_run: Custom) -> None:
+    run = custom_run(NEVER_READY)
+    node = fault_node(run, PLUGIN)
+    assert failing_keys(run) == {(PLUGIN, node), (ALLOC, node), (SMI, node)}, run
+    assert f"GPU count mismatch on {node}: expected nvidia.com/gpu allocatable 8" in \
+        "".join(run.messages_of(ALLOC, node)), run
+
+
+@pytest.mark.suites("taint-missing")
+def test_taint_missing_fails_the_taint_checks(shipped: Shipped) -> None:
+    run = shipped("taint-missing")
+    node = fault_node(run, TAINT)
+    assert failing_keys(run) == {(TAINT, node), (PENDING, node)}, run
+    assert f"Missing GPU taint on {node}: expected one of nvidia.com/gpu:NoSchedule" in \
+        "".join(run.messages_of(TAINT, node)), run
+    assert f"Taint not enforced on {node}" in "".join(run.messages_of(PENDING, node)), run
+
+
+@pytest.mark.suites("efa-plugin-untolerated")
+def test_efa_plugin_untolerated_fails_the_efa_plugin_check(shipped: Shipped) -> None:
+    run = shipped("efa-plugin-untolerated")
+    failing = failing_keys(run)
+    assert {t for t, _ in failing} == {EFA_PLUGIN} and len(failing) == 2, run
+    for message in run.messages_of(EFA_PLUGIN):
+        assert "does not tolerate the node's taint(s) nvidia.com/gpu:NoSchedule" in message, run
+
+
+@pytest.mark.suites(AUTO_MODE_NVIDIA_ONLY)
+def test_auto_mode_with_a_profile_expecting_only_the_nvidia_taint_reports_the_other(custom_run: Custom) -> None:
+    run = custom_run(AUTO_MODE_NVIDIA_ONLY)
+    assert {t for t, _ in failing_keys(run)} == {TAINT, ADMITTED}, run
+    taint = run.messages(FAILED)
+    assert "observed gpu-workload=true:NoSchedule" in taint and "set cluster.gpu_taints" in taint, run
+
+
+@pytest.mark.suites(GPU_LEAK)
+def test_gpu_leak_fails_the_no_gpu_isolation_check(custom_run: Custom) -> None:
+    run = custom_run(GPU_LEAK)
+    assert {t for t, _ in failing_keys(run)} == {NONE}, run
+    leak = run.messages(FAILED)
+    assert "GPU leak on" in leak and "a pod requesting no nvidia.com/gpu should see no GPU; observed 1" in leak, run
+
+
+@pytest.mark.suites(CPU_TAINTED)
+def test_gpu_taint_on_cpu_nodes_fails_the_cpu_check(custom_run: Custom) -> None:
+    run = custom_run(CPU_TAINTED)
+    failing = failing_keys(run)
+    assert {t for t, _ in failing} == {CPU_TAINT} and len(failing) == 2, run
+    assert "GPU taint on CPU-only node" in run.messages(FAILED), run
+
+
+@pytest.mark.suites(OPERATOR_NOT_READY)
+def test_gpu_operator_not_ready_fails_the_operator_check(custom_run: Custom) -> None:
+    run = custom_run(OPERATOR_NOT_READY)
+    assert set(run.of(OPERATOR).values()) == {FAILED}, run
+    assert "ClusterPolicy cluster-policy status.state='notReady'" in run.messages(FAILED), run
+    assert set(run.of(PLUGIN).values()) == {PASSED}, run   # found in the gpu-operator namespace

@@ -1,15 +1,21 @@
-"""suites/test_nccl.py end to end against the simulated cluster: passes where healthy, each NCCL fault fails its check."""
+"""suites/test_nccl.py end to end against the simulated cluster: passes where healthy, each NCCL fault fails its check.
+Shipped scenarios are read from the session's one suite run per scenario (shared with the fault matrix), judged by
+the default profile merged with the scenario's; g5.48xlarge has no published floor, so its run sets test floors."""
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-SUITE = Path(__file__).resolve().parents[2] / "suites" / "test_nccl.py"
+from pytest_gpucluster.profile import load_profile
+from tests.reliability.suite_runs import SuiteRun
+from tests.suite_cache import PASSED, SKIPPED, Results, SuiteSpec, custom
 
+MODULE = "test_nccl"
 ONE_CORRECT = "test_all_reduce_is_correct_on_one_node"
 ONE_BW = "test_bus_bandwidth_on_one_node_meets_floor"
 MULTI_CORRECT = "test_all_reduce_is_correct_across_nodes"
@@ -17,20 +23,27 @@ MULTI_EFA = "test_nccl_uses_efa_across_nodes"
 MULTI_BW = "test_bus_bandwidth_across_nodes_meets_floor"
 ALL = {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_EFA, MULTI_BW}
 
-# Test thresholds for what the default profile leaves unset (no published figure): a single-node floor for
-# p5.48xlarge and floors for g5.48xlarge. The 2-node p5.48xlarge floors stay the default profile's.
-TEST_PROFILE = """\
+
+def _p5_floors_at_2g() -> dict[int, float]:
+    """The floors the default profile sets for p5.48xlarge at 2 GB (1 node: NVLink-bound; 2 nodes: published runs)."""
+    p5 = load_profile().for_instance("p5.48xlarge")
+    assert p5 is not None, "the default profile has no p5.48xlarge entry"
+    return {nodes: p5.nccl_floors[nodes][2 << 30] for nodes in (1, 2)}
+
+
+P5_FLOORS = _p5_floors_at_2g()
+
+# Test thresholds for what the default profile leaves unset (no published figure): floors for g5.48xlarge.
+G5_PROFILE = """\
 instances:
-  p5.48xlarge:
-    nccl:
-      all_reduce_busbw_floor_gbs:
-        1: {2G: 430}
   g5.48xlarge:
     nccl:
       all_reduce_busbw_floor_gbs:
         1: {2G: 15}
         2: {2G: 10}
 """
+G5_WITH_FLOORS = custom("g5-with-floors", "", f"suites/{MODULE}.py", extends="g5-single-efa", profile=G5_PROFILE)
+NO_MPI_OPERATOR = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", f"suites/{MODULE}.py")
 
 
 @dataclass
@@ -42,29 +55,19 @@ class Case:
     properties: dict[str, str]
 
 
-def run_suite(pytester: pytest.Pytester, plugin_args: list[str], *args: str) -> tuple[list[Case], str]:
-    """Run the suite in a subprocess; outcomes per test id from its JUnit XML."""
-    profile = pytester.path / "nccl-profile.yaml"
-    profile.write_text(TEST_PROFILE)
-    junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess(str(SUITE), "-p", "no:cacheprovider", "--gpucluster-no-report", "-rA",
-                                           f"--junitxml={junit}", f"--gpucluster-profile={profile}",
-                                           *plugin_args, *args)
-    text = result.stdout.str() + result.stderr.str()
-    assert junit.exists(), text
-    cases = []
-    for tc in ET.parse(junit).getroot().iter("testcase"):
-        match = re.match(r"(test_\w+)\[(.*)\]$", tc.get("name", ""))
-        assert match, tc.get("name")
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            el = tc.find(tag)
-            if el is not None:
-                outcome = {"failure": "failed", "error": "failed", "skipped": "skipped"}[tag]
-                message = (el.get("message") or "") + "\n" + (el.text or "")
-        props = {p.get("name", ""): p.get("value", "") for p in tc.iter("property")}
-        cases.append(Case(match.group(1), match.group(2), outcome, message, props))
-    return cases, text
+def cases_of(run: Results) -> list[Case]:
+    """The NCCL module's cases with their JUnit properties (the measurements)."""
+    props = run.properties()
+    return [Case(c.function, c.param, "failed" if c.outcome == "error" else c.outcome, c.message,
+                 props.get((c.function, c.param), {})) for c in run.cases]
+
+
+@pytest.fixture
+def shipped(suite_result: Callable[[str], SuiteRun]) -> Callable[[str], tuple[list[Case], Results]]:
+    def get(scenario: str) -> tuple[list[Case], Results]:
+        run = Results(suite_result(scenario), MODULE)
+        return cases_of(run), run
+    return get
 
 
 def outcomes(cases: list[Case]) -> dict[str, set[str]]:
@@ -78,14 +81,8 @@ def value(case: Case, name: str) -> float:
     return float(case.properties[name].split()[0])
 
 
-@pytest.mark.parametrize("scenario, itype", [
-    ("healthy", "p5.48xlarge"), ("auto-mode", "p5.48xlarge"), ("g5-single-efa", "g5.48xlarge"),
-    ("api-flaky", "p5.48xlarge"),
-])
-def test_every_nccl_check_passes(pytester: pytest.Pytester, plugin_args: list[str], scenario: str,
-                                 itype: str) -> None:
-    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
-    assert outcomes(cases) == {name: {"passed"} for name in ALL}, text
+def check_every_nccl_check_passes(cases: list[Case], run: Results, itype: str) -> None:
+    assert outcomes(cases) == {name: {PASSED} for name in ALL}, run
     for case in cases:  # ids name the node(s) and the instance type
         assert case.id.endswith(f"/{itype}") and case.id.count("/") == 1, case.id
     multi = next(c for c in cases if c.test == MULTI_BW)
@@ -99,12 +96,26 @@ def test_every_nccl_check_passes(pytester: pytest.Pytester, plugin_args: list[st
     assert 0 < value(multi, "peak busbw / physical ceiling") < 150
 
 
-def test_healthy_p5_numbers_are_plausible(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+@pytest.mark.parametrize("scenario", ["healthy", "auto-mode", "api-flaky"])
+def test_every_nccl_check_passes(shipped: Callable[[str], tuple[list[Case], Results]], scenario: str) -> None:
+    cases, run = shipped(scenario)
+    check_every_nccl_check_passes(cases, run, "p5.48xlarge")
+
+
+@pytest.mark.suites(G5_WITH_FLOORS)
+def test_every_nccl_check_passes_on_g5_with_floors(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
+    """g5-single-efa (one EFA, no GPUDirect RDMA) judged against floors a g5 owner would set from a baseline."""
+    run = Results(custom_suite_result(G5_WITH_FLOORS), MODULE)
+    check_every_nccl_check_passes(cases_of(run), run, "g5.48xlarge")
+
+
+@pytest.mark.suites("healthy")
+def test_healthy_p5_numbers_are_plausible(shipped: Callable[[str], tuple[list[Case], Results]]) -> None:
     """2x p5.48xlarge: published 443.72 GB/s at 2 GB (aws-samples nccl-tests README); 8x H100 in one node ~480."""
-    cases, text = run_suite(pytester, plugin_args, "--sim=healthy")
+    cases, run = shipped("healthy")
     by_test = {c.test: c for c in cases}
-    assert 400 <= value(by_test[MULTI_BW], "out-of-place busbw at 2G") <= 500, text
-    assert 430 <= value(by_test[ONE_BW], "out-of-place busbw at 2G") <= 600, text
+    assert 400 <= value(by_test[MULTI_BW], "out-of-place busbw at 2G") <= 500, run
+    assert 430 <= value(by_test[ONE_BW], "out-of-place busbw at 2G") <= 600, run
 
 
 @pytest.mark.parametrize("scenario, failing, messages", [
@@ -114,33 +125,54 @@ def test_healthy_p5_numbers_are_plausible(pytester: pytest.Pytester, plugin_args
      ["all_reduce results are wrong", "#wrong > 0", "Out of bounds values: ", "Test failure",
       "not judged: the run's results are wrong"]),
     ("nccl-low-bandwidth", {ONE_BW, MULTI_BW},
-     ["bus bandwidth below the profile floor", "at 2G expected >= 400 GB/s, observed",
-      "at 2G expected >= 430 GB/s, observed", "of the 400 GB/s per-node network bandwidth"]),
+     ["bus bandwidth below the profile floor", f"at 2G expected >= {P5_FLOORS[2]:g} GB/s, observed",
+      f"at 2G expected >= {P5_FLOORS[1]:g} GB/s, observed", "of the 400 GB/s per-node network bandwidth"]),
 ])
-def test_fault_fails_its_checks(pytester: pytest.Pytester, plugin_args: list[str], scenario: str,
+def test_fault_fails_its_checks(shipped: Callable[[str], tuple[list[Case], Results]], scenario: str,
                                 failing: set[str], messages: list[str]) -> None:
-    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
+    cases, run = shipped(scenario)
     seen = outcomes(cases)
-    assert {name for name, o in seen.items() if "failed" in o} == failing, text
-    assert all(o == {"passed"} for name, o in seen.items() if name not in failing), text
+    assert {name for name, o in seen.items() if "failed" in o} == failing, run
+    assert all(o == {PASSED} for name, o in seen.items() if name not in failing), run
     failures = "\n".join(c.message for c in cases if c.outcome == "failed")
     for message in messages:
         assert message in failures, f"{message!r} not in:\n{failures}"
 
 
-def test_without_mpi_operator_multi_node_skips_with_install_hint(pytester: pytest.Pytester,
-                                                                  plugin_args: list[str]) -> None:
-    scenario = pytester.path / "no-mpi-operator.yaml"
-    scenario.write_text("description: healthy without the MPI operator\nextends: healthy\n"
-                        "operators: {mpi_operator: false}\n")
-    cases, text = run_suite(pytester, plugin_args, f"--sim={scenario}")
+@pytest.mark.suites(NO_MPI_OPERATOR)
+def test_without_mpi_operator_multi_node_skips_with_install_hint(
+        custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
+    run = Results(custom_suite_result(NO_MPI_OPERATOR), MODULE)
+    cases = cases_of(run)
     seen = outcomes(cases)
-    assert seen == {ONE_CORRECT: {"passed"}, ONE_BW: {"passed"}, MULTI_CORRECT: {"skipped"},
-                    MULTI_EFA: {"skipped"}, MULTI_BW: {"skipped"}}, text
+    assert seen == {ONE_CORRECT: {PASSED}, ONE_BW: {PASSED}, MULTI_CORRECT: {SKIPPED},
+                    MULTI_EFA: {SKIPPED}, MULTI_BW: {SKIPPED}}, run
     for case in cases:
-        if case.outcome == "skipped":
+        if case.outcome == SKIPPED:
             assert "the MPI operator is not installed (no mpijobs.kubeflow.org/v2beta1 API)" in case.message
             assert "kubeflow/mpi-operator" in case.message
+
+
+def run_suite(pytester: pytest.Pytester, plugin_args: list[str], *args: str) -> tuple[list[Case], str]:
+    """Run the suite in a subprocess against a cluster given by args; outcomes per test id from its JUnit XML."""
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(str(Path(__file__).resolve().parents[2] / "suites" / "test_nccl.py"),
+                                           "-p", "no:cacheprovider", "--gpucluster-no-report", "-rA",
+                                           f"--junitxml={junit}", *plugin_args, *args)
+    text = result.stdout.str() + result.stderr.str()
+    assert junit.exists(), text
+    cases = []
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        match = re.match(r"(test_\w+)\[(.*)\]$", tc.get("name", ""))
+        assert match, tc.get("name")
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = tc.find(tag)
+            if el is not None:
+                outcome = {"failure": "failed", "error": "failed", "skipped": "skipped"}[tag]
+                message = (el.get("message") or "") + "\n" + (el.text or "")
+        cases.append(Case(match.group(1), match.group(2), outcome, message, {}))
+    return cases, text
 
 
 def test_nothing_from_the_run_remains(pytester: pytest.Pytester, plugin_args: list[str],

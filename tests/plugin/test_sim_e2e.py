@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
+
+from tests.reliability.suite_runs import SuiteRun
+from tests.suite_cache import Results, SuiteSpec, custom
 
 pytest.importorskip("pytest_gpucluster.sim.launcher", reason="simulated cluster not available yet")
 
 SUITES = Path(__file__).resolve().parents[2] / "suites"
+# The whole suite on healthy restricted to deploy/rbac.yaml; run once per session (tests/suite_cache.py).
+RBAC_ONLY = custom("rbac-only", "rbac:\n  restrict: true\n")
 
 SUITE = """
 import pytest
@@ -129,14 +136,13 @@ def test_keep_leaves_the_namespace_and_says_so(pytester: pytest.Pytester, plugin
     result.stdout.fnmatch_lines(["gpucluster: kept namespace gpucluster-* (--gpucluster-keep)"])
 
 
-def test_the_shipped_suites_stay_inside_deploy_rbac(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+@pytest.mark.suites(RBAC_ONLY)
+def test_the_shipped_suites_stay_inside_deploy_rbac(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
     """Every acceptance suite (probes, fleets, NodePools, MPIJobs, AWS) against the RBAC-restricted simulator:
     a call outside deploy/rbac.yaml would fail its test with 403 Forbidden."""
-    pytester.makefile(".yaml", rbac_only="extends: healthy\nrbac:\n  restrict: true\n")
-    result = pytester.runpytest(*plugin_args, str(SUITES), "--sim=rbac_only.yaml", "--gpucluster-no-report",
-                                "-p", "no:cacheprovider")
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
-    assert outcomes.get("passed", 0) >= 20
-    assert "forbidden" not in result.stdout.str().lower()
-    result.stdout.fnmatch_lines(["gpucluster: teardown clean*"])
+    run = Results(custom_suite_result(RBAC_ONLY))
+    outcomes = Counter(c.outcome for c in run.cases)
+    assert outcomes["failed"] == 0 and outcomes["error"] == 0, run
+    assert outcomes["passed"] >= 20, run
+    assert "forbidden" not in (run.stdout + run.run.stderr).lower(), run
+    assert any(line.startswith("gpucluster: teardown clean") for line in run.stdout.splitlines()), run
