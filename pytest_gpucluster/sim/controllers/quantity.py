@@ -61,12 +61,31 @@ def resource_list(values: Mapping[str, Any] | None) -> dict[str, Fraction]:
     return {name: parse_quantity(q) for name, q in (values or {}).items()}
 
 
+_REQUESTS_CACHE: dict[tuple[str, str], dict[str, Fraction]] = {}
+_REQUESTS_CACHE_SIZE = 20000
+
+
 def pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
-    """Effective requests of a pod as kube-scheduler computes them.
+    """Effective requests of a pod as kube-scheduler computes them (a fresh dict the caller may edit).
 
     Sum over containers, max with each init container, plus overhead. A container that sets a
-    limit but no request for a resource requests its limit (API defaulting).
+    limit but no request for a resource requests its limit (API defaulting). Stored pods (with a uid
+    and resourceVersion) are parsed once per version: the scheduler asks for them on every pass.
     """
+    meta = pod.get("metadata") or {}
+    key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+    if not key[0] or not key[1]:
+        return _pod_requests(pod)
+    cached = _REQUESTS_CACHE.get(key)
+    if cached is None:
+        cached = _pod_requests(pod)     # QuantityError propagates and is not cached
+        if len(_REQUESTS_CACHE) >= _REQUESTS_CACHE_SIZE:
+            _REQUESTS_CACHE.clear()
+        _REQUESTS_CACHE[key] = cached
+    return dict(cached)
+
+
+def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
     spec = pod.get("spec") or {}
 
     def container_requests(container: Mapping[str, Any]) -> dict[str, Fraction]:

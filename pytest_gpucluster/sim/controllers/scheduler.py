@@ -30,6 +30,7 @@ class _Attempt:
     message: str
     at: float
     backoff: float
+    state: tuple[Any, ...] = ()   # what the message was computed from (see Scheduler._state)
 
 
 def needs_gpu_toleration(pod: dict[str, Any]) -> bool:
@@ -96,7 +97,11 @@ class Scheduler(Controller):
             return
         usage: dict[str, NodeUsage] = {}      # per pass, filled on first use of a node
         pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+        now = self.clock()
         for pod in pending:
+            attempt = self._attempts.get(pod["metadata"]["uid"])
+            if attempt is not None and now - attempt.at < attempt.backoff and attempt.state == self._state(pod):
+                continue   # in backoff and nothing it depends on changed: it stays in the unschedulable queue
             # Pods created before the admission hook was registered get the toleration here.
             if self.extended_resource_toleration and needs_gpu_toleration(pod):
                 updated = self.try_mutate("pods", pod["metadata"]["namespace"], pod["metadata"]["name"],
@@ -114,6 +119,17 @@ class Scheduler(Controller):
         if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != DEFAULT_SCHEDULER or is_deleting(pod):
             return False
         return (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+
+    def _state(self, pod: dict[str, Any]) -> tuple[Any, ...]:
+        """Everything a pod's scheduling outcome depends on: the nodes, its tolerations, and the pods on
+        the nodes it is pinned to (all pods when it is not pinned)."""
+        candidates = self._nodes.candidates(pod)
+        if candidates is None:
+            placed: Any = self.store.generation("pods")
+        else:
+            placed = tuple(p["metadata"]["resourceVersion"] for node in candidates
+                           for p in self.store.pods_on_node(node["metadata"]["name"]))
+        return (self._nodes.generation, repr((pod.get("spec") or {}).get("tolerations")), placed)
 
     def _usage(self, usage: dict[str, NodeUsage], node_name: str) -> NodeUsage:
         found = usage.get(node_name)
@@ -204,6 +220,7 @@ class Scheduler(Controller):
         now = self.clock()
         attempt = self._attempts.get(meta["uid"])
         if attempt is not None and attempt.message == message and now - attempt.at < attempt.backoff:
+            attempt.state = self._state(pod)
             self.wake_in(attempt.at + attempt.backoff - now)
             return
         current = get_condition(pod, "PodScheduled")
@@ -219,5 +236,5 @@ class Scheduler(Controller):
         self.store.record_event(pod, "FailedScheduling", message, type="Warning", component=DEFAULT_SCHEDULER)
         backoff = INITIAL_BACKOFF_S if attempt is None or attempt.message != message else min(
             attempt.backoff * 2, MAX_BACKOFF_S)
-        self._attempts[meta["uid"]] = _Attempt(message, now, backoff)
+        self._attempts[meta["uid"]] = _Attempt(message, now, backoff, self._state(pod))
         self.wake_in(backoff)
