@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import calendar
 import collections
 import random
@@ -213,7 +214,7 @@ class Store:
         """Read-only view of the stored pods whose spec.nodeName is `node_name` ("" for unbound pods)."""
         return self._pods_by_node.get(node_name, {}).values()
 
-    def dependents(self, owner_uid: str, key: str) -> list[Obj]:
+    def dependents(self, owner_uid: str, key: str) -> "builtins.list[Obj]":
         """Read-only: the stored `key` objects with an ownerReference to `owner_uid` (no scan of all objects)."""
         objs = self._objects[self.resource(key).storage_key]
         found = (objs.get((ns, name)) for (k, ns, name) in self._dependents.get(owner_uid, ()) if k == key)

@@ -178,7 +178,7 @@ class Scheduler(Controller):
         if self._by_tolerations_generation != self._nodes.generation:
             self._by_tolerations = {}
             self._by_tolerations_generation = self._nodes.generation
-        probe = {"spec": {"tolerations": tolerations, "affinity": {"nodeAffinity": {
+        probe: dict[str, Any] = {"spec": {"tolerations": tolerations, "affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}}
         empty = NodeUsage({}, 0)
         everywhere = self._by_tolerations.get(key)
