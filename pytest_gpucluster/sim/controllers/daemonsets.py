@@ -189,6 +189,9 @@ class DaemonSetController(Controller):
             if not [p for p in by_node.get(node_name, []) if not is_deleting(p)
                     and (p.get("status") or {}).get("phase") != "Failed"]:
                 pod = build_daemon_pod(ds, node_name, self.behaviour(ds, node))
+                while self.store.exists("pods", namespace, pod["metadata"]["name"]):
+                    # 27^5 suffixes: thousands of daemon pods collide (generateName retries the same way)
+                    pod["metadata"]["name"] = f"{meta['name']}-{random_suffix()}"
                 created = self.store.create("pods", pod)
                 by_node.setdefault(node_name, []).append(created)
         self._write_status(ds, eligible, by_node)
