@@ -60,6 +60,7 @@ class Scheduler(Controller):
         self.extended_resource_toleration = extended_resource_toleration
         self._attempts: dict[str, _Attempt] = {}
         self._nodes = NodeIndex()
+        self._pinned: dict[str, tuple[int, list[dict[str, Any]] | None]] = {}   # uid -> (node generation, candidates)
         # tolerations -> reasons every node gives a pod pinned elsewhere (valid for one node generation)
         self._by_tolerations: dict[str, Counter[str]] = {}
         self._by_tolerations_generation = -1
@@ -93,6 +94,8 @@ class Scheduler(Controller):
         pending = [p for p in self.store.pods_on_node("") if self._should_schedule(p)]
         live = {p["metadata"]["uid"] for p in pending}
         self._attempts = {uid: a for uid, a in self._attempts.items() if uid in live}
+        if len(self._pinned) > 2 * len(live) + 64:
+            self._pinned = {uid: c for uid, c in self._pinned.items() if uid in live}
         if not pending:
             return
         usage: dict[str, NodeUsage] = {}      # per pass, filled on first use of a node
@@ -123,13 +126,21 @@ class Scheduler(Controller):
     def _state(self, pod: dict[str, Any]) -> tuple[Any, ...]:
         """Everything a pod's scheduling outcome depends on: the nodes, its tolerations, and the pods on
         the nodes it is pinned to (all pods when it is not pinned)."""
-        candidates = self._nodes.candidates(pod)
+        candidates = self._candidates(pod)
         if candidates is None:
             placed: Any = self.store.generation("pods")
         else:
             placed = tuple(p["metadata"]["resourceVersion"] for node in candidates
                            for p in self.store.pods_on_node(node["metadata"]["name"]))
         return (self._nodes.generation, repr((pod.get("spec") or {}).get("tolerations")), placed)
+
+    def _candidates(self, pod: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """NodeIndex.candidates, remembered per pod until a node changes (affinity and nodeSelector are immutable)."""
+        uid = pod["metadata"]["uid"]
+        cached = self._pinned.get(uid)
+        if cached is None or cached[0] != self._nodes.generation:
+            cached = self._pinned[uid] = (self._nodes.generation, self._nodes.candidates(pod))
+        return cached[1]
 
     def _usage(self, usage: dict[str, NodeUsage], node_name: str) -> NodeUsage:
         found = usage.get(node_name)
@@ -152,7 +163,7 @@ class Scheduler(Controller):
 
     def _schedule_one(self, pod: dict[str, Any], usage: dict[str, NodeUsage]) -> None:
         nodes = self._nodes.nodes
-        candidates = self._nodes.candidates(pod)
+        candidates = self._candidates(pod)
         reasons, feasible = self._filter(pod, nodes if candidates is None else candidates, usage)
         if feasible:
             best = max(feasible, key=lambda n: (node_score(pod, n, self._usage(usage, n["metadata"]["name"])),
