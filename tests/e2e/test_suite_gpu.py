@@ -63,8 +63,9 @@ CPU_TAINTED = custom("cpu-tainted", """nodes:
     zone: us-west-2a
     taints: [{key: nvidia.com/gpu, effect: NoSchedule}]
 """, *PATHS)
+# Its test judges two checks of test_device_plugins.py only.
 OPERATOR_NOT_READY = custom("operator-not-ready", "operators:\n  nvidia_device_plugin: gpu-operator\n"
-                                                  "  gpu_operator: {installed: true, state: notReady}\n", *PATHS)
+                                                  "  gpu_operator: {installed: true, state: notReady}\n", PATHS[0])
 
 Shipped = Callable[[str], Results]
 Custom = Callable[[SuiteSpec], Results]
