@@ -32,11 +32,17 @@ class Phase:
     max_delay_s: float       # the signal lands uniformly in [0, max_delay_s) after that object appeared
 
 
+# Images under .../slow-pull/ take 5 s to pull on the healthy scenario, so each phase lasts well beyond the
+# latest signal even on a loaded machine (a phase that ends before the signal would prove nothing).
+SLOW_CUDA = "--gpucluster-cuda-image=registry.example/slow-pull/cuda:13.0.2"
+SLOW_NCCL = "--gpucluster-nccl-image=registry.example/slow-pull/nccl-tests:1"
 PHASES = {
-    "fleet-probes": Phase("fleet-probes", ("suites/test_gpu_visibility.py",), (), "pods", 1.0),
+    "fleet-probes": Phase("fleet-probes", ("suites/test_gpu_visibility.py",), (SLOW_CUDA,), "pods", 1.0),
     "karpenter": Phase("karpenter", ("suites/test_karpenter.py",),
-                       ("-k", "provisioning_latency", "--gpucluster-costly"), "nodepools.karpenter.sh", 2.5),
-    "mpijob": Phase("mpijob", ("suites/test_nccl.py",), ("-k", "across_nodes"), "mpijobs.kubeflow.org", 1.0),
+                       ("-k", "provisioning_latency", "--gpucluster-costly", SLOW_CUDA), "nodepools.karpenter.sh",
+                       2.5),
+    "mpijob": Phase("mpijob", ("suites/test_nccl.py",), ("-k", "across_nodes", SLOW_NCCL), "mpijobs.kubeflow.org",
+                    1.0),
 }
 
 

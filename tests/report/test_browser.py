@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_suite import FAKE_SUITE
+from .fake_suite import FAKE_SUITE
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",

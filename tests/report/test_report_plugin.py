@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fake_suite import FAKE_SUITE  # tests/report/fake_suite.py (rootdir-relative import)
+from .fake_suite import FAKE_SUITE  # tests/report/fake_suite.py (rootdir-relative import)
 
 
 def test_report_folder_has_html_summary_and_junit(run_suite):
