@@ -48,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "tests.suite_cache.SuiteSpec) a test reads; the session starts them early")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read suite runs go last (otherwise in collection order): the other tests keep both processes
+    busy while the runs are made in the background, and a test reading one then rarely waits for it."""
+    items.sort(key=lambda item: bool(specs_of(item)))
+
+
 @pytest.fixture(scope="session")
 def suite_result(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SuiteRun]:
     """suite_result(scenario): the whole suite's run against a shipped scenario, once per session across xdist

@@ -239,7 +239,8 @@ class Results:
         return [c.message for c in self.cases if c.function == test and (ident is None or c.param == ident)]
 
     def skip_reasons(self) -> set[str]:
-        return {c.message for c in self.cases if c.outcome == SKIPPED}
+        """The distinct skip reasons (the first line of a skipped case's message: the JUnit `message`)."""
+        return {c.message.split("\n", 1)[0] for c in self.cases if c.outcome == SKIPPED}
 
     @property
     def stdout(self) -> str:

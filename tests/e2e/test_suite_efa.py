@@ -77,7 +77,7 @@ def test_untolerated_efa_plugin_fails_every_efa_node(shipped: Callable[[str], Re
     assert failing(run) == {ident: {ALLOC, FI_INFO, DEV_IB} for ident in run.nodes()}, run
     assert "does its DaemonSet tolerate the node's GPU taint?" in run.messages(FAILED), run
     fi_info = run.messages_of(FI_INFO)
-    assert len(fi_info) == 2 and all(m.count("observed fi_getinfo -61") == 1 for m in fi_info), run
+    assert len(fi_info) == 2 and all("observed fi_getinfo -61" in m for m in fi_info), run   # one per node
 
 
 @pytest.mark.suites(MEMLOCK_64K)

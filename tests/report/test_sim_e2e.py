@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("pytest_gpucluster.sim.launcher", reason="the simulated cluster is not available")
 if not (ROOT / "suites" / "test_nccl.py").exists():
     pytest.skip("suites/test_nccl.py is not in this checkout", allow_module_level=True)
+pytestmark = pytest.mark.suites("healthy", "nccl-low-bandwidth")
 
 
 @pytest.fixture
