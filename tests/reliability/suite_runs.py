@@ -74,7 +74,9 @@ def parse_junit(path: Path) -> list[Case]:
         for child in tc:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = {"failure": FAILED, "error": "error", "skipped": SKIPPED}[child.tag]
-                message = child.get("message", "") or (child.text or "")
+                # The message attribute is the short form (long assertion messages are cut); the element
+                # text holds the whole report, so a check's full message is searchable.
+                message = "\n".join(part for part in (child.get("message", ""), child.text or "") if part)
                 break
         cases.append(Case(module, tc.get("name", ""), outcome, message))
     return cases
