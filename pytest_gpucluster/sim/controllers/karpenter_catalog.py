@@ -72,23 +72,24 @@ def instance_labels(instance: InstanceType, prefix: str = AWS_PREFIX) -> dict[st
     return labels
 
 
+def _with_devices(resources: dict[str, str], instance: InstanceType) -> dict[str, str]:
+    """The resources plus the extended resources (GPUs, EFA interfaces) the instance has."""
+    out = dict(resources)
+    if instance.gpus:
+        out[GPU] = str(instance.gpus)
+    if instance.efa:
+        out[EFA] = str(instance.efa)
+    return out
+
+
 def instance_capacity(instance: InstanceType) -> dict[str, str]:
     """NodeClaim status.capacity: the node's capacity plus the extended resources the instance has."""
-    capacity = dict(instance.capacity())
-    if instance.gpus:
-        capacity[GPU] = str(instance.gpus)
-    if instance.efa:
-        capacity[EFA] = str(instance.efa)
-    return capacity
+    return _with_devices(instance.capacity(), instance)
 
 
 def instance_allocatable(instance: InstanceType) -> dict[str, str]:
-    allocatable = dict(instance.allocatable())
-    if instance.gpus:
-        allocatable[GPU] = str(instance.gpus)
-    if instance.efa:
-        allocatable[EFA] = str(instance.efa)
-    return allocatable
+    """NodeClaim status.allocatable: the node's allocatable plus the instance's extended resources."""
+    return _with_devices(instance.allocatable(), instance)
 
 
 @dataclass
