@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import AwsCallFailed
 from .session import AwsSession
@@ -88,17 +88,20 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
 
 def describe_instances(session: AwsSession, instance_ids: Iterable[str]) -> dict[str, InstanceInfo]:
     """Instances by id; ids EC2 does not know are simply absent from the result."""
-    ids = sorted(set(instance_ids))
     found: dict[str, InstanceInfo] = {}
-    for chunk in _chunks(ids):
-        # a Filter (not InstanceIds=) so that one unknown id does not fail the whole batch
-        reservations = session.collect("ec2", "describe_instances", "Reservations",
-                                       Filters=[{"Name": "instance-id", "Values": chunk}])
-        for reservation in reservations:
-            for inst in reservation.get("Instances", []):
-                info = _instance(inst)
-                found[info.instance_id] = info
+    for reservation in _by_filter(session, "describe_instances", "Reservations", "instance-id", instance_ids):
+        for inst in reservation.get("Instances", []):
+            info = _instance(inst)
+            found[info.instance_id] = info
     return found
+
+
+def _by_filter(session: AwsSession, operation: str, result_key: str, filter_name: str,
+               values: Iterable[str]) -> Iterator[Mapping[str, Any]]:
+    """An EC2 describe call in batches, selecting by a Filter (not by ids), so that one unknown id does not
+    fail the whole batch: unknown ids are simply absent."""
+    for chunk in _chunks(sorted(set(values))):
+        yield from session.collect("ec2", operation, result_key, Filters=[{"Name": filter_name, "Values": chunk}])
 
 
 def _instance(inst: Mapping[str, Any]) -> InstanceInfo:
@@ -142,16 +145,12 @@ def describe_instance_types(session: AwsSession, instance_types: Iterable[str]) 
 
 
 def describe_security_groups(session: AwsSession, group_ids: Iterable[str]) -> dict[str, SecurityGroupInfo]:
-    ids = sorted(set(group_ids))
     found: dict[str, SecurityGroupInfo] = {}
-    for chunk in _chunks(ids):
-        groups = session.collect("ec2", "describe_security_groups", "SecurityGroups",
-                                 Filters=[{"Name": "group-id", "Values": chunk}])
-        for group in groups:
-            found[group["GroupId"]] = SecurityGroupInfo(
-                group["GroupId"], group.get("GroupName", ""),
-                tuple(_rules(group.get("IpPermissions"))), tuple(_rules(group.get("IpPermissionsEgress"))),
-                _tags(group.get("Tags")))
+    for group in _by_filter(session, "describe_security_groups", "SecurityGroups", "group-id", group_ids):
+        found[group["GroupId"]] = SecurityGroupInfo(
+            group["GroupId"], group.get("GroupName", ""),
+            tuple(_rules(group.get("IpPermissions"))), tuple(_rules(group.get("IpPermissionsEgress"))),
+            _tags(group.get("Tags")))
     return found
 
 
