@@ -1,9 +1,7 @@
 """The pytest11 entry point: options and ini keys, markers, report header, the Run in config.stash, teardown."""
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
 from typing import Any, Generator
 
 import pytest
@@ -11,8 +9,9 @@ import pytest
 from .kube.errors import ClusterError
 from .kube.kubeconfig import KubeconfigError
 from .kube.progress import ProgressFactory
+from .options import add_options, resolve_options
 from .profile import load_profile
-from .run import DEFAULT_CUDA_IMAGE, DEFAULT_NCCL_IMAGE, DEFAULT_SCENARIO, DEFAULT_TIMEOUT_S, RUN_KEY, Run, RunOptions
+from .run import RUN_KEY, Run
 
 MARKERS = {
     "gpu": "GPU checks: device plugin, nvidia-smi in pods, GPU memory and product",
@@ -23,115 +22,8 @@ MARKERS = {
     "aws": "checks against AWS APIs (EC2, quotas, capacity)",
     "costly": "launches nodes (costs money): runs only with --gpucluster-costly, or by default with --sim",
 }
-# Fixtures that need the cluster: an item using one makes the run a suite run (connect, parametrize).
-CLUSTER_FIXTURES = frozenset({"cluster", "inventory", "run_probe", "run_fleet", "gpu_node", "efa_node", "cpu_node",
-                              "gpucluster_run", "probe_context", "k8s"})
-
-# (flag, ini/dest name, argparse kwargs, ini type, help)
-OPTIONS: list[tuple[str, str, dict[str, Any], str, str]] = [
-    ("--kubeconfig", "gpucluster_kubeconfig", {"metavar": "PATH"}, "string",
-     "kubeconfig file (default like kubectl: $KUBECONFIG paths, ~/.kube/config, then in-cluster service account)"),
-    ("--context", "gpucluster_context", {"metavar": "NAME"}, "string", "kubeconfig context (default: current-context)"),
-    ("--sim", "gpucluster_sim", {"nargs": "?", "const": DEFAULT_SCENARIO, "metavar": "SCENARIO"}, "string",
-     f"run against the simulated EKS GPU cluster (scenario name or YAML file; default {DEFAULT_SCENARIO}). "
-     "Write --sim=NAME when a test path follows."),
-    ("--gpucluster-profile", "gpucluster_profile", {"metavar": "FILE"}, "string",
-     "acceptance profile YAML, deep-merged over the default profile"),
-    ("--gpucluster-namespace", "gpucluster_namespace", {"metavar": "NAME"}, "string",
-     "namespace for probe pods (default: a fresh gpucluster-<run-id>, deleted at the end)"),
-    ("--gpucluster-keep", "gpucluster_keep", {"action": "store_true", "default": None}, "bool",
-     "keep everything the run created (for debugging); `gpucluster cleanup` removes it later"),
-    ("--gpucluster-cuda-image", "gpucluster_cuda_image", {"metavar": "IMAGE"}, "string",
-     f"image for GPU probe pods (default {DEFAULT_CUDA_IMAGE})"),
-    ("--gpucluster-nccl-image", "gpucluster_nccl_image", {"metavar": "IMAGE"}, "string",
-     f"image for nccl-tests (default {DEFAULT_NCCL_IMAGE})"),
-    ("--gpucluster-timeout", "gpucluster_timeout", {"metavar": "SECONDS"}, "string",
-     f"deadline for each probe pod, image pull included (default {DEFAULT_TIMEOUT_S:.0f})"),
-    ("--gpucluster-costly", "gpucluster_costly", {"action": "store_true", "default": None}, "bool",
-     "also run tests marked costly (they launch nodes); on by default with --sim"),
-    ("--gpucluster-nodes", "gpucluster_nodes", {"metavar": "SELECTOR"}, "string",
-     "only check nodes matching this label selector (e.g. karpenter.sh/nodepool=gpu)"),
-    ("--gpucluster-sample", "gpucluster_sample", {"metavar": "N"}, "string",
-     "check a deterministic sample of N nodes per instance type (large clusters)"),
-    ("--gpucluster-nccl-nodes", "gpucluster_nccl_nodes", {"metavar": "N"}, "string",
-     "nodes per multi-node NCCL all-reduce (MPIJob workers; default 2)"),
-    ("--gpucluster-nccl-every-node", "gpucluster_nccl_every_node", {"action": "store_true", "default": None}, "bool",
-     "run the single-node NCCL test on every GPU node (default: one node per instance type)"),
-    ("--gpucluster-smoke-image", "gpucluster_smoke_image", {"metavar": "IMAGE"}, "string",
-     "image with python3 + PyTorch for the CUDA smoke check (default: the CUDA image; skipped if it has no torch)"),
-]
-
-
-def _optional_module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        if exc.name and name.startswith(exc.name):   # the module itself is missing: fine, it lands later
-            return None
-        raise
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gpucluster", "GPU cluster acceptance (pytest-gpucluster)")
-    for flag, name, kwargs, ini_type, help_text in OPTIONS:
-        group.addoption(flag, dest=name, help=help_text, **kwargs)
-        parser.addini(name, help=f"default for {flag}: {help_text}", type=ini_type)  # type: ignore[arg-type]
-    aws_options = _optional_module("pytest_gpucluster.aws.options")
-    if aws_options is not None:
-        aws_options.add_aws_options(group)
-    report_options = _optional_module("pytest_gpucluster.report.options")
-    if report_options is not None:
-        report_options.add_report_options(group)
-
-
-def _value(config: pytest.Config, name: str) -> Any:
-    value = config.getoption(name)
-    if value is None:
-        ini = config.getini(name)
-        value = ini if ini not in ("", None, []) else None
-    return value
-
-
-def _number(config: pytest.Config, name: str, flag: str, cast: type, minimum: float) -> Any:
-    raw = _value(config, name)
-    if raw is None:
-        return None
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise pytest.UsageError(f"{flag} must be a number, given: {raw!r}") from None
-    if value < minimum:
-        raise pytest.UsageError(f"{flag} must be at least {minimum:g}, given: {raw!r}")
-    return value
-
-
-def _looks_like_test_path(value: str) -> bool:
-    return value.endswith(".py") or "::" in value or Path(value).is_dir()
-
-
-def resolve_options(config: pytest.Config) -> RunOptions:
-    """Command line > ini > default, validated (UsageError names the option and the bad value)."""
-    sim = _value(config, "gpucluster_sim")
-    if isinstance(sim, str) and _looks_like_test_path(sim):
-        # `pytest --sim suites/`: argparse gave the path to --sim. Give it back to pytest.
-        if config.args_source != pytest.Config.ArgsSource.ARGS:
-            config.args = [sim]
-        else:
-            config.args.append(sim)
-        sim = DEFAULT_SCENARIO
-    timeout = _number(config, "gpucluster_timeout", "--gpucluster-timeout", float, 1)
-    opts = RunOptions(
-        kubeconfig=_value(config, "gpucluster_kubeconfig"), context=_value(config, "gpucluster_context"),
-        sim=sim, profile=_value(config, "gpucluster_profile"), namespace=_value(config, "gpucluster_namespace"),
-        keep=bool(_value(config, "gpucluster_keep")),
-        cuda_image=_value(config, "gpucluster_cuda_image") or DEFAULT_CUDA_IMAGE,
-        nccl_image=_value(config, "gpucluster_nccl_image") or DEFAULT_NCCL_IMAGE,
-        timeout_s=timeout if timeout is not None else DEFAULT_TIMEOUT_S,
-        costly=bool(_value(config, "gpucluster_costly")), nodes=_value(config, "gpucluster_nodes"),
-        sample=_number(config, "gpucluster_sample", "--gpucluster-sample", int, 1))
-    if opts.sim is not None and opts.kubeconfig and config.getoption("gpucluster_kubeconfig"):
-        raise pytest.UsageError("--sim and --kubeconfig are exclusive: the simulated cluster has its own kubeconfig")
-    return opts
+    add_options(parser)
 
 
 class _TerminalWriter:
@@ -166,13 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run.on_connect.append(lambda r: _point_pytest_kubernetes(config, r))
     config.stash[RUN_KEY] = run
     from . import fixtures
+    from .report import plugin as report_plugin
     config.pluginmanager.register(fixtures, "gpucluster-fixtures")
-    report_plugin = _optional_module("pytest_gpucluster.report.plugin")
-    if report_plugin is not None:
-        config.pluginmanager.register(report_plugin, "gpucluster-report")
-    else:
-        from . import evidence
-        config.pluginmanager.register(evidence, "gpucluster-evidence")
+    config.pluginmanager.register(report_plugin, "gpucluster-report")
 
 
 def _point_pytest_kubernetes(config: pytest.Config, run: Run) -> None:

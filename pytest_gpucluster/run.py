@@ -23,43 +23,14 @@ from .kube.fleets import FleetRunner
 from .kube.probes import MANAGED_BY, RUN_LABEL, ProbeContext, ProbeResult, ProbeSpec
 from .kube.progress import QUIET, ProgressFactory
 from .kube.watching import settled
+from .options import RunOptions
+
 from .profile import Profile, load_profile
-
-DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
-DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_SCENARIO = "healthy"
-
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """`YYYYmmdd-HHMMSS-<4 hex>` in UTC: sortable, and `gpucluster cleanup` reads the age from it."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-@dataclass
-class RunOptions:
-    """The resolved options (command line > ini > default)."""
-
-    kubeconfig: str | None = None
-    context: str | None = None
-    sim: str | None = None                 # scenario name or YAML path; None = real cluster
-    profile: str | None = None
-    namespace: str | None = None
-    keep: bool = False
-    cuda_image: str = DEFAULT_CUDA_IMAGE
-    nccl_image: str = DEFAULT_NCCL_IMAGE
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    costly: bool = False
-    nodes: str | None = None
-    sample: int | None = None
-
-    @property
-    def costly_enabled(self) -> bool:
-        return self.costly or self.sim is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class SigtermAsInterrupt:

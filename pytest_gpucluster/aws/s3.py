@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import re
 from pathlib import Path
 from typing import Mapping
 
 from .. import retry
+from ..options import S3_URL
 from .errors import AwsCallFailed
 from .session import AwsSession, open_session
-
-_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
 class S3UrlError(ValueError):
@@ -20,7 +18,7 @@ class S3UrlError(ValueError):
 
 def parse_s3_url(url: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix/` -> ("bucket", "some/prefix"); raises S3UrlError with the expected form."""
-    match = _S3_URL.match(url.strip())
+    match = S3_URL.match(url.strip())
     if not match:
         raise S3UrlError(f"S3 destination must look like s3://bucket/prefix, given: {url!r}")
     return match["bucket"], (match["prefix"] or "").strip("/")

@@ -18,3 +18,9 @@ def tolerates(tolerations: Iterable[Mapping[str, Any]] | None, taint: Mapping[st
                                                or (tol.get("value") or "") == (taint.get("value") or "")):
             return True
     return False
+
+
+def taint_text(taint: Mapping[str, Any]) -> str:
+    """`key=value:Effect` as kubectl prints it (`key:Effect` without a value)."""
+    value = f"={taint['value']}" if taint.get("value") else ""
+    return f"{taint.get('key')}{value}:{taint.get('effect')}"

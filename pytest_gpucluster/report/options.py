@@ -1,26 +1,23 @@
-"""Command-line options of the report (registered by plugin.py's pytest_addoption via add_report_options)."""
+"""The report's options read back from the command line (declared once in pytest_gpucluster/options.py)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
-S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+from ..options import OPTIONS, _s3_url
+
+REPORT_FIELDS = ("report_dir", "no_report", "upload")
 
 
 def add_report_options(group: Any) -> None:
-    """Add the report's options to the "gpucluster" option group (an `OptionGroup`)."""
-    group.addoption(
-        "--gpucluster-report-dir", action="store", default=None, metavar="DIR",
-        help="write report.html, summary.json and junit.xml to DIR/<timestamp>/ "
-             "(default for suite runs: reports/; give it to get a report from any run)")
-    group.addoption(
-        "--gpucluster-no-report", action="store_true", default=False,
-        help="do not write the default reports/<timestamp>/ folder (--html/--junitxml still work)")
-    group.addoption(
-        "--gpucluster-upload", action="store", default=None, metavar="S3_URL",
-        help="after the run, upload the report folder to s3://bucket/prefix/<folder>/ (boto3 credential chain)")
+    """The report's rows of pytest_gpucluster.options.OPTIONS, for a project that loads the report plugin alone
+    (`-p no:gpucluster`); the gpucluster plugin registers them with the rest."""
+    for opt in OPTIONS:
+        if opt.field in REPORT_FIELDS:
+            kwargs: dict[str, Any] = {"action": "store_true", "default": False} if opt.switch else {
+                "action": "store", "default": None, "metavar": opt.metavar}
+            group.addoption(opt.flag, dest=opt.dest, help=opt.help, **kwargs)
 
 
 def upload_url(config: pytest.Config) -> str | None:
@@ -29,9 +26,7 @@ def upload_url(config: pytest.Config) -> str | None:
     if url is None:
         return None
     url = str(url)
-    if not S3_URL.match(url):
-        raise pytest.UsageError(f"--gpucluster-upload must look like s3://bucket/prefix, given: {url!r}")
-    return url
+    return _s3_url("--gpucluster-upload", url)
 
 
 def report_root(config: pytest.Config) -> str | None:

@@ -165,3 +165,26 @@ def test_report_header_names_target_profile_and_costly(pytester: pytest.Pytester
         "gpucluster: profile */profiles/default.yaml (sha256 *); costly tests on",
         "gpucluster: node selection: selector -, sample 2 per type",
     ])
+
+
+def test_every_option_is_a_runoptions_field_and_documented() -> None:
+    """One table: each row names a RunOptions field, and docs/options.md carries the generated table verbatim."""
+    import dataclasses
+    from pathlib import Path
+
+    from pytest_gpucluster.options import OPTIONS, RunOptions, markdown_table
+
+    fields = {f.name for f in dataclasses.fields(RunOptions)}
+    assert [o.field for o in OPTIONS if o.field not in fields] == []
+    assert fields - {o.field for o in OPTIONS} == set()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "options.md").read_text()
+    assert markdown_table() in docs, "docs/options.md is stale: regenerate with python -m pytest_gpucluster.options"
+
+
+def test_env_fallback_is_used_below_the_command_line(pytester: pytest.Pytester, plugin_args: list[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUCLUSTER_NCCL_NODES", "4")
+    monkeypatch.setenv("GPUCLUSTER_CUDA_SMOKE_IMAGE", "env/torch:1")
+    pytester.makepyfile(test_show=SHOW_OPTIONS)
+    opts = _options(pytester.runpytest_subprocess(*plugin_args, "-s", "--gpucluster-nccl-nodes", "3"))
+    assert opts["nccl_nodes"] == 3 and opts["smoke_image"] == "env/torch:1"

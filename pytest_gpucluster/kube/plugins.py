@@ -1,0 +1,186 @@
+"""Device-plugin DaemonSets and their pods, and the ONE definition of "this node's device plugin is healthy"."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol, Sequence
+
+from . import watching
+from .client import Cluster
+
+AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
+SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
+# A plugin container that restarted within this window is not healthy: a crash-looping plugin is briefly Running
+# and Ready between crashes and its GPUs come and go with it. A restart long ago (e.g. once at boot, when the
+# driver was not loaded yet: k8s-device-plugin exits when NVML cannot initialise and the kubelet restarts it) is
+# history, not a fault.
+RESTART_WINDOW_S = 600.0
+
+
+def plugin_role(ds: dict[str, Any]) -> str | None:
+    """nvidia | gfd | efa | None from the DaemonSet's name (Helm `nvdp-nvidia-device-plugin`, static
+    `nvidia-device-plugin-daemonset`, GPU Operator `nvidia-device-plugin-daemonset`, `aws-efa-k8s-device-plugin`)."""
+    name = ds["metadata"]["name"]
+    if "efa" in name and "device-plugin" in name:
+        return "efa"
+    if "gpu-feature-discovery" in name:
+        return "gfd"
+    if "nvidia-device-plugin" in name and "mps" not in name:
+        return "nvidia"
+    return None
+
+
+def install_method(ds: dict[str, Any]) -> str:
+    """How the NVIDIA device plugin was installed, from the DaemonSet's namespace and labels."""
+    meta = ds["metadata"]
+    labels = meta.get("labels") or {}
+    if meta.get("namespace") == "gpu-operator" or labels.get("app.kubernetes.io/managed-by") == "gpu-operator":
+        return "GPU Operator"
+    if labels.get("app.kubernetes.io/managed-by") == "Helm" or labels.get("helm.sh/chart"):
+        return f"Helm chart {labels.get('helm.sh/chart', '?')} (release {labels.get('app.kubernetes.io/instance', '?')})"
+    return "static manifest"
+
+
+def ds_ref(ds: dict[str, Any]) -> str:
+    return f"{ds['metadata'].get('namespace')}/{ds['metadata']['name']}"
+
+
+def ds_rollout(ds: dict[str, Any]) -> str:
+    st = ds.get("status") or {}
+    return (f"desired {st.get('desiredNumberScheduled', 0)}, ready {st.get('numberReady', 0)}, "
+            f"available {st.get('numberAvailable', 0)}")
+
+
+def ds_tolerations(ds: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((ds["spec"]["template"].get("spec") or {}).get("tolerations") or [])
+
+
+def selector_string(ds: dict[str, Any]) -> str:
+    labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def recent_restarts(pod: dict[str, Any], now: float | None = None, window_s: float = RESTART_WINDOW_S) -> int:
+    """Restarts of containers whose last termination ended within `window_s` of `now`."""
+    now = time.time() if now is None else now
+    count = 0
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        finished = ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+        if not cs.get("restartCount"):
+            continue
+        if not finished:          # restarted, but when is unknown: count it (cannot show it is old)
+            count += int(cs["restartCount"])
+            continue
+        when = dt.datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp()
+        if now - when <= window_s:
+            count += int(cs["restartCount"])
+    return count
+
+
+def plugin_healthy(pod: dict[str, Any], now: float | None = None) -> bool:
+    """THE definition used by every suite: Running, Ready now, no restart in the last RESTART_WINDOW_S."""
+    return ((pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
+            and recent_restarts(pod, now) == 0)
+
+
+def pod_state(pod: dict[str, Any], now: float | None = None) -> str:
+    """`Running (ready)`, `Running (not ready, CrashLoopBackOff, 7 restarts, 2 in the last 10 min)`, `Pending` ..."""
+    status = pod.get("status") or {}
+    details = ["ready" if pod_ready(pod) else "not ready"]
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            details.append(waiting["reason"])
+        if cs.get("restartCount"):
+            details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod, now)} in the last "
+                           f"{RESTART_WINDOW_S / 60:.0f} min")
+    return f"{status.get('phase', 'Pending')} ({', '.join(details)})"
+
+
+def settled(pod: dict[str, Any]) -> bool:
+    """Ready, or in a state that will not change by itself soon (crash loop, image error, failed)."""
+    if pod_ready(pod) or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+        return True
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing") or cs.get("restartCount"):
+            return True
+    return False
+
+
+@dataclass
+class Plugins:
+    """The device-plugin DaemonSets of the cluster and their pods, read once."""
+
+    by_role: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # DaemonSet ref -> its pods
+    auto_mode: bool = False
+    bottlerocket: bool = False
+
+    def daemonsets(self, role: str) -> list[dict[str, Any]]:
+        return self.by_role.get(role, [])
+
+    def pods_on(self, ds: dict[str, Any], node: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods.get(ds_ref(ds), []) if (p.get("spec") or {}).get("nodeName") == node]
+
+    def healthy_on(self, role: str, node: str, now: float | None = None) -> bool:
+        """A healthy plugin pod of `role` on `node` (plugin_healthy); True where plugins are invisible (Auto Mode,
+        Bottlerocket: the host runs them, judged by allocatable instead)."""
+        daemonsets = self.daemonsets(role)
+        if not daemonsets:
+            return self.invisible_plugins
+        return any(plugin_healthy(p, now) for ds in daemonsets for p in self.pods_on(ds, node))
+
+    def unhealthy_nodes(self, role: str, nodes: Iterable[str], now: float | None = None) -> set[str]:
+        return {n for n in nodes if not self.healthy_on(role, n, now)}
+
+    @property
+    def invisible_plugins(self) -> bool:
+        """EKS Auto Mode / Bottlerocket run the NVIDIA and EFA plugins on the host, without a DaemonSet."""
+        return self.auto_mode or self.bottlerocket
+
+
+def daemon_pods(cluster: Cluster, ds: dict[str, Any], settle_s: float = SETTLE_TIMEOUT_S) -> list[dict[str, Any]]:
+    """The DaemonSet's pods once they settled (a node that just joined has its plugin pod still starting);
+    after `settle_s`, whatever they are then."""
+    namespace, selector = ds["metadata"]["namespace"], selector_string(ds) or None
+    desired = int((ds.get("status") or {}).get("desiredNumberScheduled") or 0)
+    try:
+        pods = watching.eventually(cluster, "pods", namespace,
+                                   lambda objs: len(objs) >= desired and all(settled(p) for p in objs.values()),
+                                   timeout_s=settle_s, description=f"{ds_ref(ds)} pods settled",
+                                   label_selector=selector)
+        return list(pods.values())
+    except watching.DeadlineExceeded:
+        return cluster.items("pods", namespace, label_selector=selector)
+
+
+class LabelledNode(Protocol):
+    name: str
+    labels: dict[str, str]
+
+
+def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, settle: bool = True) -> Plugins:
+    """Every device-plugin DaemonSet with its pods (settled first when `settle`), and whether the GPU nodes are
+    Auto Mode / Bottlerocket (plugins on the host)."""
+    found = Plugins()
+    for ds in cluster.items("daemonsets.apps"):
+        role = plugin_role(ds)
+        if role is None:
+            continue
+        found.pods[ds_ref(ds)] = (daemon_pods(cluster, ds) if settle else
+                                  cluster.items("pods", ds["metadata"]["namespace"],
+                                                label_selector=selector_string(ds) or None))
+        found.by_role.setdefault(role, []).append(
+            cluster.get("daemonsets.apps", ds["metadata"]["name"], ds["metadata"]["namespace"]) if settle else ds)
+    found.auto_mode = any(n.labels.get(AUTO_MODE_LABEL[0]) == AUTO_MODE_LABEL[1] for n in gpu_nodes)
+    nodes = [cluster.get("nodes", n.name) for n in gpu_nodes[:1]]
+    found.bottlerocket = any("bottlerocket" in str(((n.get("status") or {}).get("nodeInfo") or {})
+                                                   .get("osImage", "")).lower() for n in nodes)
+    return found

@@ -1,0 +1,246 @@
+"""Every option of the plugin in ONE table, and the typed RunOptions built from it once, in pytest_configure.
+
+Each option is a command-line flag, an ini key (`gpucluster_*`) and, for a few, a documented environment
+fallback; precedence: command line > ini > environment > default. docs/options.md's table is generated from
+OPTIONS (`python -m pytest_gpucluster.options`) and a test keeps the two equal. Suites read options only as
+`gpucluster_run.options.<field>`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
+DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_SCENARIO = "healthy"
+S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+def _positive_int(minimum: int) -> Callable[[str, Any], int]:
+    def convert(flag: str, raw: Any) -> int:
+        try:
+            value = int(str(raw))
+        except ValueError:
+            raise pytest.UsageError(f"{flag} must be a number, given: {raw!r}") from None
+        if value < minimum:
+            raise pytest.UsageError(f"{flag} must be at least {minimum}, given: {raw!r}")
+        return value
+    return convert
+
+
+def _seconds(flag: str, raw: Any) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise pytest.UsageError(f"{flag} must be a number, given: {raw!r}") from None
+    if value < 1:
+        raise pytest.UsageError(f"{flag} must be at least 1, given: {raw!r}")
+    return value
+
+
+def _flag(flag: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise pytest.UsageError(f"{flag} must be true or false, given: {raw!r}")
+
+
+def _region(flag: str, raw: Any) -> str:
+    parts = str(raw).split("-")
+    if not (len(parts) >= 3 and parts[-1].isdigit() and len(parts[0]) == 2):
+        raise pytest.UsageError(f"{flag} must be an AWS region such as us-west-2, given: {raw!r}")
+    return str(raw)
+
+
+def _s3_url(flag: str, raw: Any) -> str:
+    if not S3_URL.match(str(raw)):
+        raise pytest.UsageError(f"{flag} must look like s3://bucket/prefix, given: {raw!r}")
+    return str(raw)
+
+
+def _text(flag: str, raw: Any) -> str:
+    return str(raw)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the table: flag, RunOptions field, ini type, default, help; `env` is a documented fallback."""
+
+    flag: str
+    field: str
+    help: str
+    default: Any = None
+    default_text: str = ""               # how the default reads in the docs when it is not a literal
+    convert: Callable[[str, Any], Any] = _text
+    switch: bool = False                 # a store_true flag (ini type bool)
+    metavar: str | None = None
+    env: str | None = None
+    argparse: dict[str, Any] = field(default_factory=dict)
+    ini: str | None = None               # the ini key / argparse dest when it is not gpucluster_<field>
+
+    @property
+    def dest(self) -> str:
+        return self.ini or f"gpucluster_{self.field}"
+
+    @property
+    def ini_type(self) -> str:
+        return "bool" if self.switch else "string"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--kubeconfig", "kubeconfig", "kubeconfig file", metavar="PATH",
+           default_text="like kubectl: `$KUBECONFIG` paths, `~/.kube/config`, then the in-cluster service account"),
+    Option("--context", "context", "kubeconfig context", metavar="NAME", default_text="current-context"),
+    Option("--sim", "sim", "run against the simulated EKS GPU cluster (scenario name or YAML file; needs the `sim` "
+           "extra). Write --sim=NAME when a test path follows", metavar="SCENARIO",
+           default_text=f"off (`{DEFAULT_SCENARIO}` when given bare)",
+           argparse={"nargs": "?", "const": DEFAULT_SCENARIO}),
+    Option("--gpucluster-profile", "profile", "acceptance profile YAML, deep-merged over the default profile",
+           metavar="FILE", default_text="the shipped `profiles/default.yaml`"),
+    Option("--gpucluster-namespace", "namespace", "namespace for probe pods (created if missing, deleted at the end)",
+           metavar="NAME", default_text="`gpucluster-<run-id>`"),
+    Option("--gpucluster-keep", "keep", "keep everything the run created (for debugging); `gpucluster cleanup` "
+           "removes it later", default=False, convert=_flag, switch=True),
+    Option("--gpucluster-cuda-image", "cuda_image", "image of GPU probe pods (nvidia-smi)", metavar="IMAGE",
+           default=DEFAULT_CUDA_IMAGE),
+    Option("--gpucluster-nccl-image", "nccl_image", "image for nccl-tests", metavar="IMAGE",
+           default=DEFAULT_NCCL_IMAGE),
+    Option("--gpucluster-smoke-image", "smoke_image", "image with python3 + PyTorch for the CUDA smoke check",
+           metavar="IMAGE", env="GPUCLUSTER_CUDA_SMOKE_IMAGE",
+           default_text="the CUDA image (the check skips when it has no torch)"),
+    Option("--gpucluster-timeout", "timeout_s", "deadline of each probe pod, image pull included (seconds)",
+           metavar="SECONDS", default=DEFAULT_TIMEOUT_S, convert=_seconds, ini="gpucluster_timeout"),
+    Option("--gpucluster-costly", "costly", "also run tests marked costly (they launch nodes); on by default with "
+           "--sim", default=False, convert=_flag, switch=True),
+    Option("--gpucluster-nodes", "nodes", "only check nodes matching this label selector (e.g. "
+           "karpenter.sh/nodepool=gpu)", metavar="SELECTOR", default_text="all nodes"),
+    Option("--gpucluster-sample", "sample", "check a deterministic sample of N nodes per instance type",
+           metavar="N", convert=_positive_int(1), default_text="all"),
+    Option("--gpucluster-nccl-nodes", "nccl_nodes", "nodes per multi-node NCCL all-reduce (MPIJob workers)",
+           metavar="N", default=2, convert=_positive_int(2), env="GPUCLUSTER_NCCL_NODES"),
+    Option("--gpucluster-nccl-every-node", "nccl_every_node", "run the single-node NCCL test on every GPU node "
+           "(default: one node per instance type)", default=False, convert=_flag, switch=True,
+           env="GPUCLUSTER_NCCL_EVERY_NODE"),
+    Option("--gpucluster-aws-profile", "aws_profile", "AWS profile for the aws checks", metavar="NAME",
+           default_text="boto3's chain (`AWS_PROFILE`, the kubeconfig's exec env)"),
+    Option("--gpucluster-region", "region", "AWS region of the cluster", metavar="REGION", convert=_region,
+           default_text="from the kubeconfig or the nodes' providerIDs"),
+    Option("--gpucluster-report-dir", "report_dir", "write report.html, summary.json and junit.xml to "
+           "DIR/<timestamp>/", metavar="DIR", default_text="`reports/` for suite runs"),
+    Option("--gpucluster-no-report", "no_report", "do not write the default reports/<timestamp>/ folder "
+           "(--html/--junitxml still work)", default=False, convert=_flag, switch=True),
+    Option("--gpucluster-upload", "upload", "after the run, upload the report folder to s3://bucket/prefix/<folder>/",
+           metavar="S3_URL", convert=_s3_url, default_text="no upload"),
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The resolved options; one field per row of OPTIONS (test_options checks they agree)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    sim: str | None = None                 # scenario name or YAML path; None = real cluster
+    profile: str | None = None
+    namespace: str | None = None
+    keep: bool = False
+    cuda_image: str = DEFAULT_CUDA_IMAGE
+    nccl_image: str = DEFAULT_NCCL_IMAGE
+    smoke_image: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    costly: bool = False
+    nodes: str | None = None
+    sample: int | None = None
+    nccl_nodes: int = 2
+    nccl_every_node: bool = False
+    aws_profile: str | None = None
+    region: str | None = None
+    report_dir: str | None = None
+    no_report: bool = False
+    upload: str | None = None
+
+    @property
+    def costly_enabled(self) -> bool:
+        return self.costly or self.sim is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option and its ini key in the "gpucluster" group."""
+    group = parser.getgroup("gpucluster", "GPU cluster acceptance (pytest-gpucluster)")
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = dict(opt.argparse)
+        if opt.switch:
+            kwargs.update(action="store_true", default=None)
+        elif opt.metavar:
+            kwargs["metavar"] = opt.metavar
+        default = opt.default_text or (f"{opt.default:g}" if isinstance(opt.default, float) else opt.default)
+        help_text = f"{opt.help} (default: {default})" if default not in (None, False, "") else opt.help
+        if opt.env:
+            help_text += f"; env fallback ${opt.env}"
+        group.addoption(opt.flag, dest=opt.dest, help=help_text, **kwargs)
+        parser.addini(opt.dest, help=f"default for {opt.flag}: {opt.help}", type=opt.ini_type)  # type: ignore[arg-type]
+
+
+def _looks_like_test_path(value: str) -> bool:
+    return value.endswith(".py") or "::" in value or Path(value).is_dir()
+
+
+def _raw(config: pytest.Config, opt: Option, environ: dict[str, str]) -> Any:
+    value = config.getoption(opt.dest, default=None)
+    if value is None:
+        ini = config.getini(opt.dest)
+        value = ini if ini not in ("", None, [], False) else None
+    if value is None and opt.env:
+        value = environ.get(opt.env) or None
+    return value
+
+
+def resolve_options(config: pytest.Config, environ: dict[str, str] | None = None) -> RunOptions:
+    """Command line > ini > documented env fallback > default, each value converted and validated
+    (a UsageError names the option and the bad value)."""
+    env = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = _raw(config, opt, env)
+        values[opt.field] = opt.default if raw is None else opt.convert(opt.flag, raw)
+    sim = values["sim"]
+    if isinstance(sim, str) and _looks_like_test_path(sim):
+        # `pytest --sim suites/`: argparse gave the path to --sim. Give it back to pytest.
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args = [sim]
+        else:
+            config.args.append(sim)
+        values["sim"] = DEFAULT_SCENARIO
+    if values["sim"] is not None and config.getoption("gpucluster_kubeconfig", default=None):
+        raise pytest.UsageError("--sim and --kubeconfig are exclusive: the simulated cluster has its own kubeconfig")
+    return RunOptions(**values)
+
+
+def markdown_table() -> str:
+    """The option table of docs/options.md."""
+    rows = ["| Option | ini key | Env fallback | Default | What it does |", "| --- | --- | --- | --- | --- |"]
+    for opt in OPTIONS:
+        metavar = f"[{opt.metavar}]" if opt.argparse.get("nargs") == "?" else opt.metavar
+        usage = f"`{opt.flag}{' ' + str(metavar) if metavar and not opt.switch else ''}`"
+        default = opt.default_text or (f"`{opt.default:g}`" if isinstance(opt.default, float)
+                                       else "off" if opt.default is False else f"`{opt.default}`"
+                                       if opt.default is not None else "-")
+        rows.append(f"| {usage} | `{opt.dest}` | {f'`{opt.env}`' if opt.env else '-'} | {default} | {opt.help}. |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
