@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from .packaged import SUITES_PACKAGE, package_folder
+
 
 def suites_dir() -> Path:
-    """The installed suites (pytest_gpucluster/suites) or, in a checkout, the top-level suites/ folder."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "suites", here.parent / "suites"):
-        if (candidate / "conftest.py").exists():
-            return candidate
-    raise FileNotFoundError(f"no acceptance suites found in {here / 'suites'} or {here.parent / 'suites'}")
+    """The acceptance suites shipped as the package `pytest_gpucluster.suites` (suites/ in a checkout)."""
+    return package_folder(SUITES_PACKAGE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..packaged import MANIFESTS_PACKAGE, package_folder
+
 MANAGED_BY = ("app.kubernetes.io/managed-by", "pytest-gpucluster")
 RUN_LABEL = "gpucluster.io/run"
 FLEET_LABEL = "gpucluster.io/fleet"
@@ -101,12 +103,8 @@ def _load_template(path: str) -> dict:
 
 
 def manifests_dir() -> Path:
-    """fixtures/ in a checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "fixtures", here / "_fixtures"):
-        if (candidate / "probe-pod.yaml").exists():
-            return candidate
-    raise FileNotFoundError(f"probe-pod.yaml not found in {here.parent / 'fixtures'} or {here / '_fixtures'}")
+    """The manifests shipped as the package `pytest_gpucluster.manifests` (fixtures/ in a checkout)."""
+    return package_folder(MANIFESTS_PACKAGE)
 
 
 def pod_name(purpose: str, key: str, run_id: str) -> str:
