@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,7 +86,7 @@ class Option:
     switch: bool = False                 # a store_true flag (ini type bool)
     metavar: str | None = None
     env: str | None = None
-    argparse: dict[str, Any] = field(default_factory=dict)
+    argparse: dict[str, Any] = dc_field(default_factory=dict)
     ini: str | None = None               # the ini key / argparse dest when it is not gpucluster_<field>
 
     @property

@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Mapping
+from typing import Mapping
 
 from . import errors, probes
 from .client import Cluster
@@ -150,13 +150,3 @@ class FleetRunner:
             return self.cluster.logs(pod["metadata"]["name"], self.ctx.namespace, limit_bytes=LOG_LIMIT_BYTES)
         except errors.NotFound:
             return ""
-
-
-def run_probe(cluster: Cluster, ctx: probes.ProbeContext, spec: probes.ProbeSpec, *, key: str,
-              progress: ProgressFactory = QUIET) -> probes.ProbeResult:
-    """One probe = a fleet of one (same watch, same result shape)."""
-    node = spec.node or "any"
-    return FleetRunner(cluster, ctx, progress=progress).run(key, {node: spec})[node]
-
-
-FleetFn = Callable[[str, Mapping[str, probes.ProbeSpec]], dict[str, probes.ProbeResult]]

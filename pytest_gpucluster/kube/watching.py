@@ -110,15 +110,6 @@ class Watcher:
                 return True
 
 
-def expect_object(cluster: Cluster, kind: str, name: str, namespace: str | None,
-                  predicate: Callable[[dict], bool], description: str) -> dict:
-    """Now: the object exists and satisfies predicate."""
-    obj = cluster.get(kind, name, namespace)
-    if not predicate(obj):
-        raise AssertionError(f"expected {description}; {kind}/{name} is {obj.get('status')}")
-    return obj
-
-
 def eventually(cluster: Cluster, kind: str, namespace: str | None, predicate: Callable[[dict[str, dict]], bool],
                *, timeout_s: float, description: str, label_selector: str | None = None,
                field_selector: str | None = None) -> dict[str, dict]:

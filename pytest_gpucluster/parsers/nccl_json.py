@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ._text import ParseError
-from .nccl import KIND, NcclCollective, NcclHalf, NcclResult, NcclRow
+from .nccl_model import KIND, NcclCollective, NcclHalf, NcclResult, NcclRow
 
 __all__ = ["parse_nccl_json", "nccl_version_from_code"]
 

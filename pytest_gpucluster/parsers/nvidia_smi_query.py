@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from ._text import Line, ParseError, dedent_block, is_prompt, to_int
-from .nvidia_smi import KIND, Gpu, GpuProcess, MigDevice, NvidiaSmiResult, version_or_none
+from .nvidia_smi_model import KIND, Gpu, GpuProcess, MigDevice, NvidiaSmiResult, version_or_none
 
 __all__ = ["parse_csv", "parse_query_text", "parse_xml"]
 

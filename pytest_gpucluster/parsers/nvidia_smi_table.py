@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ._text import Line, to_int
-from .nvidia_smi import Gpu, GpuProcess, MigDevice, NvidiaSmiResult, version_or_none
+from .nvidia_smi_model import Gpu, GpuProcess, MigDevice, NvidiaSmiResult, version_or_none
 
 __all__ = ["parse_table"]
 

@@ -6,7 +6,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 from pytest_gpucluster.sim.controllers.base import (
     get_condition,
@@ -29,8 +29,6 @@ from pytest_gpucluster.sim.controllers.karpenter_catalog import (
 from pytest_gpucluster.sim.controllers.quantity import parse_quantity, pod_requests
 from pytest_gpucluster.sim.hardware import UnknownInstanceType, instance_type
 
-if TYPE_CHECKING:
-    from pytest_gpucluster.sim.controllers.karpenter import Karpenter
 
 FINALIZER = "karpenter.sh/termination"
 LAUNCHED_BY_SIM = "sim.gpucluster.io/launched"   # only nodes the sim launched are consolidated
@@ -100,10 +98,34 @@ def insufficient_capacity_message(instance: str, zone: str, zones: list[str]) ->
             f"{instance} capacity by not specifying an Availability Zone in your request or choosing {others}.")
 
 
+class KarpenterHost(Protocol):
+    """What the lifecycle needs of the Karpenter controller that owns it (karpenter.py; no import back)."""
+
+    auto_mode: bool
+    region: str
+    zones: list[str]
+    scenario: Any
+    store: Any
+    claims: dict[str, Claim]
+    nominated: dict[str, str]
+    unavailable: dict[tuple[str, str, str], float]
+
+    def clock(self) -> float: ...
+
+    def wake_in(self, seconds: float) -> None: ...
+
+    def items(self, key: str, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
+    def try_mutate(self, key: str, namespace: str | None, name: str, fn: Callable[[dict[str, Any]], None],
+                   *, subresource: str | None = None) -> dict[str, Any] | None: ...
+
+    def try_delete(self, key: str, namespace: str | None, name: str, **kwargs: Any) -> dict[str, Any] | None: ...
+
+
 class ClaimLifecycle:
     """Drives every NodeClaim through its phases on the Karpenter controller's passes."""
 
-    def __init__(self, karpenter: "Karpenter", facts: NodeFacts, *, aws: Any | None) -> None:
+    def __init__(self, karpenter: KarpenterHost, facts: NodeFacts, *, aws: Any | None) -> None:
         self.k = karpenter
         self.facts = facts
         self.aws = aws
