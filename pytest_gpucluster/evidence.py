@@ -172,6 +172,19 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def unmet_criteria(record: EvidenceRecord) -> str | None:
+    """The failure text when a recorded criterion failed (None when every criterion held or none was judged).
+
+    A measurement recorded with a threshold is a claim the report shows as pass/FAIL: a test that records a failed
+    criterion and then passes would put a failed criterion inside a passed test, so the report plugin fails it."""
+    failed = [m for m in record.measurements if m.passed is False]
+    if not failed:
+        return None
+    parts = [f"{m.name} = {m.value:g} {m.unit}, required {m.op} {m.threshold:g}"
+             + (f" ({m.source})" if m.source else "") for m in failed]
+    return "criterion not met although the test passed: " + "; ".join(parts)
+
+
 RECORD_KEY = pytest.StashKey[EvidenceRecord]()
 """Where the fixture leaves the test's record on `item.stash` for the report hooks."""
 

@@ -8,7 +8,7 @@ from typing import Any, Generator
 
 import pytest
 
-from pytest_gpucluster.evidence import RECORD_KEY, evidence  # noqa: F401  (the fixture is served from here)
+from pytest_gpucluster.evidence import RECORD_KEY, evidence, unmet_criteria  # noqa: F401  (the fixture is served from here)
 from pytest_gpucluster.report import html as html_parts
 from pytest_gpucluster.report import options
 from pytest_gpucluster.report.collector import EVIDENCE_ATTR, NODE_ATTR, HtmlHooks, ReportCollector, ReportState
@@ -145,6 +145,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             crit = "" if m.threshold is None else f" ({m.op} {m.threshold:g}: {'pass' if m.passed else 'FAIL'})"
             item.user_properties.append((m.name, f"{m.value:g} {m.unit}{crit}"))
     report = yield
+    unmet = unmet_criteria(record) if record is not None and call.when == "call" and report.passed else None
+    if unmet is not None:   # a failed criterion fails its test (evidence.unmet_criteria)
+        report.outcome = "failed"
+        report.longrepr = unmet
     _redact_report(report)
     node = _node_of(item)
     if node:

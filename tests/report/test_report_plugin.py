@@ -136,3 +136,15 @@ def test_summary_follows_the_shipped_json_schema(run_suite):
     broken["checks"][0]["measurements"][0]["op"] = "=>"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_a_failed_criterion_fails_the_test_that_recorded_it(run_suite):
+    """A threshold measurement that fails cannot sit inside a passed test (issue 19: EFA plugin allocatable)."""
+    run = run_suite("def test_records_but_asserts_nothing(evidence):\n"
+                    "    evidence.measure('vpc.amazonaws.com/efa allocatable', 0, 'interfaces', threshold=32, op='>=',\n"
+                    "                     source='profile p5.48xlarge efa')\n"
+                    "def test_met(evidence):\n    evidence.measure('gpus', 8, 'GPUs', threshold=8, op='==')\n")
+    run.result.assert_outcomes(passed=1, failed=1)
+    run.result.stdout.fnmatch_lines(["*criterion not met although the test passed: vpc.amazonaws.com/efa allocatable "
+                                     "= 0 interfaces, required >= 32 (profile p5.48xlarge efa)*"])
+    assert run.summary["verdict"] == "NOT ACCEPTED"
