@@ -85,7 +85,7 @@ class Policy:
         hinted = retry_after_of(exc) if exc else None
         if hinted is not None:
             return min(hinted, self.max_wait_s * 4)
-        backoff = min(self.max_wait_s, self.base_wait_s * (2 ** (state.attempt_number - 1)))
+        backoff: float = min(self.max_wait_s, self.base_wait_s * (2 ** (state.attempt_number - 1)))
         return backoff * (0.5 + random.random() / 2)
 
     def _retrying(self) -> tenacity.Retrying:

@@ -1,6 +1,8 @@
 """Nothing left behind: per-run teardown by label with verification, and `gpucluster cleanup` for dead runs."""
 from __future__ import annotations
 
+from typing import Any
+
 import argparse
 import re
 import sys
@@ -96,7 +98,7 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def run_started(obj: dict) -> float | None:
+def run_started(obj: dict[str, Any]) -> float | None:
     """When the run that created obj started: from its run-id label, else its creationTimestamp."""
     meta = obj.get("metadata", {})
     match = RUN_ID_RE.match((meta.get("labels") or {}).get(RUN_LABEL, ""))
@@ -106,10 +108,10 @@ def run_started(obj: dict) -> float | None:
     return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() if created else None
 
 
-def find_leftovers(cluster: Cluster, older_than_s: float, now: float | None = None) -> list[tuple[str, dict]]:
+def find_leftovers(cluster: Cluster, older_than_s: float, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(kind, object) of everything managed by us whose run started before the cutoff."""
     cutoff = (now if now is not None else time.time()) - older_than_s
-    found: list[tuple[str, dict]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for kind in ["namespaces", *CREATED_KINDS]:
         try:
             objs = cluster.items(kind, None, label_selector=MANAGED_SELECTOR)

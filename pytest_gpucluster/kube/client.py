@@ -5,7 +5,7 @@ import builtins
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import urllib3
 from kubernetes import client
@@ -87,26 +87,30 @@ class Cluster:
     def _call(self, policy: retry.Policy, fn: Callable[[], Any]) -> Any:
         return policy.call(fn)
 
+    def _obj(self, policy: retry.Policy, fn: Callable[[], Any]) -> dict[str, Any]:
+        """A call whose answer is one JSON object (a Kubernetes object, Status or /version)."""
+        return cast(dict[str, Any], policy.call(fn))
+
     # -- verbs ---------------------------------------------------------------------------------------
-    def version(self) -> dict:
+    def version(self) -> dict[str, Any]:
         site = errors.CallSite("get", "/version", None, None, self.server_url)
-        return self._call(retry.CONNECT, lambda: self._request("GET", "/version", site=site,
+        return self._obj(retry.CONNECT, lambda: self._request("GET", "/version", site=site,
                                                                read_timeout_s=VERSION_TIMEOUT_S))
 
-    def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         res = resource(kind)
         site = self._site("get", res, namespace, name)
-        return self._call(retry.IDEMPOTENT_READ,
-                          lambda: self._request("GET", res.path(namespace, name), site=site))
+        return self._obj(retry.IDEMPOTENT_READ,
+                         lambda: self._request("GET", res.path(namespace, name), site=site))
 
-    def get_or_none(self, kind: str, name: str, namespace: str | None = None) -> dict | None:
+    def get_or_none(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
             return self.get(kind, name, namespace)
         except errors.NotFound:
             return None
 
     def list(self, kind: str, namespace: str | None = None, *, label_selector: str | None = None,
-             field_selector: str | None = None) -> tuple[list[dict], str]:
+             field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Items and the list's resourceVersion (to start a watch from)."""
         res = resource(kind)
         site = self._site("list", res, namespace)
@@ -115,10 +119,10 @@ class Cluster:
                           lambda: self._request("GET", res.path(namespace), site=site, query=query))
         return list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", ""))
 
-    def items(self, kind: str, namespace: str | None = None, **selectors: str | None) -> builtins.list[dict]:
+    def items(self, kind: str, namespace: str | None = None, **selectors: str | None) -> builtins.list[dict[str, Any]]:
         return self.list(kind, namespace, **selectors)[0]
 
-    def create(self, kind: str, body: dict, namespace: str | None = None, *, exist_ok: bool = True) -> dict:
+    def create(self, kind: str, body: dict[str, Any], namespace: str | None = None, *, exist_ok: bool = True) -> dict[str, Any]:
         """Create; with a deterministic name this is idempotent (AlreadyExists -> the existing object)."""
         res = resource(kind)
         meta = body.get("metadata", {})
@@ -127,28 +131,28 @@ class Cluster:
         site = self._site("create", res, namespace, name)
         policy = retry.IDEMPOTENT_WRITE if name else retry.NEVER
         try:
-            return self._call(policy, lambda: self._request("POST", res.path(namespace), site=site, body=body))
+            return self._obj(policy, lambda: self._request("POST", res.path(namespace), site=site, body=body))
         except errors.AlreadyExists:
             if not exist_ok or not name:
                 raise
             return self.get(kind, name, namespace)
 
-    def patch(self, kind: str, name: str, patch: dict, namespace: str | None = None) -> dict:
+    def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         res = resource(kind)
         site = self._site("patch", res, namespace, name)
-        return self._call(retry.IDEMPOTENT_WRITE, lambda: self._request(
+        return self._obj(retry.IDEMPOTENT_WRITE, lambda: self._request(
             "PATCH", res.path(namespace, name), site=site, body=patch,
             content_type="application/merge-patch+json"))
 
     def delete(self, kind: str, name: str, namespace: str | None = None, *, missing_ok: bool = True,
-               propagation: str = "Background", grace_seconds: int | None = None) -> dict | None:
+               propagation: str = "Background", grace_seconds: int | None = None) -> dict[str, Any] | None:
         res = resource(kind)
         site = self._site("delete", res, namespace, name)
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         if grace_seconds is not None:
             body["gracePeriodSeconds"] = grace_seconds
         try:
-            return self._call(retry.IDEMPOTENT_WRITE, lambda: self._request(
+            return self._obj(retry.IDEMPOTENT_WRITE, lambda: self._request(
                 "DELETE", res.path(namespace, name), site=site, body=body))
         except errors.NotFound:
             if missing_ok:
@@ -174,13 +178,13 @@ class Cluster:
             "GET", res.path(namespace, pod, "log"), site=site, query=query))
         return out if isinstance(out, str) else json.dumps(out)
 
-    def events_for(self, namespace: str, name: str, kind: str = "Pod") -> builtins.list[dict]:
+    def events_for(self, namespace: str, name: str, kind: str = "Pod") -> builtins.list[dict[str, Any]]:
         sel = f"involvedObject.name={name},involvedObject.kind={kind}"
         return self.items("events", namespace, field_selector=sel)
 
     def stream_watch(self, kind: str, namespace: str | None, *, resource_version: str | None,
                      label_selector: str | None, field_selector: str | None = None,
-                     timeout_s: int) -> Iterator[dict]:
+                     timeout_s: int) -> Iterator[dict[str, Any]]:
         """One watch request: yields raw watch events ({"type", "object"}) until the server closes it."""
         res = resource(kind)
         site = self._site("watch", res, namespace)

@@ -35,7 +35,7 @@ class NodeInfo:
     name: str
     instance_type: str
     labels: dict[str, str]
-    taints: list[dict]
+    taints: list[dict[str, Any]]
     allocatable: dict[str, str]
     capacity: dict[str, str]
     gpus_allocatable: int
@@ -56,7 +56,7 @@ class NodeInfo:
         return f"{self.name}/{self.instance_type}"
 
     @classmethod
-    def from_node(cls, node: dict, profile: HardwareProfile | None = None) -> "NodeInfo":
+    def from_node(cls, node: dict[str, Any], profile: HardwareProfile | None = None) -> "NodeInfo":
         meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
         labels = dict(meta.get("labels") or {})
         itype = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), "unknown")

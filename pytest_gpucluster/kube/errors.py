@@ -82,7 +82,7 @@ class Unreachable(ClusterError):
     transient = True
 
 
-def _status_body(body: Any) -> dict:
+def _status_body(body: Any) -> dict[str, Any]:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str) and body.strip().startswith("{"):

@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+from typing import Any, Mapping
 
 from . import errors, probes
 from .client import Cluster
@@ -23,7 +23,7 @@ def fleet_label(key: str, run_id: str) -> str:
     return f"{slug}-{hashlib.sha256(f'{run_id}/{key}'.encode()).hexdigest()[:8]}"
 
 
-def _display_phase(pod: dict) -> str:
+def _display_phase(pod: dict[str, Any]) -> str:
     _, reason, _ = probes.classify(pod)
     if reason in probes.IMAGE_PULL_ERRORS or reason in probes.CONTAINER_CONFIG_ERRORS:
         return str(reason)
@@ -58,7 +58,7 @@ class FleetRunner:
         state, gone = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what, pinned)
         return self._collect(state, by_pod, create_errors, gone)
 
-    def _create_all(self, manifests: dict[str, dict]) -> dict[str, str]:
+    def _create_all(self, manifests: dict[str, dict[str, Any]]) -> dict[str, str]:
         """Create every pod (idempotent: deterministic names). Invalid manifests become per-node failures;
         permission, credential and connectivity errors stop the fleet."""
         failures: dict[str, str] = {}
@@ -88,14 +88,14 @@ class FleetRunner:
         if not pods:
             return watcher.state, gone
         with self.progress(what) as bar:
-            def node_gone(name: str, pod: dict) -> bool:
+            def node_gone(name: str, pod: dict[str, Any]) -> bool:
                 if name not in checked and name in pinned and probes.pending_reason(pod):
                     checked.add(name)
                     if self.cluster.get_or_none("nodes", pinned[name]) is None:
                         gone[name] = probes.pending_reason(pod) or ""
                 return name in gone
 
-            def on_event(_etype: str, _obj: dict, state: WatchState) -> bool:
+            def on_event(_etype: str, _obj: dict[str, Any], state: WatchState) -> bool:
                 current = {n: o for n, o in state.by_name().items() if n in pods}
                 bar.update(Counter(_display_phase(o) for o in current.values()))
                 return len(current) == len(pods) and all(probes.classify(o)[0] or node_gone(n, o)
@@ -108,7 +108,7 @@ class FleetRunner:
     def _collect(self, state: WatchState, by_pod: dict[str, str], create_errors: dict[str, str],
                  gone: Mapping[str, str]) -> dict[str, probes.ProbeResult]:
         seen = state.by_name()
-        events_by_pod: dict[str, list[dict]] = {}
+        events_by_pod: dict[str, list[dict[str, Any]]] = {}
         for ev in self.cluster.items("events", self.ctx.namespace):
             involved = ev.get("involvedObject", {})
             if involved.get("kind") == "Pod" and involved.get("name") in by_pod:
@@ -141,11 +141,11 @@ class FleetRunner:
             return dict(pool.map(one, list(by_pod)))
 
     @staticmethod
-    def _has_run(pod: dict) -> bool:
+    def _has_run(pod: dict[str, Any]) -> bool:
         state = probes.container_state(pod)
         return bool(state.get("running") or state.get("terminated"))
 
-    def _logs(self, pod: dict) -> str:
+    def _logs(self, pod: dict[str, Any]) -> str:
         try:
             return self.cluster.logs(pod["metadata"]["name"], self.ctx.namespace, limit_bytes=LOG_LIMIT_BYTES)
         except errors.NotFound:

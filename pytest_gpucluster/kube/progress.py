@@ -5,7 +5,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Protocol, TextIO
+from typing import Callable, Protocol, TextIO
 
 NON_TTY_PERIOD_S = 10.0
 TTY_PERIOD_S = 1.0
@@ -35,7 +35,7 @@ class Progress:
     for waits shorter than NON_TTY_PERIOD_S, then at most one line per period. With no writer (quiet runs,
     non-TTY without -v) nothing is printed."""
 
-    def __init__(self, writer: Writer | None, what: str, *, tty: bool, clock=time.monotonic) -> None:
+    def __init__(self, writer: Writer | None, what: str, *, tty: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.writer, self.what, self.tty, self.clock = writer, what, tty, clock
         self.started = clock()
         self.counts: Counter[str] = Counter()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from . import errors
 from .client import Cluster
@@ -20,13 +20,13 @@ class DeadlineExceeded(AssertionError):
 class WatchState:
     """The current objects as seen by one watch, keyed by (namespace, name)."""
 
-    objects: dict[tuple[str, str], dict] = field(default_factory=dict)
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     resource_version: str | None = None
     relists: int = 0
     reconnects: int = 0
     requests: int = 0
 
-    def apply(self, etype: str, obj: dict) -> None:
+    def apply(self, etype: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if etype == "DELETED":
@@ -36,11 +36,11 @@ class WatchState:
         if meta.get("resourceVersion"):
             self.resource_version = str(meta["resourceVersion"])
 
-    def by_name(self) -> dict[str, dict]:
+    def by_name(self) -> dict[str, dict[str, Any]]:
         return {name: obj for (_, name), obj in self.objects.items()}
 
 
-Handler = Callable[[str, dict, WatchState], bool]
+Handler = Callable[[str, dict[str, Any], WatchState], bool]
 
 
 class Watcher:
@@ -110,9 +110,9 @@ class Watcher:
                 return True
 
 
-def eventually(cluster: Cluster, kind: str, namespace: str | None, predicate: Callable[[dict[str, dict]], bool],
+def eventually(cluster: Cluster, kind: str, namespace: str | None, predicate: Callable[[dict[str, dict[str, Any]]], bool],
                *, timeout_s: float, description: str, label_selector: str | None = None,
-               field_selector: str | None = None) -> dict[str, dict]:
+               field_selector: str | None = None) -> dict[str, dict[str, Any]]:
     """Until a deadline: wait (watching) until predicate(objects by name) is true; returns those objects."""
     watcher = Watcher(cluster, kind, namespace, label_selector=label_selector, field_selector=field_selector)
     done = watcher.run(lambda _t, _o, state: predicate(state.by_name()), deadline=time.monotonic() + timeout_s)
@@ -123,12 +123,12 @@ def eventually(cluster: Cluster, kind: str, namespace: str | None, predicate: Ca
     return watcher.state.by_name()
 
 
-def consistently(cluster: Cluster, kind: str, namespace: str | None, predicate: Callable[[dict[str, dict]], bool],
-                 *, duration_s: float, description: str, label_selector: str | None = None) -> dict[str, dict]:
+def consistently(cluster: Cluster, kind: str, namespace: str | None, predicate: Callable[[dict[str, dict[str, Any]]], bool],
+                 *, duration_s: float, description: str, label_selector: str | None = None) -> dict[str, dict[str, Any]]:
     """For a duration: predicate holds on every observed state; fails at the first violation."""
-    violated: list[dict[str, dict]] = []
+    violated: list[dict[str, dict[str, Any]]] = []
 
-    def check(_t: str, _o: dict, state: WatchState) -> bool:
+    def check(_t: str, _o: dict[str, Any], state: WatchState) -> bool:
         if not predicate(state.by_name()):
             violated.append(dict(state.by_name()))
             return True
@@ -148,7 +148,7 @@ def settled(cluster: Cluster, kind: str, namespace: str | None = None, *, quiet_
     For a cluster that has just started (the simulated one): device plugins still advertise resources."""
     last_change = [time.monotonic()]
 
-    def on_event(etype: str, _obj: dict, _state: WatchState) -> bool:
+    def on_event(etype: str, _obj: dict[str, Any], _state: WatchState) -> bool:
         if etype != "SYNC":
             last_change[0] = time.monotonic()
         return False
