@@ -14,7 +14,10 @@ import yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
 TOP_KEYS = {"cluster", "defaults", "families", "instances"}
-CLUSTER_KEYS = {"gpu_taints", "name"}
+CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
+# Cluster flavours with their own GPU-taint convention (a node's flavour: its labels, see checks/taints.flavour_of).
+FLAVOURS = {"standard", "auto-mode"}
+FLAVOUR_KEYS = {"gpu_taints", "gpu_taint_from_nodepool"}
 TAINT_KEYS = {"key", "value", "effect"}
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs"}
@@ -94,13 +97,26 @@ class Profile:
         return InstanceProfile(instance_type=instance_type, nccl_floors=floors,
                                busbw_ceiling_gbs=nccl.get("busbw_ceiling_gbs"), **merged)
 
-    def expected_taints(self, instance_type: str) -> list[dict[str, str]]:
+    def flavour(self, name: str) -> dict[str, Any]:
+        return dict((self.data.get("cluster", {}).get("flavours") or {}).get(name) or {})
+
+    def expected_taints(self, instance_type: str, flavour: str = "standard") -> list[dict[str, str]]:
+        """The instance's own `taint`, else the flavour's `gpu_taints`, else cluster.gpu_taints."""
         inst = self.for_instance(instance_type)
-        return [inst.taint] if inst is not None and inst.taint else self.gpu_taints
+        if inst is not None and inst.taint:
+            return [inst.taint]
+        own = self.flavour(flavour).get("gpu_taints")
+        return list(own) if own is not None else self.gpu_taints
+
+    def gpu_taint_from_nodepool(self, flavour: str) -> bool:
+        """Whether a node of this flavour may carry the taint its NodePool declares as its GPU taint."""
+        return bool(self.flavour(flavour).get("gpu_taint_from_nodepool"))
 
     def gpu_tolerations(self) -> list[dict[str, str]]:
         """Tolerations for every GPU taint the profile expects anywhere (cluster-wide and per instance)."""
         taints = list(self.gpu_taints)
+        for flavour in sorted(self.data.get("cluster", {}).get("flavours") or {}):
+            taints += [t for t in self.flavour(flavour).get("gpu_taints") or [] if t not in taints]
         for itype in self.instance_types():
             taint = (self.data["instances"][itype] or {}).get("taint")
             if taint and taint not in taints:
@@ -233,6 +249,14 @@ class _Validator:
             self.fail(("cluster", "gpu_taints"), "expected a list of taints")
         for i, taint in enumerate(taints or []):
             self.taint(taint, ("cluster", "gpu_taints", str(i)))
+        for name, flavour in self.keys(cluster.get("flavours"), FLAVOURS, ("cluster", "flavours")).items():
+            where = ("cluster", "flavours", str(name))
+            flavour = self.keys(flavour, FLAVOUR_KEYS, where)
+            self.typed(flavour, "gpu_taint_from_nodepool", lambda v: isinstance(v, bool), "true or false", where)
+            if flavour.get("gpu_taints") is not None and not isinstance(flavour["gpu_taints"], list):
+                self.fail(where + ("gpu_taints",), "expected a list of taints")
+            for i, taint in enumerate(flavour.get("gpu_taints") or []):
+                self.taint(taint, where + ("gpu_taints", str(i)))
         self.instance(data.get("defaults"), ("defaults",))
         for name, fam in self.keys(data.get("families"), set(map(str, data.get("families") or {})), ("families",)).items():
             self.instance(fam, ("families", str(name)))
