@@ -23,7 +23,7 @@ TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs"}
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
-                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s"}
+                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s", "ecc_required"}
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
 
 
@@ -45,6 +45,7 @@ class InstanceProfile:
     gpu_product: str | None = None
     gpu_memory_mib: int | None = None
     gpu_memory_tolerance_pct: float = 3.0
+    ecc_required: bool = False           # nvidia-smi must show ECC mode Enabled on every GPU
     efa: int = 0
     gdrdma: bool = False
     nvlink: bool = False
@@ -217,7 +218,7 @@ class _Validator:
             self.typed(inst, key, is_int, "a non-negative integer", where)
         for key in ("gpu_memory_tolerance_pct", "nvlink_gbs", "network_gbps"):
             self.typed(inst, key, is_num, "a non-negative number", where)
-        for key in ("gdrdma", "nvlink"):
+        for key in ("gdrdma", "nvlink", "ecc_required"):
             self.typed(inst, key, lambda v: isinstance(v, bool), "true or false", where)
         self.typed(inst, "gpu_product", lambda v: isinstance(v, str), "a string", where)
         if inst.get("taint") is not None:

@@ -1,0 +1,311 @@
+"""Judges of GPU visibility from inside pods: nvidia-smi sees every GPU, GPU facts vs the profile (incl. ECC),
+1-GPU and 0-GPU isolation, CUDA smoke. Pure: probe outputs, node labels and the profile in, a Verdict out."""
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..parsers import NvidiaSmiResult, ParseError, parse_nvidia_smi
+from .verdict import Criterion, Verdict
+
+if TYPE_CHECKING:   # the profile module imports pytest; a judge only needs the type
+    from ..profile import InstanceProfile
+
+GPU = "nvidia.com/gpu"
+QUERY_FIELDS = ("index", "name", "uuid", "pci.bus_id", "memory.total", "driver_version", "mig.mode.current",
+                "ecc.mode.current", "ecc.errors.uncorrected.volatile.total")
+TABLE_MARK = "---- gpucluster: nvidia-smi table ----"
+# One pod per node: the CSV facts, then the table for the report; the exit code is the query's.
+SMI_SCRIPT = (f"nvidia-smi --query-gpu={','.join(QUERY_FIELDS)} --format=csv; rc=$?; "
+              f"echo '{TABLE_MARK}'; nvidia-smi; exit $rc")
+ENV_PREFIX, EXIT_PREFIX = "NVIDIA_VISIBLE_DEVICES=", "nvidia-smi exit "
+ISOLATION_SCRIPT = (f'echo "{ENV_PREFIX}${{NVIDIA_VISIBLE_DEVICES-<unset>}}"; '
+                    f'nvidia-smi -L; echo "{EXIT_PREFIX}$?"')
+SMOKE_SCRIPT = """
+import torch
+assert torch.cuda.is_available(), "torch.cuda.is_available() is False"
+n = torch.cuda.device_count()
+props = torch.cuda.get_device_properties(0)
+torch.cuda.synchronize()
+print(f"CUDA-SMOKE ok devices={n} name={props.name} memory_mib={props.total_memory // (1024 * 1024)} "
+      f"capability={props.major}.{props.minor} torch={torch.__version__}")
+"""
+SMOKE_OK = "CUDA-SMOKE ok"
+JUDGED_BY_SMI = "judged by test_nvidia_smi_sees_every_gpu"
+EXIT_NOT_FOUND = 127   # POSIX shells: command not found
+# A shell that cannot find nvidia-smi: dash `sh: 1: nvidia-smi: not found`, bash `nvidia-smi: command not found`,
+# runc `exec: "nvidia-smi": executable file not found in $PATH`.
+SMI_NOT_FOUND = re.compile(r"nvidia-smi\"?:? (?:command )?not found|executable file not found", re.IGNORECASE)
+
+
+class Probe(Protocol):
+    """What a probe pod did (kube/probes.py ProbeResult has these)."""
+
+    phase: str
+    exit_code: int | None
+    reason: str | None
+    logs: str
+    image: str | None
+
+    @property
+    def ok(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+# -- reading the probes' output ------------------------------------------------------------------------
+def split_output(logs: str) -> tuple[str, str]:
+    """(query CSV, table) of the nvidia-smi probe's log."""
+    query, _, table = logs.partition(TABLE_MARK)
+    return query.strip("\n"), table.strip("\n")
+
+
+def parse_or_none(text: str) -> NvidiaSmiResult | None:
+    try:
+        return parse_nvidia_smi(text) if text.strip() else None
+    except ParseError:
+        return None
+
+
+def csv_column(query: str, name: str) -> list[str | None]:
+    """One column of `--query-gpu=... --format=csv` output by its header, a row per GPU; N/A and absent -> None.
+    (For columns the nvidia-smi parser does not type, e.g. ecc.mode.current.)"""
+    rows = [r for r in csv.reader(query.splitlines(), skipinitialspace=True) if r]
+    if not rows:
+        return []
+    header = [re.sub(r" \[.*", "", h.strip()) for h in rows[0]]
+    if name not in header:
+        return []
+    i = header.index(name)
+    values = [r[i].strip() if len(r) == len(header) else None for r in rows[1:]]
+    return [None if v is None or v in ("", "N/A", "[N/A]", "Not Supported", "[Not Supported]") else v
+            for v in values]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The isolation probe's output: `nvidia-smi -L` as the pod saw it."""
+
+    gpus: list[str]                  # `GPU 0: NVIDIA H100 80GB HBM3 (GPU-...)`
+    env: str | None                  # NVIDIA_VISIBLE_DEVICES as the pod saw it
+    text: str                        # nvidia-smi's own output
+    smi_exit: int | None             # nvidia-smi's exit code (127: not in the container)
+    parsed: NvidiaSmiResult | None   # None: not nvidia-smi output at all
+
+    @property
+    def error_category(self) -> str | None:
+        return self.parsed.error.category if self.parsed is not None and self.parsed.error is not None else None
+
+    @property
+    def smi_absent(self) -> bool:
+        """The container has no nvidia-smi: the runtime injected no driver (a pod without GPUs on a hardened node)."""
+        return self.smi_exit == EXIT_NOT_FOUND or bool(SMI_NOT_FOUND.search(self.text))
+
+
+def read_listing(logs: str) -> Listing:
+    env, code, own = None, None, []
+    for line in logs.splitlines():
+        if line.startswith(ENV_PREFIX):
+            env = line[len(ENV_PREFIX):]
+        elif line.startswith(EXIT_PREFIX):
+            code = int(line[len(EXIT_PREFIX):]) if line[len(EXIT_PREFIX):].strip().isdigit() else None
+        else:
+            own.append(line)
+    text = "\n".join(own)
+    parsed = parse_or_none(text)
+    gpus = [f"GPU {g.index}: {g.name} ({g.uuid})" for g in parsed.gpus] if parsed is not None else []
+    return Listing(gpus, env, text, code, parsed)
+
+
+def no_gpus_to_probe(node_id: str, *, judged_here: bool) -> Verdict:
+    """The node advertises no GPU, so no probe pod could take one. The count check fails on it; the checks that
+    need a GPU in a pod cannot judge and point at it."""
+    text = (f"no stable {GPU} allocatable on {node_id}: no probe pod can get a GPU there; the device plugin has "
+            "not registered the GPUs or is restarting (see test_device_plugins.py::test_nvidia_device_plugin_runs_on "
+            "for this node)")
+    if judged_here:
+        return Verdict.failed(node_id, "the profile's GPUs allocatable", text, summary="GPU count mismatch")
+    return Verdict.not_shown(node_id, text, JUDGED_BY_SMI)
+
+
+# -- judges --------------------------------------------------------------------------------------------
+def judge_smi_sees_every_gpu(node_id: str, probe: Probe | None, requested: int,
+                             inst: InstanceProfile | None) -> Verdict:
+    """In a pod taking all the node's GPUs: driver reachable; GPU count == allocatable (requested) == profile."""
+    if probe is None:
+        return no_gpus_to_probe(node_id, judged_here=True)
+    query, table = split_output(probe.logs)
+    smi = parse_or_none(query)
+    error = smi.error if smi is not None else None
+    if error is None and not probe.ok:
+        parsed_table = parse_or_none(table)
+        error = parsed_table.error if parsed_table is not None else None
+    if error is not None:
+        return Verdict.failed(
+            node_id, "nvidia-smi to list the GPUs", f"`{error.message}` (exit code {probe.exit_code})",
+            "On the node: `lsmod | grep nvidia`, `dmesg | grep -iE 'nvrm|xid'`; a kernel update without a matching "
+            "driver is the usual cause.", summary="NVIDIA driver unreachable")
+    if not probe.ok or smi is None:
+        return Verdict.failed(node_id, "exit code 0 with CSV output",
+                              f"{probe.describe()}; log starts {probe.logs[:200]!r}",
+                              f"Check the image ({probe.image}) and the pod's events.", summary="nvidia-smi did not run")
+    expected = inst.gpus if inst is not None and inst.gpus else None
+    seen = len(smi.gpus)
+    crit = (Criterion("GPUs seen by nvidia-smi", seen, "GPUs", expected if expected is not None else requested, "==",
+                      f"profile {inst.instance_type} gpus" if inst is not None and expected is not None
+                      else f"{GPU} allocatable (instance type not in the profile)"),)
+    facts = {"driver version": smi.driver_version}
+    problems = []
+    if seen != requested:
+        problems.append(f"allocatable {requested}, nvidia-smi saw {seen}")
+    if expected is not None and expected != requested:
+        problems.append(f"profile says {expected}, allocatable {requested}")
+    if expected is not None and expected != seen and not problems:
+        problems.append(f"profile says {expected}, nvidia-smi saw {seen}")
+    want = f"{expected if expected is not None else requested} (profile)"
+    if not problems:
+        return Verdict.passed(node_id, want, f"{seen} GPUs", criteria=crit, facts=facts)
+    buses = sorted(g.bus_id or "?" for g in smi.gpus)
+    return Verdict.failed(
+        node_id, want, f"{'; '.join(problems)}; bus ids seen: {', '.join(buses) or 'none'}",
+        "Check `dmesg | grep -i xid` on the node (a GPU fallen off the bus) and the device plugin's health checks.",
+        summary="GPU count mismatch", criteria=crit, facts=facts)
+
+
+def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | None,
+                    labels: Mapping[str, str], mig_resources: bool) -> Verdict:
+    """Per GPU: product and memory as the profile says, ECC on where the profile requires it and no uncorrected
+    ECC errors, MIG mode as the node's labels/resources say (`mig_resources`: nvidia.com/mig-* advertised)."""
+    if probe is None:
+        return no_gpus_to_probe(node_id, judged_here=False)
+    query = split_output(probe.logs)[0]
+    smi = parse_or_none(query)
+    if smi is None or smi.error is not None or not smi.gpus:
+        why = smi.error.message if smi is not None and smi.error is not None else probe.describe()
+        return Verdict.not_shown(node_id, f"nvidia-smi gave no GPU facts ({why})", JUDGED_BY_SMI)
+    mig_expected = ("Enabled" if "-MIG-" in labels.get("nvidia.com/gpu.product", "") or mig_resources
+                    else "Disabled")
+    ecc_required = bool(inst is not None and inst.ecc_required)
+    ecc_modes = csv_column(query, "ecc.mode.current")
+    problems, unknown, crit = [], [], []
+    for i, gpu in enumerate(smi.gpus):
+        where = f"GPU {gpu.index} ({gpu.bus_id})"
+        if inst is not None and inst.gpu_product and not gpu.matches_product(inst.gpu_product):
+            problems.append(f"{where} is {gpu.name!r}, profile expects {inst.gpu_product!r}")
+        if gpu.memory_total_mib is not None and inst is not None and inst.gpu_memory_mib:
+            crit.append(Criterion(f"GPU {gpu.index} memory.total", gpu.memory_total_mib, "MiB",
+                                  inst.gpu_memory_mib * (1 - inst.gpu_memory_tolerance_pct / 100), ">=",
+                                  f"profile {inst.instance_type} gpu_memory_mib {inst.gpu_memory_mib} "
+                                  f"-{inst.gpu_memory_tolerance_pct}%"))
+            if not inst.gpu_memory_ok(gpu.memory_total_mib):
+                problems.append(f"{where} has {gpu.memory_total_mib} MiB, profile expects {inst.gpu_memory_mib} MiB "
+                                f"+-{inst.gpu_memory_tolerance_pct}%")
+        ecc = ecc_modes[i] if i < len(ecc_modes) else None
+        if ecc == "Disabled" and ecc_required:
+            problems.append(f"{where} ECC mode Disabled, profile requires ECC on ({inst.instance_type if inst else ''} "
+                            "ecc_required)")
+        elif ecc is None and ecc_required:
+            unknown.append(f"{where} ECC mode N/A")
+        if ecc == "Enabled" and gpu.ecc_errors_uncorrected is None:
+            unknown.append(f"{where} uncorrected ECC error count N/A")
+        if gpu.ecc_errors_uncorrected:
+            problems.append(f"{where} reports {gpu.ecc_errors_uncorrected} uncorrected volatile ECC errors")
+        if gpu.mig_mode is not None and gpu.mig_mode != mig_expected:
+            problems.append(f"{where} MIG mode {gpu.mig_mode}, node labels imply {mig_expected}")
+    counted = [g.ecc_errors_uncorrected for g in smi.gpus if g.ecc_errors_uncorrected is not None]
+    if counted:   # N/A (ECC off or not reported) is not 0 errors: only reported counts are summed
+        crit.append(Criterion("uncorrected ECC errors", sum(counted), "errors", 0, "==",
+                              f"any uncorrected error fails ({len(counted)} of {len(smi.gpus)} GPUs report a count)"))
+    facts = {"ECC mode": {f"GPU {g.index}": (ecc_modes[i] if i < len(ecc_modes) else None) or "N/A"
+                          for i, g in enumerate(smi.gpus)}, "ECC required by the profile": ecc_required}
+    expected = "the profile's product and memory, " + ("ECC on, " if ecc_required else "") + \
+        "no uncorrected ECC errors, MIG mode as the node's labels say"
+    fix = ("Wrong product/memory: the node is not the instance type it claims or the profile is wrong; ECC "
+           "errors: drain the node and run `nvidia-smi -q -d ECC,PAGE_RETIREMENT`; ECC off: `nvidia-smi -e 1` on the "
+           "node and reboot it (data-center GPUs ship with ECC on); MIG: check `nvidia.com/mig.config`.")
+    if problems:
+        return Verdict.failed(node_id, expected, "; ".join(problems), fix, summary="GPU facts wrong",
+                              criteria=tuple(crit), facts=facts)
+    if unknown:
+        return Verdict.not_shown(node_id, f"nvidia-smi did not report ECC: {'; '.join(unknown)}",
+                                 "run `nvidia-smi -q -d ECC` on the node; ECC state must be readable to sign off a "
+                                 "data-center GPU", criteria=tuple(crit), facts=facts)
+    return Verdict.passed(node_id, expected, f"{len(smi.gpus)} GPUs as expected", criteria=tuple(crit), facts=facts)
+
+
+def judge_one_gpu(node_id: str, probe: Probe | None) -> Verdict:
+    """A pod requesting 1 GPU sees exactly 1 (the device plugin hands out one device, the runtime exposes one)."""
+    if probe is None:
+        return no_gpus_to_probe(node_id, judged_here=False)
+    seen = read_listing(probe.logs)
+    if seen.parsed is not None and seen.parsed.error is not None and seen.error_category == "driver_unreachable":
+        return Verdict.not_shown(node_id, f"cannot judge isolation: {seen.parsed.error.message}", JUDGED_BY_SMI)
+    crit = (Criterion("GPUs visible with 1 requested", len(seen.gpus), "GPUs", 1, "==",
+                      "a pod sees exactly what it requested"),)
+    facts = {"NVIDIA_VISIBLE_DEVICES": seen.env}
+    expected = f"a pod requesting 1 {GPU} to see exactly 1 GPU"
+    if probe.ok and len(seen.gpus) == 1:
+        return Verdict.passed(node_id, expected, seen.gpus[0], criteria=crit, facts=facts)
+    return Verdict.failed(
+        node_id, expected, f"{len(seen.gpus)} ({'; '.join(seen.gpus) or seen.text.strip()[:160] or probe.describe()}), "
+                           f"NVIDIA_VISIBLE_DEVICES={seen.env}",
+        "More than 1: the device plugin's deviceListStrategy/the container runtime expose all GPUs; none: the "
+        "driver or the allocated device is broken (`dmesg | grep -i xid`).", summary="GPU isolation broken",
+        criteria=crit, facts=facts)
+
+
+def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
+    """A pod requesting no GPU sees none: no NVIDIA_VISIBLE_DEVICES leakage from the image or the runtime.
+
+    Sees none: `nvidia-smi -L` lists no GPU and says `No devices were found` (driver libraries injected without
+    devices, NVIDIA_VISIBLE_DEVICES=none), or the container has no nvidia-smi at all (exit 127 / "not found": on a
+    hardened node the runtime injects nothing into a pod without a GPU). Anything else that lists no GPU (an NVML
+    or driver error, unknown text) does not show that the pod could not reach a GPU: not shown, with the text."""
+    seen = read_listing(probe.logs)
+    crit = (Criterion("GPUs visible with none requested", len(seen.gpus), "GPUs", 0, "==",
+                      "a pod without a GPU request must not see any GPU"),)
+    facts = {"NVIDIA_VISIBLE_DEVICES": seen.env}
+    expected = f"no GPU in a pod requesting no {GPU}"
+    if probe.phase != "Succeeded":
+        return Verdict.failed(node_id, "the no-GPU probe to finish", probe.describe(),
+                              summary="The no-GPU probe did not run", facts=facts)
+    if seen.gpus:
+        return Verdict.failed(
+            node_id, expected, f"{len(seen.gpus)} ({'; '.join(seen.gpus)}), NVIDIA_VISIBLE_DEVICES={seen.env}",
+            "The image sets NVIDIA_VISIBLE_DEVICES=all and the nvidia runtime honours it: set the device plugin's "
+            "`deviceListStrategy: volume-mounts` and `accept-nvidia-visible-devices-envvar-when-unprivileged = false` "
+            "in the container toolkit config.", summary="GPU leak", criteria=crit, facts=facts)
+    if seen.smi_absent:
+        return Verdict.passed(node_id, expected, "no nvidia-smi in the container (no driver injected)",
+                              criteria=crit, facts=facts)
+    if seen.error_category == "no_devices":
+        return Verdict.passed(node_id, expected, "nvidia-smi: No devices were found", criteria=crit, facts=facts)
+    raw = seen.text.strip()[:300] or "(no output)"
+    return Verdict.not_shown(
+        node_id, f"nvidia-smi -L in a pod without GPUs printed neither a GPU list nor `No devices were found` "
+                 f"(exit {seen.smi_exit}): {raw!r}",
+        "run `kubectl run` with the probe image and no GPU request on the node and read nvidia-smi's output; "
+        f"{JUDGED_BY_SMI} for driver errors", facts=facts)
+
+
+def judge_cuda_smoke(node_id: str, probe: Probe | None) -> Verdict:
+    """Beyond nvidia-smi: a CUDA context through PyTorch on 1 GPU."""
+    if probe is None:
+        return no_gpus_to_probe(node_id, judged_here=False)
+    missing = ("No module named 'torch'" in probe.logs or "python3: not found" in probe.logs
+               or probe.exit_code == EXIT_NOT_FOUND
+               or probe.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"))
+    if missing:
+        return Verdict.not_shown(
+            node_id, f"the CUDA smoke check needs an image with python3 and PyTorch; {probe.image} has none "
+                     f"({probe.describe()})", "opt in with --gpucluster-smoke-image=nvcr.io/nvidia/pytorch:25.01-py3")
+    expected = f"`{SMOKE_OK}` from PyTorch on 1 GPU"
+    if probe.ok and SMOKE_OK in probe.logs:
+        return Verdict.passed(node_id, expected, SMOKE_OK)
+    return Verdict.failed(
+        node_id, expected, f"{probe.describe()}; last output {probe.logs.strip()[-300:]!r}",
+        "nvidia-smi can work while CUDA cannot: check the driver/CUDA compatibility (`nvidia-smi` CUDA Version >= "
+        "the image's) and `dmesg | grep -i xid`.", summary="CUDA unusable")
