@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import time
 from collections import Counter
@@ -12,7 +11,8 @@ from typing import Any, Mapping
 from . import errors, probes
 from .client import Cluster
 from .progress import QUIET, ProgressFactory
-from .watching import Watcher, WatchState
+from .schedulability import UnschedulableWatch
+from .watching import WATCH_PERIOD_S, Watcher, WatchState
 
 CREATE_CONCURRENCY = 16
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
@@ -78,35 +78,47 @@ class FleetRunner:
         return failures
 
     def _wait(self, fleet: str, pods: set[str], timeout_s: float, what: str,
-              pinned: Mapping[str, str]) -> tuple[WatchState, dict[str, str]]:
-        """Watch the fleet until every pod is terminal, or unschedulable because its node is gone (looked up
-        once per pod, when the scheduler first reports it unschedulable), or the deadline passes."""
+              pinned: Mapping[str, str]) -> tuple[WatchState, dict[str, tuple[str, str]]]:
+        """Watch the fleet until every pod is terminal, or can never schedule on its pinned node (the node is gone:
+        looked up once per pod; or the scheduler keeps refusing it for a reason nothing in flight will change:
+        kube/schedulability.py, after the context's grace period), or the deadline passes."""
         watcher = Watcher(self.cluster, "pods", self.ctx.namespace,
                           label_selector=f"{probes.RUN_LABEL}={self.ctx.run_id},{probes.FLEET_LABEL}={fleet}")
-        gone: dict[str, str] = {}       # pod -> pending reason, for pods pinned to a node that no longer exists
+        gone: dict[str, tuple[str, str]] = {}   # pod -> (NodeGone | Unschedulable, why it can never run)
         checked: set[str] = set()
+        stuck = UnschedulableWatch(self.cluster, self.ctx.unschedulable_grace_s)
         if not pods:
             return watcher.state, gone
         with self.progress(what) as bar:
-            def node_gone(name: str, pod: dict[str, Any]) -> bool:
-                if name not in checked and name in pinned and probes.pending_reason(pod):
+            def cannot_run(name: str, pod: dict[str, Any]) -> bool:
+                reason = probes.pending_reason(pod)
+                if name not in pinned or name in gone:
+                    return name in gone
+                if reason and name not in checked:
                     checked.add(name)
                     if self.cluster.get_or_none("nodes", pinned[name]) is None:
-                        gone[name] = probes.pending_reason(pod) or ""
+                        why = (f"node {pinned[name]} disappeared while its probe pod waited (Unschedulable: "
+                               f"{reason}); check `kubectl get node {pinned[name]}` and the node's NodeClaim / "
+                               "Auto Scaling group")
+                        gone[name] = ("NodeGone", why)
+                        return True
+                if stuck.check(name, pod, pinned[name], reason):
+                    gone[name] = ("Unschedulable", stuck.stuck[name])
                 return name in gone
 
-            def on_event(_etype: str, _obj: dict[str, Any], state: WatchState) -> bool:
+            def finished(state: WatchState) -> bool:
                 current = {n: o for n, o in state.by_name().items() if n in pods}
                 bar.update(Counter(_display_phase(o) for o in current.values()))
-                return len(current) == len(pods) and all(probes.classify(o)[0] or node_gone(n, o)
+                return len(current) == len(pods) and all(probes.classify(o)[0] or cannot_run(n, o)
                                                          for n, o in current.items())
 
-            watcher.run(on_event, deadline=time.monotonic() + timeout_s,
-                        on_idle=lambda: bar.update(bar.counts))
+            window = min(WATCH_PERIOD_S, max(1.0, self.ctx.unschedulable_grace_s / 3)) if pinned else WATCH_PERIOD_S
+            watcher.run(lambda _etype, _obj, state: finished(state), deadline=time.monotonic() + timeout_s,
+                        on_idle=lambda: finished(watcher.state), window_s=window)
         return watcher.state, gone
 
     def _collect(self, state: WatchState, by_pod: dict[str, str], create_errors: dict[str, str],
-                 gone: Mapping[str, str]) -> dict[str, probes.ProbeResult]:
+                 gone: Mapping[str, tuple[str, str]]) -> dict[str, probes.ProbeResult]:
         seen = state.by_name()
         events_by_pod: dict[str, list[dict[str, Any]]] = {}
         for ev in self.cluster.items("events", self.ctx.namespace):
@@ -129,9 +141,8 @@ class FleetRunner:
             logs = self._logs(pod) if self._has_run(pod) else ""
             result = probes.result_from_pod(pod, logs, events_by_pod.get(pod_name, []), timed_out=not terminal)
             if pod_name in gone:
-                why = (f"node {node} disappeared while its probe pod waited (Unschedulable: {gone[pod_name]}); "
-                       f"check `kubectl get node {node}` and the node's NodeClaim / Auto Scaling group")
-                result = dataclasses.replace(result, reason="NodeGone", message=why, pending_reason=why)
+                reason, why = gone[pod_name]
+                result = dataclasses.replace(result, reason=reason, message=why, pending_reason=why)
             if (not terminal or pod.get("status", {}).get("phase") == "Pending") and not self.ctx.keep:
                 self.cluster.delete("pods", pod_name, self.ctx.namespace, grace_seconds=0)
             return node, result
