@@ -89,6 +89,9 @@ class ProbeContext:
     timeout_s: float
     gpu_tolerations: list[dict] = field(default_factory=list)
     keep: bool = False
+    # A pinned probe the scheduler refuses for a reason nothing in flight will change ends after this long
+    # (profile probes.unschedulable_grace_s; kube/schedulability.py).
+    unschedulable_grace_s: float = 45.0
 
     def run_selector(self) -> str:
         return f"{MANAGED_BY[0]}={MANAGED_BY[1]},{RUN_LABEL}={self.run_id}"
