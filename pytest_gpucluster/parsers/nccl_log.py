@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["NcclLogFacts", "scan_log_line", "transport_of"]
+__all__ = ["TEST_FAILURE", "NcclLogFacts", "scan_log_line", "transport_of"]
 
 _NCCL_VERSION = re.compile(r"\bNCCL version (\d+\.\d+\.\d+\S*)")
 _TESTS_VERSION = re.compile(r"#\s*nccl-tests version (\S+)")
@@ -16,9 +16,11 @@ _NETWORK = re.compile(r"NCCL INFO Using network (.+?)\s*$")
 _CHANNEL_NET = re.compile(r"\bvia NET/([^/]+)/(\d+)(?:\(\d+\))?(/GDRDMA)?")
 _RING_GDR = re.compile(r"Connected all rings.*\bGDR ([01])\b")
 _NRANKS = re.compile(r"\bn[Rr]anks (\d+)")
+_WARN = re.compile(r"\bNCCL WARN\b")
+TEST_FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?(?:failure|FAILED)\b")   # nccl-tests' own verdict on a rank
 _ERRORS = [
-    re.compile(r"\bTest (?:NCCL |CUDA )?failure\b"),
-    re.compile(r"\bNCCL WARN\b"),
+    TEST_FAILURE,
+    _WARN,
     re.compile(r"^#\s*error:\s*\S"),
     re.compile(r"^srun: error:"),
     re.compile(r"\bmpirun (?:noticed|was unable|has exited|detected)\b", re.I),
@@ -45,7 +47,8 @@ class NcclLogFacts:
     net_channels: int = 0
     ring_gdr: bool | None = None
     nranks: int | None = None
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)      # error-looking lines, NCCL WARN lines included
+    warnings: list[str] = field(default_factory=list)    # the `NCCL WARN` lines alone: evidence, not a verdict
 
 
 def scan_log_line(facts: NcclLogFacts, text: str) -> None:
@@ -81,6 +84,8 @@ def scan_log_line(facts: NcclLogFacts, text: str) -> None:
     stripped = text.strip()
     if any(p.search(stripped) for p in _ERRORS) and stripped not in facts.errors:
         facts.errors.append(stripped)
+    if _WARN.search(stripped) and stripped not in facts.warnings:
+        facts.warnings.append(stripped)
 
 
 def _classify(network: str, provider: str | None) -> str | None:

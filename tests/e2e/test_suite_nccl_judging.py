@@ -1,36 +1,26 @@
-"""The NCCL suite's judgements on real published nccl-tests outputs (tests/data/nccl-tests) and the default profile."""
+"""The NCCL judges (pytest_gpucluster/checks/nccl.py) on real published nccl-tests outputs (tests/data/nccl-tests)
+and the default profile, and the MPIJob the suite renders (pytest_gpucluster/kube/mpijob.py)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from pytest_gpucluster import nccl
+from pytest_gpucluster.checks import Status
+from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network
 from pytest_gpucluster.evidence import Evidence
+from pytest_gpucluster.kube import mpijob
+from pytest_gpucluster.kube.discovery import NodeInfo
 from pytest_gpucluster.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "nccl-tests"
-
-
-def _suite() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpucluster_nccl_suite", ROOT / "suites" / "test_nccl.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module        # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-suite = _suite()
 PROFILE = load_profile()
 
 
-def nccl_run(sample: str, itype: str, nodes: int, gpus: int = 8) -> object:
-    return suite.NcclRun(f"sample/{itype}", itype, nodes, gpus, "all_reduce_perf",
-                         log=(DATA / sample).read_text()).parse()
+def nccl_run(sample: str, itype: str, nodes: int, gpus: int = 8) -> NcclRun:
+    return NcclRun(f"sample/{itype}", itype, nodes, gpus, "all_reduce_perf", log=(DATA / sample).read_text()).parse()
 
 
 @pytest.mark.parametrize("sample", ["allreduce-p5-awsbatch-mpirun-prefix.txt",
@@ -38,61 +28,65 @@ def nccl_run(sample: str, itype: str, nodes: int, gpus: int = 8) -> object:
 def test_published_two_node_p5_results_meet_the_default_floors(sample: str) -> None:
     evidence = Evidence()
     run = nccl_run(sample, "p5.48xlarge", 2)
-    assert suite.judge_correctness(run) is None
-    assert suite.judge_bandwidth(run, PROFILE.for_instance("p5.48xlarge"), evidence) == (None, None)
-    at_2g = next(m for m in evidence.record.measurements if m.name == "out-of-place busbw at 2G")
+    assert judge_correctness(run).ok
+    verdict = judge_bandwidth(run, PROFILE.for_instance("p5.48xlarge"))
+    assert verdict.ok, verdict.message
+    at_2g = next(c for c in verdict.criteria if c.name == "out-of-place busbw at 2G")
     assert at_2g.threshold == 400 and at_2g.value > 430 and at_2g.passed
+    nccl.plot(run, PROFILE.for_instance("p5.48xlarge"), evidence)
     assert evidence.record.plots and "<svg" in evidence.record.plots[0].svg
 
 
 def test_p4d_eks_log_proves_efa_with_gdrdma_and_records_versions() -> None:
     run = nccl_run("allreduce-p4d-eks-2node-nccl299-debug-info.txt", "p4d.24xlarge", 2)
     evidence = Evidence()
-    suite.record(run, evidence)
-    assert suite.judge_network(run, PROFILE.for_instance("p4d.24xlarge")) is None
+    nccl.record(run, evidence)
+    assert judge_network(run, PROFILE.for_instance("p4d.24xlarge")).ok
     assert evidence.record.versions["nccl"].startswith("2.9.9")
-    assert suite.judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge"), Evidence()) == (None, None)
+    assert judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge")).ok
 
 
 def test_old_p4d_run_below_the_floor_names_sizes_and_ceiling() -> None:
     run = nccl_run("allreduce-p4d-eks-2node-nccl283-debug-info.txt", "p4d.24xlarge", 2)
-    failure, skip = suite.judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge"), Evidence())
-    assert skip is None and failure is not None
+    verdict = judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge"))
+    failure = verdict.message
+    assert verdict.status is Status.FAIL
     assert "at 2G expected >= 40 GB/s, observed 32.71 GB/s" in failure
     assert "of the 50 GB/s per-node network bandwidth 400 Gbps" in failure
 
 
 def test_without_nccl_info_lines_the_network_path_is_unproven() -> None:
     run = nccl_run("allreduce-p5-awsbatch-mpirun-prefix.txt", "p5.48xlarge", 2)
-    failure = suite.judge_network(run, PROFILE.for_instance("p5.48xlarge"))
-    assert failure is not None and "did not use EFA" in failure and "transport unknown" in failure
+    verdict = judge_network(run, PROFILE.for_instance("p5.48xlarge"))
+    assert not verdict.ok and "did not use EFA" in verdict.message and "transport unknown" in verdict.message
 
 
 def test_infiniband_is_not_efa() -> None:
     run = nccl_run("nccl-debug-info-net-ib-nccl-docs-excerpt.txt", "p5.48xlarge", 2)
-    assert "produced no result" in (suite.judge_network(run, PROFILE.for_instance("p5.48xlarge")) or "")
+    verdict = judge_network(run, PROFILE.for_instance("p5.48xlarge"))
+    assert verdict.status is Status.FAIL and "produced no result" in verdict.message
 
 
 def test_cuda_failure_without_a_table_fails_correctness_with_the_log_tail() -> None:
     run = nccl_run("allreduce-gh200-2node-cuda-busy-failure.txt", "p5.48xlarge", 2, gpus=4)
-    failure = suite.judge_correctness(run)
-    assert failure is not None and "produced no result" in failure and "Test failure" in failure
+    verdict = judge_correctness(run)
+    assert not verdict.ok and "produced no result" in verdict.message and "Test failure" in verdict.message
 
 
 def test_single_node_without_floor_is_recorded_and_skipped_with_the_profile_key() -> None:
     run = nccl_run("allreduce-a100-80gb-x8-single-node-gcm-fixture.txt", "p4de.24xlarge", 1)
-    failure, skip = suite.judge_bandwidth(run, PROFILE.for_instance("p4de.24xlarge"), Evidence())
-    assert failure is None and skip is not None
-    assert "instances.p4de.24xlarge.nccl.all_reduce_busbw_floor_gbs.1" in skip
+    verdict = judge_bandwidth(run, PROFILE.for_instance("p4de.24xlarge"))
+    assert verdict.status is Status.NOT_SHOWN and "not judged" in verdict.message
+    assert "instances.p4de.24xlarge.nccl.all_reduce_busbw_floor_gbs.1" in verdict.message
+    assert {c.name for c in verdict.criteria} >= {"peak out-of-place busbw"}
 
 
 def test_mpijob_renders_from_the_fixture_with_run_labels_and_all_devices() -> None:
-    node = suite.NodeInfo(name="n1", instance_type="p5.48xlarge", labels={}, taints=[], allocatable={
+    node = NodeInfo(name="n1", instance_type="p5.48xlarge", labels={}, taints=[], allocatable={
         "hugepages-2Mi": "21122Mi"}, capacity={}, gpus_allocatable=8, efa_allocatable=32, nodepool=None,
         provider_id=None, conditions={}, ready=True)
-    group = suite.NodeGroup("p5.48xlarge", (node, node))
-    job = suite.render_mpijob(group, name="gc-nccl-x", namespace="ns", run_id="r1", image="img", gpus=8, efa=32,
-                              max_size=4 << 30, deadline_s=600, tolerations=[])
+    job = mpijob.render((node, node), name="gc-nccl-x", namespace="ns", run_id="r1", image="img", gpus=8, efa=32,
+                        max_size="4G", deadline_s=600, tolerations=[])
     assert job["metadata"]["labels"]["gpucluster.io/run"] == "r1"
     assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] == 600 and job["spec"]["runPolicy"]["cleanPodPolicy"]
     argv = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]

@@ -1,0 +1,171 @@
+"""Kubeflow MPIJobs (kubeflow.org/v2beta1): render fixtures/mpijob-nccl.yaml for a set of nodes, submit it,
+wait for it to finish (one watch), and read the launcher's log."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from . import errors
+from .client import Cluster
+from .discovery import NodeInfo
+from .probes import EFA_RESOURCE, GPU_RESOURCE, HOSTNAME_LABEL, MANAGED_BY, RUN_LABEL, label_value, manifests_dir
+from .quantity import quantity_or
+from .watching import DeadlineExceeded, eventually
+
+MPIJOB = "mpijobs.kubeflow.org"
+MANIFEST = "mpijob-nccl.yaml"
+JOB_NAME_LABEL = "training.kubeflow.org/job-name"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+INSTALL_HINT = ("install the Kubeflow MPI operator (v2beta1): kubectl apply --server-side -f "
+                "https://raw.githubusercontent.com/kubeflow/mpi-operator/v0.6.0/deploy/v2beta1/mpi-operator.yaml")
+
+
+@lru_cache(maxsize=2)
+def _template(path: str) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("kind") != "MPIJob":
+        raise ValueError(f"{path}: expected a kubeflow.org/v2beta1 MPIJob manifest")
+    return data
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> None:
+    """Set the value after `flag` (the last occurrence: the perf binary's flags follow mpirun's)."""
+    idx = max(i for i, a in enumerate(argv) if a == flag)
+    argv[idx + 1] = value
+
+
+def hugepages_for(nodes: Sequence[NodeInfo], wanted: str) -> str | None:
+    """The manifest's hugepages-2Mi request, lowered to what every node offers; None when one offers none."""
+    offered = int(min(quantity_or(n.allocatable.get("hugepages-2Mi")) for n in nodes))
+    if offered <= 0:
+        return None
+    return wanted if offered >= quantity_or(wanted) else f"{offered >> 20}Mi"
+
+
+def job_name(instance_type: str, node_names: Sequence[str], run_id: str) -> str:
+    """Deterministic per run and node set: gc-nccl-<instance type>-<hash>."""
+    digest = hashlib.sha256(f"{run_id}/{'+'.join(node_names)}/{instance_type}".encode()).hexdigest()[:8]
+    return f"gc-nccl-{label_value(instance_type.replace('.', '-')).lower()}-{digest}"[:52]
+
+
+def render(nodes: Sequence[NodeInfo], *, name: str, namespace: str, run_id: str, image: str, gpus: int, efa: int,
+           max_size: str, deadline_s: int, tolerations: list[dict[str, str]]) -> dict[str, Any]:
+    """Fill fixtures/mpijob-nccl.yaml for `nodes` (values set as data, never spliced into text)."""
+    job = copy.deepcopy(_template(str(manifests_dir() / MANIFEST)))
+    meta = job["metadata"]
+    meta["name"], meta["namespace"] = name, namespace
+    run_labels = {MANAGED_BY[0]: MANAGED_BY[1], RUN_LABEL: run_id}
+    meta["labels"].update(run_labels)
+    spec = job["spec"]
+    spec["slotsPerWorker"] = gpus
+    spec["runPolicy"]["activeDeadlineSeconds"] = deadline_s
+    launcher = spec["mpiReplicaSpecs"]["Launcher"]["template"]
+    worker = spec["mpiReplicaSpecs"]["Worker"]
+    worker["replicas"] = len(nodes)
+    for template in (launcher, worker["template"]):
+        template["metadata"]["labels"].update(run_labels)
+        template["spec"]["tolerations"] = list(tolerations)
+        for container in template["spec"]["containers"]:
+            container["image"] = image
+    argv = launcher["spec"]["containers"][0]["command"]
+    _set_flag(argv, "-np", str(len(nodes) * gpus))
+    _set_flag(argv, "-N", str(gpus))
+    _set_flag(argv, "-e", max_size)
+    wspec = worker["template"]["spec"]
+    wspec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [n.name for n in nodes]}]}]}}}
+    resources = wspec["containers"][0]["resources"]
+    hugepages = hugepages_for(nodes, str(resources["requests"].get("hugepages-2Mi", "0")))
+    for part in (resources["requests"], resources["limits"]):
+        part[GPU_RESOURCE], part[EFA_RESOURCE] = str(gpus), str(efa)
+        if hugepages is None:
+            part.pop("hugepages-2Mi", None)
+        else:
+            part["hugepages-2Mi"] = hugepages
+    return job
+
+
+def launcher_command(job: dict[str, Any]) -> str:
+    return " ".join(job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"])
+
+
+@dataclass
+class MpiJobRun:
+    """What one MPIJob did: its launcher's log, and what went wrong ("" = Succeeded) with where to look."""
+
+    name: str
+    namespace: str
+    log: str = ""
+    outcome: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def served(cluster: Cluster, namespace: str) -> bool:
+    """Whether the cluster serves kubeflow.org/v2beta1 MPIJobs (the MPI operator's CRD is installed)."""
+    try:
+        cluster.list(MPIJOB, namespace)
+    except errors.NotFound:
+        return False
+    return True
+
+
+def _finished(job: dict[str, Any]) -> str | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Succeeded", "Failed") and cond.get("status") == "True":
+            return str(cond["type"])
+    return None
+
+
+def _condition_text(job: dict[str, Any]) -> str:
+    conds = (job.get("status") or {}).get("conditions") or []
+    return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}: {c.get('message', '')})"
+                     for c in conds) or "no status conditions (the MPI operator never reconciled the job)"
+
+
+def _pending_workers(cluster: Cluster, namespace: str, name: str) -> str:
+    """Why workers are not running: phases and the latest FailedScheduling message of each."""
+    out = []
+    for pod in cluster.items("pods", namespace, label_selector=f"{JOB_NAME_LABEL}={name}"):
+        pname = pod["metadata"]["name"]
+        phase = (pod.get("status") or {}).get("phase", "Pending")
+        events = [e for e in cluster.events_for(namespace, pname) if e.get("reason") == "FailedScheduling"]
+        why = f": {events[-1].get('message')}" if events and phase == "Pending" else ""
+        out.append(f"{pname} {phase}{why}")
+    return "; ".join(out) or "no pods were created"
+
+
+def run(cluster: Cluster, job: dict[str, Any], *, timeout_s: float) -> MpiJobRun:
+    """Create the MPIJob, wait until it succeeds or fails (one watch on the run's jobs), read the launcher's log."""
+    meta = job["metadata"]
+    name, namespace, run_id = meta["name"], meta["namespace"], meta["labels"][RUN_LABEL]
+    done = MpiJobRun(name, namespace, facts={"mpijob": f"{namespace}/{name}"})
+    cluster.create(MPIJOB, job, namespace)
+    try:
+        final = eventually(cluster, MPIJOB, namespace, lambda jobs: name in jobs and bool(_finished(jobs[name])),
+                           timeout_s=timeout_s, description=f"MPIJob {name} to succeed or fail",
+                           label_selector=f"{RUN_LABEL}={run_id}")[name]
+    except DeadlineExceeded:
+        current = cluster.get_or_none(MPIJOB, name, namespace) or {}
+        done.outcome = (f"MPIJob {namespace}/{name} did not finish within {timeout_s:.0f}s: "
+                        f"{_condition_text(current)}; workers: {_pending_workers(cluster, namespace, name)} - check "
+                        f"`kubectl -n {namespace} describe mpijob {name}` and that the mpi-operator pods run")
+        return done
+    launchers = cluster.items("pods", namespace, label_selector=f"{JOB_NAME_LABEL}={name},{JOB_ROLE_LABEL}=launcher")
+    launchers.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    pod = launchers[-1]["metadata"]["name"] if launchers else f"{name}-launcher"
+    if launchers:
+        done.facts["launcher_pod"] = f"{namespace}/{pod}"
+        try:
+            done.log = cluster.logs(pod, namespace)
+        except errors.NotFound:
+            done.log = ""
+    if _finished(final) != "Succeeded":
+        done.outcome = (f"MPIJob {namespace}/{name} failed: {_condition_text(final)} - see "
+                        f"`kubectl -n {namespace} logs {pod}`")
+    return done
