@@ -357,10 +357,9 @@ def ec2_launch_time(run: Run, config: pytest.Config, provider_id: str) -> tuple[
     from pytest_gpucluster.aws.session import open_session, target_from_provider_ids
 
     instance_id = provider_id.rsplit("/", 1)[-1]
-    env = getattr(run.sim, "aws_env", None) if run.sim is not None else None
     try:
         session = open_session(profile=aws_options.aws_profile(config), region=aws_options.region(config),
-                               target=target_from_provider_ids([provider_id]), env=env or None)
+                               target=target_from_provider_ids([provider_id]), env=run.aws_env)
         info = ec2.describe_instances(session, [instance_id]).get(instance_id)
     except (AwsUnavailable, AwsCallFailed) as exc:
         return None, f"not read ({exc})"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import shutil
 import signal
@@ -15,7 +14,8 @@ from typing import Any, Callable
 
 import pytest
 
-from . import retry
+from . import retry, sim_process
+from .handoff import HandoffError, missing_sim_module, sim_extra_message
 from .kube import cleanup, errors, kubeconfig
 from .kube.client import Cluster
 from .kube.discovery import Inventory, discover
@@ -26,6 +26,7 @@ from .kube.watching import settled
 from .options import RunOptions
 
 from .profile import Profile, load_profile
+from .sim_process import SimProcess
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """`YYYYmmdd-HHMMSS-<4 hex>` in UTC: sortable, and `gpucluster cleanup` reads the age from it."""
@@ -66,7 +67,7 @@ class Run:
     run_id: str = field(default_factory=new_run_id)
     progress: ProgressFactory = QUIET
     interrupted: bool = False
-    sim: Any = None                         # SimCluster when --sim
+    sim: SimProcess | None = None           # the simulated cluster's child process, when --sim started it
     server_version: str | None = None
     teardown_report: cleanup.TeardownReport | None = None
     _cluster: Cluster | None = None
@@ -74,7 +75,6 @@ class Run:
     _connect_error: BaseException | None = None
     _namespace_created: bool = False
     _workdir: Path | None = None
-    _saved_env: dict[str, str | None] = field(default_factory=dict)
     _fleets: dict[str, dict[str, ProbeResult]] = field(default_factory=dict)
     _probe_seq: int = 0
     _torn_down: bool = False
@@ -84,6 +84,10 @@ class Run:
     def __post_init__(self) -> None:
         self.namespace = self.options.namespace or f"gpucluster-{self.run_id}"
         self.sigterm = SigtermAsInterrupt(lambda: setattr(self, "interrupted", True))
+        # Checked here, at configure: a usage error now ends pytest in one line (exit 4); at the first
+        # connection it would be an error per test.
+        if self.options.sim is not None and (missing := missing_sim_module()) is not None:
+            raise pytest.UsageError(sim_extra_message("--sim", missing))
 
     # -- read-only views for the report (never trigger a connection) -----------------------------
     @property
@@ -101,6 +105,14 @@ class Run:
     @property
     def sim_scenario(self) -> str | None:
         return getattr(self.sim, "scenario_name", None) or self.options.sim
+
+    @property
+    def aws_env(self) -> dict[str, str] | None:
+        """The simulated cluster's AWS endpoint and credentials (from its hand-off folder) as the AWS_* names
+        `aws.session.open_session(env=...)` takes; None against a real cluster (boto3's own chain) or a
+        scenario without an AWS account. Never copied into os.environ."""
+        aws = self.sim.handoff.aws if self.sim is not None else None
+        return aws.as_env() if aws is not None else None
 
     @property
     def profile_path(self) -> str | None:
@@ -138,14 +150,11 @@ class Run:
         path, context = self.options.kubeconfig, self.options.context
         if self.options.sim is not None:
             self.sim = start_sim(self.options.sim, self.workdir / "sim")
-            path, context = str(self.sim.kubeconfig_path), None
-            overlay = getattr(getattr(self.sim, "scenario", None), "profile", None)
-            if overlay:   # the scenario's own expectations (seconds-sized budgets, its GPU taint) under the user's
-                self.profile = load_profile(self.options.profile,
-                                            overlays=[(f"scenario:{self.sim.scenario_name}", overlay)])
-            for key, value in (self.sim.aws_env or {}).items():
-                self._saved_env.setdefault(key, os.environ.get(key))
-                os.environ[key] = value
+            handoff = self.sim.handoff
+            path, context = str(handoff.kubeconfig_path), None
+            if handoff.profile_overlay:   # the scenario's expectations (seconds-sized budgets) under the user's
+                self.profile = load_profile(self.options.profile, overlays=[
+                    (f"scenario:{handoff.scenario_name}", handoff.profile_overlay)])
         cluster = Cluster.connect(path, context)
         version = cluster.version()
         self.server_version = str(version.get("gitVersion") or f"{version.get('major')}.{version.get('minor')}")
@@ -176,6 +185,7 @@ class Run:
     def probe_context(self) -> ProbeContext:
         return ProbeContext(namespace=self.namespace, run_id=self.run_id, cuda_image=self.options.cuda_image,
                             timeout_s=self.options.timeout_s, gpu_tolerations=self.profile.gpu_tolerations(),
+                            unschedulable_grace_s=self.profile.unschedulable_grace_s,
                             keep=self.options.keep)
 
     def run_probe(self, spec: ProbeSpec) -> ProbeResult:
@@ -196,7 +206,7 @@ class Run:
 
     # -- the end ---------------------------------------------------------------------------------
     def teardown(self) -> cleanup.TeardownReport | None:
-        """Delete what this run created (unless --gpucluster-keep), verify, stop the simulator, restore env.
+        """Delete what this run created (unless --gpucluster-keep), verify, stop the simulated cluster.
         Idempotent: the second call returns the first call's report."""
         if self._torn_down:
             return self.teardown_report
@@ -211,28 +221,24 @@ class Run:
             self.sigterm.uninstall()
             if self._cluster is not None:
                 self._cluster.close()
-            for key, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            if self.sim is not None:
-                sim, self.sim = self.sim, None
-                sim.stop()
-            if self._workdir is not None and not self.options.keep:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+            try:
+                if self.sim is not None:   # SimStopError: a controller failed while the run used the cluster
+                    sim, self.sim = self.sim, None
+                    sim.stop()
+            finally:
+                if self._workdir is not None and not self.options.keep:
+                    shutil.rmtree(self._workdir, ignore_errors=True)
 
 
-def start_sim(scenario: str, workdir: Path) -> Any:
-    """Start the simulated cluster in-process (the plugin's only contact with sim/)."""
+def start_sim(scenario: str, workdir: Path) -> SimProcess:
+    """Start the simulated cluster as a child process and read its hand-off folder (the plugin's only contact
+    with sim/: a command line out, files back)."""
+    missing = missing_sim_module()
+    if missing is not None:
+        raise pytest.UsageError(sim_extra_message("--sim", missing))
     try:
-        from .sim.launcher import SimCluster, SimClusterError
-    except ImportError as exc:
-        raise pytest.UsageError(f"--sim needs the simulated cluster (pytest_gpucluster.sim.launcher): {exc}") from exc
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        return SimCluster(scenario, workdir=workdir).start()
-    except (ValueError, SimClusterError) as exc:   # ScenarioError (a ValueError): unknown name, file:line: key
+        return sim_process.start(scenario, workdir)
+    except (sim_process.SimStartError, HandoffError) as exc:   # unknown scenario, file:line: key, ...
         raise errors.ClusterError(f"--sim {scenario}: cannot start the simulated cluster: {exc}") from exc
 
 

@@ -56,13 +56,13 @@ def aws(gpucluster_run: Run, cluster: Cluster, inventory: Inventory, pytestconfi
     paths = list(getattr(cluster.creds, "paths", []) or [])
     target = target_from_kubeconfig(paths[0] if paths else None, cluster.context).merged(
         target_from_provider_ids(n.provider_id or "" for n in inventory.all_nodes))
-    sim_env = getattr(gpucluster_run.sim, "aws_env", None) if gpucluster_run.sim is not None else None
+    sim_env = gpucluster_run.aws_env   # the simulated cluster's AWS account, from its hand-off folder
     try:
-        if gpucluster_run.sim is not None and not sim_env:
+        if gpucluster_run.sim is not None and sim_env is None:
             raise AwsUnavailable("the simulated scenario has no AWS account (its aws: section is not enabled)")
         require_aws((n.provider_id or "" for n in inventory.all_nodes), target)
         return open_session(profile=aws_options.aws_profile(pytestconfig),
-                            region=aws_options.region(pytestconfig), target=target, env=sim_env or None)
+                            region=aws_options.region(pytestconfig), target=target, env=sim_env)
     except AwsUnavailable as exc:
         pytest.skip(f"AWS checks skipped: {exc.reason}")
 

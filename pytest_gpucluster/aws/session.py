@@ -187,7 +187,8 @@ _PAGE_TOKENS = {"list_objects_v2": ("ContinuationToken", "NextContinuationToken"
 def open_session(*, profile: str | None = None, region: str | None = None,
                  target: ClusterTarget | None = None, env: Mapping[str, str] | None = None,
                  verify: bool = True) -> AwsSession:
-    """A session from boto3's standard chain (or `env`, e.g. the simulated cluster's aws_env).
+    """A session from boto3's standard chain, or, when `env` is given, with the endpoint, region and credentials
+    it names (AWS_* keys: the simulated cluster's hand-off, `Run.aws_env`), passed explicitly, not via os.environ.
 
     Region: `region` (--gpucluster-region) > the cluster's region > the profile/env default.
     Raises NoCredentials / AwsUnavailable with one sentence saying why.

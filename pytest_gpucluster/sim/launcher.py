@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
+from ..handoff import AwsSettings, write_handoff
 from . import resources
 from .rbac import Authorizer, load_authorizer
 from .server import ApiServer, FaultConfig, ServerInfo
@@ -279,6 +280,17 @@ class SimCluster:
         fd = os.open(self.kubeconfig_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(config, fh, sort_keys=False)
+
+    def write_handoff(self, folder: Path) -> Path:
+        """Write the hand-off folder the plugin reads (kubeconfig, AWS settings, the scenario's profile
+        overlay, handoff.json last); returns the manifest's path. Call after start()."""
+        if not self._started:
+            raise SimClusterError("write_handoff() needs a started cluster")
+        overlay = getattr(self.scenario, "profile", None) if self.scenario is not None else None
+        return write_handoff(folder, scenario_name=self.scenario_name, server_url=self.server_url,
+                             kubeconfig=self.kubeconfig_path.read_bytes(),
+                             aws=AwsSettings.from_env(self.aws_env) if self.aws_env else None,
+                             profile_overlay=overlay or None, warnings=self.warnings)
 
     # ----- running ------------------------------------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
