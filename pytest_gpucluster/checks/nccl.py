@@ -24,7 +24,6 @@ PLUGIN_STARTUP_WARNS = (
     re.compile(r"NET/OFI Unable to find a protocol that worked"),
     re.compile(r"NET/OFI aws-ofi-nccl initialization failed"),
     re.compile(r"NET/OFI Initializing plugin failed"),
-    re.compile(r"NET/OFI OFI fi_getinfo\(\) call failed"),
 )
 
 

@@ -1,0 +1,285 @@
+"""The NCCL judges on plain data: real nccl-tests outputs (tests/data/nccl-tests), real NCCL WARN lines, and
+hand-made instance profiles. Every failure shape says expected, observed and the fix."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from pytest_gpucluster.checks import Status
+from pytest_gpucluster.checks.nccl import (
+    NcclRun, classify_warnings, judge_bandwidth, judge_correctness, judge_network, max_bytes, multi_node_groups,
+    single_node_targets, size_arg, warnings_text,
+)
+from pytest_gpucluster.kube.discovery import NodeInfo
+from pytest_gpucluster.profile import InstanceProfile
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "nccl-tests"
+ONE_NODE = "allreduce-a100-80gb-x8-single-node-gcm-fixture.txt"       # 8x A100 80GB, 32M..1G, peak 231.72
+P5_TWO_NODES = "allreduce-p5-awsbatch-mpirun-prefix.txt"              # no NCCL INFO lines
+P4D_EFA_GDRDMA = "allreduce-p4d-eks-2node-nccl299-debug-info.txt"
+P4D_OLD_LOW = "allreduce-p4d-eks-2node-nccl283-debug-info.txt"        # 32.71 GB/s at 1G
+EFA_NO_CHANNELS = "allreduce-karpenter-eks-efa-elided.txt"            # provider efa, no channel lines
+NO_TABLE = "allreduce-gh200-2node-cuda-busy-failure.txt"
+NO_NET_PLUGIN = "nccl-warn-failed-to-initialize-any-net-plugin-docs.txt"
+
+# aws-ofi-nccl 1.16.2 giving up in a pod without an EFA provider, NCCL going on without it (Socket across pods):
+# gnosia93/training-on-eks@a8bcb517117dac4ab6acfce1c3392461ccdb4772:chapter/c7-training-optimization-nccl.md
+# lines 20-40, verbatim.
+OFI_GAVE_UP_G6E = """\
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.2
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Using Libfabric version 2.1
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Using CUDA driver version 13000 with runtime 12090
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Configuring AWS-specific options
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Setting provider_filter to efa
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI Internode latency set at 75.0 us
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/OFI No eligible providers were found
+
+[2025-12-28 16:04:25] llama-3-8b-node-0-0:152:386 [0] int nccl_net_ofi_create_plugin(nccl_net_ofi_plugin_t**):259 NCCL WARN NET/OFI Unable to find a protocol that worked.  Failing initialization.
+
+[2025-12-28 16:04:25] llama-3-8b-node-0-0:152:386 [0] int nccl_net_ofi_create_plugin(nccl_net_ofi_plugin_t**):352 NCCL WARN NET/OFI aws-ofi-nccl initialization failed
+
+[2025-12-28 16:04:25] llama-3-8b-node-0-0:152:386 [0] ncclResult_t nccl_net_ofi_init_v6(ncclDebugLogger_t):166 NCCL WARN NET/OFI Initializing plugin failed
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NCCL_SOCKET_IFNAME set by environment to ^docker0,lo
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/IB : No device found.
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/IB : Using [RO]; OOB eth0:10.0.4.51<0>
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NCCL_SOCKET_IFNAME set by environment to ^docker0,lo
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO NET/Socket : Using [0]eth0:10.0.4.51<0>
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO Initialized NET plugin Socket
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO Assigned NET plugin Socket to comm
+llama-3-8b-node-0-0:152:386 [0] NCCL INFO Using network Socket
+"""
+# The same give-up on a p4d.24xlarge (aws/aws-ofi-nccl issue #889, second comment; CloudWatch columns dropped).
+OFI_GAVE_UP_P4D = """\
+ip-10-36-29-253:79:2547 [0] platform_config_endpoint:626 NCCL WARN NET/OFI GDR disabled on GDR-supported instance type p4d.24xlarge
+ip-10-36-29-253:79:2547 [0] nccl_net_ofi_domain_get_ep:969 NCCL WARN NET/OFI Creating new endpoint for domain 0x7f876fa992c0 failed: Invalid argument
+ip-10-36-29-253:86:2554 [0] nccl_net_ofi_create_plugin:335 NCCL WARN NET/OFI aws-ofi-nccl initialization failed
+ip-10-36-29-253:86:2554 [0] nccl_net_ofi_init:155 NCCL WARN NET/OFI Initializing plugin failed
+"""
+TEST_FAILURE_LINE = " .. gpu-1-1 pid 3617715: Test failure common.cu:1189"    # from NO_TABLE
+
+
+def sample(name: str) -> str:
+    return (DATA / name).read_text(encoding="utf-8")
+
+
+def nccl_run(log: str, nodes: int = 1, itype: str = "p4d.24xlarge", outcome: str = "") -> NcclRun:
+    where = "n1/" + itype if nodes == 1 else "n1+n2/" + itype
+    return NcclRun(where, itype, nodes, 8, "all_reduce_perf -b 8 -e 2G", log=log, outcome=outcome).parse()
+
+
+def inst(floors: dict[int, dict[int, float]] | None = None, **kw: object) -> InstanceProfile:
+    base: dict = {"instance_type": "p4d.24xlarge", "gpus": 8, "efa": 4, "gdrdma": True, "nvlink_gbs": 600.0,
+                  "network_gbps": 400.0, "nccl_floors": floors or {}, "busbw_ceiling_gbs": 900.0}
+    base.update(kw)
+    return InstanceProfile(**base)
+
+
+def node(name: str, itype: str = "p5.48xlarge", *, gpus: int = 8, efa: int = 32, ready: bool = True,
+         unschedulable: bool = False) -> NodeInfo:
+    return NodeInfo(name=name, instance_type=itype, labels={}, taints=[], allocatable={}, capacity={},
+                    gpus_allocatable=gpus, efa_allocatable=efa, nodepool=None, provider_id=None, conditions={},
+                    ready=ready, unschedulable=unschedulable, expected_gpus=gpus, expected_efa=efa)
+
+
+# -- which nodes --------------------------------------------------------------------------------------------------
+def test_size_arg_writes_sizes_as_nccl_tests_does() -> None:
+    assert [size_arg(n) for n in (2 << 30, 32 << 20, 8 << 10, 8)] == ["2G", "32M", "8K", "8"]
+
+
+def test_single_node_targets_take_the_first_node_of_each_type_or_every_node() -> None:
+    nodes = [node("b"), node("a"), node("c", "g5.48xlarge")]
+    assert [n.name for n in single_node_targets(nodes, every=False)] == ["c", "a"]   # by type, then name
+    assert [n.name for n in single_node_targets(nodes, every=True)] == ["a", "b", "c"]
+
+
+def test_multi_node_groups_need_enough_ready_schedulable_efa_gpu_nodes_of_one_type() -> None:
+    nodes = [node("p5-b"), node("p5-a"), node("p5-c", ready=False), node("p4-a", "p4d.24xlarge"),
+             node("p4-b", "p4d.24xlarge", unschedulable=True)]
+    groups, why = multi_node_groups(nodes, 2)
+    assert [g.id for g in groups] == ["p5-a+p5-b/p5.48xlarge"]
+    groups, why = multi_node_groups(nodes, 3)
+    assert groups == [] and why == ("multi-node NCCL needs 3 ready EFA GPU nodes of one instance type; "
+                                    "found p4d.24xlarge x1, p5.48xlarge x2")
+
+
+def test_max_bytes_covers_the_largest_size_the_profile_judges() -> None:
+    assert max_bytes(None, 2) == 2 << 30
+    assert max_bytes(inst({2: {1 << 30: 40.0, 4 << 30: 80.0}}), 2) == 4 << 30
+    assert max_bytes(inst({2: {4 << 30: 80.0}}), 1) == 2 << 30
+
+
+# -- correctness ---------------------------------------------------------------------------------------------------
+def test_a_clean_run_is_correct() -> None:
+    verdict = judge_correctness(nccl_run(sample(ONE_NODE)))
+    assert verdict.ok, verdict.message
+
+
+@pytest.mark.parametrize("startup", [OFI_GAVE_UP_G6E, OFI_GAVE_UP_P4D], ids=["g6e-aws-ofi-nccl-1.16", "p4d-issue-889"])
+def test_aws_ofi_nccl_giving_up_at_start_up_does_not_fail_one_node(startup: str) -> None:
+    """Issue 14: in a pod without EFA, aws-ofi-nccl logs NCCL WARN lines and NCCL goes on over NVLink/shm.
+    The sums are right (#wrong 0, no Test failure, exit 0): the run is correct, the lines are evidence."""
+    run = nccl_run(startup + sample(ONE_NODE))
+    assert run.warnings and run.result is not None and run.table is not None
+    verdict = judge_correctness(run)
+    assert verdict.ok, verdict.message
+    benign, telling = classify_warnings(run)
+    assert [w.split("NCCL WARN ")[1] for w in benign][-2:] == ["NET/OFI aws-ofi-nccl initialization failed",
+                                                                 "NET/OFI Initializing plugin failed"]
+    assert verdict.facts["nccl_warn_benign"] == len(benign) >= 2
+    assert "[benign start-up: aws-ofi-nccl gave up, NCCL went on over NVLink/shm]" in warnings_text(run)
+    if startup is OFI_GAVE_UP_P4D:   # not a start-up give-up line: kept as a possible explanation
+        assert any("GDR disabled on GDR-supported instance type" in w for w in telling)
+
+
+def test_warn_lines_alone_never_fail_a_run_across_nodes_either() -> None:
+    run = nccl_run(OFI_GAVE_UP_G6E + sample(P5_TWO_NODES), nodes=2, itype="p5.48xlarge")
+    verdict = judge_correctness(run)
+    assert verdict.ok, verdict.message
+    assert classify_warnings(run)[0] == [] and verdict.facts["nccl_warn_telling"] == 3   # across nodes they tell
+
+
+def test_wrong_elements_fail_with_the_first_size_and_the_fix() -> None:
+    run = nccl_run(sample(ONE_NODE))
+    assert run.table is not None and run.table.rows[1].out_of_place is not None
+    run.table.rows[1].out_of_place.wrong = 12
+    verdict = judge_correctness(run)
+    assert verdict.status is Status.FAIL
+    assert verdict.message.startswith("all_reduce results are wrong on n1/p4d.24xlarge (8 ranks): expected #wrong 0")
+    assert "1 message sizes with #wrong > 0 (first at 64M: [12, 0])" in verdict.message
+    assert "nvidia-smi -q -d ECC" in verdict.fix and "dmesg | grep -i xid" in verdict.fix
+
+
+def test_out_of_bounds_values_fail() -> None:
+    run = nccl_run(sample(ONE_NODE))
+    assert run.table is not None
+    run.table.out_of_bounds = 3
+    verdict = judge_correctness(run)
+    assert not verdict.ok and "Out of bounds values: 3" in verdict.observed
+
+
+def test_a_test_failure_line_fails_even_with_a_clean_table() -> None:
+    verdict = judge_correctness(nccl_run(sample(ONE_NODE) + TEST_FAILURE_LINE + "\n"))
+    assert not verdict.ok and f"1 error lines (first: {TEST_FAILURE_LINE.strip()!r})" in verdict.observed
+
+
+def test_a_failed_pod_fails_even_with_a_clean_table() -> None:
+    outcome = "pod gc-nccl-x Failed, exit code 1 - see `kubectl -n ns logs gc-nccl-x`"
+    verdict = judge_correctness(nccl_run(sample(ONE_NODE), outcome=outcome))
+    assert not verdict.ok and outcome in verdict.observed
+
+
+def test_a_failure_names_the_warn_lines_that_may_explain_it() -> None:
+    run = nccl_run(sample(NO_NET_PLUGIN) + sample(ONE_NODE), outcome="pod Failed, exit code 1")
+    verdict = judge_correctness(run)
+    assert not verdict.ok and "NCCL WARN lines: '" in verdict.observed
+    assert "Failed to initialize any NET plugin" in verdict.observed
+
+
+def test_no_table_fails_with_why_and_the_log_tail() -> None:
+    verdict = judge_correctness(nccl_run(sample(NO_TABLE), nodes=2))
+    assert verdict.status is Status.FAIL
+    assert verdict.message.startswith("all_reduce_perf on n1+n2/p4d.24xlarge produced no result: expected a result "
+                                      "table; observed the log holds no all_reduce_perf result table")
+    assert "last log lines:" in verdict.observed and "Test failure" in verdict.observed
+    empty = judge_correctness(nccl_run("", outcome="pod never started: ImagePullBackOff"))
+    assert not empty.ok and "observed pod never started: ImagePullBackOff" in empty.message
+
+
+# -- network path ----------------------------------------------------------------------------------------------------
+def test_efa_with_gdrdma_passes() -> None:
+    verdict = judge_network(nccl_run(sample(P4D_EFA_GDRDMA), nodes=2), inst())
+    assert verdict.ok, verdict.message
+    assert verdict.facts["transport"] == "efa" and verdict.facts["gdrdma"] is True
+
+
+def test_socket_fallback_fails_and_says_why_aws_ofi_nccl_did_not_start() -> None:
+    verdict = judge_network(nccl_run(OFI_GAVE_UP_G6E + sample(P5_TWO_NODES), nodes=2), inst())
+    assert verdict.status is Status.FAIL
+    assert verdict.message.startswith("NCCL did not use EFA on n1+n2/p4d.24xlarge: expected 'Using network "
+                                      "Libfabric' / 'Selected provider is efa'")
+    assert "observed transport socket, networks ['Socket']" in verdict.message
+    assert "aws-ofi-nccl did not start: '" in verdict.observed and "Unable to find a protocol" in verdict.observed
+    assert "FI_PROVIDER=efa" in verdict.fix and "vpc.amazonaws.com/efa" in verdict.fix
+
+
+def test_no_network_lines_leave_the_transport_unknown_and_fail() -> None:
+    verdict = judge_network(nccl_run(sample(P5_TWO_NODES), nodes=2), inst())
+    assert not verdict.ok and "observed transport unknown" in verdict.message
+
+
+def test_efa_without_gdrdma_fails_where_the_profile_expects_it() -> None:
+    run = nccl_run(sample(EFA_NO_CHANNELS), nodes=2)
+    verdict = judge_network(run, inst(gdrdma=True))
+    assert verdict.status is Status.FAIL and verdict.summary == "NCCL runs EFA without GPUDirect RDMA"
+    assert "FI_EFA_USE_DEVICE_RDMA" in verdict.fix
+    assert judge_network(run, inst(gdrdma=False)).ok
+
+
+# -- bus bandwidth ---------------------------------------------------------------------------------------------------
+def test_bandwidth_at_or_above_every_floor_passes_with_its_criteria() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 200.0, 512 << 20: 220.0}}))
+    assert verdict.ok, verdict.message
+    by_name = {c.name: c for c in verdict.criteria}
+    assert by_name["out-of-place busbw at 1G"].value == 231.72 and by_name["out-of-place busbw at 1G"].passed
+    assert by_name["peak out-of-place busbw"].threshold == 220.0
+    assert by_name["peak busbw plausible"].op == "<=" and by_name["peak busbw plausible"].passed
+    assert by_name["peak busbw / physical ceiling"].value == round(100 * 231.72 / 600, 1)
+    assert verdict.facts["physical_ceiling"] == "600 GB/s: per-GPU NVLink bandwidth (profile nvlink_gbs)"
+
+
+def test_bandwidth_below_the_floor_on_one_node_names_size_floor_and_nvlink() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 300.0}}))
+    assert verdict.status is Status.FAIL
+    assert verdict.message.startswith("NCCL all_reduce bus bandwidth below the profile floor on n1/p4d.24xlarge "
+                                      "(1 node(s) x 8 GPUs)")
+    assert "at 1G expected >= 300 GB/s, observed 231.72 GB/s (77% of the floor)" in verdict.observed
+    assert "= 39% of the 600 GB/s per-GPU NVLink bandwidth" in verdict.observed
+    assert "nvidia-smi nvlink -s" in verdict.fix
+    assert not next(c for c in verdict.criteria if c.name == "out-of-place busbw at 1G").passed
+
+
+def test_bandwidth_below_the_floor_across_nodes_points_at_the_network() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
+    assert not verdict.ok and "at 1G expected >= 40 GB/s, observed" in verdict.observed
+    assert "of the 50 GB/s per-node network bandwidth 400 Gbps" in verdict.observed
+    assert verdict.fix.startswith("The network path is efa: check that all EFA interfaces are requested")
+    socket = judge_bandwidth(nccl_run(OFI_GAVE_UP_G6E + sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
+    assert not socket.ok and "NCCL ran over Socket (TCP), not EFA" in socket.fix
+
+
+def test_implausible_bandwidth_fails() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 100.0}}, busbw_ceiling_gbs=150.0))
+    assert verdict.summary == "implausible bus bandwidth" and "expected <= 150 GB/s" in verdict.message
+    assert "observed peak 231.72 GB/s" in verdict.message
+
+
+def test_bandwidth_of_a_run_with_wrong_results_is_not_judged_but_fails() -> None:
+    run = nccl_run(sample(ONE_NODE))
+    assert run.table is not None
+    run.table.out_of_bounds = 1
+    verdict = judge_bandwidth(run, inst({1: {1 << 30: 100.0}}))
+    assert verdict.status is Status.FAIL and "not judged: the run's results are wrong" in verdict.message
+    assert verdict.criteria   # still recorded
+
+
+def test_bandwidth_without_a_floor_is_recorded_not_judged() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst())
+    assert verdict.status is Status.NOT_SHOWN
+    assert "bandwidth recorded, not judged: the profile has no floor for 1 node(s) of p4d.24xlarge" in verdict.message
+    assert "set profile instances.p4d.24xlarge.nccl.all_reduce_busbw_floor_gbs.1" in verdict.message
+    assert all(c.threshold is None or c.passed for c in verdict.criteria)
+
+
+def test_bandwidth_of_a_run_without_a_table_fails_as_no_result() -> None:
+    verdict = judge_bandwidth(nccl_run(sample(NO_TABLE), nodes=2), inst({2: {1 << 30: 40.0}}))
+    assert not verdict.ok and "produced no result" in verdict.message
+
+
+def test_judges_do_not_change_the_run() -> None:
+    run = nccl_run(OFI_GAVE_UP_P4D + sample(ONE_NODE))
+    before = copy.deepcopy(run)
+    for verdict in (judge_correctness(run), judge_network(run, inst()), judge_bandwidth(run, inst())):
+        assert verdict.subject
+    assert run == before
