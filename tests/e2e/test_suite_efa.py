@@ -53,7 +53,7 @@ def test_every_efa_check_passes_on_every_efa_node(shipped: Callable[[str], Resul
 
 @pytest.mark.parametrize("scenario, failing_checks, messages", [
     ("efa-absent", {ALLOC, FI_INFO, DEV_IB},
-     ["expected vpc.amazonaws.com/efa allocatable 32 (profile p5.48xlarge efa), observed allocatable 0",
+     ["expected vpc.amazonaws.com/efa allocatable 32 (profile p5.48xlarge efa); observed allocatable 0",
       "No EFA provider in a pod on", "observed fi_getinfo -61 (No data available) with 0 vpc.amazonaws.com/efa requested",
       "the EFA device plugin is not running on it"]),
     ("efa-allocatable-low", {ALLOC, FI_INFO, DEV_IB},
