@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Generator
 
 import pytest
@@ -12,6 +13,7 @@ from .kube.progress import ProgressFactory
 from .options import add_options, resolve_options
 from .profile import load_profile
 from .run import RUN_KEY, Run
+from .runner import suites_dir
 
 MARKERS = {
     "gpu": "GPU checks: device plugin, nvidia-smi in pods, GPU memory and product",
@@ -61,6 +63,61 @@ def pytest_configure(config: pytest.Config) -> None:
     from .report import plugin as report_plugin
     config.pluginmanager.register(fixtures, "gpucluster-fixtures")
     config.pluginmanager.register(report_plugin, "gpucluster-report")
+    _checkout_suites_by_default(config)
+    preflight(config, run)
+
+
+def _checkout_suites_by_default(config: pytest.Config) -> None:
+    """`pytest --kubeconfig ~/.kube/config` in a checkout: while pytest looks for its rootdir our options are not
+    registered yet, so it takes `~/.kube/config` for a test path, finds no ini file above it, and would collect the
+    whole current directory (the project's own tests included). Collect the suites, as the checkout's testpaths
+    say. (`--kubeconfig=PATH` avoids the detour.)"""
+    if config.args_source is not pytest.Config.ArgsSource.INVOCATION_DIR or config.inipath is not None:
+        return
+    try:
+        suites = suites_dir().resolve()
+    except FileNotFoundError:
+        return
+    if suites.parent == Path(config.invocation_params.dir).resolve():
+        config.args = [str(suites)]
+
+
+def _collects_suites(config: pytest.Config) -> bool:
+    """Whether the run collects the shipped acceptance suites (they need the cluster while collecting)."""
+    try:
+        suites = suites_dir().resolve()
+    except FileNotFoundError:
+        return False
+    for arg in config.args:
+        path = Path(str(arg).split("::", 1)[0])
+        path = (path if path.is_absolute() else config.invocation_params.dir / path).resolve()
+        if path == suites or suites in path.parents:
+            return True
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def preflight(config: pytest.Config, run: Run) -> None:
+    """Before collection, for runs of the acceptance suites: what would otherwise be a wall of collection errors
+    (missing or unreadable kubeconfig, unknown context, unreachable server, 401, 403 on listing nodes, unknown
+    --sim scenario) ends the run here as ONE usage error line (exit 4). xdist workers connect for themselves;
+    the controller only checks the connection."""
+    if not _collects_suites(config) or hasattr(config, "workerinput"):
+        return
+    distributed = config.getoption("numprocesses", None) not in (None, 0, "0")
+    try:
+        if not distributed:
+            run.discover_inventory()
+        elif run.options.sim is None:
+            run.check_connection()
+        return
+    except (ClusterError, KubeconfigError) as exc:
+        problem = f"gpucluster: {_one_line(exc)}"
+    run.teardown()
+    raise pytest.UsageError(problem)
 
 
 def _point_pytest_kubernetes(config: pytest.Config, run: Run) -> None:

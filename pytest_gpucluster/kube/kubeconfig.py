@@ -50,7 +50,8 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
     existing = [p for p in paths if p.exists()]
     cfg = client.Configuration()
     if kubeconfig and not existing:
-        raise KubeconfigError(f"--kubeconfig {kubeconfig}: file not found")
+        raise KubeconfigError(f"--kubeconfig {kubeconfig}: file not found; pass the kubeconfig that kubectl uses, "
+                              "or --sim to try the simulated cluster")
     if existing:
         try:
             config.load_kube_config(config_file=os.pathsep.join(str(p) for p in existing),

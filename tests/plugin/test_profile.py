@@ -132,10 +132,22 @@ def test_the_plugin_reports_profile_errors_as_usage_errors(pytester: pytest.Pyte
 
 def test_default_profile_is_plain_yaml() -> None:
     data = yaml.safe_load(DEFAULT_PROFILE.read_text())
-    assert set(data) == {"cluster", "defaults", "families", "instances"}
+    assert set(data) == {"cluster", "probes", "defaults", "families", "instances"}
 
 
 @pytest.mark.parametrize("text, expected", [("8", 8), ("512M", 512 * 1024**2), ("2G", 2 * 1024**3),
                                             ("1GiB", 1024**3), ("16G", 16 * 1024**3)])
 def test_parse_size_uses_nccl_tests_binary_units(text: str, expected: int) -> None:
     assert parse_size(text) == expected
+
+
+def test_unschedulable_grace_comes_from_the_profile_and_is_validated(tmp_path) -> None:
+    from pytest_gpucluster.profile import load_profile
+
+    assert load_profile().unschedulable_grace_s == 45
+    mine = tmp_path / "p.yaml"
+    mine.write_text("probes:\n  unschedulable_grace_s: 5\n")
+    assert load_profile(mine).unschedulable_grace_s == 5
+    mine.write_text("probes:\n  unschedulable_grace_s: soon\n")
+    with pytest.raises(pytest.UsageError, match="unschedulable_grace_s"):
+        load_profile(mine)

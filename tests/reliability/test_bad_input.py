@@ -41,6 +41,14 @@ def assert_clear(output: str, *expected: str) -> None:
         f"{output[-4000:]}")
 
 
+def assert_usage_error(code: int, output: str, *expected: str) -> None:
+    """Known before collection: one usage error (exit 4), at most 3 lines, no collection errors, no frames."""
+    assert_clear(output, *expected)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == pytest.ExitCode.USAGE_ERROR, f"exit {code}, expected 4:\n{output[-3000:]}"
+    assert "ERROR collecting" not in output and len(lines) <= 3, f"{len(lines)} lines:\n{output[-3000:]}"
+
+
 def kubeconfig(path: Path, server: str, *, token: str = "t", ca_data: str | None = None) -> Path:
     cluster: dict[str, Any] = {"server": server}
     cluster.update({"certificate-authority-data": ca_data} if ca_data else {"insecure-skip-tls-verify": True})
@@ -61,30 +69,27 @@ def closed_port() -> int:
 
 def test_missing_kubeconfig(tmp_path: Path) -> None:
     code, out, _ = pytest_run(*TAINT_CHECK, "--kubeconfig", str(tmp_path / "nope.yaml"))
-    assert code != 0
-    assert_clear(out, f"--kubeconfig {tmp_path / 'nope.yaml'}: file not found")
+    assert_usage_error(code, out, f"--kubeconfig {tmp_path / 'nope.yaml'}: file not found",
+                       "pass the kubeconfig that kubectl uses, or --sim")
 
 
 def test_unreadable_kubeconfig(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("apiVersion: v1\nclusters: [\n")
     code, out, _ = pytest_run(*TAINT_CHECK, "--kubeconfig", str(broken))
-    assert code != 0
-    assert_clear(out, f"cannot load kubeconfig {broken}", "line 3")
+    assert_usage_error(code, out, f"cannot load kubeconfig {broken}", "line 3")
 
 
 def test_unknown_context(tmp_path: Path) -> None:
     config = kubeconfig(tmp_path / "kc.yaml", f"https://127.0.0.1:{closed_port()}")
     code, out, _ = pytest_run(*TAINT_CHECK, "--kubeconfig", str(config), "--context", "prod-east")
-    assert code != 0
-    assert_clear(out, f"cannot load kubeconfig {config} (context prod-east)", "prod-east")
+    assert_usage_error(code, out, f"cannot load kubeconfig {config} (context prod-east)", "prod-east")
 
 
 def test_unreachable_server_fails_within_seconds_naming_the_url(tmp_path: Path) -> None:
     url = f"https://127.0.0.1:{closed_port()}"
     code, out, seconds = pytest_run(*TAINT_CHECK, "--kubeconfig", str(kubeconfig(tmp_path / "kc.yaml", url)))
-    assert code != 0
-    assert_clear(out, f"cannot reach the Kubernetes API at {url}", "Connection refused")
+    assert_usage_error(code, out, f"cannot reach the Kubernetes API at {url}", "Connection refused")
     assert seconds < 20, f"took {seconds:.1f} s to give up on an unreachable server (interpreter start included)"
 
 
@@ -93,9 +98,8 @@ def test_expired_credentials_401(live_sim: SimCluster, tmp_path: Path) -> None:
     ca = good["clusters"][0]["cluster"]["certificate-authority-data"]
     config = kubeconfig(tmp_path / "kc.yaml", live_sim.server_url, token="expired-token", ca_data=ca)
     code, out, _ = pytest_run(*TAINT_CHECK, "--kubeconfig", str(config))
-    assert code != 0
-    assert_clear(out, f"unauthorized at {live_sim.server_url}", "credentials expired or invalid",
-                 "aws eks update-kubeconfig")
+    assert_usage_error(code, out, f"unauthorized at {live_sim.server_url}", "credentials expired or invalid",
+                       "aws eks update-kubeconfig")
 
 
 def _rbac_without(tmp_path: Path, resource: str, verb: str) -> Path:
@@ -119,27 +123,40 @@ def test_forbidden_403_names_the_permission_and_rbac_manifest(tmp_path: Path) ->
                  'cannot create resource "pods"', "deploy/rbac.yaml")
 
 
+def test_forbidden_node_list_at_discovery_is_one_usage_error(tmp_path: Path) -> None:
+    """403 on the first discovery call (listing nodes) is known before collection: one line, exit 4."""
+    (tmp_path / "sim").mkdir()
+    with SimCluster("healthy", workdir=tmp_path / "sim", rbac=_rbac_without(tmp_path, "nodes", "list")) as sim:
+        code, out, _ = pytest_run(*TAINT_CHECK, *sim_target(sim))
+    assert_usage_error(code, out, "forbidden: list nodes", "deploy/rbac.yaml")
+
+
+def test_bare_kubeconfig_option_in_a_checkout_collects_the_suites_only(tmp_path: Path) -> None:
+    """`pytest --kubeconfig PATH` (a space, not `=`): pytest takes PATH for a test path while it looks for the
+    rootdir; the plugin still collects suites/ (not tests/) and the connection problem is one usage error."""
+    url = f"https://127.0.0.1:{closed_port()}"
+    code, out, _ = pytest_run("--kubeconfig", str(kubeconfig(tmp_path / "kc.yaml", url)))
+    assert_usage_error(code, out, f"cannot reach the Kubernetes API at {url}")
+
+
 def test_unknown_profile_key_names_file_line_and_key(tmp_path: Path) -> None:
     profile = tmp_path / "profile.yaml"
     profile.write_text("instances:\n  p5.48xlarge:\n    gpus: 8\n    gpu_memroy_mib: 81559\n")
     code, out, _ = pytest_run(*TAINT_CHECK, "--sim=healthy", "--gpucluster-profile", str(profile))
-    assert code == pytest.ExitCode.USAGE_ERROR
-    assert_clear(out, f"{profile}:4: instances.p5.48xlarge.gpu_memroy_mib: unknown key 'gpu_memroy_mib'",
-                 "gpu_memory_mib")
+    assert_usage_error(code, out, f"{profile}:4: instances.p5.48xlarge.gpu_memroy_mib: unknown key 'gpu_memroy_mib'",
+                       "gpu_memory_mib")
 
 
 def test_malformed_profile_names_file_and_line(tmp_path: Path) -> None:
     profile = tmp_path / "profile.yaml"
     profile.write_text("instances:\n  p5.48xlarge:\n    gpus: [8\n")
     code, out, _ = pytest_run(*TAINT_CHECK, "--sim=healthy", "--gpucluster-profile", str(profile))
-    assert code == pytest.ExitCode.USAGE_ERROR
-    assert_clear(out, f"{profile}:4: invalid YAML in acceptance profile")
+    assert_usage_error(code, out, f"{profile}:4: invalid YAML in acceptance profile")
 
 
 def test_unknown_scenario_lists_the_shipped_ones() -> None:
     code, out, _ = pytest_run(*TAINT_CHECK, "--sim=no-such-scenario")
-    assert code != 0
-    assert_clear(out, "no scenario named 'no-such-scenario'", "shipped scenarios: ", "healthy")
+    assert_usage_error(code, out, "no scenario named 'no-such-scenario'", "shipped scenarios: ", "healthy")
 
 
 def test_unpullable_image_reports_errimagepull_with_the_image(live_sim: SimCluster) -> None:
