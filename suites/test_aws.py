@@ -6,16 +6,19 @@ from typing import Any, Iterator
 
 import pytest
 
-from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, checks, ec2
+from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
 from pytest_gpucluster.aws import options as aws_options
-from pytest_gpucluster.aws.checks import Judgement, NodeClassRefs, NodeRef, Snapshot
+from pytest_gpucluster.aws.checks import NodeRef, Snapshot, take_snapshot
 from pytest_gpucluster.aws.session import (
     AwsSession, open_session, require_aws, target_from_kubeconfig, target_from_provider_ids,
 )
+from pytest_gpucluster.checks import aws as checks
+from pytest_gpucluster.checks.aws import NodeClassRefs
 from pytest_gpucluster.kube import errors, kubeconfig
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.run import RUN_KEY, Run
+from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.aws
 
@@ -87,42 +90,34 @@ def snapshot(aws: AwsSession, inventory: Inventory) -> Snapshot:
     """Instances, instance types and security groups of the GPU and EFA nodes, read in batched calls."""
     nodes = {n.name: n for n in [*inventory.gpu_nodes, *inventory.efa_nodes]}
     with aws_errors("reading the GPU/EFA nodes' instances, instance types and security groups"):
-        return checks.take_snapshot(aws, [_ref(n) for n in nodes.values()])
+        return take_snapshot(aws, [_ref(n) for n in nodes.values()])
     raise AssertionError("unreachable")   # pytest.fail above raises
-
-
-def _verdict(judgement: Judgement, evidence: Any) -> None:
-    for key, value in judgement.facts.items():
-        evidence.fact(key, value)
-    evidence.fact("observed", judgement.observed)
-    if not judgement.ok:
-        pytest.fail(judgement.message, pytrace=False)
 
 
 def test_instance_type_supports_efa(efa_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """EC2 DescribeInstanceTypes says the type supports as many EFA interfaces as the profile expects."""
     ref = _ref(efa_node)
-    _verdict(checks.judge_efa_support(ref, snapshot.instance_types.get(ref.instance_type)), evidence)
+    enforce(checks.judge_efa_support(ref, snapshot.instance_types.get(ref.instance_type)), evidence)
 
 
 def test_efa_security_group_allows_itself(efa_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """One of the instance's security groups allows all traffic in from and out to itself."""
     ref = _ref(efa_node)
     instance = snapshot.instances.get(ref.instance_id or "")
-    _verdict(checks.judge_efa_security_groups(ref, instance, snapshot.security_groups), evidence)
+    enforce(checks.judge_efa_security_groups(ref, instance, snapshot.security_groups), evidence)
 
 
 def test_gpu_instance_is_running(gpu_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """The GPU node's EC2 instance is running; its launch time goes to the provisioning timeline."""
     ref = _ref(gpu_node)
-    _verdict(checks.judge_instance_running(ref, snapshot.instances.get(ref.instance_id or "")), evidence)
+    enforce(checks.judge_instance_running(ref, snapshot.instances.get(ref.instance_id or "")), evidence)
 
 
 def test_subnet_selector_finds_tagged_subnets(nodeclass: NodeClassRefs, aws: AwsSession, evidence: Any) -> None:
     """Every subnetSelectorTerms term selects at least one subnet (the karpenter.sh/discovery tag is there)."""
     with aws_errors(f"resolving subnetSelectorTerms of {nodeclass.name}"):
         matches = ec2.resolve_selector_terms(aws, "subnet", nodeclass.subnet_terms)
-    _verdict(checks.judge_selector_terms(nodeclass, "subnet", matches), evidence)
+    enforce(checks.judge_selector_terms(nodeclass, "subnet", matches), evidence)
 
 
 def test_security_group_selector_finds_tagged_groups(nodeclass: NodeClassRefs, aws: AwsSession,
@@ -130,7 +125,7 @@ def test_security_group_selector_finds_tagged_groups(nodeclass: NodeClassRefs, a
     """Every securityGroupSelectorTerms term selects at least one security group."""
     with aws_errors(f"resolving securityGroupSelectorTerms of {nodeclass.name}"):
         matches = ec2.resolve_selector_terms(aws, "security-group", nodeclass.security_group_terms)
-    _verdict(checks.judge_selector_terms(nodeclass, "security-group", matches), evidence)
+    enforce(checks.judge_selector_terms(nodeclass, "security-group", matches), evidence)
 
 
 def test_node_role_exists(nodeclass: NodeClassRefs, aws: AwsSession, evidence: Any) -> None:
@@ -141,4 +136,4 @@ def test_node_role_exists(nodeclass: NodeClassRefs, aws: AwsSession, evidence: A
             role = ec2.get_role(aws, nodeclass.role)
         elif nodeclass.instance_profile:
             role = ec2.get_instance_profile_role(aws, nodeclass.instance_profile)
-    _verdict(checks.judge_node_role(nodeclass, role), evidence)
+    enforce(checks.judge_node_role(nodeclass, role), evidence)

@@ -5,8 +5,10 @@ from typing import Callable
 
 import pytest
 
-from pytest_gpucluster.aws import checks, ec2
-from pytest_gpucluster.aws.checks import NodeRef
+from pytest_gpucluster.aws import ec2
+from pytest_gpucluster.aws.checks import NodeRef, take_snapshot
+from pytest_gpucluster.checks import Status
+from pytest_gpucluster.checks import aws as checks
 from pytest_gpucluster.sim.aws import AwsSim
 
 from .conftest import CLUSTER, node_refs, session_for
@@ -25,7 +27,7 @@ def _efa_nodes(sim: AwsSim) -> list[NodeRef]:
 
 def test_healthy_account_passes_every_judgement(healthy: AwsSim) -> None:
     session = session_for(healthy)
-    snap = checks.take_snapshot(session, node_refs(healthy))
+    snap = take_snapshot(session, node_refs(healthy))
     judgements = []
     for node in _efa_nodes(healthy):
         judgements.append(checks.judge_efa_support(node, snap.instance_types.get(node.instance_type)))
@@ -45,7 +47,7 @@ def test_healthy_account_passes_every_judgement(healthy: AwsSim) -> None:
 
 def test_no_efa_support_fails_the_instance_type_check(start_sim: Callable[..., AwsSim]) -> None:
     sim = start_sim({"aws-no-efa-support": {"instance_types": ["p5.48xlarge"]}})
-    snap = checks.take_snapshot(session_for(sim), node_refs(sim))
+    snap = take_snapshot(session_for(sim), node_refs(sim))
     verdicts = {n.name: checks.judge_efa_support(n, snap.instance_types.get(n.instance_type)) for n in _efa_nodes(sim)}
     assert {name: v.ok for name, v in verdicts.items()} == {"gpu-p5-0": False, "gpu-p5-1": False, "gpu-p4d-0": True}
     message = verdicts["gpu-p5-0"].message
@@ -67,16 +69,19 @@ def test_unknown_instance_type_is_reported_not_raised(healthy: AwsSim) -> None:
     assert not verdict.ok and "does not know instance type 'p99.metal'" in verdict.message
 
 
-def test_missing_efa_field_falls_back_to_the_profile() -> None:
+def test_missing_efa_field_is_not_shown_not_passed() -> None:
+    """Issue 19: an answer without NetworkInfo.EfaSupported is no evidence; the profile's word is not a pass."""
     verdict = checks.judge_efa_support(NodeRef("x", "p5.48xlarge", None, 32),
                                        ec2.InstanceTypeInfo("p5.48xlarge", None, None))
-    assert verdict.ok and verdict.facts["efa_support_source"] == "profile"
+    assert verdict.status is Status.NOT_SHOWN and not verdict.ok
+    assert "DescribeInstanceTypes returned no NetworkInfo.EfaSupported for p5.48xlarge" in verdict.message
+    assert "aws ec2 describe-instance-types --instance-types p5.48xlarge" in verdict.message
 
 
 @pytest.mark.parametrize("direction", ["both", "ingress", "egress"])
 def test_sg_without_self_rule_fails_for_every_efa_node(start_sim: Callable[..., AwsSim], direction: str) -> None:
     sim = start_sim({"aws-sg-no-self-rule": {"direction": direction}})
-    snap = checks.take_snapshot(session_for(sim), node_refs(sim))
+    snap = take_snapshot(session_for(sim), node_refs(sim))
     verdicts = [checks.judge_efa_security_groups(n, snap.instances.get(n.instance_id or ""), snap.security_groups)
                 for n in _efa_nodes(sim)]
     assert [v.ok for v in verdicts] == [False, False, False]
