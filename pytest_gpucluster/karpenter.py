@@ -1,10 +1,7 @@
-"""Karpenter helpers for the suite: NodePool reading, the temporary probe NodePool, and a new GPU node's
-provisioning timeline (watch observer, phases, budgets, stall diagnosis, scale-down)."""
+"""A new GPU node's provisioning timeline, the mechanics: watch observer, stall detection and diagnosis, timeline
+table, scale-down (NodePool reading: kube/nodepool.py; judging phases against budgets: checks/karpenter.py)."""
 from __future__ import annotations
 
-import copy
-import hashlib
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,78 +9,18 @@ from datetime import datetime
 from typing import Any, Callable
 
 import pytest
-import yaml
 
+from pytest_gpucluster.checks.karpenter import MARKS
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.probes import RUN_LABEL, manifests_dir
+from pytest_gpucluster.kube.nodepool import GPU, NODEPOOLS, PROBE_POOL_LABEL, condition
+from pytest_gpucluster.kube.quantity import count
+from pytest_gpucluster.kube.taints import taint_text
 from pytest_gpucluster.kube.watching import DeadlineExceeded, Watcher, WatchState, eventually
 from pytest_gpucluster.run import Run
 
-GPU = "nvidia.com/gpu"
-
-
-NODEPOOLS = "nodepools.karpenter.sh"
-
-
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"
-
-
-def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def template_spec(nodepool: dict[str, Any]) -> dict[str, Any]:
-    return ((nodepool.get("spec") or {}).get("template") or {}).get("spec") or {}
-
-
-def taint_text(t: dict[str, Any]) -> str:
-    return f"{t.get('key')}{'=' + str(t['value']) if t.get('value') else ''}:{t.get('effect')}"
-
-
-_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3,
-          "Ti": 1024 ** 4}
-
-
-def quantity(text: Any) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(text).strip())
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or ""]
-
-
-# -- provisioning latency (costly) ---------------------------------------------------------------------
-PROBE_POOL_LABEL = "gpucluster.io/probe-pool"
-# Marks of a new GPU node's life, in order: (name, kind of object it is read from).
-MARKS = ("pod created", "Nominated", "NodeClaim created", "Launched", "Registered", "Node Ready", "GPU allocatable",
-         "Initialized", "NodeClaim Ready", "pod scheduled", "container started", "pod Ready")
-# Budgets in the profile are cumulative from NodeClaim creation (total: from pod creation), per instance type.
-BUDGETS = {"launched": ("NodeClaim created", "Launched"), "registered": ("NodeClaim created", "Registered"),
-           "initialized": ("NodeClaim created", "Initialized"), "total": ("pod created", "container started")}
 OBSERVE_FACTOR = 1.5      # keep watching a slow launch up to 1.5x the total budget, to report every phase
 POLL_S = 2.0              # each watch request is re-opened at least this often (ends threads promptly)
-
-
-def probe_nodepool(source: dict[str, Any], itype: str, gpus: int, run_id: str) -> tuple[dict[str, Any], str]:
-    """fixtures/nodepool-probe.yaml filled from the GPU NodePool: its template, the type pinned, a run-unique label."""
-    body = yaml.safe_load((manifests_dir() / "nodepool-probe.yaml").read_text())
-    pool_id = hashlib.sha256(f"{run_id}/{itype}".encode()).hexdigest()[:10]
-    meta, spec = body["metadata"], body["spec"]
-    meta["name"] = f"gc-probe-{pool_id}"
-    meta["labels"][RUN_LABEL] = run_id
-    meta["annotations"]["gpucluster.io/cloned-from"] = source["metadata"]["name"]
-    spec["limits"] = {GPU: str(gpus)}
-    template = spec["template"]
-    template["metadata"]["labels"].update({RUN_LABEL: run_id, PROBE_POOL_LABEL: pool_id})
-    src = copy.deepcopy(template_spec(source))
-    reqs = [r for r in src.pop("requirements", []) or [] if r.get("key") != INSTANCE_TYPE]
-    reqs += [{"key": INSTANCE_TYPE, "operator": "In", "values": [itype]},
-             {"key": PROBE_POOL_LABEL, "operator": "In", "values": [pool_id]}]
-    src.pop("expireAfter", None)
-    template["spec"].update({**src, "requirements": reqs})
-    labels = ((source.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-    template["metadata"]["labels"] = {**labels, **template["metadata"]["labels"]}
-    return body, pool_id
 
 
 def _ts(value: str | None) -> float | None:
@@ -127,7 +64,7 @@ class Seen:
                 "NodeClaim created": claim is not None, "Launched": _true(claim, "Launched"),
                 "Registered": _true(claim, "Registered"), "Initialized": _true(claim, "Initialized"),
                 "NodeClaim Ready": _true(claim, "Ready"), "Node Ready": _true(node, "Ready"),
-                "GPU allocatable": quantity(((node or {}).get("status") or {}).get("allocatable", {}).get(GPU, "0")) > 0,
+                "GPU allocatable": count(((node or {}).get("status") or {}).get("allocatable", {}).get(GPU)) > 0,
                 "pod scheduled": bool((pod.get("spec") or {}).get("nodeName")),
                 "container started": bool(state.get("running") or state.get("terminated")),
                 "pod Ready": _true(pod, "Ready")}
@@ -261,24 +198,6 @@ def observe(obs: Observer, budget: Budget, pool: str) -> str | None:
         obs.wait(min(hard, launch_by if not marks["Launched"] else hard) - now)
 
 
-# Phases between marks (label, from, to): the table rows, the plot bars, the per-phase budgets' culprits.
-PHASES = (("Karpenter sees the pod", "pod created", "Nominated"),
-          ("NodeClaim created", "pod created", "NodeClaim created"),
-          ("EC2 launch", "NodeClaim created", "Launched"),
-          ("boot and register", "Launched", "Registered"),
-          ("node ready", "Registered", "Node Ready"),
-          ("GPUs allocatable", "Node Ready", "GPU allocatable"),
-          ("initialized", "Node Ready", "Initialized"),
-          ("NodeClaim ready", "Initialized", "NodeClaim Ready"),
-          ("pod scheduled", "pod created", "pod scheduled"),
-          ("container started", "pod scheduled", "container started"),
-          ("pod ready", "container started", "pod Ready"))
-
-
-def phase_seconds(times: dict[str, float]) -> dict[str, float]:
-    return {f"{a} -> {b}": times[b] - times[a] for _, a, b in PHASES if a in times and b in times}
-
-
 def timeline_table(watch: dict[str, float], cluster: dict[str, float], budget: Budget, ec2: float | None) -> str:
     t0w, t0c = watch["pod created"], cluster.get("pod created", watch["pod created"])
     rows = [f"{'mark':<20} {'cluster timestamp':<22} {'cluster +s':>10} {'watch +s':>9}"]
@@ -335,18 +254,6 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
         hint = " (a taint the NodePool adds that the GPU pod does not tolerate)" if "taint" in str(last) else ""
         return f"node Initialized but the pod never started: `{last}`{hint}."
     return "the NodeClaim never turned Ready after the pod started (Karpenter's Ready condition)."
-
-
-def culprit(watch: dict[str, float], a: str, b: str) -> str:
-    """The phase to blame for a slow a -> b: the slowest one in between, or where it got stuck."""
-    if b not in watch:
-        reached = [m for m in MARKS[MARKS.index(a):MARKS.index(b)] if m in watch]
-        last = max(reached, key=lambda m: watch[m])
-        return f"not reached: stuck {time.time() - watch[last]:.1f}s after {last}"
-    span = [p for p in PHASES if MARKS.index(p[1]) >= MARKS.index(a) and MARKS.index(p[2]) <= MARKS.index(b)]
-    label, seconds = max(((lbl, watch[y] - watch[x]) for lbl, x, y in span if x in watch and y in watch),
-                         key=lambda p: p[1], default=("-", watch[b] - watch[a]))
-    return f"slowest phase: {label} {seconds:.1f}s"
 
 
 def ec2_launch_time(run: Run, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:

@@ -143,9 +143,10 @@ def test_gpus_never_allocatable_stall_registered_but_not_initialized(
 @pytest.mark.parametrize("spec, failing, message", [
     (karpenter("nodeclass-not-ready", "nodeclasses:\n  - name: default\n  - {name: gpu, ready: false}\n",
                "-k", "not latency"), {NODECLASS},
-     "EC2NodeClass gpu of NodePool gpu (for p5.48xlarge) is not Ready: expected Ready=True, observed False SubnetsNotFound"),
+     "EC2NodeClass gpu of NodePool gpu (for p5.48xlarge) is not Ready: expected Ready=True; observed False SubnetsNotFound"),
     (karpenter("limits-full", pools(limit="16"), "-k", "not latency"), {LIMITS},
-     "NodePool gpu has no room for another p5.48xlarge: nvidia.com/gpu: 16 in use + 8 > limit 16"),
+     "NodePool gpu has no room for another p5.48xlarge: expected room for one more node within spec.limits; "
+     "observed nvidia.com/gpu: 16 in use + 8 > limit 16"),
     (karpenter("untainted-pool", pools(taint=None), "-k", "not latency"), {TAINTS},
      "none of the profile's GPU taints (non-GPU pods could land on GPU nodes)"),
 ], ids=["nodeclass-not-ready", "limits-full", "untainted-pool"])
