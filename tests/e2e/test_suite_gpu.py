@@ -116,7 +116,7 @@ def test_gpu_missing_fails_the_count_only(shipped: Shipped) -> None:
     run = shipped("gpu-missing")
     node = fault_node(run, SMI)
     assert run.not_passed() == {(SMI, node): FAILED, **{(OPERATOR, i): SKIPPED for i in run.of(OPERATOR)}}, run
-    assert f"GPU count mismatch on {node}: expected 8 (profile), allocatable 8, nvidia-smi saw 7" in \
+    assert f"GPU count mismatch on {node}: expected 8 (profile); observed allocatable 8, nvidia-smi saw 7" in \
         "".join(run.messages_of(SMI, node)), run
 
 
@@ -186,7 +186,7 @@ def test_gpu_leak_fails_the_no_gpu_isolation_check(custom_run: Custom) -> None:
     run = custom_run(GPU_LEAK)
     assert {t for t, _ in failing_keys(run)} == {NONE}, run
     leak = run.messages(FAILED)
-    assert "GPU leak on" in leak and "a pod requesting no nvidia.com/gpu should see no GPU; observed 1" in leak, run
+    assert "GPU leak on" in leak and "expected no GPU in a pod requesting no nvidia.com/gpu; observed 1" in leak, run
 
 
 @pytest.mark.suites(CPU_TAINTED)
