@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import resources
+from . import protobuf, resources
 from .errors import ApiError, BadRequest, Gone, MethodNotAllowed, NotFound, Unauthorized, UnsupportedMediaType
 from .patch import CONTENT_TYPES
 from .rbac import Authorizer
@@ -289,6 +289,8 @@ class ApiServer:
             return None
         ctype = request.content_type
         try:
+            if ctype == protobuf.CONTENT_TYPE:  # typed client-go >= 1.32 sends built-in kinds this way
+                return protobuf.decode(raw)
             if "yaml" in ctype:
                 import yaml
                 return yaml.safe_load(raw)
