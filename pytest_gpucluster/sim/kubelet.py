@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .controllers.base import rfc3339, set_condition
-from .errors import NotFound
+from .errors import Forbidden, NotFound
 from .hardware import UnknownInstanceType
 from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
@@ -196,7 +196,13 @@ class Kubelet:
 
     # ---- status and events -----------------------------------------------------------------
     def _event(self, run: PodRun, reason: str, message: str, type: str = "Normal") -> None:
-        self.store.record_event(run.pod, reason, message, type=type, component="kubelet", host=run.node)
+        try:
+            self.store.record_event(run.pod, reason, message, type=type, component="kubelet", host=run.node)
+        except (Forbidden, NotFound):
+            # The namespace is terminating or gone (e.g. "Killing" while `kubectl delete namespace` runs): the
+            # apiserver refuses the Event and a real kubelet's recorder drops it without retrying
+            # (client-go tools/record/event.go recordEvent: "Server rejected event (will not retry!)").
+            return
 
     def _publish(self, run: PodRun) -> None:
         """Write phase, conditions, IPs and container statuses from the run's state."""
