@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from html import escape
+import hashlib
 import time
+from html import escape
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator
@@ -11,12 +12,17 @@ from typing import Any, Generator
 import pytest
 
 from pytest_gpucluster import __version__
+from pytest_gpucluster.report import headline
 from pytest_gpucluster.report import html as html_parts
+from pytest_gpucluster.report.areas import check_name, nodes_of
+from pytest_gpucluster.report.evidence_files import EvidenceFolder, check_text, file_name
+from pytest_gpucluster.report.grid import grid_block
 from pytest_gpucluster.report.runinfo import new_run_id, run_info
 from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_summary, write_summary
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
-NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ...}
+NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
+KEEP_PASSING_ROWS = 250                  # passing checks kept as rows (summarised) before only one per test and type
 
 
 @dataclass
@@ -34,6 +40,15 @@ class ReportState:
     summary_path: Path | None = None
     uploaded: list[str] = field(default_factory=list)
     upload_error: str | None = None
+    evidence: EvidenceFolder | None = None     # evidence/<node>.txt.gz beside the report
+    dropped: set[str] = field(default_factory=set)   # passing checks without a row in the results table
+    shown_in_full: set[tuple[str, str]] = field(default_factory=set)   # (check name, instance type)
+    kept_passing: int = 0
+
+
+def anchor(nodeid: str) -> str:
+    """The id of a check's evidence block in the report (the grid links to it)."""
+    return "gc-ev-" + hashlib.sha1(nodeid.encode()).hexdigest()[:12]
 
 
 def _iso(ts: float) -> str:
@@ -56,11 +71,16 @@ def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str | None:
 
 
 class ReportCollector:
-    """Builds CheckResults from test reports; writes summary.json and uploads at session end."""
+    """Builds CheckResults from test reports; writes each finished check to the evidence folder, decides whether it
+    keeps a row in the HTML results table (and renders that row's evidence); writes summary.json and uploads."""
 
-    def __init__(self, config: pytest.Config, state: ReportState) -> None:
+    def __init__(self, config: pytest.Config, state: ReportState, html: bool = False) -> None:
         self.config = config
         self.state = state
+        self.html = html
+        self.phases: dict[str, list[pytest.TestReport]] = {}
+        if state.report_dir is not None and state.evidence is None:
+            state.evidence = EvidenceFolder(state.report_dir)
 
     def _check(self, nodeid: str) -> CheckResult:
         return self.state.checks.setdefault(nodeid, CheckResult(nodeid))
@@ -73,12 +93,15 @@ class ReportCollector:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.state.collected = len(session.items)
 
+    @pytest.hookimpl(tryfirst=True)   # before pytest-html reads the row's extras (its hook is trylast)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         check = self._check(report.nodeid)
         check.duration_s += report.duration
         node = getattr(report, NODE_ATTR, None)
         if node:
             check.node, check.instance_type = node["node"], node["instance_type"]
+            check.zone, check.nodes, check.zones = node.get("zone"), list(node.get("nodes") or []), dict(
+                node.get("zones") or {})
         ev = getattr(report, EVIDENCE_ATTR, None)
         if ev:
             check.evidence = ev
@@ -97,6 +120,39 @@ class ReportCollector:
                 check.outcome = "xpassed"
         elif report.when == "teardown" and report.failed and check.outcome in ("passed", "skipped"):
             check.outcome, check.message = "error", _first_line(report)
+        self.phases.setdefault(report.nodeid, []).append(report)
+        if report.when == "teardown":
+            self._finish(check, self.phases.pop(report.nodeid))
+
+    def _finish(self, check: CheckResult, reports: list[pytest.TestReport]) -> None:
+        """The check is complete: evidence file, headline data, row or no row, then keep only what summary.json
+        and the grid need in memory."""
+        state, ev = self.state, check.evidence
+        nodes: list[str | None] = list(nodes_of(check.nodeid, check.node, check.nodes)) or [None]
+        longrepr = "\n".join(r.longreprtext for r in reports if r.failed and r.longreprtext)
+        if state.evidence is not None:
+            state.evidence.add(nodes, check_text(check.nodeid, check.outcome, check.message or check.skip_reason,
+                                                 longrepr, ev))
+        check.headline = headline.extract(check.nodeid, ev) if ev else {}
+        full = True
+        if check.outcome in ("passed", "xfailed"):
+            key = (check_name(check.nodeid), check.instance_type or "")
+            full = key not in state.shown_in_full
+            state.shown_in_full.add(key)
+            check.kept = full or state.kept_passing < KEEP_PASSING_ROWS
+            state.kept_passing += check.kept
+        if not check.kept:
+            state.dropped.add(check.nodeid)
+        elif self.html:
+            target = next((r for r in reports if r.when == "call"), None) or next(
+                (r for r in reports if r.failed or r.skipped), reports[-1])
+            from pytest_html import extras
+
+            block = html_parts.evidence_block(ev, failed=check.outcome not in ("passed", "xfailed"),
+                                              anchor=anchor(check.nodeid), full=full,
+                                              evidence_file=file_name(nodes[0]) if state.evidence else None)
+            target.extras = [*getattr(target, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
+        check.evidence = {k: ev[k] for k in ("measurements", "facts", "versions") if k in ev}
 
     def build(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> dict[str, Any]:
         info = run_info(self.config, self.state.fallback_id)
@@ -115,9 +171,14 @@ class ReportCollector:
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session,
                              exitstatus: int | pytest.ExitCode) -> Generator[None, None, None]:
+        for nodeid, reports in list(self.phases.items()):   # interrupted: checks that never reached teardown
+            self._finish(self._check(nodeid), reports)
+        self.phases.clear()
         self.state.summary = self.build(session, exitstatus)
         if self.state.report_dir is not None:
             self.state.summary_path = write_summary(self.state.report_dir / "summary.json", self.state.summary)
+        if self.state.evidence is not None:
+            self.state.evidence.finish()
         try:
             yield  # pytest-html and junitxml write their files here
         finally:
@@ -178,13 +239,29 @@ class HtmlHooks:
             return
         if self.report_data is not None:
             self.report_data.title = html_parts.title(doc)
-        prefix.extend([html_parts.STYLE, html_parts.verdict_block(doc), html_parts.criteria_block(doc),
-                       html_parts.fingerprint_block(doc)])
+        checks = list(self.state.checks.values())
+        evidence_file = file_name if self.state.evidence is not None else (lambda node: None)
+
+        def link(check: CheckResult, node: str | None) -> str:
+            if check.kept and check.outcome not in ("passed", "xfailed") or evidence_file(node) is None:
+                return f"#{anchor(check.nodeid)}"
+            return str(evidence_file(node))
+
+        shown = sum(1 for c in checks if c.kept)
+        prefix.extend([html_parts.STYLE, html_parts.verdict_block(doc), grid_block(checks, link, evidence_file),
+                       headline.headline_block(checks, (doc.get("profile") or {}).get("values") or {}),
+                       html_parts.criteria_block(doc), html_parts.fingerprint_block(doc),
+                       html_parts.results_note(shown, len(checks))])
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         cells.insert(2, "<th>Key figures</th>")
 
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        if report.nodeid in self.state.dropped and report.passed:   # folded into the grid and the evidence file
+            if report.when == "call" and self.report_data is not None:
+                self.report_data.outcomes = "passed"    # pytest-html's counter still counts it
+            cells.clear()
+            return
         ev = getattr(report, EVIDENCE_ATTR, None) or {}
         figures = []
         for m in ev.get("measurements", [])[:4]:

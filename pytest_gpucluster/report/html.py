@@ -4,6 +4,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Iterable
 
+from pytest_gpucluster.report.evidence_files import summarise
 from pytest_gpucluster.report.redact import redact
 from pytest_gpucluster.report.summary import ACCEPTED
 
@@ -36,6 +37,20 @@ td.gc-fail { color: #b3261e; font-weight: bold; }
                    font-size: 12px; max-height: 420px; }
 .gc-plot svg { max-width: 100%; height: auto; }
 .gc-section h3 { margin: 14px 0 4px; }
+body > #gc-results-note { order: 3; }
+table.gc-grid { border-collapse: collapse; table-layout: fixed; font-size: 12px; margin: 0; }
+table.gc-grid th, table.gc-grid td { border: 1px solid #ddd; padding: 1px 4px; text-align: center; }
+table.gc-grid th:first-child { width: 24em; text-align: left; font-weight: normal; overflow: hidden;
+                               white-space: nowrap; text-overflow: ellipsis; }
+table.gc-grid tr:first-child th { background: #f0f0f0; font-weight: bold; }
+table.gc-grid td a { text-decoration: none; display: block; font-weight: bold; }
+.gc-p, .gc-p a { color: #1e7b34; } .gc-f, .gc-f a { color: #fff; } td.gc-f { background: #b3261e; }
+.gc-n, .gc-n a { color: #7a5200; } td.gc-n { background: #f6d98b; }
+tr.gc-fail th { background: #fbe3e1; } tr.gc-not-shown th { background: #fdf3d8; }
+details.gc-fold > summary { cursor: pointer; padding: 3px 4px; color: #1e7b34; font-weight: bold; }
+.gc-plots { display: flex; flex-wrap: wrap; gap: 8px; }
+.gc-plots figure { margin: 0; max-width: 640px; }
+.gc-plots figcaption { font-size: 12px; color: #555; }
 </style>
 """
 
@@ -96,10 +111,29 @@ def verdict_block(summary: dict[str, Any]) -> str:
     ]
     skips = summary.get("skips", [])
     if skips:
-        html.append('<div class="gc-section"><h3>Skipped checks and why</h3>')
-        html.append(_table(("check", "reason"), ((s["nodeid"], s.get("reason") or "") for s in skips)))
+        html.append('<div class="gc-section" id="gc-skips"><h3>Skipped checks and why</h3>')
+        html.append(_table(("check", "reason"), skip_rows(skips)))
         html.append("</div>")
     return "".join(html)
+
+
+SKIP_ROWS = 20
+
+
+def skip_rows(skips: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One row per skip for a few; past SKIP_ROWS, one row per test (and reason) with the number of nodes."""
+    if len(skips) <= SKIP_ROWS:
+        return [(s["nodeid"], s.get("reason") or "") for s in skips]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in skips:
+        groups.setdefault(s["nodeid"].split("[", 1)[0], []).append(s)
+    rows = []
+    for name, members in groups.items():
+        reasons = list(dict.fromkeys(s.get("reason") or "" for s in members))
+        more = f" (+{len(reasons) - 1} other reason(s): see summary.json)" if len(reasons) > 1 else ""
+        label = name if len(members) == 1 and "[" not in members[0]["nodeid"] else f"{name}[...] x{len(members)}"
+        rows.append((label, reasons[0] + more))
+    return rows
 
 
 def criteria_block(summary: dict[str, Any]) -> str:
@@ -164,9 +198,17 @@ def fingerprint_block(summary: dict[str, Any]) -> str:
 
 
 
-def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
-    """Per-test extras: measurements, parsed facts, raw outputs, plots; events/conditions on failure."""
-    out = ['<div class="gc-evidence">']
+def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None = None,
+                   evidence_file: str | None = None, full: bool = True) -> str:
+    """Per-test extras: measurements, parsed facts, raw outputs, plots; events/conditions on failure.
+
+    `anchor` is the block's id (the grid links to it); `evidence_file` the node's complete evidence beside the
+    report; `full=False` (a passing check of a type already shown in full) keeps the first and last lines of each
+    raw output and no plot."""
+    ident = f' id="{escape(anchor)}"' if anchor else ""
+    out = [f'<div class="gc-evidence"{ident}>']
+    if evidence_file:
+        out.append(f'<p>Complete evidence of this node: <a href="{escape(evidence_file)}">{escape(evidence_file)}</a></p>')
     ms = evidence.get("measurements", [])
     if ms:
         rows = []
@@ -179,24 +221,37 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool) -> str:
     facts = evidence.get("facts", {})
     if facts:
         out.append("<h4>Parsed facts</h4>" + _table(("fact", "value"), _flatten(facts).items()))
-    for p in evidence.get("plots", []):
-        out.append(f'<h4>{_e(p["title"])}</h4><div class="gc-plot">{p["svg"]}</div>')
+    if full:
+        for p in evidence.get("plots", []):
+            out.append(f'<h4>{_e(p["title"])}</h4><div class="gc-plot">{p["svg"]}</div>')
+    opened = " open" if failed else ""
     for a in evidence.get("attachments", []):
-        out.append(f'<details><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
-                   f'<pre>{_e(clip(a["text"]))}</pre></details>')
+        text = clip(a["text"]) if full or not evidence_file else summarise(a["text"], evidence_file)
+        out.append(f'<details{opened}><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
+                   f'<pre>{_e(text)}</pre></details>')
     events = evidence.get("events", [])
     if events:
         table = _table(("type", "reason", "object", "message", "count", "last seen"),
                        ([e.get("type"), e.get("reason"), e.get("object"), e.get("message"), e.get("count"),
                          e.get("lastTimestamp")] for e in events))
-        out.append(f'<details{" open" if failed else ""}><summary><b>Pod events</b> ({len(events)})</summary>{table}</details>')
+        out.append(f'<details{opened}><summary><b>Pod events</b> ({len(events)})</summary>{table}</details>')
     for node, conds in (evidence.get("conditions") or {}).items():
         table = _table(("type", "status", "reason", "message", "since"),
                        ([c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("lastTransitionTime")]
                         for c in conds))
-        out.append(f'<details{" open" if failed else ""}><summary><b>Node conditions: {_e(node)}</b></summary>{table}</details>')
+        out.append(f'<details{opened}><summary><b>Node conditions: {_e(node)}</b></summary>{table}</details>')
     out.append("</div>")
     return "".join(out)
+
+
+def results_note(shown: int, total: int) -> str:
+    """Above pytest-html's table, when passing checks were folded out of it."""
+    if shown >= total:
+        return ""
+    return (f'<div class="gc-section" id="gc-results-note"><p>The results table below lists {shown} of {total} '
+            "checks: every failing, errored and not-shown check, and one passing check of each test and instance "
+            "type in full. The other passing checks are marks in the grid above; their complete evidence is in "
+            "evidence/&lt;node&gt;.txt.gz beside this report and their measurements in summary.json.</p></div>")
 
 
 ATTACHMENT_LIMIT = 256 * 1024

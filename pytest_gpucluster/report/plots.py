@@ -97,3 +97,90 @@ def timeline_svg(phases: Iterable[tuple[str, float, float]], *,
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title)
     return _to_svg(fig)
+
+
+def _thin(points: Sequence[Point], keep: int) -> list[Point]:
+    """At most `keep` points, evenly spread over the curve (the ends kept): small SVGs for many curves."""
+    pts = sorted((float(s), float(b)) for s, b in points if float(s) > 0)
+    if len(pts) <= keep:
+        return pts
+    step = (len(pts) - 1) / (keep - 1)
+    return [pts[round(i * step)] for i in range(keep)]
+
+
+def busbw_curves_svg(curves: Mapping[str, Sequence[Point]], *, failing: Iterable[str] = (),
+                     floors: Mapping[float, float] | None = None, ceiling: float | None = None,
+                     title: str = "NCCL bus bandwidth vs message size", max_curves: int = 40,
+                     points_per_curve: int = 14) -> str:
+    """Many runs of one kind in one plot: every curve faint, failing curves red, the profile's floors as red marks
+    at their sizes, the physical ceiling as a dotted line. Past `max_curves` the passing curves are drawn as their
+    min-max band and median (the page stays small at 1,000 nodes); failing curves are always drawn."""
+    bad = set(failing)
+    thin = {k: _thin(v, points_per_curve) for k, v in curves.items()}
+    thin = {k: v for k, v in thin.items() if v}
+    if not thin:
+        raise ValueError("busbw_curves_svg: no (size > 0, busbw) points to plot")
+    fig = Figure(figsize=(6.4, 3.2))
+    ax = fig.add_subplot()
+    good = {k: v for k, v in thin.items() if k not in bad}
+    if len(good) <= max_curves:
+        for i, pts in enumerate(good.values()):
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", alpha=0.3, linewidth=0.8,
+                    label=f"{len(good)} passing run(s)" if i == 0 else None)
+    elif good:
+        by_size: dict[float, list[float]] = {}
+        for pts in good.values():
+            for s, b in pts:
+                by_size.setdefault(s, []).append(b)
+        sizes = sorted(by_size)
+        lo = [min(by_size[s]) for s in sizes]
+        hi = [max(by_size[s]) for s in sizes]
+        mid = [sorted(by_size[s])[len(by_size[s]) // 2] for s in sizes]
+        ax.fill_between(sizes, lo, hi, color="tab:blue", alpha=0.2, linewidth=0,
+                        label=f"{len(good)} passing runs: min-max")
+        ax.plot(sizes, mid, color="tab:blue", linewidth=1, label="median")
+    for i, (name, pts) in enumerate((k, v) for k, v in thin.items() if k in bad):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:red", linewidth=1.2, alpha=0.9,
+                label=name if i < 3 else None)
+    if floors:
+        fs = sorted((float(s), float(f)) for s, f in floors.items())
+        ax.plot([s for s, _ in fs], [f for _, f in fs], linestyle="none", marker="_", markersize=14,
+                markeredgewidth=2, color="tab:red", label="floor (profile)")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="tab:green", linestyle=":", linewidth=1.2, label=f"ceiling {ceiling:g} GB/s")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_size_label))
+    ax.set_xlabel("message size")
+    ax.set_ylabel("bus bandwidth (GB/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(title, fontsize="medium")
+    ax.legend(loc="upper left", fontsize="x-small")
+    return _to_svg(fig)
+
+
+HEALTH_COLOURS = {"pass": (0.12, 0.48, 0.20), "fail": (0.70, 0.15, 0.12), "not shown": (0.93, 0.66, 0.10),
+                  "": (0.90, 0.90, 0.90)}
+
+
+def health_strip_svg(nodes: Sequence[str], checks: Sequence[str], states: Sequence[Sequence[str]], *,
+                     title: str = "Node health") -> str:
+    """One column per node, one row per check, a coloured square per result (pass / fail / not shown / none).
+    `states[i][j]` is check i on node j. Drawn as one small raster inside the SVG, so 1,000 nodes cost bytes,
+    not thousands of SVG elements."""
+    if not nodes or not checks:
+        raise ValueError("health_strip_svg: no nodes or no checks")
+    import numpy as np
+
+    grid = np.array([[HEALTH_COLOURS.get(s, HEALTH_COLOURS[""]) for s in row] for row in states], dtype=float)
+    fig = Figure(figsize=(7.5, 0.6 + 0.28 * len(checks)))
+    ax = fig.add_subplot()
+    ax.imshow(grid, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(checks)), list(checks), fontsize="small")
+    if len(nodes) <= 30:
+        ax.set_xticks(range(len(nodes)), list(nodes), rotation=90, fontsize="x-small")
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(nodes)} nodes (failing first)")
+    ax.set_title(title, fontsize="medium")
+    return _to_svg(fig)

@@ -9,7 +9,6 @@ from typing import Any, Generator
 import pytest
 
 from pytest_gpucluster.evidence import RECORD_KEY, evidence, unmet_criteria  # noqa: F401  (the fixture is served from here)
-from pytest_gpucluster.report import html as html_parts
 from pytest_gpucluster.report import options
 from pytest_gpucluster.report.collector import EVIDENCE_ATTR, NODE_ATTR, HtmlHooks, ReportCollector, ReportState
 from pytest_gpucluster.report.redact import redact, redact_obj
@@ -77,14 +76,16 @@ def pytest_configure(config: pytest.Config) -> None:
         state.report_dir = _timestamped_dir(Path(root or "reports").resolve())
     if state.report_dir is not None and not getattr(config.option, "xmlpath", None) and user_html is None:
         config.option.xmlpath = str(state.report_dir / "junit.xml")  # used if junitxml configures after us
-    config.pluginmanager.register(ReportCollector(config, state), "gpucluster-report-collector")
+    html = config.pluginmanager.hasplugin("html") and state.html_path is not None
+    config.pluginmanager.register(ReportCollector(config, state, html=html), "gpucluster-report-collector")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlHooks(state), "gpucluster-report-html")
 
 
-def _node_of(item: pytest.Item) -> dict[str, str] | None:
-    """Node and instance type of a test parametrized over a node (gpu_node/efa_node/cpu_node: `.name`) or a
-    group of nodes of one type (e.g. NCCL's NodeGroup: `.nodes`), as `{"node": "a+b", "instance_type": ...}`."""
+def _node_of(item: pytest.Item) -> dict[str, Any] | None:
+    """Node, instance type and zone of a test parametrized over a node (gpu_node/efa_node/cpu_node: `.name`) or a
+    group of nodes of one type (e.g. NCCL's NodeGroup: `.nodes`), as
+    `{"node": "a+b", "instance_type": ..., "zone": ..., "nodes": ["a", "b"], "zones": {"a": ..., "b": ...}}`."""
     callspec = getattr(item, "callspec", None)
     for value in (callspec.params.values() if callspec else ()):
         itype = getattr(value, "instance_type", None)
@@ -92,10 +93,15 @@ def _node_of(item: pytest.Item) -> dict[str, str] | None:
             continue
         name = getattr(value, "name", None)
         if isinstance(name, str):
-            return {"node": name, "instance_type": itype}
-        names = [getattr(n, "name", None) for n in getattr(value, "nodes", None) or ()]
+            zone = getattr(value, "zone", None)
+            return {"node": name, "instance_type": itype, "zone": zone if isinstance(zone, str) else None,
+                    "nodes": [name], "zones": {name: zone} if isinstance(zone, str) else {}}
+        members = list(getattr(value, "nodes", None) or ())
+        names = [getattr(n, "name", None) for n in members]
         if names and all(isinstance(n, str) for n in names):
-            return {"node": "+".join(str(n) for n in names), "instance_type": itype}
+            zones = {str(getattr(n, "name")): z for n in members if isinstance(z := getattr(n, "zone", None), str)}
+            return {"node": "+".join(str(n) for n in names), "instance_type": itype,
+                    "zone": zones.get(str(names[0])), "nodes": [str(n) for n in names], "zones": zones}
     return None
 
 
@@ -155,13 +161,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         setattr(report, NODE_ATTR, node)
     attach = call.when == "call" or (report.failed or report.skipped) and call.when == "setup"
     if record is not None and attach and not record.is_empty():
-        ev = redact_obj(record.to_dict())
-        setattr(report, EVIDENCE_ATTR, ev)
-        if item.config.pluginmanager.hasplugin("html"):
-            from pytest_html import extras
-
-            report.extras = [*getattr(report, "extras", []),
-                             extras.html(html_parts.evidence_block(ev, failed=report.failed))]
+        # plain data (survives xdist); the controller renders it (collector.HtmlHooks) once it knows whether the
+        # check keeps its row in the report or is folded into the grid and its evidence file
+        setattr(report, EVIDENCE_ATTR, redact_obj(record.to_dict()))
     return report
 
 

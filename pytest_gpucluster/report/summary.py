@@ -32,6 +32,11 @@ class CheckResult:
     skip_reason: str | None = None
     message: str | None = None                 # first line of the failure, for tables
     evidence: dict[str, Any] = field(default_factory=dict)
+    zone: str | None = None                    # availability zone of the node (of the first node of a group)
+    nodes: list[str] = field(default_factory=list)        # every node of a multi-node check
+    zones: dict[str, str] = field(default_factory=dict)   # node -> zone, for groups
+    kept: bool = True                          # has a row in the HTML results table (else: grid + evidence file)
+    headline: dict[str, Any] = field(default_factory=dict)  # what the summary plots need (not in summary.json)
 
     @property
     def module(self) -> str:
@@ -49,6 +54,7 @@ class CheckResult:
             "name": self.name,
             "node": self.node,
             "instance_type": self.instance_type,
+            "zone": self.zone,
             "outcome": self.outcome,
             "duration_s": round(self.duration_s, 3),
             "skip_reason": self.skip_reason,
