@@ -22,6 +22,7 @@ MARKERS = {
     "karpenter": "Karpenter NodePools/NodeClaims checks",
     "nccl": "NCCL bus-bandwidth checks (nccl-tests through MPIJobs)",
     "aws": "checks against AWS APIs (EC2, quotas, capacity)",
+    "health": "GPU node health beyond nvidia-smi: DCGM diag, Xid, NVLink/fabric, ECC, PCIe, clocks, topology, uniformity",
     "costly": "launches nodes (costs money): runs only with --gpucluster-costly, or by default with --sim",
 }
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -23,7 +23,10 @@ TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs"}
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
-                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s", "ecc_required"}
+                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s", "ecc_required", "health"}
+# Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
+HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
+               "power_limit_w"}
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
 
 
@@ -55,6 +58,7 @@ class InstanceProfile:
     nccl_floors: dict[int, dict[int, float]] = field(default_factory=dict)   # nodes -> bytes -> GB/s
     busbw_ceiling_gbs: float | None = None
     provisioning_budget_s: dict[str, float] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)    # HEALTH_KEYS: node-health expectations
 
     def nccl_floor(self, nodes: int, size_bytes: int) -> float | None:
         return self.nccl_floors.get(nodes, {}).get(size_bytes)
@@ -241,6 +245,16 @@ class _Validator:
         budget = self.keys(inst.get("provisioning_budget_s"), BUDGET_KEYS, where + ("provisioning_budget_s",))
         for key in budget:
             self.typed(budget, key, is_num, "seconds", where + ("provisioning_budget_s",))
+        health = self.keys(inst.get("health"), HEALTH_KEYS, where + ("health",))
+        for key in ("nvlink_links", "pcie_gen", "pcie_width"):
+            self.typed(health, key, is_int, "a non-negative integer", where + ("health",))
+        for key in ("nvlink_link_gbs", "power_limit_w"):
+            self.typed(health, key, is_num, "a non-negative number", where + ("health",))
+        self.typed(health, "dcgm_level", lambda v: v in (1, 2, 3, 4), "1, 2, 3 or 4 (dcgmi diag -r)", where + ("health",))
+        self.typed(health, "xid_window_h", lambda v: v is None or is_num(v), "hours (null: since boot)",
+                   where + ("health",))
+        self.typed(health, "gpu_gpu_link", lambda v: isinstance(v, str) and bool(re.match(r"^(NV\d+|PIX|PXB|PHB|NODE|SYS)$", v)),
+                   "a topo -m code (NV18, NV12, PIX, PXB, PHB, NODE, SYS)", where + ("health",))
 
     def document(self, data: dict[str, Any]) -> None:
         self.keys(data, TOP_KEYS, ())

@@ -48,6 +48,8 @@ class ProbeSpec:
     timeout_s: float | None = None
     pin: str = "affinity"          # "affinity" (scheduler + taints apply) or "nodeName" (fallback, bypasses both)
     labels: dict[str, str] | None = None
+    privileged: bool = False                  # host-level readers only (node health: the kernel log)
+    host_paths: dict[str, str] | None = None  # container path -> node path, mounted read-only (hostPath)
 
 
 @dataclass
@@ -167,6 +169,11 @@ def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict
     limits.update(extended)
     caps = container.setdefault("securityContext", {}).setdefault("capabilities", {})
     caps["add"] = ["IPC_LOCK"] if spec.ipc_lock else []
+    if spec.privileged:
+        container["securityContext"] = {"privileged": True}
+    for i, (mount, host) in enumerate(sorted((spec.host_paths or {}).items())):
+        podspec.setdefault("volumes", []).append({"name": f"host-{i}", "hostPath": {"path": host}})
+        container.setdefault("volumeMounts", []).append({"name": f"host-{i}", "mountPath": mount, "readOnly": True})
     return pod
 
 

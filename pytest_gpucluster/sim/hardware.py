@@ -29,6 +29,12 @@ class GpuModel:
     nvlink_gbs: float          # NVLink bandwidth per GPU in GB/s; 0 = PCIe only
     pcie_gbs: float            # usable PCIe bandwidth per GPU in GB/s
     mig_capable: bool = False
+    # Health facts the fake nvidia-smi / dcgmi print (sources: profiles/default.yaml [HLT]; link speeds as
+    # `nvidia-smi nvlink -s` prints them in tests/data/nvlink).
+    nvlink_links: int = 0
+    nvlink_link_gbs: float = 0.0
+    pcie_gen: int = 4
+    device_id: str = ""        # PCI device id as DCGM prints it (entity_groups)
 
     @property
     def gfd_product(self) -> str:
@@ -42,14 +48,14 @@ class GpuModel:
 
 
 GPU_MODELS: dict[str, GpuModel] = {
-    "T4": GpuModel("Tesla T4", 15360, 70, "7.5", "turing", 0, 12.0),
+    "T4": GpuModel("Tesla T4", 15360, 70, "7.5", "turing", 0, 12.0, pcie_gen=3, device_id="1eb8"),
     "A10G": GpuModel("NVIDIA A10G", 23028, 300, "8.6", "ampere", 0, 24.0),
     "L4": GpuModel("NVIDIA L4", 23034, 72, "8.9", "ada-lovelace", 0, 24.0),
     "L40S": GpuModel("NVIDIA L40S", 46068, 350, "8.9", "ada-lovelace", 0, 24.0),
-    "A100-40GB": GpuModel("NVIDIA A100-SXM4-40GB", 40960, 400, "8.0", "ampere", 600, 24.0, True),
-    "A100-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 400, "8.0", "ampere", 600, 24.0, True),
-    "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True),
-    "H200": GpuModel("NVIDIA H200", 143771, 700, "9.0", "hopper", 900, 50.0, True),
+    "A100-40GB": GpuModel("NVIDIA A100-SXM4-40GB", 40960, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b0"),
+    "A100-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b2"),
+    "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2330"),
+    "H200": GpuModel("NVIDIA H200", 143771, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2335"),
 }
 
 # PCI bus ids of the 8 GPUs on HGX boards as nvidia-smi shows them (p5: h100-x8-550 sample).
@@ -262,6 +268,10 @@ class NodeHardware:
             "gpu_model": it.gpu_model.name if it.gpu_model else None,
             "nvlink_gbs": it.gpu_model.nvlink_gbs if it.gpu_model else 0.0,
             "pcie_gbs": it.gpu_model.pcie_gbs if it.gpu_model else 0.0,
+            "nvlink_links": it.gpu_model.nvlink_links if it.gpu_model else 0,
+            "nvlink_link_gbs": it.gpu_model.nvlink_link_gbs if it.gpu_model else 0.0,
+            "pcie_gen": it.gpu_model.pcie_gen if it.gpu_model else 0,
+            "device_id": it.gpu_model.device_id if it.gpu_model else "",
             "driver_version": self.driver_version, "cuda_version": self.cuda_version,
             "mig_mode": self.mig_mode, "mig_profile": self.mig_profile,
             "gpus": [g.__dict__ for g in self.gpus], "efa_devices": list(self.efa_devices),

@@ -13,7 +13,7 @@ from .hardware import UnknownInstanceType
 from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
 from .store import fast_copy
-from .tools import install_tools, sandbox
+from .tools import gated, install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
 
 GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
@@ -33,6 +33,7 @@ class Kubelet:
         self.scenario = scenario
         self.workdir = Path(workdir)
         self.tools_bin = install_tools(self.workdir / "bin")
+        self.gated_bins = gated.install(self.workdir / "bin-gated")     # dcgmi (DCGM image), dmesg (host log)
         self.kubelet_spec = scenario.kubelet if scenario is not None else None
         self.runs: dict[str, PodRun] = {}
         self.allocations: dict[str, dict[str, tuple[list[int], list[str]]]] = {}   # node -> uid -> alloc
@@ -198,7 +199,7 @@ class Kubelet:
     def _event(self, run: PodRun, reason: str, message: str, type: str = "Normal") -> None:
         try:
             self.store.record_event(run.pod, reason, message, type=type, component="kubelet", host=run.node)
-        except (Forbidden, NotFound):
+        except (KeyError,):
             # The namespace is terminating or gone (e.g. "Killing" while `kubectl delete namespace` runs): the
             # apiserver refuses the Event and a real kubelet's recorder drops it without retrying
             # (client-go tools/record/event.go recordEvent: "Server rejected event (will not retry!)").
@@ -389,6 +390,7 @@ class Kubelet:
             uuids = [by_index[i] for i in run.gpus if i in by_index]
         env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch,
                                     tools_bin=self.tools_bin, hostname=run.name, gpu_uuids=uuids)
+        env["PATH"] = gated.path_for(cspec, run.pod, self.gated_bins, env["PATH"])
         c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}/{c.restarts}')}"
         started = rfc3339(time.time())
         try:

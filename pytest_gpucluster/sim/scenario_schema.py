@@ -30,10 +30,20 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "karpenter-slow": frozenset({"phase", "seconds"}),
     "karpenter-no-capacity": frozenset({"instance_types", "zones"}),
     "api-flaky": frozenset(),
+    # node health (suites/test_node_health.py); printed by the fakes in the real formats (sim/tools/fake/health.py)
+    "xid": frozenset({"code", "gpu_index", "hours_ago"}),
+    "nvlink-down": frozenset(),
+    "ecc-row-remap-pending": frozenset({"gpu_index"}),
+    "pcie-link-degraded": frozenset({"gpu_index", "width"}),
+    "dcgm-diag-fail": frozenset({"gpu_index", "test"}),
+    "driver-mismatch": frozenset({"version"}),
+    "gpu-throttled": frozenset({"gpu_index", "reason"}),
 }
 # Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
-                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited"})
+                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited",
+                         "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
+                         "driver-mismatch", "gpu-throttled"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
 
 

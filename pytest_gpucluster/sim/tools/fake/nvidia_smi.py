@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable
 
 from . import ctx as simctx
+from . import health
 
 INVALID_ARGS = "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help."
 DRIVER_ERROR = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
@@ -148,7 +149,7 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
     hw = ctx["node"]["hardware"]
     mig = _mig(ctx)
     out = ["", "==============NVSMI LOG==============", "",
-           _kv(0, "Timestamp", time.asctime()), _kv(0, "Driver Version", hw["driver_version"]),
+           _kv(0, "Timestamp", time.asctime()), _kv(0, "Driver Version", health.driver_version(ctx)),
            _kv(0, "CUDA Version", hw["cuda_version"]), "", _kv(0, "Attached GPUs", str(len(gpus)))]
     for g in gpus:
         used_reserved = min(g["memory_mib"] // 160, 527)
@@ -158,7 +159,7 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
                 _kv(1, "MIG Mode"), _kv(2, "Current", mig), _kv(2, "Pending", mig),
                 _kv(1, "Serial Number", g["serial"]), _kv(1, "GPU UUID", g["uuid"]),
                 _kv(1, "Minor Number", str(g["index"])),
-                _kv(1, "PCI"), _kv(2, "Bus Id", g["bus_id"]),
+                _kv(1, "PCI"), _kv(2, "Bus Id", g["bus_id"]), *health.pcie_lines(ctx, g, _kv),
                 _kv(1, "FB Memory Usage"), _kv(2, "Total", f"{g['memory_mib']} MiB"),
                 _kv(2, "Reserved", f"{used_reserved} MiB"), _kv(2, "Used", "0 MiB"),
                 _kv(2, "Free", f"{g['memory_mib'] - used_reserved} MiB"),
@@ -166,15 +167,25 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
                 _kv(1, "ECC Mode"), _kv(2, "Current", "Enabled"), _kv(2, "Pending", "Enabled"),
                 _kv(1, "ECC Errors"), _kv(2, "Volatile"),
                 _kv(3, "DRAM Correctable", "0"), _kv(3, "DRAM Uncorrectable", str(_ecc(ctx))),
+                _kv(1, "VBIOS Version", "96.00.A5.00.03"),
+                *health.health_sections(ctx, g, _kv),
                 _kv(1, "Temperature"), _kv(2, "GPU Current Temp", f"{_temp(g)} C"),
                 _kv(1, "GPU Power Readings"), _kv(2, "Average Power Draw", f"{_power(g):.2f} W"),
                 _kv(2, "Current Power Limit", f"{g['power_cap_w']:.2f} W"),
+                _kv(2, "Default Power Limit", f"{g['power_cap_w']:.2f} W"),
                 _kv(1, "Processes", "None")]
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str]) -> int:
     ctx = simctx.load()
+    if argv[:1] in (["nvlink"], ["topo"]):      # subcommands: `nvlink -s`, `topo -m` (node health)
+        gpus = simctx.visible_gpus(ctx)
+        if simctx.fault(ctx, "driver-unreachable") is not None:
+            print(DRIVER_ERROR)
+            return EXIT_DRIVER
+        sys.stdout.write(health.nvlink_status(ctx, gpus) if argv[0] == "nvlink" else health.topo_matrix(ctx, gpus))
+        return 0
     mode, fields, fmt, ids = "table", [], set(), None
     i = 0
     while i < len(argv):

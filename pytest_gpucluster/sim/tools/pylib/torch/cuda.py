@@ -72,3 +72,13 @@ def get_device_properties(device: int = 0) -> _DeviceProperties:
 
 def synchronize(device: int | None = None) -> None:
     _get(device or 0)
+
+
+def _fabric_not_ready() -> bool:
+    """An NVSwitch node whose fabric manager is stopped (sim fault `nvlink-down`)."""
+    path = os.environ.get("GPUCLUSTER_SIM_CONTEXT")
+    if not path:
+        return False
+    with open(path, encoding="utf-8") as fh:
+        ctx = json.load(fh)
+    return any(f.get("kind") == "nvlink-down" for f in ctx.get("faults", []))

@@ -1,0 +1,242 @@
+"""GPU node health beyond nvidia-smi (marker health): DCGM diagnostics, kernel-log Xids, NVLink and fabric manager,
+ECC and row remapping, PCIe links, clocks under load, topology and fleet uniformity; one test per check per node.
+
+Probes (each a fleet: one pod per GPU node, all nodes at once):
+- health: the smoke image (PyTorch) with all the node's GPUs: a short CUDA load on every GPU while `nvidia-smi -q` reads
+  ECC / row remapper / PCIe / clocks / power / fabric, then `nvidia-smi nvlink -s`, `nvidia-smi topo -m`, kernel and
+  EFA driver versions. The cheap checks share it.
+- dcgm: NVIDIA's DCGM image (DCGM_IMAGE) with all the node's GPUs runs `dcgmi diag -r <profile health.dcgm_level> -j`.
+- hostlog: the kernel log (`dmesg`) read through the node's /dev/kmsg. This needs a PRIVILEGED pod with a hostPath
+  mount: RBAC `create pods` in the run's namespace (as every probe) and a namespace whose Pod Security admission allows
+  the `privileged` level (label `pod-security.kubernetes.io/enforce: privileged`, or no PSA label with a permissive
+  cluster default). Where the API refuses the pod (Forbidden, PodSecurity violation) the Xid check is skipped with the
+  API's reason; nothing else depends on it.
+Judges: pytest_gpucluster/checks/node_health.py. Expectations: the profile's `health:` keys (profiles/default.yaml).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from pytest_gpucluster.checks import node_health as judge
+from pytest_gpucluster.kube import errors
+from pytest_gpucluster.kube.client import Cluster
+from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.placement import tolerations_for
+from pytest_gpucluster.kube.plugins import find_plugins
+from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
+from pytest_gpucluster.kube.quantity import allocatable
+from pytest_gpucluster.parsers import ParseError
+from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
+from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth, parse_smi_health
+from pytest_gpucluster.parsers.nvlink import parse_nvlink
+from pytest_gpucluster.parsers.topo import parse_topo
+from pytest_gpucluster.parsers.xid import parse_xid
+from pytest_gpucluster.profile import Profile
+from pytest_gpucluster.run import Run
+from pytest_gpucluster.suite import enforce
+
+pytestmark = pytest.mark.health
+
+DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
+DCGM_TIMEOUT_S = {1: 300, 2: 900, 3: 3600, 4: 7200}
+LOAD = ("import time, torch\nn = torch.cuda.device_count()\nxs = [torch.randn(4096, 4096, device=f'cuda:{i}') "
+        "for i in range(n)]\nt = time.time()\nwhile time.time() - t < 8:\n    [x @ x for x in xs]\n"
+        "    torch.cuda.synchronize()\nprint(f'CUDA-LOAD ok devices={n}')\n")
+HEALTH_SCRIPT = (
+    "python3 -c \"$LOAD\" > /tmp/cuda.out 2>&1 & pid=$!; sleep 4; "
+    "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
+    "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
+    "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
+    "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
+    "echo '### rc=0'; wait $pid; rc=$?; echo '### cuda'; cat /tmp/cuda.out; echo \"### rc=$rc\"")
+HOSTLOG_SCRIPT = "echo '### uptime'; cat /proc/uptime; echo \"### rc=$?\"; echo '### dmesg'; dmesg 2>&1; echo \"### rc=$?\""
+Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
+
+
+# -- gathering --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpus_held(inventory: Inventory, cluster: Cluster) -> dict[str, int]:
+    """All the GPUs each node advertises now (0 where its device plugin is not healthy)."""
+    plugins = find_plugins(cluster, inventory.gpu_nodes)
+    return {n.name: allocatable(cluster.get("nodes", n.name), "nvidia.com/gpu") if plugins.healthy_on("nvidia", n.name)
+            else 0 for n in inventory.gpu_nodes}
+
+
+def _spec(name: str, node: NodeInfo, command: str, **kw: Any) -> ProbeSpec:
+    return ProbeSpec(name=name, command=["sh", "-c", command], node=node.name, tolerations=tolerations_for([node]),
+                     **kw)
+
+
+@pytest.fixture(scope="module")
+def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet,
+                 gpucluster_run: Run) -> dict[str, ProbeResult]:
+    return run_fleet("node-health/health", {
+        n.name: _spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name], image=gpucluster_run.options.smoke_image,
+                      env={"LOAD": judge_load()}) for n in inventory.gpu_nodes if gpus_held[n.name] > 0})
+
+
+def judge_load() -> str:
+    return LOAD
+
+
+@pytest.fixture(scope="module")
+def dcgm_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet,
+               gpu_profile: Profile) -> dict[str, tuple[ProbeResult, int]]:
+    specs, levels = {}, {}
+    for n in inventory.gpu_nodes:
+        inst = gpu_profile.for_instance(n.instance_type)
+        levels[n.name] = level = int((inst.health if inst else {}).get("dcgm_level") or 2)
+        if gpus_held[n.name] > 0:
+            specs[n.name] = _spec("dcgm-diag", n, f"nv-hostengine >/dev/null 2>&1; dcgmi diag -r {level} -j",
+                                  gpus=gpus_held[n.name], image=DCGM_IMAGE, timeout_s=DCGM_TIMEOUT_S[level])
+    return {k: (v, levels[k]) for k, v in run_fleet("node-health/dcgm", specs).items()}
+
+
+@pytest.fixture(scope="module")
+def hostlog_fleet(inventory: Inventory, run_fleet: Fleet) -> dict[str, ProbeResult] | str:
+    """Kernel log per GPU node, or the API's reason it refused a privileged pod."""
+    try:
+        return run_fleet("node-health/hostlog", {
+            n.name: _spec("kernel-log", n, HOSTLOG_SCRIPT, privileged=True, host_paths={"/dev/kmsg": "/dev/kmsg"})
+            for n in inventory.gpu_nodes})
+    except errors.Forbidden as exc:
+        return f"the cluster refused a privileged pod reading /dev/kmsg: {exc}"
+
+
+def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any) -> tuple[dict, SmiHealth | None]:
+    result = health_fleet.get(node.name)
+    if result is None:
+        enforce(judge.not_run(node.id, "node-health", "no probe: the node has no allocatable GPU from a healthy device "
+                              "plugin (see the device plugin suite)", None, "-"), evidence)
+    assert result is not None
+    sections = judge.split_sections(result.logs)
+    evidence.fact("probe pod", result.describe())
+    if "smi-q" not in sections:
+        evidence.attach(f"node-health probe on {node.name}", result.logs or "(no output)", kind="log")
+        enforce(judge.not_run(node.id, "node-health", result.describe(), result.namespace, result.pod), evidence)
+    text = sections["smi-q"][0]
+    evidence.attach(f"nvidia-smi -q under load on {node.name}", text, kind="nvidia-smi")
+    try:
+        return sections, parse_smi_health(text)
+    except ParseError:
+        return sections, None
+
+
+def _loaded(sections: dict) -> bool:
+    return judge.CUDA_OK in sections.get("cuda", ("", 1))[0]
+
+
+def _inst(gpu_profile: Profile, node: NodeInfo) -> dict:
+    inst = gpu_profile.for_instance(node.instance_type)
+    return dict(inst.health) if inst else {}
+
+
+# -- checks -------------------------------------------------------------------------------------------------
+def test_dcgm_diagnostics_pass(gpu_node: NodeInfo, dcgm_fleet: dict, health_fleet: dict, evidence: Any) -> None:
+    """`dcgmi diag -r <level> -j` in NVIDIA's DCGM image: every test passes on every GPU (duration in the evidence)."""
+    if gpu_node.name not in dcgm_fleet:
+        enforce(judge.not_run(gpu_node.id, "DCGM", "no probe: no allocatable GPU", None, "-"), evidence)
+    result, level = dcgm_fleet[gpu_node.name]
+    evidence.attach(f"dcgmi diag -r {level} -j on {gpu_node.name}", result.logs or "(no output)", kind="log")
+    t = result.timings
+    duration = t["finished"] - t["started"] if "finished" in t and "started" in t else None
+    parsed, problem = None, None
+    try:
+        parsed = parse_dcgm_diag(result.logs)
+    except ParseError as exc:
+        problem = f"{exc}; {result.describe()}"
+    gpus = None
+    if gpu_node.name in health_fleet:
+        gpus = judge.gpus_seen((parse_smi_health_or_none(health_fleet[gpu_node.name]) or SmiHealth()).gpus)
+    enforce(judge.dcgm(gpu_node.id, parsed, level, duration, result.exit_code or 0, problem, gpus), evidence)
+
+
+def parse_smi_health_or_none(result: ProbeResult) -> SmiHealth | None:
+    text = judge.split_sections(result.logs).get("smi-q", ("", 1))[0]
+    try:
+        return parse_smi_health(text)
+    except ParseError:
+        return None
+
+
+def test_no_xid_errors(gpu_node: NodeInfo, hostlog_fleet: Any, health_fleet: dict, gpu_profile: Profile,
+                       evidence: Any) -> None:
+    """No Xid in the kernel log that NVIDIA's Xid catalog resolves with a GPU reset, reboot or replacement."""
+    window = _inst(gpu_profile, gpu_node).get("xid_window_h")
+    health = parse_smi_health_or_none(health_fleet[gpu_node.name]) if gpu_node.name in health_fleet else None
+    if isinstance(hostlog_fleet, str):
+        enforce(judge.xid(gpu_node.id, None, None, window, health, hostlog_fleet), evidence)
+    result = hostlog_fleet[gpu_node.name]
+    sections = judge.split_sections(result.logs)
+    if "dmesg" not in sections or sections["dmesg"][1] != 0:
+        evidence.attach(f"kernel log reader on {gpu_node.name}", result.logs or "(no output)", kind="log")
+        enforce(judge.xid(gpu_node.id, None, None, window, health, f"the kernel log reader did not read the log: "
+                          f"{result.describe()}"), evidence)
+    dmesg = sections["dmesg"][0]
+    log = parse_xid(dmesg)
+    if log.events:
+        evidence.attach(f"Xid lines in the kernel log of {gpu_node.name}", "\n".join(e.line for e in log.events),
+                        kind="log")
+    uptime = float(sections.get("uptime", ("0", 0))[0].split()[0] or 0)
+    enforce(judge.xid(gpu_node.id, log, uptime, window, health), evidence)
+
+
+def test_nvlink_and_fabric_ready(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
+    """NVSwitch types: every NVLink up at speed, fabric state Completed, and CUDA usable on every GPU."""
+    sections, health = _health(health_fleet, gpu_node, evidence)
+    h = _inst(gpu_profile, gpu_node)
+    text, _ = sections.get("nvlink", ("", 1))
+    evidence.attach(f"nvidia-smi nvlink -s on {gpu_node.name}", text or "(empty)", kind="log")
+    cuda, rc = sections.get("cuda", ("", 1))
+    evidence.attach(f"CUDA load on {gpu_node.name}", cuda or "(no output)", kind="log")
+    enforce(judge.nvlink_fabric(gpu_node.id, h.get("nvlink_links"), h.get("nvlink_link_gbs"), parse_nvlink(text),
+                                health, cuda, rc), evidence)
+
+
+def test_ecc_and_row_remapping_clean(gpu_node: NodeInfo, health_fleet: dict, evidence: Any) -> None:
+    """No uncorrectable ECC errors, no pending/failed row remapping or page retirement."""
+    _, health = _health(health_fleet, gpu_node, evidence)
+    enforce(judge.ecc_memory(gpu_node.id, health), evidence)
+
+
+def test_pcie_links_at_full_speed(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
+    """Every GPU's PCIe link at the profile's generation and width, read while the GPUs are busy."""
+    sections, health = _health(health_fleet, gpu_node, evidence)
+    h = _inst(gpu_profile, gpu_node)
+    enforce(judge.pcie(gpu_node.id, health, h.get("pcie_gen"), h.get("pcie_width"), _loaded(sections)), evidence)
+
+
+def test_clocks_not_throttled(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
+    """Under load: no hardware slowdown/thermal/power-brake clock events; persistence on; power limit as profiled."""
+    sections, health = _health(health_fleet, gpu_node, evidence)
+    enforce(judge.clocks(gpu_node.id, health, _inst(gpu_profile, gpu_node).get("power_limit_w"), _loaded(sections)),
+            evidence)
+
+
+def test_topology_matches_profile(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
+    """`nvidia-smi topo -m`: the profile's GPU count, every GPU pair connected as the profile says (NV18 on p5)."""
+    sections, _ = _health(health_fleet, gpu_node, evidence)
+    text, _ = sections.get("topo", ("", 1))
+    evidence.attach(f"nvidia-smi topo -m on {gpu_node.name}", text or "(empty)", kind="log")
+    try:
+        topo = parse_topo(text)
+    except ParseError:
+        topo = None
+    inst = gpu_profile.for_instance(gpu_node.instance_type)
+    enforce(judge.topology(gpu_node.id, topo, _inst(gpu_profile, gpu_node).get("gpu_gpu_link"),
+                           inst.gpus if inst else 0), evidence)
+
+
+def test_fleet_versions_uniform(gpu_node: NodeInfo, health_fleet: dict, inventory: Inventory, evidence: Any) -> None:
+    """Driver, CUDA, VBIOS, kernel and EFA driver the same as on the other nodes of the same instance type."""
+    same_type = [n.name for n in inventory.gpu_nodes if n.instance_type == gpu_node.instance_type]
+    versions = {}
+    for name in same_type:
+        if name in health_fleet:
+            sections = judge.split_sections(health_fleet[name].logs)
+            versions[name] = judge.versions_of(parse_smi_health_or_none(health_fleet[name]),
+                                               sections.get("host", ("", 0))[0])
+    enforce(judge.uniformity(gpu_node.id, gpu_node.name, gpu_node.instance_type, versions), evidence)
