@@ -199,7 +199,7 @@ class Kubelet:
     def _event(self, run: PodRun, reason: str, message: str, type: str = "Normal") -> None:
         try:
             self.store.record_event(run.pod, reason, message, type=type, component="kubelet", host=run.node)
-        except (KeyError,):
+        except (Forbidden, NotFound):
             # The namespace is terminating or gone (e.g. "Killing" while `kubectl delete namespace` runs): the
             # apiserver refuses the Event and a real kubelet's recorder drops it without retrying
             # (client-go tools/record/event.go recordEvent: "Server rejected event (will not retry!)").
