@@ -46,6 +46,7 @@ table.gc-grid tr:first-child th { background: #f0f0f0; font-weight: bold; }
 table.gc-grid td a { text-decoration: none; display: block; font-weight: bold; }
 .gc-p, .gc-p a { color: #1e7b34; } .gc-f, .gc-f a { color: #fff; } td.gc-f { background: #b3261e; }
 .gc-n, .gc-n a { color: #7a5200; } td.gc-n { background: #f6d98b; }
+.gc-legend span { padding: 0 3px; } .gc-legend .gc-f { background: #b3261e; } .gc-legend .gc-n { background: #f6d98b; }
 tr.gc-fail th { background: #fbe3e1; } tr.gc-not-shown th { background: #fdf3d8; }
 details.gc-fold > summary { cursor: pointer; padding: 3px 4px; color: #1e7b34; font-weight: bold; }
 .gc-plots { display: flex; flex-wrap: wrap; gap: 8px; }

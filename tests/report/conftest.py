@@ -42,11 +42,12 @@ class ReportRun:
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester):
-    """run_suite(source, *args) -> ReportRun: write test_suite.py and run it with the report plugin."""
+    """run_suite(source, *args) -> ReportRun: write the suite's module(s) and run them with the report plugin."""
 
-    def run(source: str, *args: str) -> ReportRun:
+    def run(source: str | dict[str, str], *args: str) -> ReportRun:
+        """`source`: the text of test_suite.py, or {module name: text} for several modules."""
         pytester.makeconftest(WIRING)
-        pytester.makepyfile(test_suite=source)
+        pytester.makepyfile(**(source if isinstance(source, dict) else {"test_suite": source}))
         root = pytester.path / "reports"
         result = pytester.runpytest("-p", "no:gpucluster", "-p", "pytest_gpucluster.report.plugin",
                                     "--gpucluster-report-dir", str(root), *args, no_reraise_ctrlc=True)
