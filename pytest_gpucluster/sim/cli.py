@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     missing = missing_sim_module()
     if missing is not None:
-        print(f"gpucluster sim: {sim_extra_message('gpucluster sim', missing)}", file=sys.stderr)
+        print(sim_extra_message("gpucluster sim", missing), file=sys.stderr)
         return EXIT_NO_EXTRA
     from .launcher import SimCluster, SimClusterError
 
