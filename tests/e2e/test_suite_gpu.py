@@ -28,11 +28,13 @@ GPU_ON_CPU, CPU_TAINT = "test_gpu_pod_not_placed_on_cpu_node", "test_cpu_node_ha
 GPU_CHECKS = {PLUGIN, ALLOC, GFD, OPERATOR, EFA_PLUGIN, SMI, FACTS, ONE, NONE, SMOKE, TAINT, PENDING, ADMITTED, ERT}
 CPU_CHECKS = {GPU_ON_CPU, CPU_TAINT}
 LIST_H200 = Path(__file__).resolve().parents[1] / "data" / "nvidia-smi" / "list-L-h200-590.txt"   # real `nvidia-smi -L`
-# A profile that expects only the NVIDIA taint (the default accepts gpu-workload too, and auto-mode's own
-# profile section adds it): the user's profile is merged over the scenario's.
+# A profile that expects only the NVIDIA taint, also on Auto Mode (by default an Auto Mode node's GPU taint is the
+# one its NodePool declares, here gpu-workload): the user's profile is merged over the scenario's.
 NVIDIA_TAINT_ONLY = """cluster:
   gpu_taints:
     - {key: nvidia.com/gpu, effect: NoSchedule}
+  flavours:
+    auto-mode: {gpu_taint_from_nodepool: false}
 """
 NEVER_READY = custom("plugin-never-ready", "faults:\n  - {kind: device-plugin-not-ready, nodes: [1], "
                      "behaviour: never-ready}\n", *PATHS)
