@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
-TOP_KEYS = {"cluster", "defaults", "families", "instances"}
+TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances"}
+PROBE_KEYS = {"unschedulable_grace_s"}
+DEFAULT_UNSCHEDULABLE_GRACE_S = 45.0
 CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
 # Cluster flavours with their own GPU-taint convention (a node's flavour: its labels, see checks/taints.flavour_of).
 FLAVOURS = {"standard", "auto-mode"}
@@ -83,6 +85,11 @@ class Profile:
     @property
     def gpu_taints(self) -> list[dict[str, str]]:
         return list(self.data.get("cluster", {}).get("gpu_taints") or [])
+
+    @property
+    def unschedulable_grace_s(self) -> float:
+        """How long a pinned probe the scheduler refuses for good may wait before it fails (kube/schedulability)."""
+        return float((self.data.get("probes") or {}).get("unschedulable_grace_s", DEFAULT_UNSCHEDULABLE_GRACE_S))
 
     def instance_types(self) -> list[str]:
         return sorted(self.data.get("instances", {}))
@@ -173,7 +180,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise pytest.UsageError(f"{where}: invalid YAML in acceptance profile: {exc}") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        column = f", column {mark.column + 1}" if mark else ""
+        raise pytest.UsageError(f"{where}: invalid YAML in acceptance profile: {problem}{column}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -272,6 +281,10 @@ class _Validator:
                 self.fail(where + ("gpu_taints",), "expected a list of taints")
             for i, taint in enumerate(flavour.get("gpu_taints") or []):
                 self.taint(taint, where + ("gpu_taints", str(i)))
+        probes = self.keys(data.get("probes"), PROBE_KEYS, ("probes",))
+        self.typed(probes, "unschedulable_grace_s",
+                   lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "seconds (>= 0)",
+                   ("probes",))
         self.instance(data.get("defaults"), ("defaults",))
         for name, fam in self.keys(data.get("families"), set(map(str, data.get("families") or {})), ("families",)).items():
             self.instance(fam, ("families", str(name)))
