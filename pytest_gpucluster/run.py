@@ -181,6 +181,16 @@ class Run:
                                            sample=self.options.sample)
             return self._inventory
 
+    def check_connection(self) -> None:
+        """Connect, read /version and list nodes once, then let go (the xdist controller's preflight: the
+        workers connect for themselves). Raises the same KubeconfigError/ClusterError a connection would."""
+        cluster = Cluster.connect(self.options.kubeconfig, self.options.context)
+        try:
+            cluster.version()
+            cluster.items("nodes")
+        finally:
+            cluster.close()
+
     # -- probes ----------------------------------------------------------------------------------
     def probe_context(self) -> ProbeContext:
         return ProbeContext(namespace=self.namespace, run_id=self.run_id, cuda_image=self.options.cuda_image,
