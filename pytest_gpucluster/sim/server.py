@@ -14,7 +14,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import protobuf, resources
+from . import apply, protobuf, resources
+from .controllers.base import rfc3339
 from .errors import ApiError, BadRequest, Gone, MethodNotAllowed, NotFound, Unauthorized, UnsupportedMediaType
 from .patch import CONTENT_TYPES
 from .rbac import Authorizer
@@ -396,7 +397,9 @@ class ApiServer:
 
     async def _do_patch(self, request: web.Request, t: Target) -> web.Response:
         patch_type = CONTENT_TYPES.get(request.content_type)
-        if patch_type is None or patch_type == "apply":
+        if patch_type == "apply":
+            return await self._apply(request, t)
+        if patch_type is None:
             raise UnsupportedMediaType(
                 "the body of the request was in an unknown format - accepted media types include: "
                 "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json")
@@ -404,6 +407,35 @@ class ApiServer:
         obj = self.store.patch(t.rtype.key, t.namespace, t.name or "", body, patch_type, subresource=t.sub,
                                dry_run=request.query.get("dryRun") == "All")
         return self._render(request, t, obj)
+
+    async def _apply(self, request: web.Request, t: Target) -> web.Response:
+        """Server-side apply (apply.py): creates the object when missing (201), else merges and records ownership."""
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be an object")
+        self._check_kind(t, body)
+        meta = body.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != t.name:
+            raise BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({t.name})")
+        if t.rtype.namespaced and meta.get("namespace") and meta["namespace"] != t.namespace:
+            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        q = request.query
+        dry_run = q.get("dryRun") == "All"
+        try:
+            live: Obj | None = self.store.get(t.rtype.key, t.namespace, t.name or "")
+        except NotFound:
+            live = None
+        if live is None and t.sub:
+            raise NotFound.of(t.rtype.plural, t.rtype.group, t.name or "")
+        obj = apply.apply(live, body, manager=q.get("fieldManager", ""), force=_truthy(q.get("force")),
+                          api_version=t.rtype.api_version, kind=t.rtype.kind, now=rfc3339(self.store.clock()),
+                          subresource=t.sub)
+        if live is None:
+            obj["metadata"]["name"] = t.name
+            if t.rtype.namespaced:
+                obj["metadata"]["namespace"] = t.namespace
+            return self._render(request, t, self.store.create(t.rtype.key, obj, dry_run=dry_run), 201)
+        return self._render(request, t, self.store.replace(t.rtype.key, obj, subresource=t.sub, dry_run=dry_run))
 
     def _delete_options(self, request: web.Request, body: Any) -> tuple[str, int | None, dict[str, str]]:
         opts = body if isinstance(body, dict) else {}

@@ -228,6 +228,30 @@ def test_apply_wait_ready_describe_events(healthy: SimCluster, tmp_path: Path) -
     delete_namespace(healthy, "applied")
 
 
+def test_apply_server_side_owns_removes_and_conflicts(healthy: SimCluster, tmp_path: Path) -> None:
+    manifest = tmp_path / "ssa.yaml"
+
+    def applied(labels: str, data: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        manifest.write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: default, "
+                            f"labels: {{{labels}}}}}\ndata: {{{data}}}\n")
+        return kubectl(healthy, "apply", "--server-side", *flags, "-f", str(manifest))
+
+    def get(path: str) -> str:
+        return "\n".join(ok(kubectl(healthy, "get", "configmap", "cfg", "-o", f"jsonpath={path}")))
+    assert ok(applied("app: x, tier: web", "mode: fast")) == ["configmap/cfg serverside-applied"]
+    version = get("{.metadata.resourceVersion}")
+    assert ok(applied("app: x, tier: web", "mode: fast")) == ["configmap/cfg serverside-applied"]
+    assert get("{.metadata.resourceVersion}") == version                     # nothing changed, nothing written
+    ok(applied("app: x", "mode: slow"))
+    assert get("{.metadata.labels}") == '{"app":"x"}' and get("{.data.mode}") == "slow"   # tier left: removed
+    refused = applied("app: x", "mode: fast", "--field-manager=ci")
+    assert refused.returncode == 1
+    assert 'Apply failed with 1 conflict: conflict with "kubectl": .data.mode' in refused.stderr
+    ok(applied("app: x", "mode: fast", "--field-manager=ci", "--force-conflicts"))
+    assert get("{.data.mode}") == "fast"
+    ok(kubectl(healthy, "delete", "configmap", "cfg"))
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="the sim's Event table puts a priority-0 Name column first; kube-apiserver lists Name last "
                           "at priority 1 (pkg/printers/internalversion/printers.go eventColumnDefinitions), so kubectl "
