@@ -41,10 +41,11 @@ from pytest_gpucluster.suite import enforce
 pytestmark = pytest.mark.health
 
 DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
-DCGM_TIMEOUT_S = {1: 300, 2: 900, 3: 3600, 4: 7200}
-LOAD = ("import time, torch\nn = torch.cuda.device_count()\nxs = [torch.randn(4096, 4096, device=f'cuda:{i}') "
-        "for i in range(n)]\nt = time.time()\nwhile time.time() - t < 8:\n    [x @ x for x in xs]\n"
-        "    torch.cuda.synchronize()\nprint(f'CUDA-LOAD ok devices={n}')\n")
+DCGM_RUNTIME_S = {1: 120, 2: 600, 3: 2400, 4: 7200}   # on top of --gpucluster-timeout (DCGM guide: ~1 min, ~2-15 min, 30+ min)
+LOAD = ("import time, torch\ntorch.randn(1, device='cuda:0')\nn = torch.cuda.device_count()\n"
+        "xs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(n)]\nt = time.time()\n"
+        "while time.time() - t < 8:\n    [x @ x for x in xs]\n    torch.cuda.synchronize()\n"
+        "print(f'CUDA-LOAD ok devices={n}')\n")
 HEALTH_SCRIPT = (
     "python3 -c \"$LOAD\" > /tmp/cuda.out 2>&1 & pid=$!; sleep 4; "
     "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
@@ -75,23 +76,20 @@ def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fle
                  gpucluster_run: Run) -> dict[str, ProbeResult]:
     return run_fleet("node-health/health", {
         n.name: _spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name], image=gpucluster_run.options.smoke_image,
-                      env={"LOAD": judge_load()}) for n in inventory.gpu_nodes if gpus_held[n.name] > 0})
-
-
-def judge_load() -> str:
-    return LOAD
+                      env={"LOAD": LOAD}) for n in inventory.gpu_nodes if gpus_held[n.name] > 0})
 
 
 @pytest.fixture(scope="module")
-def dcgm_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet,
-               gpu_profile: Profile) -> dict[str, tuple[ProbeResult, int]]:
+def dcgm_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet, gpu_profile: Profile,
+               gpucluster_run: Run) -> dict[str, tuple[ProbeResult, int]]:
     specs, levels = {}, {}
     for n in inventory.gpu_nodes:
         inst = gpu_profile.for_instance(n.instance_type)
         levels[n.name] = level = int((inst.health if inst else {}).get("dcgm_level") or 2)
         if gpus_held[n.name] > 0:
             specs[n.name] = _spec("dcgm-diag", n, f"nv-hostengine >/dev/null 2>&1; dcgmi diag -r {level} -j",
-                                  gpus=gpus_held[n.name], image=DCGM_IMAGE, timeout_s=DCGM_TIMEOUT_S[level])
+                                  gpus=gpus_held[n.name], image=DCGM_IMAGE,
+                                  timeout_s=gpucluster_run.options.timeout_s + DCGM_RUNTIME_S[level])
     return {k: (v, levels[k]) for k, v in run_fleet("node-health/dcgm", specs).items()}
 
 
@@ -120,9 +118,13 @@ def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any)
     text = sections["smi-q"][0]
     evidence.attach(f"nvidia-smi -q under load on {node.name}", text, kind="nvidia-smi")
     try:
-        return sections, parse_smi_health(text)
+        health = parse_smi_health(text)
     except ParseError:
         return sections, None
+    evidence.fact("node health (probe checks)", judge.summary_row({   # compact per-node row for the report
+        "ecc": judge.ecc_memory(node.id, health), "pcie": judge.pcie(node.id, health, None, None, _loaded(sections)),
+        "clocks": judge.clocks(node.id, health, None, _loaded(sections))}))
+    return sections, health
 
 
 def _loaded(sections: dict) -> bool:

@@ -189,14 +189,14 @@ def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlin
     if not links:
         return Verdict.not_shown(subject, "the instance type has no NVLink expectation in the profile (PCIe-only GPUs)",
                                  "set `health: {nvlink_links: N, nvlink_link_gbs: X}` for NVSwitch instance types")
-    problems, facts = [], {}
+    problems: list[str] = []
+    facts: dict[str, Any] = {}
     gpus = health.gpus if health else []
     for i, g in enumerate(gpus):
         if g.fabric_state is not None and (g.fabric_state != "Completed" or (g.fabric_status or "Success") != "Success"):
             problems.append(f"{gpu_label(i, g)} fabric state {g.fabric_state}/{g.fabric_status}")
     for ng in (nvlink.gpus if nvlink else []):
-        g = gpus[ng.index] if ng.index < len(gpus) else None
-        name = gpu_label(ng.index, g)
+        name = gpu_label(ng.index, gpus[ng.index] if ng.index < len(gpus) else None)
         slow = [k for k, v in ng.links.items() if v is not None and link_gbs and v < link_gbs * 0.99]
         if ng.note and not ng.links:
             problems.append(f"{name}: {ng.note}")
@@ -352,7 +352,8 @@ def uniformity(subject: str, node: str, instance_type: str, versions: Mapping[st
     mine = versions.get(node)
     if mine is None:
         return Verdict.not_shown(subject, "no versions read on this node (its health probe did not run)")
-    problems, facts = [], {}
+    problems: list[str] = []
+    facts: dict[str, Any] = {}
     for key in UNIFORM_KEYS:
         values = Counter(v[key] for v in versions.values() if v.get(key))
         if not values or not mine.get(key):

@@ -5,14 +5,21 @@ from typing import Any, Callable
 
 from ._text import ParseError
 from .fi_info import FiEntry, FiInfoResult, parse_fi_info
+from .dcgm_diag import DcgmDiagResult, DcgmTestResult, parse_dcgm_diag
 from .nccl import NcclCollective, NcclResult, NcclRow, parse_nccl
 from .nvidia_smi import Gpu, NvidiaSmiResult, parse_nvidia_smi, product_key, product_matches
+from .nvidia_smi_health import GpuHealth, SmiHealth, parse_smi_health
+from .nvlink import NvlinkGpu, NvlinkResult, parse_nvlink
+from .topo import TopoMatrix, parse_topo
+from .xid import XidEvent, XidLog, parse_xid
 
 __all__ = [
     "ParseError", "parse", "detect_kind", "KINDS",
     "parse_nvidia_smi", "NvidiaSmiResult", "Gpu", "product_key", "product_matches",
     "parse_fi_info", "FiInfoResult", "FiEntry",
     "parse_nccl", "NcclResult", "NcclCollective", "NcclRow",
+    "parse_dcgm_diag", "DcgmDiagResult", "DcgmTestResult", "parse_xid", "XidLog", "XidEvent",
+    "parse_nvlink", "NvlinkResult", "NvlinkGpu", "parse_topo", "TopoMatrix", "parse_smi_health", "SmiHealth", "GpuHealth",
 ]
 
 # CLI kind name -> parser
@@ -20,17 +27,21 @@ KINDS: dict[str, Callable[[str], Any]] = {
     "nvidia-smi": parse_nvidia_smi,
     "fi-info": parse_fi_info,
     "nccl": parse_nccl,
+    "dcgm-diag": parse_dcgm_diag,
+    "xid": parse_xid,
+    "nvlink": parse_nvlink,
+    "topo": parse_topo,
 }
 
 
-def parse(kind: str, text: str) -> NvidiaSmiResult | FiInfoResult | NcclResult:
-    """Parse `text` as `kind` (nvidia-smi | fi-info | nccl); ParseError when it is not that output."""
+def parse(kind: str, text: str) -> Any:
+    """Parse `text` as `kind` (nvidia-smi | fi-info | nccl | dcgm-diag | xid | nvlink | topo); ParseError when it is
+    not that output (xid and nvlink never raise: a log without Xids and empty nvlink output are real answers)."""
     try:
         parser = KINDS[kind.replace("_", "-")]
     except KeyError:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}") from None
-    result: NvidiaSmiResult | FiInfoResult | NcclResult = parser(text)
-    return result
+    return parser(text)
 
 
 def detect_kind(text: str) -> str | None:

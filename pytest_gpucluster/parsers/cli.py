@@ -1,12 +1,16 @@
-"""`gpucluster parse KIND FILE`: print the parsed JSON of saved nvidia-smi / fi_info / nccl-tests output."""
+"""`gpucluster parse KIND FILE`: print the parsed JSON of saved nvidia-smi / fi_info / nccl-tests / dcgmi diag -j /
+kernel-log Xid / nvlink -s / topo -m output."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from . import KINDS, FiInfoResult, NcclResult, NvidiaSmiResult, ParseError, parse
+from typing import Any
+
+from . import KINDS, ParseError, parse
 from .nvidia_smi import parse_nvidia_smi
+from .nvidia_smi_health import parse_smi_health
 
 __all__ = ["add_arguments", "run"]
 
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gpucluster parse: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    result: NvidiaSmiResult | FiInfoResult | NcclResult
+    result: Any
     try:
         if args.kind == "nvidia-smi" and args.fields:
             result = parse_nvidia_smi(text, fields=[f.strip() for f in args.fields.split(",") if f.strip()])
@@ -38,5 +42,9 @@ def run(args: argparse.Namespace) -> int:
     except ParseError as exc:
         print(f"gpucluster parse: {args.file}: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result.to_json(), indent=args.indent or None))
+    data = result.to_json()
+    if args.kind == "nvidia-smi" and data.get("format") in ("query", "xml"):
+        # the -q health sections (ECC, row remapper, PCIe, clocks event reasons, power, fabric) per GPU
+        data["health"] = parse_smi_health(text).to_json()["gpus"]
+    print(json.dumps(data, indent=args.indent or None))
     return 0

@@ -167,13 +167,14 @@ def _xml(text: str) -> SmiHealth:
         g.pcie_width_max = _num(_x(el, f"{link}/link_widths/max_link_width"))
         g.pcie_width_current = _num(_x(el, f"{link}/link_widths/current_link_width"))
         for tag in ("clocks_event_reasons", "clocks_throttle_reasons"):
-            for child in el.find(tag) if el.find(tag) is not None else []:
+            reasons = el.find(tag)
+            for child in list(reasons) if reasons is not None else []:
                 if (child.text or "").strip().lower() == "active":
                     g.clock_events_active.append(re.sub(r"^clocks_(?:event|throttle)_reason_", "", child.tag))
-        for sec in ("gpu_power_readings", "power_readings"):
-            if el.find(sec) is not None:
-                g.power_limit_w = _watts(_x(el, f"{sec}/current_power_limit") or _x(el, f"{sec}/power_limit"))
-                g.power_limit_default_w = _watts(_x(el, f"{sec}/default_power_limit"))
+        for section in ("gpu_power_readings", "power_readings"):
+            if el.find(section) is not None:
+                g.power_limit_w = _watts(_x(el, f"{section}/current_power_limit") or _x(el, f"{section}/power_limit"))
+                g.power_limit_default_w = _watts(_x(el, f"{section}/default_power_limit"))
                 break
         g.fabric_state, g.fabric_status = _x(el, "fabric/state"), _x(el, "fabric/status")
         out.gpus.append(g)

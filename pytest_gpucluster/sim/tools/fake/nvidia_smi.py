@@ -40,7 +40,7 @@ def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
     hw = ctx["node"]["hardware"]
     lines = [time.asctime() + "       ",
              "+" + "-" * 89 + "+",
-             f"| NVIDIA-SMI {hw['driver_version']:<22} Driver Version: {hw['driver_version']:<14} "
+             f"| NVIDIA-SMI {health.driver_version(ctx):<22} Driver Version: {health.driver_version(ctx):<14} "
              f"CUDA Version: {hw['cuda_version']:<9}|",
              "+-----------------------------------------+------------------------+----------------------+",
              "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
@@ -94,7 +94,7 @@ def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Callable[[d
         "uuid": ("", lambda g: g["uuid"]), "gpu_uuid": ("", lambda g: g["uuid"]),
         "serial": ("", lambda g: g["serial"]), "gpu_serial": ("", lambda g: g["serial"]),
         "pci.bus_id": ("", lambda g: g["bus_id"]), "gpu_bus_id": ("", lambda g: g["bus_id"]),
-        "driver_version": ("", lambda g: hw["driver_version"]),
+        "driver_version": ("", lambda g: health.driver_version(ctx)),
         "count": ("", lambda g: str(count)),
         "memory.total": ("MiB", lambda g: f"{g['memory_mib']} MiB"),
         "memory.used": ("MiB", lambda g: "0 MiB"),

@@ -21,8 +21,9 @@ def randn(*size: int, device: str = "cpu") -> _Tensor:
     """CUDA tensors fail as PyTorch does when the NVSwitch fabric is not ready (fabric manager stopped):
     `RuntimeError: CUDA error: system not yet initialized` (cudaErrorSystemNotReady)."""
     if device.startswith("cuda"):
-        cuda._get(int(device.partition(":")[2] or 0))
         if cuda._fabric_not_ready():
-            raise RuntimeError("CUDA error: system not yet initialized\nCUDA kernel errors might be asynchronously "
-                               "reported at some other API call, so the stacktrace below might be incorrect.")
+            raise RuntimeError("Unexpected error from cudaGetDeviceCount(). Did you run some cuda functions before "
+                               "calling NumCudaDevices() that might have already set an error? Error 802: system not "
+                               "yet initialized")
+        cuda._get(int(device.partition(":")[2] or 0))
     return _Tensor(device)

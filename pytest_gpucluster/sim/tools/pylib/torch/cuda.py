@@ -21,8 +21,8 @@ def _gpus() -> list[dict[str, Any]]:
         return []
     with open(path, encoding="utf-8") as fh:
         ctx = json.load(fh)
-    if any(f.get("kind") == "driver-unreachable" for f in ctx.get("faults", [])):
-        return []
+    if any(f.get("kind") in ("driver-unreachable", "nvlink-down") for f in ctx.get("faults", [])):
+        return []      # nvlink-down: cudaGetDeviceCount fails with 802 until the fabric manager trains the fabric
     gpus = {g["index"]: g for g in ctx.get("node", {}).get("hardware", {}).get("gpus", [])}
     out = [gpus[i] for i in ctx.get("allocated", {}).get("gpus", []) if i in gpus]
     for f in ctx.get("faults", []):
