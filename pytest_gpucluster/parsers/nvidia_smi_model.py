@@ -151,11 +151,13 @@ def normalise_bus_id(bus_id: str) -> str:
 
 
 def version_or_none(raw: str | None) -> str | None:
-    """A version string as printed, or None for `N/A` and masked placeholders (`XXX.XX`)."""
+    """The version a field prints (`580.105.08`), or None for `N/A` and masked placeholders (`XXX.XX`)."""
     if raw is None:
         return None
-    raw = raw.strip()
-    return raw if re.match(r"^\d+(?:\.\d+)*", raw) else None
+    # R610+ drivers append a note to the deprecated fields: `610.47 [Deprecated; will be removed in CUDA 14.0. Use
+    # KMD Version instead]` (tests/data/nvidia-smi/q-header-610-deprecated-version-notes-excerpt.txt): keep the version.
+    match = re.match(r"^\d+(?:\.\d+)*", raw.strip())
+    return match.group(0) if match else None
 
 
 # ---------------------------------------------------------------------------------------------

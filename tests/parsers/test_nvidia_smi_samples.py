@@ -13,7 +13,7 @@ def smi(name: str):
 
 
 def test_every_sample_is_covered_below() -> None:
-    names = {p.name for p in (DATA / "nvidia-smi").iterdir()}
+    names = {p.name for p in (DATA / "nvidia-smi").iterdir()} - {"SOURCES.md"}
     assert names == set(COVERED)
 
 
@@ -220,5 +220,15 @@ COVERED = [
     "q-h200-590-idle.txt", "q-x-netdata-a100-sxm4-mig.txt", "q-x-netdata-tesla-p100.txt",
     "query-compute-apps-csv-h200-590-load.txt", "query-gpu-csv-allfields-units-h200-590-load.txt",
     "query-gpu-csv-units-tesla-p100-netdata.txt", "rtx-a6000-515-ecc-off-excerpt.txt", "t4g-g5g-eks-570-cuda13.txt",
-    "v100-eks-docs-placeholder-driver-xxx.txt",
+    "v100-eks-docs-placeholder-driver-xxx.txt", "table-b200-610-kmd-umd-excerpt.txt",
+    "q-header-610-deprecated-version-notes-excerpt.txt",
 ]
+
+
+@pytest.mark.parametrize("name,driver,cuda,gpus", [
+    ("table-b200-610-kmd-umd-excerpt.txt", "610.43.02", "13.3", 1),                 # KMD/UMD header labels
+    ("q-header-610-deprecated-version-notes-excerpt.txt", "610.47", "13.3", 0),      # bracketed deprecation notes
+])
+def test_r610_version_fields_come_out_clean(name: str, driver: str, cuda: str, gpus: int) -> None:
+    r = smi(name)
+    assert (r.driver_version, r.cuda_version, len(r.gpus)) == (driver, cuda, gpus)

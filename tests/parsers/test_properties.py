@@ -14,7 +14,7 @@ _TAGGED = re.compile(r"^\s*\[\d+,\d+\]<std(?:out|err)>:|^\s*\d+: ", re.M)
 
 
 def _names(kind: str) -> list[str]:
-    return sorted(p.name for p in (DATA / kind).iterdir())
+    return sorted(p.name for p in (DATA / kind).iterdir() if p.name != "SOURCES.md")
 
 
 def _read(kind: str, name: str) -> str:
