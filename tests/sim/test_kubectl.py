@@ -208,7 +208,7 @@ data: {mode: fast}
 """
 
 
-def test_apply_wait_ready_describe_events(healthy: SimCluster, tmp_path: Path) -> None:
+def test_apply_create_wait_ready_describe_events(healthy: SimCluster, tmp_path: Path) -> None:
     manifest = tmp_path / "applied.yaml"
     manifest.write_text(APPLIED)
     assert ok(kubectl(healthy, "apply", "-f", str(manifest))) == [
@@ -225,6 +225,11 @@ def test_apply_wait_ready_describe_events(healthy: SimCluster, tmp_path: Path) -
     reason = listed[0].index("REASON")
     assert any(row[reason:].split()[:2] == ["Started", "pod/sleeper"] for row in listed[1:]), listed
     assert ok(kubectl(healthy, "-n", "applied", "logs", "sleeper")) == ["started"]
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra, namespace: applied}\n")
+    assert ok(kubectl(healthy, "create", "-f", str(extra))) == ["configmap/extra created"]
+    again = kubectl(healthy, "create", "-f", str(extra))
+    assert again.returncode == 1 and 'configmaps "extra" already exists' in again.stderr
     delete_namespace(healthy, "applied")
 
 
