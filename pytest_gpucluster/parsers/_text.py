@@ -22,7 +22,7 @@ class ParseError(ValueError):
 #   srun --label               "0: "  or right-aligned " 3: " with many tasks
 _KUBECTL_PREFIX = re.compile(r"^\s*\[pod/[^\]\s]+\] ?")
 _MPI_PREFIX = re.compile(r"^\s*\[(\d+),(\d+)\]<(?:stdout|stderr)>:")
-_SRUN_PREFIX = re.compile(r"^\s*(\d{1,5}): ")
+_SRUN_PREFIX = re.compile(r"^\s*(\d{1,5}):(?: |$)")   # "0: " (an empty rank line is just "0:")
 
 # Shell prompts seen in pasted captures: "$ cmd", "# cmd", "user@host:~$ cmd", "❯ cmd", "(venv) $ cmd".
 _PROMPT = re.compile(r"^\s*(?:\([^)]*\)\s*)?(?:[\w.-]+@[\w.-]+(?::[^\s$#]*)?\s?[$#]|[$❯>%]|#(?=\s+\w+(?:-\w+)*(?:\s|$)))\s")

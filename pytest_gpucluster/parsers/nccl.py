@@ -95,10 +95,38 @@ def parse_nccl(text: str) -> NcclResult:
     result.transport = transport_of(facts)
     result.gdrdma = gdrdma_of(facts)
     nccl_lines = facts.networks or facts.nccl_version or facts.net_channels or facts.errors
+    if not marker and (refusal := launch_refusal([ln.text for ln in lines])) is not None:
+        result.launch_error = refusal
+        result.errors.append(refusal)
+        return result
     if not marker and not nccl_lines and not any("NCCL INFO" in ln.text for ln in lines):
         first = next((ln.text.strip() for ln in lines if ln.text.strip()), "")
         raise ParseError(KIND, f"no result table, no nccl-tests header and no NCCL log lines (starts with {first[:60]!r})")
     return result
+
+
+# Open MPI prints its refusals as help text: a paragraph after a line of dashes (its help banner); some pastes and
+# launchers drop the banner, so the openers seen in captures (tests/data/nccl-tests/mpirun-*) and the launcher
+# failures _ERRORS in nccl_log.py already knows are recognised without it.
+_DASHES = re.compile(r"^-{20,}$")
+_MPI_REFUSALS = re.compile(r"^(?:There are not enough slots available in the system|"
+                           r"(?:mpirun|ORTE|PRTE) was unable to |(?:ORTE|PRTE) has lost communication)")
+
+
+def launch_refusal(lines: list[str]) -> str | None:
+    """The first paragraph of Open MPI's refusal to launch (joined into one line), or None."""
+    stripped = [ln.strip() for ln in lines]
+    for i, text in enumerate(stripped):
+        after_banner = i > 0 and _DASHES.match(stripped[i - 1]) is not None and text != ""
+        if not (_MPI_REFUSALS.match(text) or after_banner and not text.startswith(("#", "["))):
+            continue
+        paragraph = []
+        for line in stripped[i:]:
+            if not line or _DASHES.match(line):
+                break
+            paragraph.append(line)
+        return " ".join(paragraph).rstrip(":")
+    return None
 
 
 def _header_line(b: _Builder, t: str) -> bool:

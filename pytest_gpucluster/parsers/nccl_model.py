@@ -93,6 +93,7 @@ class NcclResult:
     errors: list[str] = field(default_factory=list)
     log: NcclLogFacts = field(default_factory=NcclLogFacts)
     format: str = "text"               # text | json
+    launch_error: str | None = None    # the launcher refused to start the ranks (Open MPI help text), no test ran
 
     @property
     def nccl_version(self) -> str | None:

@@ -15,7 +15,7 @@ def nccl(name: str):
 
 
 def test_every_sample_is_covered_below() -> None:
-    assert {p.name for p in (DATA / "nccl-tests").iterdir()} == set(COVERED)
+    assert {p.name for p in (DATA / "nccl-tests").iterdir()} - {"SOURCES.md"} == set(COVERED)
 
 
 def test_gcm_pairwise_two_nodes() -> None:
@@ -142,6 +142,7 @@ def test_reduce_scatter_named_from_table_shape() -> None:
 
 
 COVERED = [
+    "mpirun-not-enough-slots-no-banner-nccl-tests-issue21.txt", "mpirun-not-enough-slots-banner-ompi-issue1571.txt",
     "allreduce-a100-80gb-2node-pairwise-gcm-fixture.txt", "allreduce-a100-80gb-x8-single-node-gcm-fixture.txt",
     "allreduce-a100-x8-single-node-validation-off-superbench.txt", "allreduce-eksgpuefa-indented-elided.txt",
     "allreduce-gh200-2node-cuda-busy-failure.txt", "allreduce-karpenter-eks-efa-elided.txt",
@@ -151,3 +152,16 @@ COVERED = [
     "nccl-debug-pytorch-g6e-4pod-efa-libfabric-v10.txt", "nccl-warn-failed-to-initialize-any-net-plugin-docs.txt",
     "reducescatter-a100-x8-single-node-superbench.txt",
 ]
+
+
+@pytest.mark.parametrize("name,slots,app", [
+    ("mpirun-not-enough-slots-no-banner-nccl-tests-issue21.txt", 16, "all_reduce_perf"),
+    ("mpirun-not-enough-slots-banner-ompi-issue1571.txt", 4, "./c_hello"),
+])
+def test_open_mpi_refusal_is_a_launch_error_not_unparseable(name: str, slots: int, app: str) -> None:
+    """Open MPI's "not enough slots" help text (with or without its dashed banner) means no rank started: a launch
+    error with Open MPI's reason, not "not nccl-tests output"."""
+    r = parse_nccl(sample("nccl-tests", name))
+    assert r.collectives == [] and r.launch_error is not None
+    assert r.launch_error.startswith(f"There are not enough slots available in the system to satisfy the {slots} slots")
+    assert app in r.launch_error and r.launch_error in r.errors
