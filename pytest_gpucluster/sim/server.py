@@ -258,6 +258,10 @@ class ApiServer:
         self.store.request_counts[f"{verb} {target.rbac_resource}"] += 1
         if self.authorizer is not None:
             self.authorizer.check(verb, target.rtype.group, target.rbac_resource, target.namespace, target.name)
+        if target.rtype.custom and request.content_type == protobuf.CONTENT_TYPE:
+            # custom resources have no protobuf form: apiextensions-apiserver serves JSON and YAML only
+            raise UnsupportedMediaType("the body of the request was in an unknown format - accepted media types "
+                                       "include: application/json, application/yaml")
         handler = getattr(self, f"_do_{verb}")
         return await handler(request, target)
 

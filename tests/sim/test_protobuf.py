@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from pytest_gpucluster.sim import protobuf
 from pytest_gpucluster.sim.protobuf import ProtobufError, decode
@@ -209,3 +211,21 @@ def test_malformed_bodies_are_refused(body: bytes, message: str) -> None:
                                              (3600 * 10**9 + 10**6, "1h0m0.001s"), (-2 * 10**9, "-2s")])
 def test_durations_read_as_go_prints_them(nanos: int, text: str) -> None:
     assert protobuf.go_duration(nanos) == text
+
+
+def post_protobuf(api_client: client.ApiClient, path: str, body: bytes) -> Any:
+    return api_client.call_api(path, "POST", header_params={"Content-Type": protobuf.CONTENT_TYPE,
+                                                             "Accept": "application/json"},
+                               body=body, auth_settings=["BearerToken"], _preload_content=False)
+
+
+def test_the_server_creates_from_protobuf_and_refuses_what_upstream_refuses(api_client: client.ApiClient,
+                                                                             core: client.CoreV1Api) -> None:
+    created = post_protobuf(api_client, "/api/v1/namespaces", envelope("v1", "Namespace", f_bytes(1, f_bytes(1, "pb"))))
+    assert created.status == 201 and core.read_namespace("pb").metadata.name == "pb"
+    with pytest.raises(ApiException) as bad:
+        post_protobuf(api_client, "/api/v1/namespaces", b"k8s\x00\x0b")
+    assert bad.value.status == 400 and "decoded as application/vnd.kubernetes.protobuf" in bad.value.body
+    with pytest.raises(ApiException) as custom:   # custom resources have no protobuf form upstream
+        post_protobuf(api_client, "/apis/karpenter.sh/v1/nodepools", envelope("karpenter.sh/v1", "NodePool", b""))
+    assert custom.value.status == 415 and "accepted media types include: application/json" in custom.value.body
