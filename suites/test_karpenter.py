@@ -100,9 +100,13 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     name = pod_name("karpenter-latency", fleet, run_id)
     total = budget.limit("total") or 900.0
     tolerations = [toleration_for(t) for t in judge.pool_gpu_taints(source, itype, gpu_profile)]
-    spec = ProbeSpec("karpenter-latency", ["sh", "-c", "nvidia-smi -L; exec sleep 3600"], gpus=gpus,
+    # What a training pod requests: all the GPUs and, where the type has EFA, its EFA interfaces, so the node timed
+    # is the node people get (Karpenter's Initialized waits for every requested extended resource to register).
+    efa = inst.efa if inst is not None and inst.efa else 0
+    spec = ProbeSpec("karpenter-latency", ["sh", "-c", "nvidia-smi -L; exec sleep 3600"], gpus=gpus, efa=efa,
                      node_selector={PROBE_POOL_LABEL: pool_id}, timeout_s=total * OBSERVE_FACTOR,
                      tolerations=tolerations)
+    evidence.fact("probe requests", {"nvidia.com/gpu": gpus, "vpc.amazonaws.com/efa": efa})
     manifest = render(spec, gpucluster_run.probe_context(), name=name, fleet=fleet)
 
     def remove() -> None:   # on any exit, interrupt included; teardown also deletes NodePools by run label
