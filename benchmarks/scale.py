@@ -55,14 +55,14 @@ class Result:
 
 
 def run_size(n: int, timeout_s: float, profile_dir: Path | None, keep_output: Path | None,
-             select: str | None = None) -> Result:
+             select: str | None = None, suites: list[str] | None = None) -> Result:
     work = Path(tempfile.mkdtemp(prefix=f"gpucluster-scale-{n}-"))
     try:
         with SimCluster(f"scale-{n}", workdir=work, aws=False) as sim:
             settle_s = settle(sim)
             before = sim.stats()
             gpu_nodes = len(sim.call(_gpu_node_names, sim))
-            cmd = [sys.executable, "-m", "pytest", *SUITES, "--kubeconfig", str(sim.kubeconfig_path), "-q",
+            cmd = [sys.executable, "-m", "pytest", *(suites or SUITES), "--kubeconfig", str(sim.kubeconfig_path), "-q",
                    "-p", "no:cacheprovider", "--gpucluster-no-report", f"--gpucluster-timeout={timeout_s:.0f}",
                    *(["-k", select] if select else [])]
             if profile_dir is not None:
@@ -157,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-dir", type=Path, help="record the pytest child with py-spy (speedscope JSON)")
     parser.add_argument("--keep-output", type=Path, help="copy each run's pytest output here")
     parser.add_argument("-k", dest="select", help="pytest -k expression (e.g. carries_gpu_taint: no probe pods)")
+    parser.add_argument("--suites", nargs="+", default=SUITES,
+                        help="suite modules to run (default: GPU visibility and taints; e.g. suites/test_node_health.py)")
     args = parser.parse_args(argv)
     results = []
     for n in args.sizes:
-        print(f"running {' '.join(SUITES)}{f' -k {args.select}' if args.select else ''} against scale-{n} ...",
+        print(f"running {' '.join(args.suites)}{f' -k {args.select}' if args.select else ''} against scale-{n} ...",
               file=sys.stderr, flush=True)
-        results.append(run_size(n, args.timeout, args.profile_dir, args.keep_output, args.select))
+        results.append(run_size(n, args.timeout, args.profile_dir, args.keep_output, args.select, args.suites))
         print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(results))
     print()
