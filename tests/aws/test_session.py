@@ -11,6 +11,7 @@ from pytest_gpucluster.aws.session import (
     ClusterTarget, open_session, parse_provider_id, region_of_zone, require_aws, target_from_kubeconfig,
     target_from_provider_ids,
 )
+from pytest_gpucluster.handoff import AwsSettings
 from pytest_gpucluster.sim.aws import AwsSim
 
 from .conftest import REGION
@@ -115,3 +116,17 @@ def test_unreachable_endpoint_is_unavailable_not_a_traceback(healthy: AwsSim) ->
     env = {**healthy.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
     with pytest.raises(AwsUnavailable, match="cannot reach AWS STS in us-west-2 .http://127.0.0.1:9"):
         open_session(env=env)
+
+
+def test_the_sim_handoff_settings_are_used_explicitly_not_from_os_environ(healthy: AwsSim,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run.aws_env (the hand-off's aws.json as AWS_* names) reaches boto3 as arguments: stray AWS_* variables
+    in the process environment neither help nor hurt."""
+    settings = AwsSettings.from_env(healthy.env)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASTRAY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stray")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    session = open_session(env=settings.as_env())
+    assert (session.endpoint_url, session.region, session.account_id) == (
+        settings.endpoint_url, settings.region, healthy.account_id)

@@ -5,6 +5,7 @@ import argparse
 import os
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,20 @@ def test_every_argument_after_run_belongs_to_pytest() -> None:
     assert parse(["run"]).pytest_args == []
 
 
-def test_suites_are_found_in_the_package_or_the_checkout() -> None:
+def test_suites_are_the_package_data_of_pytest_gpucluster_suites() -> None:
+    """One importlib.resources lookup: the installed package's copy, or (editable install) the checkout's suites/."""
     found = runner.suites_dir()
+    assert found == resources.files("pytest_gpucluster.suites") and found.resolve() == ROOT / "suites"
     assert (found / "conftest.py").exists() and (found / "test_custom_example.py").exists()
+
+
+def test_suites_not_installed_is_one_message_with_the_fix(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "pytest_gpucluster.suites", None)   # as if the package were not installed
+    assert runner.run(parse(["run"])) == 2
+    assert capsys.readouterr().err.startswith(
+        "gpucluster run: package pytest_gpucluster.suites is not installed (import of pytest_gpucluster.suites "
+        "halted; None in sys.modules): in a checkout run `pip install -e .`")
 
 
 def test_run_executes_a_suite_module_against_the_simulated_cluster(plugin_args: list[str]) -> None:

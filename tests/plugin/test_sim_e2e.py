@@ -1,19 +1,27 @@
 """End to end through the plugin: --sim starts the simulated cluster, fixtures run probes and fleets, teardown is clean."""
 from __future__ import annotations
 
+import os
+import re
+import select
 import shutil
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from pytest_gpucluster import sim_process
 from tests.reliability.suite_runs import SuiteRun
 from tests.suite_cache import Results, SuiteSpec, custom
 
 pytest.importorskip("pytest_gpucluster.sim.launcher", reason="simulated cluster not available yet")
 
-SUITES = Path(__file__).resolve().parents[2] / "suites"
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = ROOT / "suites"
 # The whole suite on healthy restricted to deploy/rbac.yaml; run once per session (tests/suite_cache.py).
 RBAC_ONLY = custom("rbac-only", "rbac:\n  restrict: true\n")
 
@@ -146,3 +154,95 @@ def test_the_shipped_suites_stay_inside_deploy_rbac(custom_suite_result: Callabl
     assert outcomes["passed"] >= 20, run
     assert "forbidden" not in (run.stdout + run.run.stderr).lower(), run
     assert any(line.startswith("gpucluster: teardown clean") for line in run.stdout.splitlines()), run
+
+
+def gone_within(pid: int, timeout_s: float) -> bool:
+    """Whether process `pid` has exited (or is already reaped) within timeout_s: waits on a pidfd, no polling."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout_s)[0])
+    finally:
+        os.close(fd)
+
+
+HANDOFF = """
+import os
+
+def test_handoff(cluster, gpucluster_run):
+    handoff = gpucluster_run.sim.handoff
+    env = gpucluster_run.aws_env
+    assert handoff.scenario_name == "healthy" and handoff.kubeconfig_path.parent == handoff.folder
+    assert env == handoff.aws.as_env() and env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert [k for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            if os.environ.get(k) == env[k]] == []
+    assert gpucluster_run.sim.process.pid != os.getpid()
+    print("SIM", gpucluster_run.sim.process.pid, env["AWS_ENDPOINT_URL"])
+"""
+
+
+def test_sim_hands_over_through_files_and_leaves_os_environ_alone(pytester: pytest.Pytester,
+                                                                  plugin_args: list[str]) -> None:
+    """The simulated cluster is a child process; its AWS settings reach the run through the hand-off folder
+    (Run.aws_env), never through os.environ; teardown stops the child."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    pytester.makepyfile(test_handoff=HANDOFF)
+    result = pytester.runpytest(*plugin_args, "--sim", "-s")
+    result.assert_outcomes(passed=1)
+    match = re.search(r"SIM (\d+) (http://\S+)", result.stdout.str())   # the test checked the credentials itself
+    assert match, result.stdout.str()
+    assert {k: v for k, v in os.environ.items() if k.startswith("AWS_")} == before
+    assert match[2] not in os.environ.values()
+    assert gone_within(int(match[1]), 0), "the simulated cluster's process outlived the run"
+
+
+def test_sim_start_failure_is_the_childs_reason(tmp_path: Path) -> None:
+    with pytest.raises(sim_process.SimStartError, match="no-such-scenario: no scenario named 'no-such-scenario'"):
+        sim_process.start("no-such-scenario", tmp_path)
+
+
+SLOW = """
+import time
+
+def test_slow(cluster, gpucluster_run):
+    print("SIMPID", gpucluster_run.sim.process.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "SIGKILL"])
+def test_the_simulated_cluster_outlives_teardown_and_dies_with_pytest(tmp_path: Path, plugin_args: list[str],
+                                                                      how: str) -> None:
+    """Ctrl-C reaches pytest's process group, not the simulated cluster (its own session): pytest tears down
+    against it, then stops it. A killed pytest cannot stop it: the child sees its stdin close and stops."""
+    (tmp_path / "test_slow.py").write_text(SLOW)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GPUCLUSTER_RETRY_NO_WAIT="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *plugin_args, "-p", "no:cacheprovider", "-s", "--sim",
+                             "test_slow.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:   # `test_slow.py SIMPID 1234`: the test's print follows pytest's progress
+            lines.append(line)
+            if "SIMPID" in line:
+                break
+        found = re.search(r"SIMPID (\d+)", "".join(lines))
+        assert found, "".join(lines)
+        sim_pid = int(found[1])
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)   # what the terminal does: the whole foreground process group
+        else:
+            proc.kill()
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(lines) + rest
+    assert gone_within(sim_pid, 60), f"the simulated cluster (pid {sim_pid}) outlived pytest ({how})\n{output}"
+    if how == "ctrl-c":
+        assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+        assert "gpucluster: teardown clean: nothing labelled gpucluster.io/run=" in output, output
