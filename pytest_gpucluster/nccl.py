@@ -58,5 +58,5 @@ def plot(run: NcclRun, inst: InstanceProfile | None, evidence: Evidence) -> None
     from pytest_gpucluster.report.plots import busbw_svg
     floors = floors_of(inst, run.nodes)
     evidence.plot(f"all_reduce bus bandwidth, {run.where}", busbw_svg(
-        points, floor=max(floors.values()) if floors else None, ceiling=physical_ceiling(inst, run.nodes)[0],
+        points, floor=max(floors.values()) if floors else None, ceiling=physical_ceiling(inst, run.nodes, run.gpus_per_node)[0],
         title=f"all_reduce_perf {run.nodes} node(s) x {run.gpus_per_node} GPUs, {run.instance_type}"))

@@ -22,10 +22,11 @@ FLAVOURS = {"standard", "auto-mode"}
 FLAVOUR_KEYS = {"gpu_taints", "gpu_taint_from_nodepool"}
 TAINT_KEYS = {"key", "value", "effect"}
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
-NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs"}
+NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs", "multi_node_coverage"}
+COVERAGE = ("all", "sample")          # nccl.multi_node_coverage: every EFA node in a multi-node run, or the first pair
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
-                 "nvlink_gbs", "network_gbps", "taint", "nccl", "provisioning_budget_s", "ecc_required", "health"}
+                 "nvlink_gbs", "nvlink_sharp", "network_gbps", "taint", "nccl", "sources", "provisioning_budget_s", "ecc_required", "health"}
 # Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
 HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
                "power_limit_w"}
@@ -55,12 +56,15 @@ class InstanceProfile:
     gdrdma: bool = False
     nvlink: bool = False
     nvlink_gbs: float | None = None
+    nvlink_sharp: bool = False           # NVSwitch reduces in the switch (NVLS: H100 and later); see docs/nccl.md
     network_gbps: float | None = None
     taint: dict[str, str] | None = None
     nccl_floors: dict[int, dict[int, float]] = field(default_factory=dict)   # nodes -> bytes -> GB/s
     busbw_ceiling_gbs: float | None = None
     provisioning_budget_s: dict[str, float] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)    # HEALTH_KEYS: node-health expectations
+    multi_node_coverage: str = "all"     # nccl.multi_node_coverage
+    sources: dict[str, str] = field(default_factory=dict)   # key -> where its value comes from (profile show)
 
     def nccl_floor(self, nodes: int, size_bytes: int) -> float | None:
         return self.nccl_floors.get(nodes, {}).get(size_bytes)
@@ -107,7 +111,8 @@ class Profile:
                   for n, sizes in (nccl.get("all_reduce_busbw_floor_gbs") or {}).items()}
         merged["provisioning_budget_s"] = {k: float(v) for k, v in (merged.get("provisioning_budget_s") or {}).items()}
         return InstanceProfile(instance_type=instance_type, nccl_floors=floors,
-                               busbw_ceiling_gbs=nccl.get("busbw_ceiling_gbs"), **merged)
+                               busbw_ceiling_gbs=nccl.get("busbw_ceiling_gbs"),
+                               multi_node_coverage=str(nccl.get("multi_node_coverage") or "all"), **merged)
 
     def flavour(self, name: str) -> dict[str, Any]:
         return dict((self.data.get("cluster", {}).get("flavours") or {}).get(name) or {})
@@ -231,13 +236,16 @@ class _Validator:
             self.typed(inst, key, is_int, "a non-negative integer", where)
         for key in ("gpu_memory_tolerance_pct", "nvlink_gbs", "network_gbps"):
             self.typed(inst, key, is_num, "a non-negative number", where)
-        for key in ("gdrdma", "nvlink", "ecc_required"):
+        for key in ("gdrdma", "nvlink", "nvlink_sharp", "ecc_required"):
             self.typed(inst, key, lambda v: isinstance(v, bool), "true or false", where)
         self.typed(inst, "gpu_product", lambda v: isinstance(v, str), "a string", where)
         if inst.get("taint") is not None:
             self.taint(inst["taint"], where + ("taint",))
         nccl = self.keys(inst.get("nccl"), NCCL_KEYS, where + ("nccl",))
         self.typed(nccl, "busbw_ceiling_gbs", is_num, "a number (GB/s)", where + ("nccl",))
+        self.typed(nccl, "multi_node_coverage", lambda v: v in COVERAGE, "all or sample", where + ("nccl",))
+        self.typed(inst, "sources", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                   "a mapping of key -> source text", where)
         floors = self.keys(nccl.get("all_reduce_busbw_floor_gbs"), set(map(str, nccl.get("all_reduce_busbw_floor_gbs") or {})),
                            where + ("nccl", "all_reduce_busbw_floor_gbs"))
         for nodes, sizes in floors.items():

@@ -3,15 +3,15 @@ bandwidth (judges: pytest_gpucluster/checks/nccl.py; the MPIJob: fixtures/mpijob
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import pytest
 import yaml
 
 from pytest_gpucluster import nccl
 from pytest_gpucluster.checks.nccl import (
-    NcclRun, NodeGroup, gpus_of, judge_bandwidth, judge_correctness, judge_network, max_bytes, multi_node_groups,
-    single_node_targets, size_arg,
+    Coverage, NcclRun, NodeGroup, efa_missing, gpus_of, judge_bandwidth, judge_correctness, judge_network, max_bytes,
+    multi_node_groups, single_node_targets, size_arg, waves,
 )
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.kube import mpijob
@@ -27,6 +27,14 @@ pytestmark = pytest.mark.nccl
 
 PERF = "/opt/nccl-tests/build/all_reduce_perf"
 SINGLE_NODE_MEMORY = "16Gi"                   # host memory of the single-node pod (8 GPU contexts + buffers)
+
+
+def _groups(run: Run) -> tuple[list[NodeGroup], str, Coverage]:
+    """The multi-node groups (zone-aware, every EFA node by default: profile nccl.multi_node_coverage)."""
+    inventory = run.discover_inventory()
+    modes = {n.instance_type: inst.multi_node_coverage for n in inventory.efa_nodes
+             if (inst := run.profile.for_instance(n.instance_type)) is not None}
+    return multi_node_groups(inventory.efa_nodes, run.options.nccl_nodes, modes)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -45,7 +53,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 reason=f"no GPU nodes in the cluster ({len(inventory.all_nodes)} nodes discovered)"))],
                 ids=["no-gpu-nodes"])
     if "nccl_group" in metafunc.fixturenames:
-        groups, why = multi_node_groups(inventory.efa_nodes, run.options.nccl_nodes)
+        groups, why, _ = _groups(run)
         if groups:
             metafunc.parametrize("nccl_group", groups, ids=[g.id for g in groups])
         else:
@@ -93,23 +101,39 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile)
                     f"{mpijob.INSTALL_HINT}")
     cache: dict[str, NcclRun] = {}
     options, run_id = gpucluster_run.options, gpucluster_run.run_id
+    groups, _, coverage = _groups(gpucluster_run)
+
+    def job_for(group: NodeGroup) -> dict[str, Any]:
+        return mpijob.render(
+            group.nodes, name=mpijob.job_name(group.instance_type, [n.name for n in group.nodes], run_id),
+            namespace=gpucluster_run.namespace, run_id=run_id, image=options.nccl_image,
+            gpus=min(gpus_of(n) for n in group.nodes), efa=min(n.efa_allocatable for n in group.nodes),
+            max_size=size_arg(max_bytes(gpu_profile.for_instance(group.instance_type), len(group.nodes))),
+            deadline_s=int(options.timeout_s),
+            tolerations=tolerations_for(group.nodes, extra=gpu_profile.gpu_tolerations()))
+
+    def run_wave(wave: list[NodeGroup]) -> None:
+        """Every group of the wave at once (disjoint nodes); a group with a node lacking EFA is not submitted."""
+        jobs = {g.id: job_for(g) for g in wave if efa_missing(g) is None}
+        done = mpijob.run_all(cluster, list(jobs.values()), timeout_s=options.timeout_s + 30)
+        for group in wave:
+            gpus = min(gpus_of(n) for n in group.nodes)
+            shown = {"nodes": ", ".join(n.name for n in group.nodes),
+                     "multi_node_coverage": coverage.text(group.instance_type)}
+            job = jobs.get(group.id)
+            if job is None:
+                cache[group.id] = NcclRun(group.id, group.instance_type, len(group.nodes), gpus, "(not submitted)",
+                                          outcome=efa_missing(group) or "", facts=shown)
+                continue
+            result = done[job["metadata"]["name"]]
+            cache[group.id] = NcclRun(
+                group.id, group.instance_type, len(group.nodes), gpus, mpijob.launcher_command(job),
+                log=result.log, outcome=result.outcome, manifest=yaml.safe_dump(job, sort_keys=False),
+                facts={**result.facts, **shown, "efa_per_worker": min(n.efa_allocatable for n in group.nodes)}).parse()
 
     def get(group: NodeGroup) -> NcclRun:
         if group.id not in cache:
-            names = [n.name for n in group.nodes]
-            gpus = min(gpus_of(n) for n in group.nodes)
-            efa = min(n.efa_allocatable or n.expected_efa for n in group.nodes)
-            job = mpijob.render(
-                group.nodes, name=mpijob.job_name(group.instance_type, names, run_id),
-                namespace=gpucluster_run.namespace, run_id=run_id, image=options.nccl_image, gpus=gpus, efa=efa,
-                max_size=size_arg(max_bytes(gpu_profile.for_instance(group.instance_type), len(group.nodes))),
-                deadline_s=int(options.timeout_s),
-                tolerations=tolerations_for(group.nodes, extra=gpu_profile.gpu_tolerations()))
-            done = mpijob.run(cluster, job, timeout_s=options.timeout_s + 30)
-            cache[group.id] = NcclRun(
-                group.id, group.instance_type, len(group.nodes), gpus, mpijob.launcher_command(job), log=done.log,
-                outcome=done.outcome, manifest=yaml.safe_dump(job, sort_keys=False),
-                facts={**done.facts, "efa_per_worker": efa, "first_node": names[0]}).parse()
+            run_wave(next((w for w in waves(groups) if any(g.id == group.id for g in w)), [group]))
         return cache[group.id]
 
     return get

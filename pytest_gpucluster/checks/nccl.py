@@ -51,9 +51,15 @@ def single_node_targets(nodes: Iterable[NodeInfo], every: bool) -> list[NodeInfo
     return [first[t] for t in sorted(first)]
 
 
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# EC2 instance topology (DescribeInstanceTopology, labelled by the EKS node-labeller / Karpenter): nodes under the
+# same network nodes are fewer hops apart. Layer 1 is the top of the tree, layer 3 the switch nearest the node.
+NETWORK_LAYER_LABELS = tuple(f"topology.k8s.aws/network-node-layer-{i}" for i in (1, 2, 3))
+
+
 @dataclass(frozen=True)
 class NodeGroup:
-    """The nodes of one multi-node job: `count` EFA GPU nodes of one instance type."""
+    """The nodes of one multi-node job: `count` EFA GPU nodes of one instance type, one availability zone."""
 
     instance_type: str
     nodes: tuple[NodeInfo, ...]
@@ -62,17 +68,106 @@ class NodeGroup:
     def id(self) -> str:
         return f"{'+'.join(n.name for n in self.nodes)}/{self.instance_type}"
 
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(n.name for n in self.nodes)
 
-def multi_node_groups(efa_nodes: Iterable[NodeInfo], count: int) -> tuple[list[NodeGroup], str]:
-    """One group per instance type with >= count ready, schedulable EFA GPU nodes; else ([], why not)."""
+
+@dataclass
+class Coverage:
+    """Which EFA GPU nodes take part in a multi-node run, and why the others do not (evidence for the report)."""
+
+    shown: dict[str, list[str]] = field(default_factory=dict)          # instance type -> node names
+    not_shown: dict[str, dict[str, str]] = field(default_factory=dict)  # instance type -> node name -> why
+    mode: dict[str, str] = field(default_factory=dict)                 # instance type -> all | sample
+
+    def text(self, instance_type: str) -> str:
+        shown = self.shown.get(instance_type, [])
+        missing = [f"{n} ({why})" for n, why in sorted(self.not_shown.get(instance_type, {}).items())]
+        out = (f"{instance_type}: {len(shown)} node(s) in a multi-node run (coverage "
+               f"{self.mode.get(instance_type, 'all')}): {', '.join(shown) or '-'}")
+        return out + (f"; not shown: {'; '.join(missing)}" if missing else "")
+
+
+def _partition_key(node: NodeInfo) -> tuple[str, ...]:
+    return (node.zone or node.labels.get(ZONE_LABEL) or "",)
+
+
+def _chunks(nodes: list[NodeInfo], count: int) -> list[tuple[NodeInfo, ...]]:
+    """Disjoint groups of `count` in order; a remainder joins the nodes before it (one group overlaps), so every
+    node takes part in at least one run."""
+    groups = [tuple(nodes[i:i + count]) for i in range(0, len(nodes) - len(nodes) % count, count)]
+    rest = nodes[len(nodes) - len(nodes) % count:] if len(nodes) % count else []
+    if rest and groups:
+        groups.append(tuple(nodes[len(nodes) - count:]))
+    return groups
+
+
+def multi_node_groups(efa_nodes: Iterable[NodeInfo], count: int, coverage: dict[str, str] | None = None
+                      ) -> tuple[list[NodeGroup], str, Coverage]:
+    """The node groups of the multi-node runs, per instance type (ready, schedulable EFA GPU nodes).
+
+    EFA traffic does not cross availability zones, so a group never does: nodes are partitioned by
+    topology.kubernetes.io/zone, and inside a zone ordered by their topology.k8s.aws/network-node-layer-*
+    labels (nodes under the same network nodes become neighbours), then by name. Coverage `all` (default): every
+    node of a zone with >= count nodes is in a group (disjoint groups, plus one overlapping group for a
+    remainder); `sample`: the first group of each type only. Returns (groups, why none, coverage)."""
+    modes = coverage or {}
     by_type: dict[str, list[NodeInfo]] = {}
     for node in efa_nodes:
         if node.is_gpu and node.ready and not node.unschedulable:
             by_type.setdefault(node.instance_type, []).append(node)
-    groups = [NodeGroup(t, tuple(sorted(ns, key=lambda n: n.name)[:count]))
-              for t, ns in sorted(by_type.items()) if len(ns) >= count]
+    groups: list[NodeGroup] = []
+    cov = Coverage()
+    for itype, nodes in sorted(by_type.items()):
+        mode = cov.mode[itype] = modes.get(itype, "all")
+        zones: dict[tuple[str, ...], list[NodeInfo]] = {}
+        for node in nodes:
+            zones.setdefault(_partition_key(node), []).append(node)
+        typed: list[NodeGroup] = []
+        for zone, members in sorted(zones.items()):
+            members.sort(key=lambda n: (tuple(n.labels.get(k, "~") for k in NETWORK_LAYER_LABELS), n.name))
+            if len(members) < count:
+                for n in members:
+                    cov.not_shown.setdefault(itype, {})[n.name] = (f"only {len(members)} {itype} node(s) in zone "
+                                                         f"{zone[0] or 'unknown'}; EFA does not cross zones")
+                continue
+            typed += [NodeGroup(itype, g) for g in _chunks(members, count)]
+        if mode == "sample":
+            for g in typed[1:]:
+                for n in g.nodes:
+                    if all(n not in kept.nodes for kept in typed[:1]):
+                        cov.not_shown.setdefault(itype, {})[n.name] = "nccl.multi_node_coverage: sample (first group only)"
+            typed = typed[:1]
+        cov.shown[itype] = sorted({n.name for g in typed for n in g.nodes})
+        groups += typed
     seen = ", ".join(f"{t} x{len(ns)}" for t, ns in sorted(by_type.items())) or "none"
-    return groups, f"multi-node NCCL needs {count} ready EFA GPU nodes of one instance type; found {seen}"
+    why = (f"multi-node NCCL needs {count} ready EFA GPU nodes of one instance type in one availability zone; "
+           f"found {seen}")
+    return groups, why, cov
+
+
+def waves(groups: Sequence[NodeGroup]) -> list[list[NodeGroup]]:
+    """Groups in rounds whose node sets are disjoint: each round's MPIJobs run at once."""
+    out: list[list[NodeGroup]] = []
+    for group in groups:
+        for wave in out:
+            if all(not (group.names & g.names) for g in wave):
+                wave.append(group)
+                break
+        else:
+            out.append([group])
+    return out
+
+
+def efa_missing(group: NodeGroup) -> str | None:
+    """Why the group cannot run over EFA right now (a node advertises no EFA device), else None."""
+    bare = [n for n in group.nodes if n.efa_allocatable <= 0]
+    if not bare:
+        return None
+    names = ", ".join(f"{n.name} (0 {EFA_RESOURCE} allocatable, profile expects {n.expected_efa})" for n in bare)
+    return (f"not run: {names}; an MPIJob requesting EFA would never schedule there. Check the EFA device plugin on "
+            f"the node (it must tolerate the GPU taint) - see test_efa")
 
 
 def max_bytes(inst: InstanceProfile | None, nodes: int) -> int:
@@ -227,15 +322,49 @@ def judge_network(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
 
 
 # -- bus bandwidth -----------------------------------------------------------------------------------------------
-def physical_ceiling(inst: InstanceProfile | None, nodes: int) -> tuple[float | None, str]:
-    """(GB/s, what it is): per-GPU NVLink inside a node; per-node network bandwidth across nodes."""
+def physical_ceiling(inst: InstanceProfile | None, nodes: int, gpus_per_node: int | None = None
+                     ) -> tuple[float | None, str]:
+    """(GB/s, how it was derived): the bus bandwidth no all-reduce algorithm can exceed on these links, or
+    (None, why) when the profile lacks the link figures. Derivation and sources: docs/nccl.md.
+
+    nccl-tests reports busbw = algbw * 2(n-1)/n for n ranks (NVIDIA nccl-tests doc/PERFORMANCE.md), the factor
+    being the data each rank must send in a bandwidth-optimal all-reduce (Patarasuk & Yuan 2009): for an
+    optimal ring, busbw equals the slowest link's speed. The bounds, per direction (B_gpu = nvlink_gbs / 2,
+    B_net = network_gbps / 8, G GPUs per node, N nodes, n = N * G):
+    - inside a node without in-switch reduction (A100 NVSwitch): each rank must send 2(n-1)/n * S
+      -> busbw <= B_gpu;
+    - with NVLink SHARP (NVLS, H100 and later: profile nvlink_sharp) each GPU must still send and receive
+      every element at least once -> algbw <= B_gpu, busbw <= 2(n-1)/n * B_gpu;
+    - across nodes (EFA reduces nothing in the network), the same lower bound at node granularity: each node
+      must send 2(N-1)/N * S over its network -> busbw <= B_net * N/(N-1) * (n-1)/n. For two nodes that is
+      ~2 x B_net: why NCCL's tree makes 2-node busbw exceed the NIC line rate (nccl-tests issue 22,
+      NCCL issue 209); for many nodes it tends to B_net (the ring's inter-node hop);
+    - a GPU also reaches its NICs over PCIe (GPUDirect RDMA), so across nodes the per-GPU bound adds its
+      share of the network, B_net / G.
+    The ceiling is the smallest bound that can be derived; every published run (tests/data/nccl-tests) is
+    below it."""
     if inst is None:
         return None, "unknown instance type"
+    g = gpus_per_node or inst.gpus or 1
+    n = nodes * g
+    b_gpu = inst.nvlink_gbs / 2 if inst.nvlink_gbs else None
+    b_net = inst.network_gbps / 8 if inst.network_gbps else None
+    gpu_factor = 2 * (n - 1) / n if inst.nvlink_sharp else 1.0
+    gpu_rule = ("2(n-1)/n x per-GPU NVLink per direction (NVLink SHARP)" if inst.nvlink_sharp
+                else "per-GPU NVLink per direction")
     if nodes == 1:
-        return inst.nvlink_gbs, "per-GPU NVLink bandwidth (profile nvlink_gbs)"
-    if inst.network_gbps:
-        return inst.network_gbps / 8, f"per-node network bandwidth {inst.network_gbps:g} Gbps (profile network_gbps)"
-    return None, "no network_gbps in the profile"
+        if b_gpu is None or g < 2:
+            return None, "no NVLink figure in the profile (nvlink_gbs): no ceiling derived"
+        return gpu_factor * b_gpu, f"{gpu_rule}, nvlink_gbs {inst.nvlink_gbs:g}/2, n={n}"
+    bounds: list[tuple[float, str]] = []
+    if b_net is not None:
+        bounds.append((b_net * nodes / (nodes - 1) * (n - 1) / n,
+                       f"network per node {inst.network_gbps:g} Gbps x N/(N-1) x (n-1)/n, N={nodes}, n={n}"))
+    if b_gpu is not None:
+        bounds.append((gpu_factor * (b_gpu + (b_net or 0.0) / g), f"{gpu_rule} plus the GPU's network share"))
+    if not bounds:
+        return None, "no network_gbps or nvlink_gbs in the profile: no ceiling derived"
+    return min(bounds)
 
 
 def floors_of(inst: InstanceProfile | None, nodes: int) -> dict[int, float]:
@@ -256,9 +385,10 @@ def bandwidth_criteria(run: NcclRun, coll: NcclCollective, inst: InstanceProfile
     if inst is not None and inst.busbw_ceiling_gbs is not None:
         out.append(Criterion("peak busbw plausible", peak, "GB/s", float(inst.busbw_ceiling_gbs), op="<=",
                              source=f"{source}.busbw_ceiling_gbs"))
-    ceiling, _ = physical_ceiling(inst, run.nodes)
+    ceiling, how = physical_ceiling(inst, run.nodes, run.gpus_per_node)
     if ceiling:
-        out.append(Criterion("peak busbw / physical ceiling", round(100 * peak / ceiling, 1), "%"))
+        out.append(Criterion("peak busbw / physical ceiling", round(100 * peak / ceiling, 1), "%",
+                             source=f"algorithmic ceiling {ceiling:.1f} GB/s: {how} (docs/nccl.md)"))
     return out
 
 
@@ -271,10 +401,11 @@ def judge_bandwidth(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
     assert coll is not None
     source = f"profile instances.{run.instance_type}.nccl"
     floors = floors_of(inst, run.nodes)
-    ceiling, ceiling_what = physical_ceiling(inst, run.nodes)
+    ceiling, ceiling_what = physical_ceiling(inst, run.nodes, run.gpus_per_node)
     peak = coll.peak_busbw or 0.0
     criteria = tuple(bandwidth_criteria(run, coll, inst))
-    facts: dict[str, Any] = {"physical_ceiling": f"{ceiling:g} GB/s: {ceiling_what}"} if ceiling else {}
+    facts: dict[str, Any] = {"physical_ceiling": f"{ceiling:.1f} GB/s: {ceiling_what}" if ceiling
+                             else f"none: {ceiling_what}"}
     subject = f"{run.where} ({run.nodes} node(s) x {run.gpus_per_node} GPUs)"
     expected = (f"out-of-place busbw >= the floor at each size ({source}.all_reduce_busbw_floor_gbs.{run.nodes})"
                 if floors else "a floor to judge against")
@@ -290,7 +421,7 @@ def judge_bandwidth(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
     low = [(s, f, coll.busbw_at(s) or 0.0) for s, f in sorted(floors.items()) if (coll.busbw_at(s) or 0.0) < f]
     if low:
         transport = run.result.transport if run.result is not None else None
-        frac = f" = {100 * peak / ceiling:.0f}% of the {ceiling:g} GB/s {ceiling_what}" if ceiling else ""
+        frac = f" = {100 * peak / ceiling:.0f}% of the {ceiling:.1f} GB/s ceiling ({ceiling_what})" if ceiling else ""
         detail = "; ".join(f"at {size_arg(s)} expected >= {f:g} GB/s, observed {m:g} GB/s ({100 * m / f:.0f}% of the "
                            f"floor)" for s, f, m in low)
         if run.nodes == 1:

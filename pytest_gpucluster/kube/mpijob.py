@@ -1,5 +1,5 @@
 """Kubeflow MPIJobs (kubeflow.org/v2beta1): render fixtures/mpijob-nccl.yaml for a set of nodes, submit it,
-wait for it to finish (one watch), and read the launcher's log."""
+wait for it to finish (one watch), and read the launcher's log; several jobs on disjoint nodes run at once."""
 from __future__ import annotations
 
 import copy
@@ -142,20 +142,45 @@ def _pending_workers(cluster: Cluster, namespace: str, name: str) -> str:
 
 def run(cluster: Cluster, job: dict[str, Any], *, timeout_s: float) -> MpiJobRun:
     """Create the MPIJob, wait until it succeeds or fails (one watch on the run's jobs), read the launcher's log."""
-    meta = job["metadata"]
-    name, namespace, run_id = meta["name"], meta["namespace"], meta["labels"][RUN_LABEL]
-    done = MpiJobRun(name, namespace, facts={"mpijob": f"{namespace}/{name}"})
-    cluster.create(MPIJOB, job, namespace)
+    return run_all(cluster, [job], timeout_s=timeout_s)[job["metadata"]["name"]]
+
+
+def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: float) -> dict[str, MpiJobRun]:
+    """Create several MPIJobs at once (disjoint nodes), wait for all of them with one watch on the run's jobs,
+    then read each launcher's log. Keyed by job name."""
+    if not jobs:
+        return {}
+    meta = jobs[0]["metadata"]
+    namespace, run_id = meta["namespace"], meta["labels"][RUN_LABEL]
+    names = [j["metadata"]["name"] for j in jobs]
+    for job in jobs:
+        cluster.create(MPIJOB, job, namespace)
+    final: dict[str, dict[str, Any]] = {}
+    out: dict[str, MpiJobRun] = {n: MpiJobRun(n, namespace, facts={"mpijob": f"{namespace}/{n}"}) for n in names}
     try:
-        final = eventually(cluster, MPIJOB, namespace, lambda jobs: name in jobs and bool(_finished(jobs[name])),
-                           timeout_s=timeout_s, description=f"MPIJob {name} to succeed or fail",
-                           label_selector=f"{RUN_LABEL}={run_id}")[name]
+        final = eventually(cluster, MPIJOB, namespace,
+                           lambda seen: all(n in seen and bool(_finished(seen[n])) for n in names),
+                           timeout_s=timeout_s, description=f"MPIJob(s) {', '.join(names)} to succeed or fail",
+                           label_selector=f"{RUN_LABEL}={run_id}")
     except DeadlineExceeded:
-        current = cluster.get_or_none(MPIJOB, name, namespace) or {}
-        done.outcome = (f"MPIJob {namespace}/{name} did not finish within {timeout_s:.0f}s: "
-                        f"{_condition_text(current)}; workers: {_pending_workers(cluster, namespace, name)} - check "
-                        f"`kubectl -n {namespace} describe mpijob {name}` and that the mpi-operator pods run")
-        return done
+        for name in names:
+            current = cluster.get_or_none(MPIJOB, name, namespace) or {}
+            if _finished(current):
+                final[name] = current
+                continue
+            out[name].outcome = (
+                f"MPIJob {namespace}/{name} did not finish within {timeout_s:.0f}s: {_condition_text(current)}; "
+                f"workers: {_pending_workers(cluster, namespace, name)} - check "
+                f"`kubectl -n {namespace} describe mpijob {name}` and that the mpi-operator pods run")
+    for name in names:
+        if name in final:
+            _collect(cluster, final[name], out[name])
+    return out
+
+
+def _collect(cluster: Cluster, final: dict[str, Any], done: MpiJobRun) -> None:
+    """The launcher's log and, unless the job succeeded, what went wrong."""
+    name, namespace = done.name, done.namespace
     launchers = cluster.items("pods", namespace, label_selector=f"{JOB_NAME_LABEL}={name},{JOB_ROLE_LABEL}=launcher")
     launchers.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
     pod = launchers[-1]["metadata"]["name"] if launchers else f"{name}-launcher"
@@ -168,4 +193,3 @@ def run(cluster: Cluster, job: dict[str, Any], *, timeout_s: float) -> MpiJobRun
     if _finished(final) != "Succeeded":
         done.outcome = (f"MPIJob {namespace}/{name} failed: {_condition_text(final)} - see "
                         f"`kubectl -n {namespace} logs {pod}`")
-    return done
