@@ -27,6 +27,7 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "nccl-socket-fallback": frozenset(),
     "nccl-wrong-results": frozenset({"wrong"}),
     "nccl-low-bandwidth": frozenset({"factor"}),
+    "efa-slow": frozenset({"factor"}),      # this node's EFA carries `factor` of its bandwidth (multi-node runs)
     "karpenter-slow": frozenset({"phase", "seconds"}),
     "karpenter-no-capacity": frozenset({"instance_types", "zones"}),
     "api-flaky": frozenset(),
@@ -41,7 +42,7 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
 }
 # Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
-                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited",
+                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow",
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
                          "driver-mismatch", "gpu-throttled"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ctx as simctx
+from .nccl_curves import CURVES, time_us
 
 # program -> (redop, root, bus factor kind, count divides by nranks)
 COLLECTIVES: dict[str, tuple[str, int, str, bool]] = {
@@ -205,6 +206,50 @@ def transport(node: dict[str, Any]) -> str:
     return "efa"
 
 
+def zone_of(node: dict[str, Any]) -> str:
+    """The node's availability zone: its `zone`, else from the simulated address plan (10.0.<zone*64+..>.x)."""
+    if node.get("zone"):
+        return str(node["zone"])
+    try:
+        return f"zone-{int(str(node.get('private_ip') or '10.0.0.1').split('.')[2]) // 64}"
+    except (IndexError, ValueError):
+        return "zone-0"
+
+
+def crosses_zones(ranks: list[Rank]) -> bool:
+    """EFA traffic does not cross availability zones: NCCL falls back to Socket for such a communicator."""
+    return len({zone_of(r.node) for r in ranks}) > 1
+
+
+def comm_transport(ranks: list[Rank], node: dict[str, Any]) -> str:
+    multi = len({r.host for r in ranks}) > 1
+    return "socket" if transport(node) == "socket" or (multi and crosses_zones(ranks)) else "efa"
+
+
+def published_curve(ranks: list[Rank]) -> list[tuple[int, float]] | None:
+    """The published run of these nodes' instance type (1 node, or 2+ nodes), when it has the same rank count."""
+    hosts = {r.host: r.node for r in ranks}
+    types = {str(n.get("hardware", {}).get("instance_type")) for n in hosts.values()}
+    if len(types) != 1:
+        return None
+    entry = CURVES.get(types.pop(), {}).get(1 if len(hosts) == 1 else 2)
+    return entry[0] if entry is not None and entry[1] == len(ranks) else None
+
+
+def slowdown(ranks: list[Rank], cfg: dict[str, Any]) -> float:
+    """Bandwidth factor of the faults on these nodes: nccl-low-bandwidth anywhere, efa-slow across nodes."""
+    factor = 1.0
+    hosts = {r.host: r.node for r in ranks}
+    for node in hosts.values():
+        low = _fault(node, "nccl-low-bandwidth")
+        if low is not None:
+            factor = min(factor, float(low.get("factor", cfg["low_bandwidth_factor"])))
+        slow = _fault(node, "efa-slow")
+        if slow is not None and len(hosts) > 1:
+            factor = min(factor, float(slow.get("factor", 0.5)))
+    return factor
+
+
 def peak_busbw(ranks: list[Rank], cfg: dict[str, Any]) -> tuple[float, float]:
     """(peak bus bandwidth GB/s, latency us) of the communicator (slowest node / network wins)."""
     hosts: dict[str, dict[str, Any]] = {}
@@ -223,19 +268,14 @@ def peak_busbw(ranks: list[Rank], cfg: dict[str, Any]) -> tuple[float, float]:
         inter = []
         for node in hosts.values():
             hw = node.get("hardware", {})
-            if transport(node) == "socket":
+            if comm_transport(ranks, node) == "socket":
                 inter.append(cfg["socket_gbs"])
                 continue
             total = max(1, len(hw.get("efa_devices", [])) or 1)
             share = len(node.get("allocated", {}).get("efa", [])) / total
             inter.append(hw.get("network_gbps", 100.0) / 8 * min(1.0, share) * cfg["inter_efficiency"])
         peak = min(peak, min(inter))
-    for node in hosts.values():
-        low = _fault(node, "nccl-low-bandwidth")
-        if low is not None:
-            peak *= float(low.get("factor", cfg["low_bandwidth_factor"]))
-            break
-    return peak, latency
+    return peak * slowdown(ranks, cfg), latency
 
 
 def _fmt_time(us: float) -> str:
@@ -266,7 +306,7 @@ def info_lines(ranks: list[Rank], cfg: dict[str, Any], rank: Rank) -> list[str]:
            p + f"cudaDriverVersion {cuda_driver}"]
     if rank.rank == 0:
         out.append(p + f"NCCL version {cfg['version']}+cuda{cfg['cuda']}")
-    sock = transport(node) == "socket"
+    sock = comm_transport(ranks, node) == "socket"
     out.append(p + "NET/Plugin: Loaded net plugin Libfabric (v10)")
     out.append(p + f"NET/OFI Initializing aws-ofi-nccl {cfg['ofi_plugin_version']}")
     out.append(p + f"NET/OFI Using Libfabric version {cfg['libfabric_version']}")
@@ -325,6 +365,9 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
     n = len(ranks)
     factor = bus_factor(kind, n)
     peak, latency = peak_busbw(ranks, cfg)
+    curve = published_curve(ranks)
+    socket = any(comm_transport(ranks, r.node) == "socket" for r in ranks) and len({r.host for r in ranks}) > 1
+    slow = slowdown(ranks, cfg)
     rng = random.Random(f"{cfg.get('seed', 0)}/{prog}/{n}/{','.join(sorted({r.host for r in ranks}))}")
     wrong = _wrong(ranks) if args.check else 0
     put((0, "#"))
@@ -342,7 +385,10 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
                 us = 0.12 * noise
                 algbw = busbw = 0.0
             else:
-                us = (latency + size * max(factor, 1e-9) / (peak * 1e3)) * noise
+                if curve is not None and not socket:
+                    us = time_us(curve, size) / slow * noise    # a published run of this type (nccl_curves)
+                else:
+                    us = (latency + size * max(factor, 1e-9) / (peak * 1e3)) * noise
                 algbw = size / us / 1e3
                 busbw = algbw * factor
             bad = wrong if size >= 1024 * 1024 else 0
