@@ -266,14 +266,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", type=int, nargs="*", default=[10, 200], help="sizes run for real (pytest --sim scale-N)")
     ap.add_argument("--synth", type=int, nargs="*", default=[1000], help="sizes synthesised from the smallest real run")
-    ap.add_argument("--keep", type=Path, help="keep the report folders here")
+    ap.add_argument("--keep", type=Path, help="keep the report folders (and the capture) here")
+    ap.add_argument("--capture", type=Path, help="synthesise from this capture (capture.jsonl of a kept run)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpucluster-report-scale-"))
     rows = []
     try:
         capture = work / "capture.jsonl"
+        if args.capture:
+            shutil.copy(args.capture, capture)
         for i, n in enumerate(sorted(args.real)):
-            folder = real_run(n, work, capture if i == 0 else None)
+            folder = real_run(n, work, capture if i == 0 and not args.capture else None)
             rows.append(measure(folder, f"real scale-{n}"))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
         if args.synth and not capture.exists():

@@ -22,7 +22,8 @@ from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_su
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
 NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
-KEEP_PASSING_ROWS = 250                  # passing checks kept as rows (summarised) before only one per test and type
+KEEP_PASSING_ROWS = 150                  # passing checks kept as rows (summarised) before only one per test and type
+FULL_PER_CHECK = 5                       # failing / not-shown checks of one test and type with their outputs in full
 
 
 @dataclass
@@ -44,6 +45,8 @@ class ReportState:
     dropped: set[str] = field(default_factory=set)   # passing checks without a row in the results table
     shown_in_full: set[tuple[str, str]] = field(default_factory=set)   # (check name, instance type)
     kept_passing: int = 0
+    full_counts: dict[tuple[str, str], int] = field(default_factory=dict)   # failing/not-shown rows in full
+    shown_texts: dict[str, str] = field(default_factory=dict)   # digest of an output shown in full -> its check
 
 
 def anchor(nodeid: str) -> str:
@@ -141,6 +144,10 @@ class ReportCollector:
             state.shown_in_full.add(key)
             check.kept = full or state.kept_passing < KEEP_PASSING_ROWS
             state.kept_passing += check.kept
+        else:   # every failing and not-shown check keeps its row; the first few of a test and type in full
+            key = (check_name(check.nodeid), f"{check.instance_type}:{check.outcome}")
+            state.full_counts[key] = state.full_counts.get(key, 0) + 1
+            full = state.full_counts[key] <= FULL_PER_CHECK
         if not check.kept:
             state.dropped.add(check.nodeid)
         elif self.html:
@@ -150,7 +157,8 @@ class ReportCollector:
 
             block = html_parts.evidence_block(ev, failed=check.outcome not in ("passed", "xfailed"),
                                               anchor=anchor(check.nodeid), full=full,
-                                              evidence_file=file_name(nodes[0]) if state.evidence else None)
+                                              evidence_file=file_name(nodes[0]) if state.evidence else None,
+                                              shown=state.shown_texts, owner=check.nodeid.split("::")[-1])
             target.extras = [*getattr(target, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
         check.evidence = {k: ev[k] for k in ("measurements", "facts", "versions") if k in ev}
 

@@ -1,6 +1,7 @@
 """HTML fragments for the pytest-html report: verdict, criteria vs measured, fingerprint, per-test evidence."""
 from __future__ import annotations
 
+import hashlib
 from html import escape
 from typing import Any, Iterable
 
@@ -200,12 +201,14 @@ def fingerprint_block(summary: dict[str, Any]) -> str:
 
 
 def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None = None,
-                   evidence_file: str | None = None, full: bool = True) -> str:
+                   evidence_file: str | None = None, full: bool = True,
+                   shown: dict[str, str] | None = None, owner: str = "") -> str:
     """Per-test extras: measurements, parsed facts, raw outputs, plots; events/conditions on failure.
 
     `anchor` is the block's id (the grid links to it); `evidence_file` the node's complete evidence beside the
     report; `full=False` (a passing check of a type already shown in full) keeps the first and last lines of each
-    raw output and no plot."""
+    raw output and no plot. `shown` (text digest -> check id, filled as rows are rendered) replaces an output
+    already shown in full by another check (the health checks of one node share one probe's output) by a pointer."""
     ident = f' id="{escape(anchor)}"' if anchor else ""
     out = [f'<div class="gc-evidence"{ident}>']
     if evidence_file:
@@ -227,6 +230,13 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None
             out.append(f'<h4>{_e(p["title"])}</h4><div class="gc-plot">{p["svg"]}</div>')
     opened = " open" if failed else ""
     for a in evidence.get("attachments", []):
+        digest = hashlib.sha1(a["text"].encode()).hexdigest()
+        if shown is not None and shown.get(digest, owner) != owner:
+            out.append(f'<details><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
+                       f'<p>The same text as the output of {_e(shown[digest])} in this report.</p></details>')
+            continue
+        if full and shown is not None and len(a["text"]) > 512:
+            shown.setdefault(digest, owner)
         text = clip(a["text"]) if full or not evidence_file else summarise(a["text"], evidence_file)
         out.append(f'<details{opened}><summary><b>{_e(a["title"])}</b> ({_e(a.get("kind", "text"))})</summary>'
                    f'<pre>{_e(text)}</pre></details>')
