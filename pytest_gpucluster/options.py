@@ -18,6 +18,10 @@ import pytest
 
 DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
 DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+# NVIDIA's CUDA sample image of the GPU Operator docs ("Running Sample GPU Applications"): /cuda-samples/vectorAdd,
+# CUDA 12.5 runtime, so it runs on drivers >= 525 (CUDA 12.x minor version compatibility), the range every
+# EKS GPU AMI of the last years ships; the CUDA 13 images need >= 580.
+DEFAULT_SMOKE_SAMPLE_IMAGE = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_SCENARIO = "healthy"
 S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
@@ -116,9 +120,12 @@ OPTIONS: tuple[Option, ...] = (
            default=DEFAULT_CUDA_IMAGE),
     Option("--gpucluster-nccl-image", "nccl_image", "image for nccl-tests", metavar="IMAGE",
            default=DEFAULT_NCCL_IMAGE),
-    Option("--gpucluster-smoke-image", "smoke_image", "image with python3 + PyTorch for the CUDA smoke check",
-           metavar="IMAGE", env="GPUCLUSTER_CUDA_SMOKE_IMAGE",
-           default_text="the CUDA image (the check skips when it has no torch)"),
+    Option("--gpucluster-smoke-image", "smoke_image", "image with python3 + PyTorch: the CUDA smoke check opens a "
+           "CUDA context through PyTorch in it instead of running NVIDIA's vectorAdd sample (e.g. "
+           "nvcr.io/nvidia/pytorch:25.01-py3)", metavar="IMAGE", env="GPUCLUSTER_CUDA_SMOKE_IMAGE",
+           default_text=f"none: the smoke check runs `/cuda-samples/vectorAdd` in `{DEFAULT_SMOKE_SAMPLE_IMAGE}`"),
+    Option("--gpucluster-efa-image", "efa_image", "image with libfabric's `fi_info` (under /opt/amazon/efa/bin) for "
+           "the EFA probe", metavar="IMAGE", default_text="the NCCL image (--gpucluster-nccl-image)"),
     Option("--gpucluster-timeout", "timeout_s", "deadline of each probe pod, image pull included (seconds)",
            metavar="SECONDS", default=DEFAULT_TIMEOUT_S, convert=_seconds, ini="gpucluster_timeout"),
     Option("--gpucluster-costly", "costly", "also run tests marked costly (they launch nodes); on by default with "
@@ -158,6 +165,7 @@ class RunOptions:
     cuda_image: str = DEFAULT_CUDA_IMAGE
     nccl_image: str = DEFAULT_NCCL_IMAGE
     smoke_image: str | None = None
+    efa_image: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     costly: bool = False
     nodes: str | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ import yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
 TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances"}
-PROBE_KEYS = {"unschedulable_grace_s"}
+PROBE_KEYS = {"unschedulable_grace_s", "smoke_image_cuda", "cuda_min_driver"}
 DEFAULT_UNSCHEDULABLE_GRACE_S = 45.0
 CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
 # Cluster flavours with their own GPU-taint convention (a node's flavour: its labels, see checks/taints.flavour_of).
@@ -94,6 +95,15 @@ class Profile:
     def unschedulable_grace_s(self) -> float:
         """How long a pinned probe the scheduler refuses for good may wait before it fails (kube/schedulability)."""
         return float((self.data.get("probes") or {}).get("unschedulable_grace_s", DEFAULT_UNSCHEDULABLE_GRACE_S))
+
+    def smoke_driver_minimum(self, image: str) -> tuple[str, int] | None:
+        """(CUDA version, minimum driver major) the smoke image needs (probes.smoke_image_cuda x cuda_min_driver),
+        None when the profile does not know the image."""
+        probes = self.data.get("probes") or {}
+        cuda = next((str(v) for k, v in (probes.get("smoke_image_cuda") or {}).items()
+                     if fnmatch.fnmatchcase(image, str(k))), None)
+        minimum = (probes.get("cuda_min_driver") or {}).get(cuda.split(".")[0]) if cuda else None
+        return (cuda, int(minimum)) if cuda and minimum is not None else None
 
     def instance_types(self) -> list[str]:
         return sorted(self.data.get("instances", {}))
@@ -290,6 +300,8 @@ class _Validator:
             for i, taint in enumerate(flavour.get("gpu_taints") or []):
                 self.taint(taint, where + ("gpu_taints", str(i)))
         probes = self.keys(data.get("probes"), PROBE_KEYS, ("probes",))
+        for key in ("smoke_image_cuda", "cuda_min_driver"):
+            self.typed(probes, key, lambda v: isinstance(v, dict), "a mapping", ("probes",))
         self.typed(probes, "unschedulable_grace_s",
                    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "seconds (>= 0)",
                    ("probes",))

@@ -13,6 +13,7 @@ from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.kube.quantity import count, mebibytes
 from pytest_gpucluster.profile import Profile
+from pytest_gpucluster.run import Run
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.efa
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.efa
 EFA = judge.EFA
 HUGEPAGES = "hugepages-2Mi"
 HUGEPAGES_REQUEST = "128Mi"   # a probe-sized share of the node's 2 MiB huge pages (libfabric bounce buffers)
-# One script, three sections, each closed by its exit code; `fi_info` errors go to stderr (same log).
-SCRIPT = ("echo '### fi_info'; fi_info -p efa 2>&1; echo \"### rc=$?\"; "
+# One script, three sections, each closed by its exit code; `fi_info` errors go to stderr (same log). It runs in the
+# NCCL image (the EFA installer's libfabric: fi_info under /opt/amazon/efa/bin) or --gpucluster-efa-image.
+SCRIPT = ("export PATH=\"/opt/amazon/efa/bin:$PATH\"; echo '### fi_info'; fi_info -p efa 2>&1; echo \"### rc=$?\"; "
           "echo '### dev-infiniband'; ls -1 /dev/infiniband 2>&1; echo \"### rc=$?\"; "
           "echo '### memlock'; ulimit -l 2>&1; echo \"### rc=$?\"")
 
@@ -45,24 +47,25 @@ def expected_efa(node: NodeInfo) -> int:
     return node.expected_efa or node.efa_allocatable
 
 
-def efa_spec(node: NodeInfo) -> tuple[ProbeSpec, int]:
+def efa_spec(node: NodeInfo, image: str) -> tuple[ProbeSpec, int]:
     """The probe for one node: as many EFA devices as the profile expects and the node can give; the node's own
     workload taints tolerated (the EFA probe judges EFA; whether the taints are right is the taints suite's)."""
     requested = min(expected_efa(node), node.efa_allocatable) if node.efa_allocatable > 0 else 0
     hugepages = HUGEPAGES_REQUEST if mebibytes(node.allocatable.get(HUGEPAGES)) >= 128 else None
-    spec = ProbeSpec(name="efa-fi-info", command=["sh", "-c", SCRIPT], node=node.name, efa=requested,
+    spec = ProbeSpec(name="efa-fi-info", command=["sh", "-c", SCRIPT], node=node.name, efa=requested, image=image,
                      hugepages_2mi=hugepages, memory="512Mi" if hugepages else None, ipc_lock=True,
                      tolerations=tolerations_for([node]))
     return spec, requested
 
 
 @pytest.fixture(scope="module")
-def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
-               ) -> dict[str, EfaProbe]:
+def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]],
+               gpucluster_run: Run) -> dict[str, EfaProbe]:
     """One probe pod per EFA node (one fleet, one watch), shared by the per-node checks below."""
     specs, requested = {}, {}
+    image = gpucluster_run.options.efa_image or gpucluster_run.options.nccl_image
     for node in inventory.efa_nodes:
-        specs[node.name], requested[node.name] = efa_spec(node)
+        specs[node.name], requested[node.name] = efa_spec(node, image)
     results = run_fleet("efa-fi-info", specs)
     return {name: EfaProbe(inventory.by_name[name], requested[name], specs[name].hugepages_2mi, res,
                            judge.split_sections(res.logs)) for name, res in results.items()}

@@ -11,6 +11,7 @@ import pytest
 from pytest_gpucluster.checks import gpu_visibility as judge
 from pytest_gpucluster.checks.gpu_visibility import (
     ISOLATION_SCRIPT,
+    SAMPLE_COMMAND,
     SMI_SCRIPT,
     SMOKE_SCRIPT,
 )
@@ -20,6 +21,7 @@ from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.plugins import find_plugins
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.kube.quantity import allocatable
+from pytest_gpucluster.options import DEFAULT_SMOKE_SAMPLE_IMAGE
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.run import Run
 from pytest_gpucluster.suite import enforce
@@ -74,9 +76,11 @@ def no_gpu_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_flee
 @pytest.fixture(scope="module")
 def smoke_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_fleet: Fleet,
                 gpucluster_run: Run) -> dict[str, ProbeResult]:
-    image = gpucluster_run.options.smoke_image
+    """NVIDIA's vectorAdd sample on 1 GPU per node; with --gpucluster-smoke-image, a CUDA context through PyTorch."""
+    torch = gpucluster_run.options.smoke_image
+    command = ["python3", "-c", SMOKE_SCRIPT] if torch else SAMPLE_COMMAND
     return run_fleet("gpu-visibility/cuda-smoke", {
-        n.name: probe("cuda-smoke", n, 1, ["python3", "-c", SMOKE_SCRIPT], image)
+        n.name: probe("cuda-smoke", n, 1, command, torch or DEFAULT_SMOKE_SAMPLE_IMAGE)
         for n in inventory.gpu_nodes if gpus_to_request[n.name] >= 1})
 
 
@@ -129,9 +133,16 @@ def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, P
     enforce(judge.judge_no_gpu(gpu_node.id, result), evidence)
 
 
-def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], evidence: Any) -> None:
-    """Beyond nvidia-smi: a CUDA context through PyTorch on 1 GPU (image: --gpucluster-smoke-image)."""
+def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi_fleet: dict[str, ProbeResult],
+                    gpu_profile: Profile, gpucluster_run: Run, evidence: Any) -> None:
+    """Beyond nvidia-smi: a CUDA kernel runs on 1 GPU (NVIDIA's vectorAdd sample; PyTorch with
+    --gpucluster-smoke-image), on a driver the image's CUDA version supports."""
     result = smoke_fleet.get(gpu_node.name)
     if result is not None:
         evidence.attach(f"CUDA smoke on {gpu_node.name}", result.logs or "(no output)", kind="log")
-    enforce(judge.judge_cuda_smoke(gpu_node.id, result), evidence)
+    smi = smi_fleet.get(gpu_node.name)
+    parsed = judge.parse_or_none(judge.split_output(smi.logs)[0]) if smi is not None else None
+    image = gpucluster_run.options.smoke_image or DEFAULT_SMOKE_SAMPLE_IMAGE
+    enforce(judge.judge_cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_run.options.smoke_image),
+                                   driver=parsed.driver_version if parsed is not None else None,
+                                   needs=gpu_profile.smoke_driver_minimum(image)), evidence)

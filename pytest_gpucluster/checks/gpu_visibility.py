@@ -34,6 +34,10 @@ print(f"CUDA-SMOKE ok devices={n} name={props.name} memory_mib={props.total_memo
       f"capability={props.major}.{props.minor} torch={torch.__version__}")
 """
 SMOKE_OK = "CUDA-SMOKE ok"
+# The default smoke: NVIDIA's vectorAdd sample (NVIDIA/cuda-samples Samples/0_Introduction/vectorAdd, in the GPU
+# Operator docs' cuda-sample image): a kernel runs and its result is checked on the host; it ends `Test PASSED`.
+SAMPLE_COMMAND = ["/cuda-samples/vectorAdd"]
+SAMPLE_OK = "Test PASSED"
 JUDGED_BY_SMI = "judged by test_nvidia_smi_sees_every_gpu"
 EXIT_NOT_FOUND = 127   # POSIX shells: command not found
 # A shell that cannot find nvidia-smi: dash `sh: 1: nvidia-smi: not found`, bash `nvidia-smi: command not found`,
@@ -275,9 +279,12 @@ def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
     if seen.gpus:
         return Verdict.failed(
             node_id, expected, f"{len(seen.gpus)} ({'; '.join(seen.gpus)}), NVIDIA_VISIBLE_DEVICES={seen.env}",
-            "The image sets NVIDIA_VISIBLE_DEVICES=all and the nvidia runtime honours it: set the device plugin's "
-            "`deviceListStrategy: volume-mounts` and `accept-nvidia-visible-devices-envvar-when-unprivileged = false` "
-            "in the container toolkit config.", summary="GPU leak", criteria=crit, facts=facts)
+            "The image sets NVIDIA_VISIBLE_DEVICES=all (every CUDA image does) and the NVIDIA container runtime honours "
+            "it in an unprivileged pod (the upstream defaults). Set the device plugin's `deviceListStrategy: "
+            "volume-mounts` (Helm value; env DEVICE_LIST_STRATEGY) and, in the NVIDIA Container Toolkit's "
+            "config.toml on every GPU node, `accept-nvidia-visible-devices-as-volume-mounts = true` and "
+            "`accept-nvidia-visible-devices-envvar-when-unprivileged = false` (GPU Operator: devicePlugin.env / "
+            "toolkit.env).", summary="GPU leak", criteria=crit, facts=facts)
     if seen.smi_absent:
         return Verdict.passed(node_id, expected, "no nvidia-smi in the container (no driver injected)",
                               criteria=crit, facts=facts)
@@ -291,21 +298,47 @@ def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
         f"{JUDGED_BY_SMI} for driver errors", facts=facts)
 
 
-def judge_cuda_smoke(node_id: str, probe: Probe | None) -> Verdict:
-    """Beyond nvidia-smi: a CUDA context through PyTorch on 1 GPU."""
+def driver_major(version: str | None) -> int | None:
+    head = (version or "").strip().split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def judge_cuda_smoke(node_id: str, probe: Probe | None, *, torch: bool = False, driver: str | None = None,
+                     needs: tuple[str, int] | None = None) -> Verdict:
+    """Beyond nvidia-smi: a CUDA kernel runs on 1 GPU. Default: NVIDIA's vectorAdd sample (`Test PASSED`); `torch`:
+    a CUDA context through PyTorch (--gpucluster-smoke-image). `driver`: the node's driver (nvidia-smi fleet);
+    `needs`: (CUDA version, minimum driver major) of the image (profile probes.smoke_image_cuda/cuda_min_driver)."""
     if probe is None:
         return no_gpus_to_probe(node_id, judged_here=False)
-    missing = ("No module named 'torch'" in probe.logs or "python3: not found" in probe.logs
-               or probe.exit_code == EXIT_NOT_FOUND
-               or probe.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"))
-    if missing:
+    pulled = probe.reason not in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+    if not pulled:
+        return Verdict.not_shown(node_id, f"the CUDA smoke image {probe.image} could not be pulled ({probe.describe()})",
+                                 "mirror the image into a registry the nodes reach, or pass another with "
+                                 "--gpucluster-smoke-image (python3 + PyTorch)")
+    if torch and ("No module named 'torch'" in probe.logs or "python3: not found" in probe.logs
+                  or probe.exit_code == EXIT_NOT_FOUND):
         return Verdict.not_shown(
-            node_id, f"the CUDA smoke check needs an image with python3 and PyTorch; {probe.image} has none "
-                     f"({probe.describe()})", "opt in with --gpucluster-smoke-image=nvcr.io/nvidia/pytorch:25.01-py3")
-    expected = f"`{SMOKE_OK}` from PyTorch on 1 GPU"
-    if probe.ok and SMOKE_OK in probe.logs:
-        return Verdict.passed(node_id, expected, SMOKE_OK)
+            node_id, f"the PyTorch smoke check needs an image with python3 and PyTorch; {probe.image} has none "
+                     f"({probe.describe()})", "pass --gpucluster-smoke-image=nvcr.io/nvidia/pytorch:25.01-py3, or "
+                                              "leave it unset for NVIDIA's vectorAdd sample")
+    mark = SMOKE_OK if torch else SAMPLE_OK
+    expected = f"`{mark}` from {'PyTorch' if torch else 'vectorAdd'} on 1 GPU"
+    facts = {"smoke image": probe.image, "node driver": driver or "not shown"}
+    if needs is not None:
+        facts["image needs"] = f"CUDA {needs[0]}: driver >= {needs[1]}"
+    if probe.ok and mark in probe.logs:
+        return Verdict.passed(node_id, expected, mark, facts=facts)
+    major = driver_major(driver)
+    observed = f"{probe.describe()}; last output {probe.logs.strip()[-300:]!r}"
+    if needs is not None and major is not None and major < needs[1]:
+        return Verdict.failed(
+            node_id, f"an NVIDIA driver >= {needs[1]} for the smoke image's CUDA {needs[0]} ({probe.image})",
+            f"driver {driver}; {observed}",
+            f"CUDA {needs[0].split('.')[0]}.x needs driver >= {needs[1]} (NVIDIA CUDA compatibility, minor version "
+            "compatibility table): update the node's AMI/driver, or choose a smoke image built for an older CUDA "
+            "(profile probes.smoke_image_cuda).", summary="CUDA driver too old", facts=facts)
     return Verdict.failed(
-        node_id, expected, f"{probe.describe()}; last output {probe.logs.strip()[-300:]!r}",
+        node_id, expected, observed,
         "nvidia-smi can work while CUDA cannot: check the driver/CUDA compatibility (`nvidia-smi` CUDA Version >= "
-        "the image's) and `dmesg | grep -i xid`.", summary="CUDA unusable")
+        "the image's), the fabric manager on NVSwitch nodes, and `dmesg | grep -i xid`.", summary="CUDA unusable",
+        facts=facts)

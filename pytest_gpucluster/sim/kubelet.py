@@ -13,7 +13,7 @@ from .hardware import UnknownInstanceType
 from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
 from .store import fast_copy
-from .tools import gated, install_tools, sandbox
+from .tools import gated, images, install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
 
 GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
@@ -33,7 +33,8 @@ class Kubelet:
         self.scenario = scenario
         self.workdir = Path(workdir)
         self.tools_bin = install_tools(self.workdir / "bin")
-        self.gated_bins = gated.install(self.workdir / "bin-gated")     # dcgmi (DCGM image), dmesg (host log)
+        self.gated_bins = gated.install(self.workdir / "bin-gated")     # dmesg (privileged host-log reader)
+        self.image_roots = images.ImageRoots(self.workdir / "images", self.tools_bin)
         self.kubelet_spec = scenario.kubelet if scenario is not None else None
         self.runs: dict[str, PodRun] = {}
         self.allocations: dict[str, dict[str, tuple[list[int], list[str]]]] = {}   # node -> uid -> alloc
@@ -331,7 +332,48 @@ class Kubelet:
                                         "allocated": {"gpus": [], "efa": []}, "faults": [], "workers": []})
             return
         workers = self._mpi_workers(run)
-        write_context(run.scratch, build_context(self.scenario, run.pod, node_spec, run.gpus, run.efa, workers))
+        run.exposed = self._exposed_gpus(run, node_spec)
+        write_context(run.scratch, build_context(self.scenario, run.pod, node_spec, run.exposed, run.efa, workers))
+
+    # ---- what the NVIDIA container runtime exposes -----------------------------------------------------------
+    def _runtime(self) -> Any:
+        return self.scenario.operators.nvidia_runtime if self.scenario is not None else None
+
+    def _exposed_gpus(self, run: PodRun, node_spec: NodeSpec) -> list[int]:
+        """The GPUs the runtime puts in the pod: those the device plugin gave; with none given, every GPU of the
+        node when a container's NVIDIA_VISIBLE_DEVICES (from its image, e.g. `all` in every CUDA image) is honoured:
+        the toolkit's default `accept-nvidia-visible-devices-envvar-when-unprivileged = true`, or a privileged
+        container (NVIDIA/nvidia-container-toolkit internal/config/image: envvar devices are ignored for an
+        unprivileged container only when that setting is false)."""
+        if run.gpus or not node_spec.hardware.gpus:
+            return list(run.gpus)
+        runtime = self._runtime()
+        for cspec in (run.pod.get("spec") or {}).get("containers") or []:
+            privileged = bool((cspec.get("securityContext") or {}).get("privileged"))
+            if not (privileged or (runtime is not None and runtime.accept_envvar_when_unprivileged)):
+                continue
+            value = self._env_value(cspec, "NVIDIA_VISIBLE_DEVICES")
+            if value not in (None, "", "void", "none"):
+                return [g.index for g in node_spec.hardware.gpus]
+        return []
+
+    def _env_value(self, cspec: dict[str, Any], name: str) -> str | None:
+        value = images.lookup(str(cspec.get("image", ""))).env.get(name)
+        for item in cspec.get("env") or []:
+            if item.get("name") == name and "value" in item:
+                value = str(item.get("value") or "")
+        return value
+
+    def _visible_devices_env(self, uuids: list[str]) -> str | None:
+        """NVIDIA_VISIBLE_DEVICES as the device plugin sets it for the GPUs it gave (None: gave none). envvar: the
+        UUIDs; volume-mounts: the mount root (NVIDIA/k8s-device-plugin internal/plugin/server.go
+        deviceListAsVolumeMountsContainerPathRoot = "/var/run/nvidia-container-devices")."""
+        if not uuids:
+            return None
+        runtime = self._runtime()
+        if runtime is not None and runtime.device_list_strategy == "volume-mounts":
+            return "/var/run/nvidia-container-devices"
+        return ",".join(uuids)
 
     def _mpi_workers(self, run: PodRun) -> list[dict[str, Any]]:
         """For an MPI launcher pod: the worker pods of its job, with their nodes and allocations."""
@@ -388,14 +430,17 @@ class Kubelet:
         if node_spec is not None:
             by_index = {g.index: g.uuid for g in node_spec.hardware.gpus}
             uuids = [by_index[i] for i in run.gpus if i in by_index]
-        env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch,
-                                    tools_bin=self.tools_bin, hostname=run.name, gpu_uuids=uuids)
+        image = images.lookup(c.image)
+        root = self.image_roots.get(image, driver=bool(run.exposed))
+        env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch, image_root=root,
+                                    image_env=image.env, image_path=image.path, hostname=run.name,
+                                    visible_devices=self._visible_devices_env(uuids))
         env["PATH"] = gated.path_for(cspec, run.pod, self.gated_bins, env["PATH"])
         c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}/{c.restarts}')}"
         started = rfc3339(time.time())
         try:
-            argv = sandbox.container_argv(cspec, env, tools_bin=self.tools_bin, scratch=run.scratch,
-                                          memlock=self._memlock(run))
+            argv = sandbox.container_argv(cspec, env, image_root=root, scratch=run.scratch,
+                                          memlock=self._memlock(run), default_cmd=image.cmd)
         except sandbox.StartError as exc:
             message = sandbox.start_error_message(str(exc))
             self._event(run, "Created", f"Created container: {c.name}")
@@ -424,8 +469,9 @@ class Kubelet:
         return code
 
     async def _run_container(self, run: PodRun, c: Container, cspec: dict[str, Any]) -> None:
-        """A container with the pod's restartPolicy; containers without `command` are daemons."""
-        if not cspec.get("command"):
+        """A container with the pod's restartPolicy; containers without `command` (and whose image has no default
+        command in the catalog) are daemons."""
+        if not cspec.get("command") and not images.lookup(c.image).cmd:
             await self._daemon(run, c)
             return
         policy = (run.pod.get("spec") or {}).get("restartPolicy", "Always")

@@ -50,6 +50,7 @@ class PodRun:
     scratch: Path
     gpus: list[int] = field(default_factory=list)
     efa: list[str] = field(default_factory=list)
+    exposed: list[int] = field(default_factory=list)     # GPUs the runtime puts in the pod (given, or leaked)
     task: asyncio.Task[None] | None = None
     terminate: asyncio.Event = field(default_factory=asyncio.Event)
     phase: str = "Pending"

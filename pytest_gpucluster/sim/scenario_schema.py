@@ -222,6 +222,20 @@ class GpuOperatorSpec:
 
 
 @dataclass
+class NvidiaRuntimeSpec:
+    """How GPUs reach containers on the GPU nodes. Defaults are the upstream defaults, which leak: the device
+    plugin's `deviceListStrategy` defaults to `envvar` (NVIDIA/k8s-device-plugin@1b826acc README, DEVICE_LIST_STRATEGY
+    "(default 'envvar')") and the NVIDIA Container Toolkit honours NVIDIA_VISIBLE_DEVICES from unprivileged containers
+    (NVIDIA/nvidia-container-toolkit@d34b3046 api/config/v1/config.go: AcceptEnvvarUnprivileged: true), so a pod
+    without a GPU request in a CUDA image (ENV NVIDIA_VISIBLE_DEVICES=all) sees every GPU of its node. Hardened:
+    `volume-mounts` + `accept-nvidia-visible-devices-as-volume-mounts = true` +
+    `accept-nvidia-visible-devices-envvar-when-unprivileged = false`."""
+
+    device_list_strategy: Literal["envvar", "volume-mounts"] = "envvar"
+    accept_envvar_when_unprivileged: bool = True
+
+
+@dataclass
 class OperatorsSpec:
     # "none" on an Auto Mode cluster means EKS manages the plugin invisibly (GPUs still appear).
     nvidia_device_plugin: Literal["helm", "static", "gpu-operator", "none"] = "helm"
@@ -229,6 +243,7 @@ class OperatorsSpec:
     efa_device_plugin: EfaPluginSpec = field(default_factory=EfaPluginSpec)
     mpi_operator: bool = True
     gpu_operator: GpuOperatorSpec = field(default_factory=GpuOperatorSpec)
+    nvidia_runtime: NvidiaRuntimeSpec = field(default_factory=NvidiaRuntimeSpec)
 
 
 @dataclass

@@ -233,18 +233,65 @@ def test_read_listing_keeps_env_and_exit_code_apart() -> None:
 
 
 # -- CUDA smoke ----------------------------------------------------------------------------------------
-def test_smoke_passes_and_fails() -> None:
-    assert judge_cuda_smoke(NODE, Probe("CUDA-SMOKE ok devices=1 name=NVIDIA H100")).status is Status.PASS
-    failed = judge_cuda_smoke(NODE, Probe("AssertionError: torch.cuda.is_available() is False", "Failed", 1))
+# NVIDIA's vectorAdd sample as the GPU Operator docs show its log (`kubectl logs pod/cuda-vectoradd`).
+VECTOR_ADD_OK = """[Vector addition of 50000 elements]
+Copy input data from the host memory to the CUDA device
+CUDA kernel launch with 196 blocks of 256 threads
+Copy output data from the CUDA device to the host memory
+Test PASSED
+Done
+"""
+SAMPLE = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04"
+CUDA_12 = ("12.5", 525)
+
+
+def test_vector_add_smoke_passes_on_test_passed() -> None:
+    verdict = judge_cuda_smoke(NODE, Probe(VECTOR_ADD_OK, image=SAMPLE), driver="580.105.08", needs=CUDA_12)
+    assert verdict.status is Status.PASS
+
+
+def test_vector_add_failure_is_cuda_unusable_on_a_new_enough_driver() -> None:
+    logs = ("[Vector addition of 50000 elements]\n"
+            "Failed to allocate device vector A (error code system not yet initialized)!\n")
+    failed = judge_cuda_smoke(NODE, Probe(logs, "Failed", 1, image=SAMPLE), driver="580.105.08", needs=CUDA_12)
+    assert failed.status is Status.FAIL and failed.message.startswith(f"CUDA unusable on {NODE}")
+    assert "system not yet initialized" in failed.message
+
+
+def test_smoke_on_a_driver_older_than_the_image_needs_names_the_driver() -> None:
+    """Issue 14: a CUDA 13 image on a 570 driver fails 'driver too old' with the minimum, not 'CUDA unusable'."""
+    logs = ("[Vector addition of 50000 elements]\nFailed to allocate device vector A (error code CUDA driver "
+            "version is insufficient for CUDA runtime version)!\n")
+    failed = judge_cuda_smoke(NODE, Probe(logs, "Failed", 1, image="nvidia/cuda:13.0.2-runtime-ubuntu22.04"),
+                              driver="570.172.08", needs=("13.0", 580))
+    assert failed.status is Status.FAIL and failed.message.startswith(f"CUDA driver too old on {NODE}")
+    assert "driver >= 580" in failed.message and "driver 570.172.08" in failed.message
+
+
+def test_torch_smoke_passes_and_fails() -> None:
+    assert judge_cuda_smoke(NODE, Probe("CUDA-SMOKE ok devices=1 name=NVIDIA H100"), torch=True).status is Status.PASS
+    failed = judge_cuda_smoke(NODE, Probe("AssertionError: torch.cuda.is_available() is False", "Failed", 1),
+                              torch=True)
     assert failed.status is Status.FAIL and failed.message.startswith(f"CUDA unusable on {NODE}")
     assert "torch.cuda.is_available() is False" in failed.message
 
 
 @pytest.mark.parametrize("probe", [
     Probe("ModuleNotFoundError: No module named 'torch'", "Failed", 1),
-    Probe("", "Failed", 127),
-    Probe("", "Pending", None, reason="ErrImagePull"),
-    None,
+    Probe("sh: 1: python3: not found", "Failed", 127),
 ])
-def test_smoke_is_not_shown_without_pytorch_or_a_gpu(probe: Probe | None) -> None:
+def test_torch_smoke_is_not_shown_in_an_image_without_pytorch(probe: Probe) -> None:
+    assert judge_cuda_smoke(NODE, probe, torch=True).status is Status.NOT_SHOWN
+
+
+@pytest.mark.parametrize("probe", [Probe("", "Pending", None, reason="ErrImagePull"), None])
+def test_smoke_is_not_shown_without_the_image_or_a_gpu(probe: Probe | None) -> None:
     assert judge_cuda_smoke(NODE, probe).status is Status.NOT_SHOWN
+
+
+def test_isolation_leak_names_the_device_plugin_and_toolkit_fix() -> None:
+    verdict = judge_no_gpu(NODE, Probe(f"NVIDIA_VISIBLE_DEVICES=all\n{LIST_8}nvidia-smi exit 0\n"))
+    assert verdict.status is Status.FAIL
+    for words in ("deviceListStrategy: volume-mounts", "accept-nvidia-visible-devices-as-volume-mounts = true",
+                  "accept-nvidia-visible-devices-envvar-when-unprivileged = false"):
+        assert words in verdict.message

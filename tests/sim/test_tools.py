@@ -227,8 +227,8 @@ def test_tool_output_override_replays_a_real_file(bin_dir: Path, tmp_path: Path)
 
 def test_absolute_tool_paths_and_infiniband_are_mapped(tmp_path: Path) -> None:
     text = "/usr/sbin/sshd -De & /opt/nccl-tests/build/all_reduce_perf -g 8; ls /dev/infiniband/uverbs*"
-    mapped = map_paths(text, tmp_path / "bin", tmp_path / "pod")
-    assert mapped == (f"{tmp_path}/bin/sshd -De & {tmp_path}/bin/all_reduce_perf -g 8; "
+    mapped = map_paths(text, tmp_path / "img", tmp_path / "pod")
+    assert mapped == (f"{tmp_path}/img/usr/sbin/sshd -De & {tmp_path}/img/opt/nccl-tests/build/all_reduce_perf -g 8; "
                       f"ls {tmp_path}/pod/dev/infiniband/uverbs*")
 
 

@@ -1,4 +1,4 @@
-"""The fake tools the kubelet puts on a simulated pod's PATH: wrapper install and absolute-path mapping."""
+"""The fake tools (one wrapper each) the image catalog (images.py) places in an image, and absolute-path mapping."""
 from __future__ import annotations
 
 import re
@@ -17,10 +17,14 @@ TOOLS: dict[str, str] = {
     "mpirun": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
     "mpiexec": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
     "sshd": "from fake.misc import sshd; sys.exit(sshd(sys.argv[1:]))",
+    "dcgmi": "from fake.health import dcgmi; sys.exit(dcgmi(sys.argv[1:]))",
+    "nv-hostengine": "from fake.health import nv_hostengine; sys.exit(nv_hostengine(sys.argv[1:]))",
+    "vectorAdd": "from fake.cuda_samples import vector_add; sys.exit(vector_add(sys.argv[1:]))",
     **{prog: f"from fake.nccl import main; sys.exit(main(sys.argv[1:], {prog!r}))" for prog in COLLECTIVES},
 }
-# Absolute paths in commands that the kubelet maps into the pod's sandbox.
-_ABS_TOOL = re.compile(r"(?<![\w./-])(/(?:[\w.+-]+/)*(" + "|".join(re.escape(t) for t in TOOLS) + r"))(?![\w.-])")
+# Absolute paths in commands that live in the image (not the node's /tmp, /proc, /sys, /dev, /etc): mapped into
+# the container's image root, so `/opt/nccl-tests/build/all_reduce_perf` exists only where the image has it.
+_ABS_IMAGE = re.compile(r"(?<![\w./-])/(?:usr|bin|sbin|opt|cuda-samples)(?:/[\w.+-]+)+/?")
 _DEV_IB = re.compile(r"(?<![\w./-])/dev/infiniband\b")
 
 
@@ -35,7 +39,8 @@ def install_tools(dest: Path) -> Path:
     return dest
 
 
-def map_paths(text: str, tools_bin: Path, scratch: Path) -> str:
-    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf`, `/dev/infiniband` ... in a command."""
-    text = _ABS_TOOL.sub(lambda m: str(tools_bin / m.group(2)), text)
+def map_paths(text: str, image_root: Path, scratch: Path) -> str:
+    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf` (into the image root), `/dev/infiniband`
+    (into the pod's scratch) ... in a command."""
+    text = _ABS_IMAGE.sub(lambda m: str(image_root) + m.group(0), text)
     return _DEV_IB.sub(str(scratch / "dev" / "infiniband"), text)

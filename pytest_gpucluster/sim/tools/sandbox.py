@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
-from . import PYLIB_DIR, map_paths
+from . import map_paths
+from .images import map_path_list
 
 SHELLS = ("sh", "/bin/sh", "bash", "/bin/bash", "/usr/bin/bash", "/usr/bin/sh")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -40,9 +41,12 @@ def expand_refs(text: str, env: dict[str, str]) -> str:
 
 
 def container_env(container: dict[str, Any], resolve: Callable[[dict[str, Any]], str | None], *,
-                  scratch: Path, tools_bin: Path, hostname: str, gpu_uuids: list[str]) -> dict[str, str]:
-    """The scrubbed environment: the pod's env values plus what the runtime and device plugin set."""
-    env: dict[str, str] = {}
+                  scratch: Path, image_root: Path, image_env: dict[str, str], image_path: str, hostname: str,
+                  visible_devices: str | None) -> dict[str, str]:
+    """The scrubbed environment: the image's ENV, the pod's env values over it, then what the runtime and the
+    device plugin set. PATH (the pod's, else the image's) is mapped into the image root. `visible_devices`: the
+    NVIDIA_VISIBLE_DEVICES the device plugin sets for the GPUs it gave (None: no GPU given, the image's value stays)."""
+    env: dict[str, str] = dict(image_env)
     for item in container.get("env") or []:
         name = item.get("name")
         if not name:
@@ -53,16 +57,12 @@ def container_env(container: dict[str, Any], resolve: Callable[[dict[str, Any]],
             value = resolve(item["valueFrom"])
             if value is not None:
                 env[name] = value
-    path = env.get("PATH") or "/usr/bin:/bin"
-    env["PATH"] = f"{tools_bin}:{path}"
+    env["PATH"] = map_path_list(env.get("PATH") or image_path, image_root)
     env["HOME"] = str(scratch)
     env["HOSTNAME"] = hostname
     env["GPUCLUSTER_SIM_CONTEXT"] = str(scratch / ".sim-context.json")
-    env["PYTHONPATH"] = ":".join(p for p in (str(PYLIB_DIR), env.get("PYTHONPATH", "")) if p)
-    if gpu_uuids:                      # the NVIDIA device plugin (envvar strategy, uuid ids)
-        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_uuids)
-    else:
-        env.pop("NVIDIA_VISIBLE_DEVICES", None)
+    if visible_devices is not None:
+        env["NVIDIA_VISIBLE_DEVICES"] = visible_devices
     return env
 
 
@@ -72,29 +72,26 @@ def shell_prelude(memlock: str) -> str:
     cannot be raised without privileges. A numeric value is also applied for real (lowering works)."""
     lower = f"command ulimit -l {memlock} 2>/dev/null; " if memlock.isdigit() else ""
     return (f'{lower}ulimit() {{ case "$*" in "-l"|"-Sl"|"-Hl") echo {memlock};; '
-            '*) command ulimit "$@";; esac; }\n')
+            '*) command ulimit "$@";; esac; }; ')     # same line: the script's errors keep their line numbers
 
 
-def container_argv(container: dict[str, Any], env: dict[str, str], *, tools_bin: Path, scratch: Path,
-                   memlock: str) -> list[str]:
-    """argv to exec: `sh -c` scripts through /bin/sh (or bash) with the `ulimit` prelude, exec form resolved
-    on the pod's PATH. StartError when the executable does not exist (like containerd)."""
-    full = [expand_refs(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
-    full = [map_paths(a, tools_bin, scratch) for a in full]
+def container_argv(container: dict[str, Any], env: dict[str, str], *, image_root: Path, scratch: Path,
+                   memlock: str, default_cmd: tuple[str, ...] = ()) -> list[str]:
+    """argv to exec: `sh -c` scripts through the image's /bin/sh (or bash) with the `ulimit` prelude, exec form
+    resolved in the image (PATH or absolute path). StartError when the image has no such executable (containerd)."""
+    given = (container.get("command") or list(default_cmd)) + (container.get("args") or [])
+    expanded = [expand_refs(str(a), env) for a in given]
+    full = [map_paths(a, image_root, scratch) for a in expanded]
     exe = full[0]
-    if exe in SHELLS:
-        exe = "/bin/bash" if "bash" in exe else "/bin/sh"
-        if len(full) > 2 and full[1] == "-c":
-            return [exe, "-c", shell_prelude(memlock) + full[2], *full[3:]]
-    elif "/" in exe:
-        if not os.path.exists(exe):
-            raise StartError(f'exec: "{full[0]}": stat {full[0]}: no such file or directory')
-    else:
-        found = shutil.which(exe, path=env.get("PATH"))
-        if found is None:
-            raise StartError(f'exec: "{exe}": executable file not found in $PATH')
-        exe = found
-    return [exe, *full[1:]]
+    if "/" in exe:
+        if not exe.startswith(str(image_root)) or not os.path.exists(exe):
+            raise StartError(f'exec: "{expanded[0]}": stat {expanded[0]}: no such file or directory')
+    elif shutil.which(exe, path=env.get("PATH")) is None:
+        raise StartError(f'exec: "{exe}": executable file not found in $PATH')
+    # a bare name stays bare: the process is started through the container's PATH (its $0 as given, `sh: 1: ...`)
+    if expanded[0] in SHELLS and len(full) > 2 and full[1] == "-c":
+        return [exe, "-c", shell_prelude(memlock) + full[2], *full[3:]]
+    return full
 
 
 def start_error_message(detail: str) -> str:
