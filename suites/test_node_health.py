@@ -2,7 +2,7 @@
 ECC and row remapping, PCIe links, clocks under load, topology and fleet uniformity; one test per check per node.
 
 Probes (each a fleet: one pod per GPU node, all nodes at once):
-- health: the smoke image (PyTorch) with all the node's GPUs: a short CUDA load on every GPU while `nvidia-smi -q` reads
+- health: a PyTorch image (--gpucluster-smoke-image, else TORCH_IMAGE) with all the node's GPUs: a short CUDA load on every GPU while `nvidia-smi -q` reads
   ECC / row remapper / PCIe / clocks / power / fabric, then `nvidia-smi nvlink -s`, `nvidia-smi topo -m`, kernel and
   EFA driver versions. The cheap checks share it.
 - dcgm: NVIDIA's DCGM image (DCGM_IMAGE) with all the node's GPUs runs `dcgmi diag -r <profile health.dcgm_level> -j`.
@@ -41,6 +41,8 @@ from pytest_gpucluster.suite import enforce
 pytestmark = pytest.mark.health
 
 DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
+# The CUDA load needs python3 + PyTorch: --gpucluster-smoke-image when given, else NVIDIA's NGC PyTorch image.
+TORCH_IMAGE = "nvcr.io/nvidia/pytorch:25.01-py3"
 DCGM_RUNTIME_S = {1: 120, 2: 600, 3: 2400, 4: 7200}   # on top of --gpucluster-timeout (DCGM guide: ~1 min, ~2-15 min, 30+ min)
 LOAD = ("import time, torch\ntorch.randn(1, device='cuda:0')\nn = torch.cuda.device_count()\n"
         "xs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(n)]\nt = time.time()\n"
@@ -75,7 +77,8 @@ def _spec(name: str, node: NodeInfo, command: str, **kw: Any) -> ProbeSpec:
 def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet,
                  gpucluster_run: Run) -> dict[str, ProbeResult]:
     return run_fleet("node-health/health", {
-        n.name: _spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name], image=gpucluster_run.options.smoke_image,
+        n.name: _spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name],
+                      image=gpucluster_run.options.smoke_image or TORCH_IMAGE,
                       env={"LOAD": LOAD}) for n in inventory.gpu_nodes if gpus_held[n.name] > 0})
 
 
