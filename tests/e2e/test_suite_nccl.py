@@ -126,7 +126,7 @@ def test_healthy_p5_numbers_are_plausible(shipped: Callable[[str], tuple[list[Ca
       "not judged: the run's results are wrong"]),
     ("nccl-low-bandwidth", {ONE_BW, MULTI_BW},
      ["bus bandwidth below the profile floor", f"at 2G expected >= {P5_FLOORS[2]:g} GB/s, observed",
-      f"at 2G expected >= {P5_FLOORS[1]:g} GB/s, observed", "of the 400 GB/s per-node network bandwidth"]),
+      f"at 2G expected >= {P5_FLOORS[1]:g} GB/s, observed", "of the 750.0 GB/s ceiling (network per node 3200 Gbps"]),
 ])
 def test_fault_fails_its_checks(shipped: Callable[[str], tuple[list[Case], Results]], scenario: str,
                                 failing: set[str], messages: list[str]) -> None:
