@@ -440,7 +440,7 @@ class Kubelet:
         started = rfc3339(time.time())
         try:
             argv = sandbox.container_argv(cspec, env, image_root=root, scratch=run.scratch,
-                                          memlock=self._memlock(run), default_cmd=image.cmd)
+                                          memlock=self._memlock(run), entrypoint=image.entrypoint, cmd=image.cmd)
         except sandbox.StartError as exc:
             message = sandbox.start_error_message(str(exc))
             self._event(run, "Created", f"Created container: {c.name}")
@@ -469,9 +469,8 @@ class Kubelet:
         return code
 
     async def _run_container(self, run: PodRun, c: Container, cspec: dict[str, Any]) -> None:
-        """A container with the pod's restartPolicy; containers without `command` (and whose image has no default
-        command in the catalog) are daemons."""
-        if not cspec.get("command") and not images.lookup(c.image).cmd:
+        """A container with the pod's restartPolicy; containers that run no known program are daemons."""
+        if not images.lookup(c.image).runs_program(cspec):
             await self._daemon(run, c)
             return
         policy = (run.pod.get("spec") or {}).get("restartPolicy", "Always")
@@ -503,6 +502,12 @@ class Kubelet:
         self._event(run, "Created", f"Created container: {c.name}")
         self._event(run, "Started", f"Started container {c.name}")
         started = rfc3339(time.time())
+        if behaviour and behaviour.startswith("restarted-once:"):
+            # restarted once at boot, long ago (e.g. the driver was not loaded yet), Running and Ready since
+            boot = time.time() - float(behaviour.split(":", 1)[1]) * 60
+            c.restarts, started = 1, rfc3339(boot + 12)
+            c.last_state = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": rfc3339(boot),
+                                           "finishedAt": rfc3339(boot + 2), "containerID": c.container_id}}
         c.state, c.started, c.ready = {"running": {"startedAt": started}}, True, behaviour != "never-ready"
         run.phase = "Running"
         self._publish(run)

@@ -18,6 +18,8 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "gpu-ecc-errors": frozenset({"count"}),
     "driver-unreachable": frozenset(),
     "device-plugin-not-ready": frozenset({"behaviour"}),
+    # not a fault of the cluster: every NVIDIA device-plugin pod restarted once, `minutes_ago` (at boot), Ready since
+    "device-plugin-restarted": frozenset({"minutes_ago"}),
     "taint-missing": frozenset(),
     "node-not-ready": frozenset(),
     "efa-absent": frozenset(),

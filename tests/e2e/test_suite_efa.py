@@ -41,7 +41,8 @@ def failing(run: Results) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("scenario, itype", [("healthy", "p5.48xlarge"), ("g5-single-efa", "g5.48xlarge"),
-                                             ("auto-mode", "p5.48xlarge"), ("api-flaky", "p5.48xlarge")])
+                                             ("auto-mode", "p5.48xlarge"), ("api-flaky", "p5.48xlarge"),
+                                             ("plugin-restarted-once", "p5.48xlarge")])
 def test_every_efa_check_passes_on_every_efa_node(shipped: Callable[[str], Results], scenario: str,
                                                   itype: str) -> None:
     run = shipped(scenario)

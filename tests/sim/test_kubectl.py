@@ -143,9 +143,6 @@ def test_create_namespace_run_wait_logs_delete(healthy: SimCluster) -> None:
     delete_namespace(healthy, "x")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the sim kubelet knows no image's entrypoint: a container with args and no command runs as "
-                          "a never-ending daemon until an image catalog says busybox's entrypoint is empty")
 def test_run_args_go_to_the_image_entrypoint(healthy: SimCluster) -> None:
     ok(kubectl(healthy, "create", "namespace", "args"))
     try:

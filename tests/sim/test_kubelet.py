@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from pytest_gpucluster.sim.controllers.base import parse_rfc3339
 from pytest_gpucluster.sim.kubelet import Kubelet
 from pytest_gpucluster.sim.scenario import Scenario, load_scenario
 from pytest_gpucluster.sim.seed import seed_store
@@ -271,4 +273,17 @@ def test_mpi_launcher_runs_nccl_tests_across_the_workers(tmp_path: Path) -> None
         assert "NET/OFI Selected provider is efa, fabric is efa (found 32 nics)" in log
         assert "via NET/Libfabric/0/GDRDMA" in log
         assert "# Out of bounds values : 0 OK" in log
+    run_world("healthy", tmp_path, body)
+
+
+def test_plugin_restarted_once_at_boot_reports_one_old_restart_and_is_ready(tmp_path: Path) -> None:
+    """Scenario plugin-restarted-once: restartCount 1, lastState terminated 2 h ago, Running and Ready now."""
+    async def body(w: World) -> None:
+        w.pod("plugin", None, image="nvcr.io/nvidia/k8s-device-plugin:v0.17.1",
+              annotations={"sim.gpucluster.io/behaviour": "restarted-once:120"})
+        pod = await w.wait_pod("plugin", lambda p: any(c["type"] == "Ready" and c["status"] == "True"
+                                                       for c in (p.get("status") or {}).get("conditions") or []))
+        status = pod["status"]["containerStatuses"][0]
+        finished = parse_rfc3339(status["lastState"]["terminated"]["finishedAt"])
+        assert status["restartCount"] == 1 and finished is not None and time.time() - finished > 7000
     run_world("healthy", tmp_path, body)

@@ -45,12 +45,15 @@ def mig_slices(profile: str) -> int:
 
 def plugin_fault_behaviour(facts: "NodeFacts") -> Any:
     """DaemonSet behaviour hook: the `device-plugin-not-ready` fault makes the NVIDIA plugin pod on
-    the fault's nodes crash-loop (or never become ready, with `behaviour: never-ready`)."""
+    the fault's nodes crash-loop (or never become ready, with `behaviour: never-ready`); `device-plugin-restarted`
+    makes it report one restart `minutes_ago` (lastState terminated at boot) and run Ready since."""
     def behaviour(ds: dict[str, Any], node: dict[str, Any]) -> str | None:
         if daemonset_role(ds["metadata"]["name"], ds["metadata"].get("annotations")) != ROLE_NVIDIA:
             return None
         for fault in facts.faults(node, "device-plugin-not-ready"):
             return str(fault.params.get("behaviour") or "crashloop")
+        for fault in facts.faults(node, "device-plugin-restarted"):
+            return f"restarted-once:{float(fault.params.get('minutes_ago', 120))}"
         return None
     return behaviour
 

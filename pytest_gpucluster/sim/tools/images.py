@@ -57,7 +57,18 @@ class Image:
     path: str = UBUNTU_PATH
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-    cmd: tuple[str, ...] = ()      # the image's default command (Dockerfile CMD), run when the pod gives none
+    entrypoint: tuple[str, ...] = ()   # Dockerfile ENTRYPOINT (replaced by a pod's `command`)
+    cmd: tuple[str, ...] = ()          # Dockerfile CMD (replaced by a pod's `args`, dropped with its `command`)
+
+    def runs_program(self, container: dict[str, object]) -> bool:
+        """Whether a container of this image runs a program to completion. False: an image whose entrypoint the
+        catalog does not know (device plugins, operators) or a bare shell CMD waiting on a terminal; the kubelet
+        keeps those Running as daemons."""
+        if container.get("command"):
+            return True
+        if container.get("args"):
+            return bool(self.entrypoint or self.cmd)
+        return bool(self.entrypoint) or self.cmd not in ((), ("sh",), ("bash",))
 
     def matches(self, image: str) -> bool:
         return any(fnmatch.fnmatchcase(image, p) for p in self.patterns)
@@ -107,8 +118,8 @@ CATALOG: tuple[Image, ...] = (
           "runtime injects it",
           path=CUDA_PATH, env=dict(CUDA_ENV), files={**UBUNTU, "/usr/bin/dcgmi": "fake:dcgmi", "/usr/bin/nv-hostengine": "fake:nv-hostengine"}),
     Image("busybox", ("busybox", "busybox:*", "docker.io/library/busybox:*", "docker.io/busybox:*"),
-          "docker-library/busybox: one static busybox binary, its applets linked in /bin; nothing else",
-          files=_host(BUSYBOX_BIN, "/bin")),
+          "docker-library/busybox: one static busybox binary, its applets linked in /bin; nothing else; CMD [\"sh\"]",
+          files=_host(BUSYBOX_BIN, "/bin"), cmd=("sh",)),
 )
 # An image not in the catalog: a shell and coreutils only (its own entrypoint is "not found", as a real runtime
 # reports a command the image does not contain).

@@ -76,10 +76,16 @@ def shell_prelude(memlock: str) -> str:
 
 
 def container_argv(container: dict[str, Any], env: dict[str, str], *, image_root: Path, scratch: Path,
-                   memlock: str, default_cmd: tuple[str, ...] = ()) -> list[str]:
+                   memlock: str, entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = ()) -> list[str]:
     """argv to exec: `sh -c` scripts through the image's /bin/sh (or bash) with the `ulimit` prelude, exec form
-    resolved in the image (PATH or absolute path). StartError when the image has no such executable (containerd)."""
-    given = (container.get("command") or list(default_cmd)) + (container.get("args") or [])
+    resolved in the image (PATH or absolute path). StartError when the image has no such executable (containerd).
+    Kubernetes semantics: `command` replaces the image's ENTRYPOINT (and drops its CMD); `args` replace its CMD."""
+    if container.get("command"):
+        given = list(container["command"]) + list(container.get("args") or [])
+    else:
+        given = list(entrypoint) + list(container.get("args") or cmd)
+    if not given:
+        raise StartError("exec: no command: the image has no ENTRYPOINT/CMD and the pod gives none")
     expanded = [expand_refs(str(a), env) for a in given]
     full = [map_paths(a, image_root, scratch) for a in expanded]
     exe = full[0]
