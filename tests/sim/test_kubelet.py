@@ -287,3 +287,23 @@ def test_plugin_restarted_once_at_boot_reports_one_old_restart_and_is_ready(tmp_
         finished = parse_rfc3339(status["lastState"]["terminated"]["finishedAt"])
         assert status["restartCount"] == 1 and finished is not None and time.time() - finished > 7000
     run_world("healthy", tmp_path, body)
+
+
+def test_nccl_tests_without_efa_print_aws_ofi_nccl_startup_warnings(tmp_path: Path) -> None:
+    """Issue 14: in a pod with no EFA device, aws-ofi-nccl's real start-up WARN lines, then NCCL carries on inside
+    the node (P2P over NVLink); with the node's EFA devices, none."""
+    perf = ["/opt/nccl-tests/build/all_reduce_perf", "-b", "8", "-e", "1M", "-f", "2", "-g", "8"]
+    warns = ["NCCL WARN NET/OFI Unable to find a protocol that worked.  Failing initialization.",
+             "NCCL WARN NET/OFI aws-ofi-nccl initialization failed", "NCCL WARN NET/OFI Initializing plugin failed"]
+
+    async def body(w: World) -> None:
+        debug = [{"name": "NCCL_DEBUG", "value": "INFO"}]
+        w.pod("no-efa", perf, gpus=8, image=NCCL, env=debug)
+        w.pod("efa", perf, node=w.gpu_node(1), gpus=8, efa=32, image=NCCL, env=debug)
+        await w.wait_pod("no-efa", phase("Succeeded"))
+        await w.wait_pod("efa", phase("Succeeded"))
+        lonely, wired = w.log("no-efa"), w.log("efa")
+        assert all(warn in lonely for warn in warns) and "via P2P/CUMEM" in lonely and "# Out of bounds values : 0 OK" \
+            in lonely, lonely
+        assert "NCCL WARN" not in wired and "Selected provider is efa" in wired
+    run_world("healthy", tmp_path, body)
