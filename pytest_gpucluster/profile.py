@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import pytest
 import yaml
@@ -208,6 +208,14 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, lines
 
 
+def _non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
 class _Validator:
     def __init__(self, path: Path, lines: dict[tuple[str, ...], int]) -> None:
         self.path, self.lines = path, lines
@@ -217,7 +225,7 @@ class _Validator:
         dotted = ".".join(where) or "<top>"
         raise pytest.UsageError(f"{self.path}:{line}: {dotted}: {message}")
 
-    def keys(self, obj: Any, allowed: set[str], where: tuple[str, ...]) -> dict:
+    def keys(self, obj: Any, allowed: set[str], where: tuple[str, ...]) -> dict[str, Any]:
         if obj is None:
             return {}
         if not isinstance(obj, dict):
@@ -225,9 +233,9 @@ class _Validator:
         for key in obj:
             if str(key) not in allowed:
                 self.fail(where + (str(key),), f"unknown key {key!r} (known: {', '.join(sorted(allowed))})")
-        return obj
+        return cast(dict[str, Any], obj)
 
-    def typed(self, obj: dict, key: str, check: Callable[[Any], bool], want: str, where: tuple[str, ...]) -> None:
+    def typed(self, obj: dict[str, Any], key: str, check: Callable[[Any], bool], want: str, where: tuple[str, ...]) -> None:
         if key in obj and obj[key] is not None and not check(obj[key]):
             self.fail(where + (key,), f"expected {want}, got {obj[key]!r}")
 
@@ -240,8 +248,7 @@ class _Validator:
 
     def instance(self, obj: Any, where: tuple[str, ...]) -> None:
         inst = self.keys(obj, INSTANCE_KEYS, where)
-        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-        is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0  # noqa: E731
+        is_int, is_num = _non_negative_int, _non_negative_number
         for key in ("gpus", "efa", "gpu_memory_mib"):
             self.typed(inst, key, is_int, "a non-negative integer", where)
         for key in ("gpu_memory_tolerance_pct", "nvlink_gbs", "network_gbps"):
@@ -260,7 +267,7 @@ class _Validator:
                            where + ("nccl", "all_reduce_busbw_floor_gbs"))
         for nodes, sizes in floors.items():
             fwhere = where + ("nccl", "all_reduce_busbw_floor_gbs", str(nodes))
-            if not is_int(nodes) or nodes < 1:
+            if not is_int(nodes) or int(nodes) < 1:
                 self.fail(fwhere, "node count keys must be positive integers")
             for size, value in (sizes or {}).items():
                 try:

@@ -51,7 +51,7 @@ def place(cluster: Cluster, ctx: ProbeContext, key: str, specs: Mapping[str, Pro
         cluster.create("pods", render(spec, ctx, name=names[node], fleet=fleet), ctx.namespace)
     wanted = set(names.values())
 
-    def all_decided(objs: dict[str, dict]) -> bool:
+    def all_decided(objs: dict[str, dict[str, Any]]) -> bool:
         pods = [objs[n] for n in wanted if n in objs]
         return len(pods) == len(wanted) and all(p.get("spec", {}).get("nodeName") or refusal(p) for p in pods)
 

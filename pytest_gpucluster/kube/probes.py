@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -42,7 +42,7 @@ class ProbeSpec:
     memory: str | None = None
     ipc_lock: bool = False
     tolerate_gpu: bool = True
-    tolerations: list[dict] | None = None
+    tolerations: list[dict[str, Any]] | None = None
     node_selector: dict[str, str] | None = None
     env: dict[str, str] | None = None
     timeout_s: float | None = None
@@ -62,7 +62,7 @@ class ProbeResult:
     exit_code: int | None
     reason: str | None
     logs: str
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     pending_reason: str | None = None
     message: str | None = None
@@ -89,7 +89,7 @@ class ProbeContext:
     run_id: str
     cuda_image: str
     timeout_s: float
-    gpu_tolerations: list[dict] = field(default_factory=list)
+    gpu_tolerations: list[dict[str, Any]] = field(default_factory=list)
     keep: bool = False
     # A pinned probe the scheduler refuses for a reason nothing in flight will change ends after this long
     # (profile probes.unschedulable_grace_s; kube/schedulability.py).
@@ -100,7 +100,7 @@ class ProbeContext:
 
 
 @lru_cache(maxsize=4)
-def _load_template(path: str) -> dict:
+def _load_template(path: str) -> dict[str, Any]:
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, dict) or data.get("kind") != "Pod":
         raise ValueError(f"{path}: expected a Pod manifest")
@@ -124,7 +124,7 @@ def label_value(text: str) -> str:
     return value or "x"
 
 
-def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict:
+def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict[str, Any]:
     """Fill the probe-pod manifest for one probe. Values are set as data, never spliced into YAML text."""
     pod = copy.deepcopy(_load_template(str(manifests_dir() / "probe-pod.yaml")))
     meta = pod["metadata"]
@@ -147,7 +147,7 @@ def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict
         podspec.pop("affinity", None)
     if spec.node_selector:
         podspec["nodeSelector"] = dict(spec.node_selector)
-    tolerations: list[dict] = list(ctx.gpu_tolerations) if spec.tolerate_gpu else []
+    tolerations: list[dict[str, Any]] = list(ctx.gpu_tolerations) if spec.tolerate_gpu else []
     tolerations += list(spec.tolerations or [])
     podspec["tolerations"] = tolerations
     container = podspec["containers"][0]
@@ -183,19 +183,19 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def _condition(pod: dict, ctype: str) -> dict | None:
+def _condition(pod: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     for cond in pod.get("status", {}).get("conditions") or []:
         if cond.get("type") == ctype:
-            return cond
+            return cast(dict[str, Any], cond)
     return None
 
 
-def container_state(pod: dict) -> dict:
+def container_state(pod: dict[str, Any]) -> dict[str, Any]:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     return statuses[0].get("state", {}) if statuses else {}
 
 
-def classify(pod: dict) -> tuple[bool, str | None, str | None]:
+def classify(pod: dict[str, Any]) -> tuple[bool, str | None, str | None]:
     """(terminal, reason, message). Terminal = Succeeded/Failed, or an image/config error that will not heal."""
     status = pod.get("status", {})
     phase = status.get("phase", "Pending")
@@ -211,14 +211,14 @@ def classify(pod: dict) -> tuple[bool, str | None, str | None]:
     return False, None, None
 
 
-def pending_reason(pod: dict) -> str | None:
+def pending_reason(pod: dict[str, Any]) -> str | None:
     cond = _condition(pod, "PodScheduled")
     if cond and cond.get("status") == "False":
         return cond.get("message") or cond.get("reason")
     return None
 
 
-def timings(pod: dict, events: list[dict]) -> dict[str, float]:
+def timings(pod: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, float]:
     status = pod.get("status", {})
     state = container_state(pod)
     started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
@@ -233,7 +233,7 @@ def timings(pod: dict, events: list[dict]) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def result_from_pod(pod: dict, logs: str, events: list[dict], *, timed_out: bool) -> ProbeResult:
+def result_from_pod(pod: dict[str, Any], logs: str, events: list[dict[str, Any]], *, timed_out: bool) -> ProbeResult:
     status = pod.get("status", {})
     terminal, reason, message = classify(pod)
     term = container_state(pod).get("terminated") or {}
