@@ -107,7 +107,10 @@ def dcgm(subject: str, parsed: DcgmDiagResult | None, level: int, duration_s: fl
                               summary="DCGM diagnostics did not produce a result", criteria=crits, facts=facts)
     facts.update({"DCGM version": parsed.dcgm_version, "driver (DCGM)": parsed.driver_version,
                   "tests": parsed.tests()})
-    name = lambda i: gpu_label(i, (gpus or {}).get(i)) if i is not None else "all GPUs"  # noqa: E731
+
+    def name(i: int | None) -> str:
+        return gpu_label(i, (gpus or {}).get(i)) if i is not None else "all GPUs"
+
     failed = parsed.with_status("fail", "unknown")
     warned = parsed.with_status("warn")
     skipped = parsed.with_status("skip", "not run")
