@@ -208,22 +208,30 @@ def chromium() -> str | None:
     return None
 
 
-def render_s(html: Path, runs: int = 3) -> float | None:
-    """Median wall time of headless Chromium loading the report and running its scripts (--dump-dom)."""
+def render_once(exe: str, html: Path) -> float:
+    """Wall time of headless Chromium loading the report and running its scripts (--dump-dom), fresh profile."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-"))
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", html.as_uri()],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+        return time.perf_counter() - t0
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def render_all(rows: list[dict[str, Any]], rounds: int = 5) -> None:
+    """Median render time per report, measured round-robin (every report once per round) so that the load of a
+    shared machine weighs on all sizes alike."""
     exe = chromium()
     if exe is None:
-        return None
-    times = []
-    for _ in range(runs):
-        profile = Path(tempfile.mkdtemp(prefix="chromium-"))
-        try:
-            t0 = time.perf_counter()
-            subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", html.as_uri()],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
-            times.append(time.perf_counter() - t0)
-        finally:
-            shutil.rmtree(profile, ignore_errors=True)
-    return statistics.median(times)
+        return
+    times: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+    for _ in range(rounds):
+        for i, r in enumerate(rows):
+            times[i].append(render_once(exe, r["folder"] / "report.html"))
+    for i, r in enumerate(rows):
+        r["render_s"] = statistics.median(times[i])
 
 
 def measure(folder: Path, kind: str) -> dict[str, Any]:
@@ -240,18 +248,18 @@ def measure(folder: Path, kind: str) -> dict[str, Any]:
     summary = (folder / "summary.json").stat().st_size
     return {"kind": kind, "nodes": len(nodes), "checks": len(doc["checks"]), "grid_rows": len(nodes),
             "table_rows": table_rows, "html": (folder / "report.html").stat().st_size, "evidence": evidence,
-            "summary": summary, "summary_per_node": summary / max(1, len(nodes)), "render_s": render_s(folder / "report.html"),
-            "verdict": doc["verdict"]}
+            "summary": summary, "summary_per_node": summary / max(1, len(nodes)), "render_s": None,
+            "verdict": doc["verdict"], "folder": folder}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| run | GPU nodes | checks | grid rows | results-table rows | report.html | evidence/ | summary.json "
+    head = ("| run | nodes | checks | grid rows | results-table rows | report.html | evidence/ | summary.json "
             "| summary.json / node | Chromium render (s) | render / 10-node |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    base = next((r["render_s"] for r in rows if r["nodes"] <= 10 and r["render_s"]), None)
+    base = rows[0]["render_s"] if rows else None       # the smallest run
     lines = [head]
     for r in rows:
         ratio = f"{r['render_s'] / base:.2f}" if base and r["render_s"] else "-"
-        render = f"{r['render_s']:.2f}" if r["render_s"] else "no chromium"
+        render = f"{r['render_s']:.2f}" if r["render_s"] else "-"
         lines.append(f"| {r['kind']} | {r['nodes']} | {r['checks']} | {r['grid_rows']} | {r['table_rows']} | "
                      f"{_mb(r['html'])} | {_mb(r['evidence'])} | {_mb(r['summary'])} | {r['summary_per_node'] / 1024:.1f} KB | "
                      f"{render} | {ratio} |")
@@ -267,8 +275,14 @@ def main() -> int:
     ap.add_argument("--real", type=int, nargs="*", default=[10, 200], help="sizes run for real (pytest --sim scale-N)")
     ap.add_argument("--synth", type=int, nargs="*", default=[1000], help="sizes synthesised from the smallest real run")
     ap.add_argument("--keep", type=Path, help="keep the report folders (and the capture) here")
+    ap.add_argument("--render-only", type=Path, nargs="*", help="only measure these kept report folders")
     ap.add_argument("--capture", type=Path, help="synthesise from this capture (capture.jsonl of a kept run)")
     args = ap.parse_args()
+    if args.render_only:
+        rows = [measure(f, f.parent.name) for f in args.render_only]
+        render_all(rows)
+        print(table(rows))
+        return 0
     work = Path(tempfile.mkdtemp(prefix="gpucluster-report-scale-"))
     rows = []
     try:
@@ -284,6 +298,7 @@ def main() -> int:
         for n in sorted(args.synth):
             rows.append(measure(synthesise(capture, n, work), f"synthesised {n}"))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+        render_all(rows)
         print()
         print(table(rows))
         if args.keep:

@@ -88,7 +88,7 @@ class EvidenceFolder:
         return done
 
 
-def summarise(text: str, link: str, head: int = 6, tail: int = 4) -> str:
+def summarise(text: str, link: str, head: int = 4, tail: int = 2) -> str:
     """First and last lines of a long output and where the whole text is."""
     lines = text.splitlines()
     if len(lines) <= head + tail + 2:

@@ -167,4 +167,4 @@ def _tip(cell: Cell, worst: CheckResult) -> str:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(n.items(), key=lambda kv: _RANK[kv[0]]))
     name = worst.name
     text = worst.message or worst.skip_reason or ""
-    return f"{len(cell.checks)} check(s): {counts}. {name}: {worst.outcome}" + (f": {text[:300]}" if text else "")
+    return f"{len(cell.checks)} check(s): {counts}. {name}: {worst.outcome}" + (f": {text[:160]}" if text else "")

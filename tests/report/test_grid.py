@@ -105,7 +105,7 @@ def test_summarised_output_keeps_first_and_last_lines_and_says_where_the_rest_is
     text = "\n".join(f"line {i}" for i in range(100))
     short = summarise(text, "evidence/ip-1.txt.gz")
     assert short.startswith("line 0\n") and short.endswith("line 99")
-    assert "[... 90 lines: full text in evidence/ip-1.txt.gz ...]" in short
+    assert "[... 94 lines: full text in evidence/ip-1.txt.gz ...]" in short
     assert summarise("a\nb", "x") == "a\nb"
 
 
