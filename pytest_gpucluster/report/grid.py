@@ -104,7 +104,9 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
     areas = [a for a in AREAS if a in present]
     if not areas:
         return ""
-    key = lambda r: (r.instance_type, r.zone, r.node)  # noqa: E731
+    def key(r: Row) -> tuple[str, str, str]:
+        return r.instance_type, r.zone, r.node
+
     bad = sorted((r for r in rows if r.state == FAIL), key=lambda r: (*blame(r), *key(r)))
     incomplete = sorted((r for r in rows if r.state == NOT_SHOWN), key=key)
     groups: dict[tuple[str, str], list[Row]] = {}
