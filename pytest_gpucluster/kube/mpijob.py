@@ -22,6 +22,9 @@ MPIJOB = "mpijobs.kubeflow.org"
 MANIFEST = "mpijob-nccl.yaml"
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+CRD = "customresourcedefinitions.apiextensions.k8s.io"
+WAIT_FOR_WORKERS = "WaitForWorkersReady"
+FALLBACK_BACKOFF_LIMIT = 3      # operator < v0.5 (no launcherCreationPolicy): bounded launcher retries instead
 INSTALL_HINT = ("install the Kubeflow MPI operator (v2beta1): kubectl apply --server-side -f "
                 "https://raw.githubusercontent.com/kubeflow/mpi-operator/v0.6.0/deploy/v2beta1/mpi-operator.yaml")
 
@@ -78,8 +81,8 @@ def render(nodes: Sequence[NodeInfo], *, name: str, namespace: str, run_id: str,
     _set_flag(argv, "-N", str(gpus))
     _set_flag(argv, "-e", max_size)
     wspec = worker["template"]["spec"]
-    wspec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [n.name for n in nodes]}]}]}}}
+    wspec["affinity"] = _on_nodes([n.name for n in nodes])
+    launcher["spec"]["affinity"] = _on_nodes([nodes[0].name])     # mpirun on a node the job already holds
     resources = wspec["containers"][0]["resources"]
     hugepages = hugepages_for(nodes, str(resources["requests"].get("hugepages-2Mi", "0")))
     for part in (resources["requests"], resources["limits"]):
@@ -89,6 +92,39 @@ def render(nodes: Sequence[NodeInfo], *, name: str, namespace: str, run_id: str,
         else:
             part["hugepages-2Mi"] = hugepages
     return job
+
+
+def _on_nodes(names: list[str]) -> dict[str, Any]:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": names}]}]}}}
+
+
+def launcher_policy_served(cluster: Cluster) -> bool | None:
+    """Whether the cluster's MPIJob CRD schema has spec.launcherCreationPolicy (mpi-operator >= v0.5.0); None when
+    the CRD cannot be read (no permission) or its schema does not list spec's fields."""
+    try:
+        crd = cluster.get_or_none(CRD, MPIJOB)
+    except errors.Forbidden:
+        return None
+    for version in ((crd or {}).get("spec") or {}).get("versions") or []:
+        if version.get("name") == "v2beta1":
+            spec = (((version.get("schema") or {}).get("openAPIV3Schema") or {}).get("properties") or {}).get("spec")
+            props = (spec or {}).get("properties")
+            return None if props is None else "launcherCreationPolicy" in props
+    return None
+
+
+def fit_launcher_policy(job: dict[str, Any], served: bool | None) -> str:
+    """WaitForWorkersReady where the operator has it; else no such field and a bounded launcher retry (the race
+    with the workers then costs an attempt, not the run). Returns what was chosen, for the evidence."""
+    spec = job["spec"]
+    if served:
+        spec["launcherCreationPolicy"] = WAIT_FOR_WORKERS
+        return f"launcherCreationPolicy {WAIT_FOR_WORKERS}, backoffLimit {spec['runPolicy'].get('backoffLimit')}"
+    spec.pop("launcherCreationPolicy", None)
+    spec["runPolicy"]["backoffLimit"] = FALLBACK_BACKOFF_LIMIT
+    why = "not readable" if served is None else "has no launcherCreationPolicy (mpi-operator < v0.5.0)"
+    return f"MPIJob CRD schema {why}: launcher retried up to {FALLBACK_BACKOFF_LIMIT} times"
 
 
 def launcher_command(job: dict[str, Any]) -> str:
@@ -153,10 +189,13 @@ def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: floa
     meta = jobs[0]["metadata"]
     namespace, run_id = meta["namespace"], meta["labels"][RUN_LABEL]
     names = [j["metadata"]["name"] for j in jobs]
+    served = launcher_policy_served(cluster)
+    policies = {job["metadata"]["name"]: fit_launcher_policy(job, served) for job in jobs}
     for job in jobs:
         cluster.create(MPIJOB, job, namespace)
     final: dict[str, dict[str, Any]] = {}
-    out: dict[str, MpiJobRun] = {n: MpiJobRun(n, namespace, facts={"mpijob": f"{namespace}/{n}"}) for n in names}
+    out: dict[str, MpiJobRun] = {n: MpiJobRun(n, namespace, facts={"mpijob": f"{namespace}/{n}",
+                                                                   "launcher policy": policies[n]}) for n in names}
     try:
         final = eventually(cluster, MPIJOB, namespace,
                            lambda seen: all(n in seen and bool(_finished(seen[n])) for n in names),
@@ -190,6 +229,12 @@ def _collect(cluster: Cluster, final: dict[str, Any], done: MpiJobRun) -> None:
             done.log = cluster.logs(pod, namespace)
         except errors.NotFound:
             done.log = ""
+    for earlier in launchers[:-1]:     # retried launchers (bounded retry): their logs stay in the evidence
+        ename = earlier["metadata"]["name"]
+        try:
+            done.facts[f"earlier launcher {ename}"] = cluster.logs(ename, namespace)[-2000:]
+        except errors.NotFound:
+            continue
     if _finished(final) != "Succeeded":
         done.outcome = (f"MPIJob {namespace}/{name} failed: {_condition_text(final)} - see "
                         f"`kubectl -n {namespace} logs {pod}`")

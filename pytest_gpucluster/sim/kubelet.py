@@ -333,7 +333,26 @@ class Kubelet:
             return
         workers = self._mpi_workers(run)
         run.exposed = self._exposed_gpus(run, node_spec)
-        write_context(run.scratch, build_context(self.scenario, run.pod, node_spec, run.exposed, run.efa, workers))
+        context = build_context(self.scenario, run.pod, node_spec, run.exposed, run.efa, workers)
+        context["unresolved_hosts"] = self._unresolved_hosts(run)
+        write_context(run.scratch, context)
+
+    def _unresolved_hosts(self, run: PodRun) -> list[str]:
+        """For an MPI launcher: the hostfile's hosts no DNS record answers for yet. The job's headless Service
+        publishes not-ready addresses, so a worker's name resolves once its pod has an IP; before (not scheduled,
+        image still pulling) ssh fails `Could not resolve hostname` - the launcher race of the AtStartup policy."""
+        labels = run.pod["metadata"].get("labels") or {}
+        job = next((labels[k] for k in MPI_JOB_LABELS if k in labels), None)
+        if not job or next((labels[k] for k in MPI_ROLE_LABELS if k in labels), None) != "launcher":
+            return []
+        try:
+            hostfile = (self.store.get("configmaps", run.namespace, f"{job}-config").get("data") or {}).get("hostfile")
+        except NotFound:
+            return []
+        with_ip = {p["metadata"]["name"] for p in self.store.list("pods", run.namespace)[0]
+                   if (p.get("status") or {}).get("podIP")}
+        hosts = [line.split()[0] for line in (hostfile or "").splitlines() if line.strip()]
+        return [h for h in hosts if h.split(".", 1)[0] not in with_ip]
 
     # ---- what the NVIDIA container runtime exposes -----------------------------------------------------------
     def _runtime(self) -> Any:

@@ -307,3 +307,27 @@ def test_nccl_tests_without_efa_print_aws_ofi_nccl_startup_warnings(tmp_path: Pa
             in lonely, lonely
         assert "NCCL WARN" not in wired and "Selected provider is efa" in wired
     run_world("healthy", tmp_path, body)
+
+
+def test_launcher_before_its_workers_have_ips_fails_to_resolve_them(tmp_path: Path) -> None:
+    """Issue 14, the AtStartup launcher race: a worker hostname resolves only once the worker pod has an IP (headless
+    Service, publishNotReadyAddresses); before, Open MPI's ssh launch fails as in a real launcher log."""
+    async def body(w: World) -> None:
+        job = {"training.kubeflow.org/job-name": "nccl"}
+        w.store.create("configmaps", {"metadata": {"name": "nccl-config", "namespace": "default"}, "data": {
+            "hostfile": "nccl-worker-0.nccl.default.svc slots=8\nnccl-worker-1.nccl.default.svc slots=8\n"}})
+        w.pod("nccl-worker-0", ["/usr/sbin/sshd", "-De"], node=w.gpu_node(0), gpus=8, efa=32, image=NCCL,
+              labels={**job, "training.kubeflow.org/job-role": "worker"})
+        await w.wait_pod("nccl-worker-0", phase("Running"))
+        body_ = {"metadata": {"name": "nccl-worker-1", "namespace": "default",
+                              "labels": {**job, "training.kubeflow.org/job-role": "worker"}},
+                 "spec": {"containers": [{"name": "main", "image": NCCL, "command": ["/usr/sbin/sshd", "-De"]}]}}
+        w.store.create("pods", body_)                                    # not scheduled yet: no IP, no DNS record
+        w.pod("nccl-launcher", ["mpirun", "--allow-run-as-root", "-np", "16", "/opt/nccl-tests/build/all_reduce_perf"],
+              node=w.cpu_node(), image=NCCL, labels={**job, "training.kubeflow.org/job-role": "launcher"})
+        pod = await w.wait_pod("nccl-launcher", phase("Failed"))
+        log = w.log("nccl-launcher")
+        assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+        assert "ssh: Could not resolve hostname nccl-worker-1.nccl.default.svc: Name or service not known" in log
+        assert "nccl-worker-0" not in log and "ORTE was unable to reliably start one or more daemons." in log
+    run_world("healthy", tmp_path, body)

@@ -115,3 +115,77 @@ def test_without_the_operator_crd_an_mpijob_is_left_alone() -> None:
             assert not find(store, "configmaps", lambda c: c["metadata"]["name"] == "orphan-config")
 
     asyncio.run(run())
+
+
+def test_launcher_is_created_at_startup_by_default_even_before_workers_run() -> None:
+    """Upstream default launcherCreationPolicy AtStartup: the launcher Job exists while no worker can schedule
+    (kubeflow/mpi-operator mpi_job_controller.go: `LauncherCreationPolicyAtStartup || countReadyWorkerPods == len`)."""
+    async def run() -> None:
+        store, controllers = world()
+        job = mpijob("race", backoffLimit=0)
+        job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["metadata"]["annotations"] = {}   # stays Running
+        job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["nodeSelector"] = {"nowhere": "true"}
+        async with running(controllers) as tasks:
+            store.create("mpijobs.kubeflow.org", job)
+            launcher = await eventually(lambda: find(store, "jobs.batch", lambda j: j["metadata"]["name"] ==
+                                                     "race-launcher"), what="launcher Job", tasks=tasks)
+            assert launcher[0]["spec"]["backoffLimit"] == 0
+            assert launcher[0]["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"   # replica default
+            workers = find(store, "pods", lambda p: "worker" in p["metadata"]["name"])
+            assert workers and not any((p.get("spec") or {}).get("nodeName") for p in workers)
+    asyncio.run(run())
+
+
+def test_wait_for_workers_ready_holds_the_launcher_and_the_replica_restart_policy_wins() -> None:
+    async def run() -> None:
+        store, controllers = world()
+        job = mpijob("patient")
+        job["spec"]["launcherCreationPolicy"] = "WaitForWorkersReady"
+        job["spec"]["mpiReplicaSpecs"]["Launcher"]["restartPolicy"] = "Never"
+        job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+        job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["nodeSelector"] = {"nowhere": "true"}
+        async with running(controllers) as tasks:
+            store.create("mpijobs.kubeflow.org", job)
+            await eventually(lambda: find(store, "pods", lambda p: "worker" in p["metadata"]["name"]), what="workers",
+                             tasks=tasks)
+            await asyncio.sleep(0.5)
+            assert not find(store, "jobs.batch", lambda j: True)          # workers never Ready: no launcher
+            for pod in find(store, "pods", lambda p: "worker" in p["metadata"]["name"]):
+                store.mutate("pods", "default", pod["metadata"]["name"],
+                             lambda p: p["spec"].pop("nodeSelector", None))
+        store2, controllers2 = world()
+        job2 = mpijob("patient")
+        job2["spec"]["launcherCreationPolicy"] = "WaitForWorkersReady"
+        job2["spec"]["mpiReplicaSpecs"]["Launcher"]["restartPolicy"] = "Never"
+        job2["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+        async with running(controllers2) as tasks:
+            store2.create("mpijobs.kubeflow.org", job2)
+            done = await eventually(lambda: mpi_condition(store2, "patient", "Succeeded"), what="Succeeded", tasks=tasks)
+            assert done is not None
+            launcher = store2.get("jobs.batch", "default", "patient-launcher")
+            assert launcher["spec"]["template"]["spec"]["restartPolicy"] == "Never" and \
+                launcher["spec"]["backoffLimit"] == 6                    # unset in runPolicy: the Job default
+            crd = store2.get("customresourcedefinitions.apiextensions.k8s.io", None, "mpijobs.kubeflow.org")
+            spec_props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            assert spec_props["launcherCreationPolicy"]["enum"] == ["AtStartup", "WaitForWorkersReady"]
+    asyncio.run(run())
+
+
+def test_the_nccl_manifest_waits_for_workers_where_the_crd_has_the_field_and_retries_boundedly_elsewhere() -> None:
+    """fixtures/mpijob-nccl.yaml through kube/mpijob.py: WaitForWorkersReady with the v0.5+ CRD, else no such field
+    and backoffLimit 3; the launcher pinned to the first node under test, the launcher replica restartPolicy Never."""
+    from pytest_gpucluster.kube import mpijob
+    from pytest_gpucluster.kube.discovery import NodeInfo
+
+    nodes = [NodeInfo(f"gpu-{i}", "p5.48xlarge", {}, [], {"hugepages-2Mi": "0"}, {}, 8, 32, "gpu", None, {}, True)
+             for i in range(2)]
+    job = mpijob.render(nodes, name="j", namespace="ns", run_id="r", image="img", gpus=8, efa=32, max_size="1G",
+                        deadline_s=60, tolerations=[])
+    launcher = job["spec"]["mpiReplicaSpecs"]["Launcher"]
+    terms = launcher["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["gpu-0"]
+    assert launcher["restartPolicy"] == "Never" and "restartPolicy" not in launcher["template"]["spec"]
+    assert "WaitForWorkersReady" in mpijob.fit_launcher_policy(job, True)
+    assert job["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady" and job["spec"]["runPolicy"]["backoffLimit"] == 0
+    assert "retried up to 3 times" in mpijob.fit_launcher_policy(job, False)
+    assert "launcherCreationPolicy" not in job["spec"] and job["spec"]["runPolicy"]["backoffLimit"] == 3

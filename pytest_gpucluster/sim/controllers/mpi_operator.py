@@ -1,4 +1,11 @@
-"""The MPI operator (kubeflow.org/v2beta1 MPIJob): hostfile, headless Service, workers, launcher Job and MPIJob status."""
+"""The MPI operator (kubeflow.org/v2beta1 MPIJob): hostfile, headless Service, workers, launcher Job and MPIJob status.
+
+As upstream v0.6 (kubeflow/mpi-operator@caa3c47f pkg/controller/mpi_job_controller.go): the launcher Job is created
+at job start (launcherCreationPolicy AtStartup, the default) or, with `WaitForWorkersReady`, once every worker is
+Ready; it is a batch/v1 Job whose backoffLimit is the MPIJob's runPolicy.backoffLimit (unset: the Job default, 6),
+and whose pod restartPolicy is the Launcher replica's restartPolicy (default OnFailure; a template's own is
+overridden with a Warning event, setRestartPolicy). The CRD the operator's install manifest ships (v0.5+) carries
+launcherCreationPolicy in its schema; the sim serves that schema."""
 from __future__ import annotations
 
 import copy
@@ -22,6 +29,16 @@ JOB_NAME = "training.kubeflow.org/job-name"
 JOB_ROLE = "training.kubeflow.org/job-role"
 REPLICA_INDEX = "training.kubeflow.org/replica-index"
 OPERATOR_NAME = "training.kubeflow.org/operator-name"
+WAIT_FOR_WORKERS = "WaitForWorkersReady"
+# deploy/v2beta1/mpi-operator.yaml (v0.5.0+): the parts of the MPIJob CRD schema a client checks for
+CRD_SPEC_PROPERTIES = {
+    "launcherCreationPolicy": {"type": "string", "enum": ["AtStartup", WAIT_FOR_WORKERS],
+                               "description": "launcherCreationPolicy if WaitForWorkersReady, the launcher is created "
+                                              "only after all workers are in Ready state. Defaults to AtStartup."},
+    "runPolicy": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    "mpiReplicaSpecs": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    "slotsPerWorker": {"type": "integer"},
+}
 
 
 def role_labels(job_name: str, role: str, index: int | None = None) -> dict[str, str]:
@@ -54,6 +71,7 @@ class MpiOperator(Controller):
     async def reconcile(self) -> None:
         if MPIJOBS not in self.store.crds():
             return
+        self._serve_crd_schema()
         now = self.clock()
         pods = [p for p in self.items("pods") if JOB_NAME in (p["metadata"].get("labels") or {})]
         for job in self.items(MPIJOBS):
@@ -62,6 +80,20 @@ class MpiOperator(Controller):
             ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
             mine = [p for p in pods if p["metadata"]["namespace"] == ns and p["metadata"]["labels"][JOB_NAME] == name]
             self._sync(job, mine, now)
+
+    def _serve_crd_schema(self) -> None:
+        """The CRD as the operator's v0.5+ install manifest has it (launcherCreationPolicy in spec's schema)."""
+        if getattr(self, "_schema_served", False):
+            return
+        self._schema_served = True
+
+        def write(crd: dict[str, Any]) -> None:
+            for version in (crd.get("spec") or {}).get("versions") or []:
+                version["schema"] = {"openAPIV3Schema": {"type": "object", "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                    "spec": {"type": "object", "properties": dict(CRD_SPEC_PROPERTIES)},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}
+        self.try_mutate("customresourcedefinitions.apiextensions.k8s.io", None, MPIJOBS, write)
 
     def _ensure(self, key: str, obj: dict[str, Any]) -> None:
         try:
@@ -112,7 +144,8 @@ class MpiOperator(Controller):
         all_ready = all(pod_is_ready(p) for p in workers.values()) and len(workers) >= count
         failed_worker = next((p for p in workers.values() if (p.get("status") or {}).get("phase") == "Failed"), None)
         launcher_job = self._launcher_job(job)
-        if launcher_job is None and all_ready:
+        at_startup = spec.get("launcherCreationPolicy", "AtStartup") != WAIT_FOR_WORKERS
+        if launcher_job is None and (at_startup or all_ready):
             launcher_job = self._create_launcher(job, replicas.get("Launcher") or {}, run_policy)
         launcher_pods = [p for p in pods if p["metadata"]["labels"].get(JOB_ROLE) == "launcher"]
         conditions = [dict(c) for c in status.get("conditions") or []]
@@ -165,10 +198,17 @@ class MpiOperator(Controller):
         template = copy.deepcopy(launcher.get("template") or {})
         tmeta = template.setdefault("metadata", {})
         tmeta["labels"] = {**(tmeta.get("labels") or {}), **role_labels(meta["name"], "launcher", 0)}
-        template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
-        template["spec"].setdefault("hostname", f"{meta['name']}-launcher")
-        template["spec"].setdefault("subdomain", meta["name"])
-        spec: dict[str, Any] = {"template": template, "backoffLimit": int(run_policy.get("backoffLimit", 6))}
+        pod_spec = template.setdefault("spec", {})
+        if pod_spec.get("restartPolicy"):
+            self.store.record_event(job, "SetPodTemplateRestartPolicy", "Restart policy in pod template "
+                                    "overridden by restart policy in replica spec", type="Warning",
+                                    component="mpi-job-controller")
+        policy = launcher.get("restartPolicy") or "OnFailure"          # DefaultLauncherRestartPolicy
+        pod_spec["restartPolicy"] = "Never" if policy == "ExitCode" else policy
+        pod_spec["hostname"], pod_spec["subdomain"] = f"{meta['name']}-launcher", meta["name"]
+        spec: dict[str, Any] = {"template": template}
+        if run_policy.get("backoffLimit") is not None:              # nil: the Job's own default (6)
+            spec["backoffLimit"] = int(run_policy["backoffLimit"])
         if run_policy.get("activeDeadlineSeconds") is not None:
             spec["activeDeadlineSeconds"] = run_policy["activeDeadlineSeconds"]
         return self.store.create("jobs.batch", {

@@ -14,8 +14,8 @@ PYLIB_DIR = TOOLS_DIR / "pylib"          # holds the fake `torch` package (PYTHO
 TOOLS: dict[str, str] = {
     "nvidia-smi": "from fake.nvidia_smi import main; sys.exit(main(sys.argv[1:]))",
     "fi_info": "from fake.fi_info import main; sys.exit(main(sys.argv[1:]))",
-    "mpirun": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
-    "mpiexec": "from fake.mpirun import main; sys.exit(main(sys.argv[1:]))",
+    "mpirun": "from fake.launch import mpirun; sys.exit(mpirun(sys.argv[1:]))",
+    "mpiexec": "from fake.launch import mpirun; sys.exit(mpirun(sys.argv[1:]))",
     "sshd": "from fake.misc import sshd; sys.exit(sshd(sys.argv[1:]))",
     "dcgmi": "from fake.health import dcgmi; sys.exit(dcgmi(sys.argv[1:]))",
     "nv-hostengine": "from fake.health import nv_hostengine; sys.exit(nv_hostengine(sys.argv[1:]))",
