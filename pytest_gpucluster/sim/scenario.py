@@ -232,9 +232,22 @@ def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = N
                     break
             else:
                 raise ScenarioError(str(path), None, key, f"override {key}: the scenario has no such node group")
+    if "gpu_nodes" in overrides:
+        _make_room(data, int(overrides["gpu_nodes"]))
     scenario = build(Scenario, data, str(path), path.parent,
                      preset={"name": overrides.get("name", path.stem), "path": str(path)})
     return scenario
+
+
+def _make_room(data: dict[str, Any], gpu_nodes: int) -> None:
+    """A scaled cluster's NodePools keep their headroom: a GPU limit below what N nodes already hold would make a
+    real Karpenter refuse every new GPU node (and the limits check fail), which is not what `scale-N` models."""
+    per_node = max((instance_type(g["instance_type"]).gpus for g in data.get("nodes", [])
+                    if instance_type(g["instance_type"]).is_gpu), default=0)
+    for pool in data.get("nodepools", []):
+        limits = pool.get("limits") or {}
+        if "nvidia.com/gpu" in limits:
+            limits["nvidia.com/gpu"] = str(max(int(str(limits["nvidia.com/gpu"])), (gpu_nodes + 8) * per_node))
 
 
 def list_scenarios() -> list[tuple[str, str]]:
