@@ -27,7 +27,8 @@ NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs", "multi_node_cove
 COVERAGE = ("all", "sample")          # nccl.multi_node_coverage: every EFA node in a multi-node run, or the first pair
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
-                 "nvlink_gbs", "nvlink_sharp", "network_gbps", "taint", "nccl", "sources", "provisioning_budget_s", "ecc_required", "health"}
+                 "nvlink_gbs", "nvlink_sharp", "network_gbps", "taint", "nccl", "sources", "provisioning_budget_s", "ecc_required", "health",
+                 "driver_min"}
 # Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
 HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
                "power_limit_w"}
@@ -65,6 +66,7 @@ class InstanceProfile:
     provisioning_budget_s: dict[str, float] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)    # HEALTH_KEYS: node-health expectations
     multi_node_coverage: str = "all"     # nccl.multi_node_coverage
+    driver_min: str | None = None        # lowest NVIDIA driver the GPU needs (e.g. "570.133.20" for B200)
     sources: dict[str, str] = field(default_factory=dict)   # key -> where its value comes from (profile show)
 
     def nccl_floor(self, nodes: int, size_bytes: int) -> float | None:
@@ -256,6 +258,8 @@ class _Validator:
         for key in ("gdrdma", "nvlink", "nvlink_sharp", "ecc_required"):
             self.typed(inst, key, lambda v: isinstance(v, bool), "true or false", where)
         self.typed(inst, "gpu_product", lambda v: isinstance(v, str), "a string", where)
+        self.typed(inst, "driver_min", lambda v: isinstance(v, str) and bool(re.match(r"^\d+(\.\d+)*$", v)),
+                   "a quoted driver version (\"570.133.20\")", where)
         if inst.get("taint") is not None:
             self.taint(inst["taint"], where + ("taint",))
         nccl = self.keys(inst.get("nccl"), NCCL_KEYS, where + ("nccl",))

@@ -12,7 +12,7 @@ from pytest_gpucluster.checks.nccl import physical_ceiling, size_arg
 from pytest_gpucluster.profile import InstanceProfile, Profile, load_profile
 
 FIELDS = ("gpus", "gpu_product", "gpu_memory_mib", "efa", "gdrdma", "nvlink", "nvlink_gbs", "nvlink_sharp",
-          "network_gbps", "ecc_required", "busbw_ceiling_gbs", "multi_node_coverage", "provisioning_budget_s")
+          "network_gbps", "ecc_required", "driver_min", "busbw_ceiling_gbs", "multi_node_coverage", "provisioning_budget_s")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,9 @@ def test_default_profile_covers_every_family_with_gpu_counts_and_products() -> N
     for itype in profile.instance_types():
         inst = profile.for_instance(itype)
         assert inst is not None and inst.gpus >= 1, itype
-        assert inst.gpu_product and inst.gpu_memory_mib, itype
+        # a product/MiB nobody has published as nvidia-smi prints it stays unset, and its source says so (g7e)
+        assert inst.gpu_product or inst.sources["gpu_product"].startswith("not set"), itype
+        assert inst.gpu_memory_mib or inst.sources["gpu_memory_mib"].startswith("not set"), itype
         assert inst.provisioning_budget_s["total"] >= inst.provisioning_budget_s["initialized"], itype
 
 

@@ -30,3 +30,20 @@ def test_profile_show_merges_the_users_profile(tmp_path: Path, capsys: pytest.Ca
 def test_profile_show_unknown_type_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "show", "--instance-type", "p9.huge"]) == 4
     assert "'p9.huge' is not in the profile" in capsys.readouterr().err
+
+
+def test_profile_show_p6_b200_has_8_gpus_and_8_efa_with_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "show", "--instance-type", "p6-b200.48xlarge"]) == 0
+    out = capsys.readouterr().out
+    assert "  gpus: 8    # [AC6] ac.html Performance specifications: p6-b200.48xlarge 8 x NVIDIA B200 GPU" in out
+    assert "  efa: 8    # [EFA6] efa-acc-inst-types: P6-B200 has 8 network cards" in out
+    assert "  driver_min: 570.133.20    # [DRV6]" in out
+    assert "nccl floor" not in out            # no published 1G/2G figure: the floor stays unset (NOT SHOWN)
+
+
+def test_profile_show_p5_4xlarge_expects_no_nvlink_nor_gdrdma(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "show", "--instance-type", "p5.4xlarge"]) == 0
+    out = capsys.readouterr().out
+    assert "  gpus: 1    # [AC]" in out and "  efa: 1    # [AC]" in out
+    assert "  nvlink: False    # one GPU" in out and "  gdrdma: False    # not expected" in out
+    assert "  nvlink_gbs:" not in out and "nccl ceiling, 1 node(s): none" in out
