@@ -36,6 +36,7 @@ class Kubelet:
         self.gated_bins = gated.install(self.workdir / "bin-gated")     # dmesg (privileged host-log reader)
         self.image_roots = images.ImageRoots(self.workdir / "images", self.tools_bin)
         self.kubelet_spec = scenario.kubelet if scenario is not None else None
+        self.extra_images = images.scenario_images(self.kubelet_spec.images if self.kubelet_spec else {})
         self.runs: dict[str, PodRun] = {}
         self.allocations: dict[str, dict[str, tuple[list[int], list[str]]]] = {}   # node -> uid -> alloc
         self._node_specs: dict[str, NodeSpec | None] = {}
@@ -377,7 +378,7 @@ class Kubelet:
         return []
 
     def _env_value(self, cspec: dict[str, Any], name: str) -> str | None:
-        value = images.lookup(str(cspec.get("image", ""))).env.get(name)
+        value = images.lookup(str(cspec.get("image", "")), self.extra_images).env.get(name)
         for item in cspec.get("env") or []:
             if item.get("name") == name and "value" in item:
                 value = str(item.get("value") or "")
@@ -449,7 +450,7 @@ class Kubelet:
         if node_spec is not None:
             by_index = {g.index: g.uuid for g in node_spec.hardware.gpus}
             uuids = [by_index[i] for i in run.gpus if i in by_index]
-        image = images.lookup(c.image)
+        image = images.lookup(c.image, self.extra_images)
         root = self.image_roots.get(image, driver=bool(run.exposed))
         env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch, image_root=root,
                                     image_env=image.env, image_path=image.path, hostname=run.name,
@@ -489,7 +490,7 @@ class Kubelet:
 
     async def _run_container(self, run: PodRun, c: Container, cspec: dict[str, Any]) -> None:
         """A container with the pod's restartPolicy; containers that run no known program are daemons."""
-        if not images.lookup(c.image).runs_program(cspec):
+        if not images.lookup(c.image, self.extra_images).runs_program(cspec):
             await self._daemon(run, c)
             return
         policy = (run.pod.get("spec") or {}).get("restartPolicy", "Always")

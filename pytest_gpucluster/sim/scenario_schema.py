@@ -265,6 +265,9 @@ class KubeletSpec:
     max_concurrent_pods: int = 64
     hard_timeout_seconds: float = 600.0
     heartbeat_seconds: float = 300.0     # nodeStatusReportFrequency (heartbeats proper go to Leases)
+    # images the catalog (sim/tools/images.py) lacks: glob -> {absolute path in the image: provider}, provider one of
+    # `fake:<tool>`, `host:<binary>`, `python3`, `python3+torch`; on top of a shell and coreutils
+    images: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def pull_seconds(self, image: str) -> float:
         for pattern, seconds in self.image_pull_seconds_per_image.items():

@@ -331,3 +331,17 @@ def test_launcher_before_its_workers_have_ips_fails_to_resolve_them(tmp_path: Pa
         assert "ssh: Could not resolve hostname nccl-worker-1.nccl.default.svc: Name or service not known" in log
         assert "nccl-worker-0" not in log and "ORTE was unable to reliably start one or more daemons." in log
     run_world("healthy", tmp_path, body)
+
+
+def test_a_scenario_can_declare_an_image_the_catalog_lacks(tmp_path: Path) -> None:
+    scenario_file = tmp_path / "own.yaml"
+    scenario_file.write_text("extends: healthy\ndescription: own image\nkubelet:\n  images:\n"
+                             "    'registry.example.com/team/nccl:*': {/opt/efa/bin/fi_info: 'fake:fi_info'}\n")
+
+    async def body(w: World) -> None:
+        w.pod("own", ["sh", "-c", "/opt/efa/bin/fi_info -p efa; echo rc=$?; python3; echo rc=$?"], gpus=1, efa=1,
+              image="registry.example.com/team/nccl:1")
+        await w.wait_pod("own", phase("Succeeded"))
+        log = w.log("own")
+        assert "provider: efa" in log and "rc=0" in log and "python3: not found" in log and "rc=127" in log
+    run_world(load_scenario(scenario_file), tmp_path, body)

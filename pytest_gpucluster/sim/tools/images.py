@@ -126,6 +126,12 @@ CATALOG: tuple[Image, ...] = (
 UNKNOWN = Image("unknown", ("*",), "not in the catalog: a shell and coreutils only", files=dict(UBUNTU))
 
 
+def scenario_images(entries: dict[str, dict[str, str]]) -> tuple[Image, ...]:
+    """A scenario's `kubelet.images` entries: a shell and coreutils plus the files it lists."""
+    return tuple(Image(f"scenario-{i}", (glob,), "scenario kubelet.images", files={**UBUNTU, **files})
+                 for i, (glob, files) in enumerate(entries.items()))
+
+
 def lookup(image: str, extra: tuple[Image, ...] = ()) -> Image:
     """The catalog entry of an image reference (scenario entries first), UNKNOWN when none matches."""
     return next((i for i in extra + CATALOG if i.matches(image)), UNKNOWN)
