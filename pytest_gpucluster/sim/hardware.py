@@ -56,6 +56,11 @@ GPU_MODELS: dict[str, GpuModel] = {
     "A100-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b2"),
     "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2330"),
     "H200": GpuModel("NVIDIA H200", 143771, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2335"),
+    # Blackwell (profiles/default.yaml [SMI6]/[NVL6]): names, MiB and power caps as public nvidia-smi captures print
+    # them; NVLink 5 1.8 TB/s per GPU over 18 links (50 GB/s per link and direction: derived, no `nvlink -s` capture);
+    # compute capability 10.0 (sm_100) for B200, 10.3 for B300 (sim only); PCI device ids unknown (left empty).
+    "B200": GpuModel("NVIDIA B200", 183359, 1000, "10.0", "blackwell", 1800, 50.0, True, 18, 50.0, 5),
+    "B300": GpuModel("NVIDIA B300 SXM6 AC", 275040, 1100, "10.3", "blackwell", 1800, 50.0, True, 18, 50.0, 5),
 }
 
 # PCI bus ids of the 8 GPUs on HGX boards as nvidia-smi shows them (p5: h100-x8-550 sample).
@@ -89,7 +94,7 @@ class InstanceType:
 
     @property
     def generation(self) -> str:
-        digits = "".join(ch for ch in self.family if ch.isdigit())
+        digits = "".join(ch for ch in self.family.split("-")[0] if ch.isdigit())   # p6-b200 -> 6
         return digits or "0"
 
     @property
@@ -108,7 +113,7 @@ class InstanceType:
         """nvidia-smi style bus ids (`00000000:53:00.0`) of the GPUs of one node."""
         if self.gpu_model is None:
             return []
-        if self.gpu_model.name.startswith(("NVIDIA H100", "NVIDIA H200")):
+        if self.gpu_model.name.startswith(("NVIDIA H100", "NVIDIA H200", "NVIDIA B200", "NVIDIA B300")):
             return [f"00000000:{b}:00.0" for b in _HGX_H100_BUS[: self.gpus]]
         if self.gpu_model.name.startswith("NVIDIA A100"):
             return [f"00000000:{b}.0" for b in _HGX_A100_BUS[: self.gpus]]
@@ -199,6 +204,14 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
     **_gpu_sizes("p4d", "A100-40GB", [("24xlarge", 8, 96, 1152, 400, 4, 737)], rdma=True),
     **_gpu_sizes("p4de", "A100-80GB", [("24xlarge", 8, 96, 1152, 400, 4, 737)], rdma=True),
     **_gpu_sizes("p5", "H100", [("48xlarge", 8, 192, 2048, 3200, 32, 100)], rdma=True),
+    # p5.4xlarge: 1 H100, 16 vCPU, 256 GiB, 100 Gbps, 1 EFA (ac.html); no GPUDirect RDMA expected (profile);
+    # max pods by eni-max-pods' formula: 4 interfaces x (30 IPs - 1) + 2 = 118.
+    **_gpu_sizes("p5", "H100", [("4xlarge", 1, 16, 256, 100, 1, 118)]),
+    # p6-b200 / p6-b300 (ac.html, efa-acc-inst-types): 8 B200, 192 vCPU, 2048 GiB, 3200 Gbps, 8 EFA; 8 B300,
+    # 192 vCPU, 4096 GiB, 6400 Gbps, 16 EFA. Max pods: p5.48xlarge's 100 (not in our eni-max-pods copy).
+    # GPUDirect RDMA on: the profile does not require it (unconfirmed), a real P6 EFA path uses it.
+    **_gpu_sizes("p6-b200", "B200", [("48xlarge", 8, 192, 2048, 3200, 8, 100)], rdma=True),
+    **_gpu_sizes("p6-b300", "B300", [("48xlarge", 8, 192, 4096, 6400, 16, 100)], rdma=True),
     **_gpu_sizes("p5e", "H200", [("48xlarge", 8, 192, 2048, 3200, 32, 100)], rdma=True),
     **_gpu_sizes("p5en", "H200", [("48xlarge", 8, 192, 2048, 3200, 16, 100)], rdma=True),
     **_cpu_sizes("m5", [("large", 2, 8, 10, 29), ("xlarge", 4, 16, 10, 58), ("2xlarge", 8, 32, 10, 58),

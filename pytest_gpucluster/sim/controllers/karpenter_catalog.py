@@ -19,7 +19,9 @@ EFA = "vpc.amazonaws.com/efa"
 # model plus vCPU and memory. Roughly AWS us-east-1 list prices; spot is 40% of on-demand.
 _GPU_HOURLY = {"Tesla T4": 0.35, "NVIDIA A10G": 0.9, "NVIDIA L4": 0.6, "NVIDIA L40S": 1.6,
                "NVIDIA A100-SXM4-40GB": 3.4, "NVIDIA A100-SXM4-80GB": 4.3, "NVIDIA H100 80GB HBM3": 6.9,
-               "NVIDIA H200": 7.9}
+               "NVIDIA H200": 7.9, "NVIDIA B200": 14.2, "NVIDIA B300 SXM6 AC": 17.0}
+# B200: p6-b200.48xlarge on-demand 113.93 $/h / 8. B300: no list price found; placed above B200 so that adding it
+# never makes it the "cheapest that fits" for a pod that fits a smaller GPU.
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 
 
