@@ -158,7 +158,8 @@ class Observer:
 @dataclass
 class Budget:
     values: dict[str, float]
-    source: str
+    source: str               # which profile key ("profile p5.48xlarge provisioning_budget_s")
+    origin: str = ""          # where its numbers come from (the profile's sources["provisioning_budget_s"])
 
     def limit(self, key: str) -> float | None:
         return self.values.get(key)

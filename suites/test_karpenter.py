@@ -92,7 +92,8 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     itype, source = launch_pool.instance_type, _require_pool(launch_pool)
     inst = gpu_profile.for_instance(itype)
     gpus = _gpus(gpu_profile, itype, 1)
-    budget = Budget(dict(inst.provisioning_budget_s) if inst else {}, f"profile {itype} provisioning_budget_s")
+    budget = Budget(dict(inst.provisioning_budget_s) if inst else {}, f"profile {itype} provisioning_budget_s",
+                    inst.sources.get("provisioning_budget_s", "") if inst else "")
     run_id, namespace = gpucluster_run.run_id, gpucluster_run.namespace
     body, pool_id = nodepool.probe_nodepool(source, itype, gpus, run_id)
     pool = body["metadata"]["name"]
@@ -146,7 +147,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     left = scale_down(cluster, namespace, name, pool, pool_id, total)
     evidence.measure("scale-down: NodePool deleted -> NodeClaim and node gone", round(time.monotonic() - started, 3),
                      "s", threshold=total, op="<=", source=f"{budget.source}.total (the profile has no "
-                     "separate scale-down budget)")
+                     f"separate scale-down budget; {budget.origin or 'source not stated'})")
     evidence.fact("scale-down leftovers", left or "none")
     enforce(judge.provisioning(itype, launch_pool.name, pool, watch, budget.values, budget.source, now, why, left,
-                               total), evidence)
+                               total, budget.origin), evidence)

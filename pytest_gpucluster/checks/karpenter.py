@@ -348,8 +348,11 @@ def culprit(watch: Mapping[str, float], a: str, b: str, now: float) -> str:
 
 
 def provisioning(itype: str, pool: str, clone: str, watch: Mapping[str, float], budgets: Mapping[str, float],
-                 source: str, now: float, stall: str | None, leftovers: Sequence[str], total: float) -> Verdict:
-    """Every budgeted phase within the profile's budget, no stall, and nothing left after the clone is deleted."""
+                 source: str, now: float, stall: str | None, leftovers: Sequence[str], total: float,
+                 origin: str = "") -> Verdict:
+    """Every budgeted phase within the profile's budget, no stall, and nothing left after the clone is deleted.
+    `origin`: where the budget's numbers come from (the profile's `sources["provisioning_budget_s"]`: a measured
+    figure, Karpenter's docs, or "site policy: set yours"), shown with each budget criterion."""
     crits, over = [], []
     for key, (a, b) in BUDGETS.items():
         limit = budgets.get(key)
@@ -357,7 +360,7 @@ def provisioning(itype: str, pool: str, clone: str, watch: Mapping[str, float], 
             continue
         took = watch.get(b, now) - watch[a]
         crits.append(Criterion(f"budget {key}: {a} -> {b}", round(took, 3), "s", threshold=limit, op="<=",
-                               source=f"{source}.{key}"))
+                               source=f"{source}.{key}" + (f" ({origin})" if origin else "")))
         if took > limit:
             over.append(f"{key} {took:.1f}s > {limit:g}s ({a} -> {b}; {culprit(watch, a, b, now)})")
     problems = ([f"stalled: {stall}"] if stall else []) + over + (

@@ -203,3 +203,26 @@ def test_provisioning_stall_and_leftovers_fail() -> None:
     assert "stalled: NodeClaim never Launched" in verdict.message
     assert "launched 8.0s > 5s (NodeClaim created -> Launched; not reached: stuck 8.0s after NodeClaim created)" in \
         verdict.message and "scale-down: still present 60s after deleting the NodePool: nodes/n1" in verdict.message
+
+
+def test_each_budget_criterion_says_where_its_number_comes_from() -> None:
+    """The profile's sources["provisioning_budget_s"] (a measured figure, Karpenter's docs or site policy) travels
+    into every budget criterion, so the report shows it beside the threshold."""
+    from pytest_gpucluster.profile import load_profile
+    inst = load_profile().for_instance("p6-b200.48xlarge")
+    assert inst is not None
+    origin = inst.sources["provisioning_budget_s"]
+    assert origin.startswith("site policy: set yours")
+    watch = {"pod created": 0.0, "NodeClaim created": 1.0, "Launched": 2.0, "Registered": 22.0, "Node Ready": 23.0,
+             "Initialized": 24.0, "container started": 25.0}
+    verdict = judge.provisioning("p6-b200.48xlarge", "gpu", "x", watch, inst.provisioning_budget_s,
+                                 "profile p6-b200.48xlarge provisioning_budget_s", 26.0, None, [], 1200, origin)
+    assert verdict.ok and {c.name for c in verdict.criteria} >= {"budget launched: NodeClaim created -> Launched"}
+    for crit in verdict.criteria:
+        assert crit.source.startswith("profile p6-b200.48xlarge provisioning_budget_s.")
+        assert crit.source.endswith(f"({origin})"), crit.source
+    measured = judge.provisioning("p5.48xlarge", "gpu", "x", watch, {"total": 60}, "profile", 26.0, None, [], 60,
+                                  "measured: 2x p5.48xlarge, 2026-01-05 baseline")
+    assert measured.criteria[0].source == "profile.total (measured: 2x p5.48xlarge, 2026-01-05 baseline)"
+    unstated = judge.provisioning("p5.48xlarge", "gpu", "x", watch, {"total": 60}, "profile", 26.0, None, [], 60)
+    assert unstated.criteria[0].source == "profile.total"
