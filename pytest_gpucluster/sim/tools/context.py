@@ -17,6 +17,7 @@ def node_context(scenario: Scenario, node: NodeSpec, gpus: list[int], efa: list[
     return {
         "name": node.name,
         "private_ip": node.private_ip,
+        "zone": node.zone,
         "hardware": node.hardware.to_dict(),
         "allocated": {"gpus": list(gpus), "efa": list(efa)},
         "faults": faults,
@@ -31,7 +32,8 @@ def build_context(scenario: Scenario, pod: dict[str, Any], node: NodeSpec, gpus:
     here = node_context(scenario, node, gpus, efa)
     return {
         "pod": {"namespace": meta.get("namespace"), "name": meta.get("name"), "uid": meta.get("uid")},
-        "node": {"name": here["name"], "private_ip": here["private_ip"], "hardware": here["hardware"]},
+        "node": {"name": here["name"], "private_ip": here["private_ip"], "zone": here["zone"],
+                 "hardware": here["hardware"]},
         "allocated": here["allocated"],
         "faults": here["faults"],
         "tool_output": here["tool_output"],

@@ -206,9 +206,10 @@ def transport(node: dict[str, Any]) -> str:
     return "efa"
 
 
-def zone_of(node: dict[str, Any]) -> str:
-    """The node's availability zone: its `zone`, else from the simulated address plan (10.0.<zone*64+..>.x)."""
-    if node.get("zone"):
+def zone_of(node: dict[str, Any], *, use_zone: bool = True) -> str:
+    """The node's availability zone: its `zone` (the sim context's node_context), else from the simulated address
+    plan (10.0.<zone*64+..>.x)."""
+    if use_zone and node.get("zone"):
         return str(node["zone"])
     try:
         return f"zone-{int(str(node.get('private_ip') or '10.0.0.1').split('.')[2]) // 64}"
@@ -218,7 +219,9 @@ def zone_of(node: dict[str, Any]) -> str:
 
 def crosses_zones(ranks: list[Rank]) -> bool:
     """EFA traffic does not cross availability zones: NCCL falls back to Socket for such a communicator."""
-    return len({zone_of(r.node) for r in ranks}) > 1
+    # the context's zone when every rank carries one (a rank rebuilt without it must not look like another zone)
+    every = all(r.node.get("zone") for r in ranks)
+    return len({zone_of(r.node, use_zone=every) for r in ranks}) > 1
 
 
 def comm_transport(ranks: list[Rank], node: dict[str, Any]) -> str:
@@ -440,7 +443,8 @@ def local_ranks(ctx: dict[str, Any], args: Args, host: str, proc: int = 0, local
         return [], (f"Invalid number of GPUs: {start + want} requested but only {len(gpus)} were found.\n"
                     "Please check the number of processes and GPUs per process.")
     node = {"hardware": ctx.get("node", {}).get("hardware", {}), "allocated": ctx.get("allocated", {}),
-            "faults": ctx.get("faults", []), "private_ip": ctx.get("node", {}).get("private_ip")}
+            "faults": ctx.get("faults", []), "private_ip": ctx.get("node", {}).get("private_ip"),
+            "zone": ctx.get("node", {}).get("zone")}
     pid = 25 + local_rank * args.nthreads      # container PID namespaces: small, per host
     return [Rank(first_rank + i, host, node, gpus[start + i], pid, proc) for i in range(want)], None
 
