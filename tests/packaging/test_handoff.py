@@ -5,6 +5,7 @@ import json
 import stat
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,9 @@ OVERLAY = {"families": {"p5": {"provisioning_budget_s": {"launched": 10, "total"
 
 
 def good(folder: Path, **changes: object) -> Path:
-    args: dict = {"scenario_name": "healthy", "server_url": "https://127.0.0.1:6443", "kubeconfig": b"apiVersion: v1\n",
-                  "aws": AWS, "profile_overlay": OVERLAY, "warnings": ["sim.seed is not available"]}
+    args: dict[str, Any] = {"scenario_name": "healthy", "server_url": "https://127.0.0.1:6443",
+                            "kubeconfig": b"apiVersion: v1\n", "aws": AWS, "profile_overlay": OVERLAY,
+                            "warnings": ["sim.seed is not available"]}
     args.update(changes)
     write_handoff(folder, **args)
     return folder
@@ -82,7 +84,7 @@ def test_a_named_file_that_is_missing_is_named(tmp_path: Path, missing: str, key
     ({"kubeconfig": "../../etc/passwd"}, "'kubeconfig' must name a file in the hand-off folder"),
     ({"warnings": "one"}, "'warnings' must be a list, found str"),
 ])
-def test_malformed_manifest_values(tmp_path: Path, change: dict, message: str) -> None:
+def test_malformed_manifest_values(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     manifest = json.loads((good(tmp_path) / MANIFEST).read_text())
     (tmp_path / MANIFEST).write_text(json.dumps({**manifest, **change}))
     with pytest.raises(HandoffError, match=f"{tmp_path / MANIFEST}: .*{message.replace('(', '.').replace(')', '.')}"):

@@ -1,11 +1,12 @@
-"""The package ships without symlinks: every package is listed, suites/ and fixtures/ are found through importlib.resources,
-the simulated cluster's dependencies are an extra that only sim/ imports."""
+"""The package ships without symlinks: every package listed, suites/ and fixtures/ found through importlib.resources,
+the simulated cluster's dependencies an extra that only sim/ imports."""
 from __future__ import annotations
 
 import ast
 import subprocess
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ PACKAGE = ROOT / "pytest_gpucluster"
 SIM_EXTRA = {"aiohttp", "moto", "cryptography"}
 
 
-def pyproject() -> dict:
+def pyproject() -> dict[str, Any]:
     return dict(tomllib.loads((ROOT / "pyproject.toml").read_text()))
 
 

@@ -1,4 +1,4 @@
-"""Without the `sim` extra, `pytest --sim`, `gpucluster run --sim` and `gpucluster sim` end in one line naming it (exit 4)."""
+"""Without the `sim` extra, `pytest --sim`, `gpucluster run --sim`, `gpucluster sim` end in one line naming it (exit 4)."""
 from __future__ import annotations
 
 import os

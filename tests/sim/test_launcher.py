@@ -146,7 +146,8 @@ def test_gpucluster_sim_prints_its_handoff_folder_and_kubeconfig(tmp_path: Path)
         assert match, folder_line
         folder = Path(match[1])
         assert read_handoff(folder).kubeconfig_path.read_bytes() == kubeconfig.read_bytes()
-        assert kubeconfig_line == f"gpucluster sim: kubeconfig {kubeconfig}  (kubectl --kubeconfig {kubeconfig} get nodes)"
+        assert kubeconfig_line == (f"gpucluster sim: kubeconfig {kubeconfig}  "
+                                   f"(kubectl --kubeconfig {kubeconfig} get nodes)")
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, (tmp_path / "stderr").read_text()
