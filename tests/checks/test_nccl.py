@@ -393,6 +393,8 @@ def test_every_gpu_type_of_the_default_profile_with_peers_has_floors_with_source
         assert i is not None
         if not itype.startswith("p") or i.gpus < 2:
             continue                                   # g types: no published nccl-tests figure yet (see docs/nccl.md)
+        if not i.nccl_floors and i.sources.get("nccl.all_reduce_busbw_floor_gbs", "").startswith("not set: "):
+            continue                                   # declared: no published figure; the check is NOT SHOWN
         for nodes in (1, 2) if i.efa else (1,):
             if not i.nccl_floors.get(nodes) or f"nccl.all_reduce_busbw_floor_gbs.{nodes}" not in i.sources:
                 missing.append(f"{itype} x{nodes}")
