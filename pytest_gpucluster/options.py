@@ -147,6 +147,9 @@ OPTIONS: tuple[Option, ...] = (
            "DIR/<timestamp>/", metavar="DIR", default_text="`reports/` for suite runs"),
     Option("--gpucluster-no-report", "no_report", "do not write the default reports/<timestamp>/ folder "
            "(--html/--junitxml still work)", default=False, convert=_flag, switch=True),
+    Option("--gpucluster-partial", "partial", "this run is deliberately narrowed (-m, -k, --gpucluster-sample, "
+           "--gpucluster-nodes): required evidence it leaves out makes the verdict `ACCEPTED (partial: ...)`, exit 0, "
+           "instead of INCOMPLETE, exit 6", default=False, convert=_flag, switch=True),
     Option("--gpucluster-upload", "upload", "after the run, upload the report folder to s3://bucket/prefix/<folder>/",
            metavar="S3_URL", convert=_s3_url, default_text="no upload"),
 )
@@ -176,6 +179,7 @@ class RunOptions:
     region: str | None = None
     report_dir: str | None = None
     no_report: bool = False
+    partial: bool = False
     upload: str | None = None
 
     @property

@@ -14,7 +14,12 @@ import pytest
 import yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
-TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances"}
+TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances", "required"}
+# `required:` items (what a run must show to be ACCEPTED; report/coverage.py judges them, docs/report.md documents them)
+REQUIRED_KEYS = {"tests", "scope", "nodes", "only", "min_nodes", "how"}
+REQUIRED_SCOPES = ("node", "type", "group", "cluster")
+REQUIRED_NODES = ("gpu", "efa")
+REQUIRED_ONLY = ("multi-gpu", "floor-1", "floor-multi")
 PROBE_KEYS = {"unschedulable_grace_s", "smoke_image_cuda", "cuda_min_driver"}
 DEFAULT_UNSCHEDULABLE_GRACE_S = 45.0
 CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
@@ -294,6 +299,25 @@ class _Validator:
         self.typed(health, "gpu_gpu_link", lambda v: isinstance(v, str) and bool(re.match(r"^(NV\d+|PIX|PXB|PHB|NODE|SYS)$", v)),
                    "a topo -m code (NV18, NV12, PIX, PXB, PHB, NODE, SYS)", where + ("health",))
 
+    def required(self, obj: Any) -> None:
+        """`required: {name: {tests, scope, nodes, only, min_nodes, how} | null}` (null: not required)."""
+        for name, item in self.keys(obj, set(map(str, obj or {})), ("required",)).items():
+            where = ("required", str(name))
+            if item is None:
+                continue
+            item = self.keys(item, REQUIRED_KEYS, where)
+            tests = item.get("tests")
+            if "tests" in item and (not isinstance(tests, list) or not tests
+                                    or not all(isinstance(t, str) and ".py" in t for t in tests)):
+                self.fail(where + ("tests",), "expected a list of `test_module.py::test_function` (function may be "
+                                              "a glob)")
+            self.typed(item, "scope", lambda v: v in REQUIRED_SCOPES, " | ".join(REQUIRED_SCOPES), where)
+            self.typed(item, "nodes", lambda v: v in REQUIRED_NODES, " | ".join(REQUIRED_NODES), where)
+            self.typed(item, "only", lambda v: isinstance(v, list) and all(c in REQUIRED_ONLY for c in v),
+                       f"a list of {', '.join(REQUIRED_ONLY)}", where)
+            self.typed(item, "min_nodes", lambda v: _non_negative_int(v) and v >= 1, "a positive integer", where)
+            self.typed(item, "how", lambda v: isinstance(v, str), "a string", where)
+
     def document(self, data: dict[str, Any]) -> None:
         self.keys(data, TOP_KEYS, ())
         cluster = self.keys(data.get("cluster"), CLUSTER_KEYS, ("cluster",))
@@ -317,6 +341,7 @@ class _Validator:
                    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "seconds (>= 0)",
                    ("probes",))
         self.instance(data.get("defaults"), ("defaults",))
+        self.required(data.get("required"))
         for name, fam in self.keys(data.get("families"), set(map(str, data.get("families") or {})), ("families",)).items():
             self.instance(fam, ("families", str(name)))
         for name, inst in self.keys(data.get("instances"), set(map(str, data.get("instances") or {})), ("instances",)).items():
@@ -342,4 +367,8 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
         _Validator(path, user_lines).document(user)
         data = deep_merge(data, user)
         sources.append(path)
+    for name, item in (data.get("required") or {}).items():   # a user's partial override needs a default to merge on
+        if item is not None and "tests" not in item:
+            raise pytest.UsageError(f"{sources[-1]}: required.{name}: a new required item needs `tests` "
+                                    "(`test_module.py::test_function`, ...)")
     return Profile(data, sources)

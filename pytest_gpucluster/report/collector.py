@@ -12,13 +12,16 @@ from typing import Any, Generator
 import pytest
 
 from pytest_gpucluster import __version__
-from pytest_gpucluster.report import headline
+from pytest_gpucluster.report import headline, options
 from pytest_gpucluster.report import html as html_parts
-from pytest_gpucluster.report.areas import check_name, nodes_of
+from pytest_gpucluster.report.areas import check_name, nodes_of, split_nodeid
+from pytest_gpucluster.report.coverage import nodes_missing
 from pytest_gpucluster.report.evidence_files import EvidenceFolder, check_text, file_name
 from pytest_gpucluster.report.grid import grid_block
 from pytest_gpucluster.report.runinfo import new_run_id, run_info
-from pytest_gpucluster.report.summary import NOT_ACCEPTED, CheckResult, build_summary, write_summary
+from pytest_gpucluster.report.summary import (
+    ACCEPTED, INCOMPLETE, INCOMPLETE_EXIT, NOT_ACCEPTED, CheckResult, build_summary, verdict_line, write_summary,
+)
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
 NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
@@ -47,6 +50,13 @@ class ReportState:
     kept_passing: int = 0
     full_counts: dict[tuple[str, str], int] = field(default_factory=dict)   # failing/not-shown rows in full
     shown_texts: dict[str, str] = field(default_factory=dict)   # digest of an output shown in full -> its check
+    deselected: set[tuple[str, str]] = field(default_factory=set)   # (module file, function) dropped by -m/-k
+    suite_run: bool = False     # the acceptance suites took part: the profile's required evidence is judged
+
+
+def in_suites(nodeid: str) -> bool:
+    """A test of the acceptance suites (a checkout's suites/ or the installed package's)."""
+    return "suites" in Path(nodeid.split("::", 1)[0]).parts
 
 
 def anchor(nodeid: str) -> str:
@@ -95,6 +105,12 @@ class ReportCollector:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.state.collected = len(session.items)
+        self.state.suite_run = self.state.suite_run or any(in_suites(i.nodeid) for i in session.items)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self.state.deselected.add(split_nodeid(item.nodeid))
+            self.state.suite_run = self.state.suite_run or in_suites(item.nodeid)
 
     @pytest.hookimpl(tryfirst=True)   # before pytest-html reads the row's extras (its hook is trylast)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -166,10 +182,12 @@ class ReportCollector:
         info = run_info(self.config, self.state.fallback_id)
         stopped = bool(session.shouldstop or session.shouldfail)
         info.interrupted = info.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED or stopped
+        info.partial = info.partial or options.partial(self.config)
         finished = time.time()
+        suite_run = self.state.suite_run or any(in_suites(n) for n in self.state.checks)
         doc = build_summary(info, list(self.state.checks.values()), started=_iso(self.state.started),
                             finished=_iso(finished), duration_s=finished - self.state.started,
-                            tool_version=__version__)
+                            tool_version=__version__, judge_required=suite_run, deselected=self.state.deselected)
         not_run = max(self.state.collected - sum(1 for c in self.state.checks.values()), 0)
         doc["counts"]["not_run"] = not_run if info.interrupted else 0
         return doc
@@ -187,6 +205,8 @@ class ReportCollector:
             self.state.summary_path = write_summary(self.state.report_dir / "summary.json", self.state.summary)
         if self.state.evidence is not None:
             self.state.evidence.finish()
+        if self.state.summary["verdict"] == INCOMPLETE and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = INCOMPLETE_EXIT   # a nightly job must not pass on missing evidence (docs/report.md)
         try:
             yield  # pytest-html and junitxml write their files here
         finally:
@@ -211,18 +231,22 @@ class ReportCollector:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         doc = self.state.summary
-        if doc is None or self.state.report_dir is None:  # not a suite run and no report asked for
+        if doc is None or self.state.report_dir is None and doc["verdict"] != INCOMPLETE:   # no report asked for
             return
         tr = terminalreporter
-        color = {"red": True} if doc["verdict"] == NOT_ACCEPTED else {"green": True}
-        tr.write_sep("=", f"gpucluster verdict: {doc['verdict']}", bold=True, **color)
+        color = ({"red": True} if doc["verdict"] == NOT_ACCEPTED else {"green": True} if doc["verdict"] == ACCEPTED
+                 and not doc.get("partial") else {"yellow": True})
+        tr.write_sep("=", f"gpucluster verdict: {verdict_line(doc)}", bold=True, **color)
         for reason in doc["verdict_reasons"]:
             tr.write_line(f"  - {reason}")
+        if doc["verdict"] == INCOMPLETE:
+            tr.write_line(f"exit {INCOMPLETE_EXIT}: required evidence is missing; get it as said above, or pass "
+                          "--gpucluster-partial if the run was narrowed on purpose (docs/report.md)", yellow=True)
         if self.state.html_path is not None:
             tr.write_line(f"report:  {self.state.html_path}")
         if self.state.summary_path is not None:
             tr.write_line(f"summary: {self.state.summary_path}")
-        if self.state.uploaded:
+        if self.state.uploaded and self.state.report_dir is not None:
             dest = f"{str(self.state.upload_url).rstrip('/')}/{self.state.report_dir.name}/"
             tr.write_line(f"uploaded {len(self.state.uploaded)} file(s) to {dest}")
         if self.state.upload_error:
@@ -256,7 +280,8 @@ class HtmlHooks:
             return str(evidence_file(node))
 
         shown = sum(1 for c in checks if c.kept)
-        prefix.extend([html_parts.STYLE, html_parts.verdict_block(doc), grid_block(checks, link, evidence_file),
+        prefix.extend([html_parts.STYLE, html_parts.verdict_block(doc),
+                       grid_block(checks, link, evidence_file, nodes_missing(doc.get("coverage") or [])),
                        headline.headline_block(checks, (doc.get("profile") or {}).get("values") or {}),
                        html_parts.criteria_block(doc), html_parts.fingerprint_block(doc),
                        html_parts.results_note(shown, len(checks))])

@@ -17,7 +17,7 @@ _BAD = {"failed", "error"}
 
 @dataclass
 class Regression:
-    kind: str      # "bandwidth" | "duration" | "flipped" | "disappeared"
+    kind: str      # "bandwidth" | "duration" | "flipped" | "disappeared" | "required"
     check: str
     what: str
     old: str
@@ -71,7 +71,7 @@ def _direction(unit: str) -> str | None:
 def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: float = 5.0,
             duration_rise_pct: float = 20.0, duration_min_rise_s: float = 1.0) -> list[Regression]:
     """Regressions of NEW against OLD: bandwidth down, durations (e.g. provisioning phases) up,
-    checks that went from passing to failing, checks that disappeared.
+    checks that went from passing to failing, checks that disappeared, required evidence no longer shown.
 
     A duration must grow by more than `duration_rise_pct` percent AND more than `duration_min_rise_s`
     seconds: a 0.1 s phase becoming 0.2 s is jitter, not a regression."""
@@ -83,6 +83,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: flo
             found.append(Regression("disappeared", key, "check", outcome, "absent", "not run any more"))
         elif outcome not in _BAD and new_out[key] in _BAD:
             found.append(Regression("flipped", key, "outcome", outcome, new_out[key], f"{outcome} -> {new_out[key]}"))
+    found.extend(required_regressions(old, new))
     for mkey, (old_v, unit) in sorted(old_vals.items()):
         if mkey not in new_vals or mkey[0] not in new_out:
             continue
@@ -97,6 +98,27 @@ def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: flo
               and (new_v - old_v) * _SECONDS[unit.strip()] > duration_min_rise_s):
             found.append(Regression("duration", mkey[0], mkey[1], f"{old_v:.4g} {unit}", f"{new_v:.4g} {unit}",
                                     f"{pct:+.1f}% (limit +{duration_rise_pct:g}%)"))
+    return found
+
+
+def required_regressions(old: dict[str, Any], new: dict[str, Any]) -> list[Regression]:
+    """Required evidence (summary.json `coverage`) shown in OLD and missing or failed in NEW: a narrowed or broken
+    nightly must not look like an improvement. A run without a coverage section (older tool) is not compared."""
+    if "coverage" not in new:
+        return []
+    now = {str(i["name"]): i for i in new.get("coverage") or []}
+    found = []
+    for item in old.get("coverage") or []:
+        if item.get("status") != "shown":
+            continue
+        cur = now.get(str(item["name"]))
+        if cur is None:
+            found.append(Regression("required", str(item["name"]), "required evidence", "shown", "absent",
+                                    "no longer required or not judged"))
+        elif cur.get("status") in ("missing", "failed"):
+            why = (cur.get("missing") or [{}])[0].get("reason") or ", ".join(cur.get("failed") or [])
+            found.append(Regression("required", str(item["name"]), "required evidence", "shown", str(cur["status"]),
+                                    f"{cur['status']}: {why}"[:160]))
     return found
 
 

@@ -48,13 +48,15 @@ class Row:
         self.cells.setdefault(area, Cell(PASS)).add(check)
 
 
-def node_state(row: Row, uniform: frozenset[tuple[str, str]]) -> str:
-    """FAIL if any check failed or errored on the node; NOT_SHOWN if a check could not be judged on this node
-    while it could on others of its type (a not-shown check on every node of a type says nothing about one node);
-    else PASS. (One function, so an INCOMPLETE verdict can extend it.)"""
+def node_state(row: Row, uniform: frozenset[tuple[str, str]], missing: frozenset[str] = frozenset()) -> str:
+    """FAIL if any check failed or errored on the node; NOT_SHOWN if evidence the profile requires of this node is
+    missing (`missing`: report/coverage.nodes_missing), or a check could not be judged on this node while it could
+    on others of its type (a not-shown check on every node of a type says nothing about one node); else PASS."""
     states = [c.state for c in row.cells.values()]
     if FAIL in states:
         return FAIL
+    if row.node in missing:
+        return NOT_SHOWN
     if any(c.state == NOT_SHOWN and (row.instance_type, a) not in uniform for a, c in row.cells.items()):
         return NOT_SHOWN
     return PASS
@@ -68,7 +70,8 @@ def blame(row: Row) -> tuple[int, int]:
     return -alone, -sum(1 for c in row.cells.values() if c.state == FAIL)
 
 
-def build_rows(checks: Iterable[CheckResult]) -> tuple[list[Row], Row | None, frozenset[tuple[str, str]]]:
+def build_rows(checks: Iterable[CheckResult], missing: frozenset[str] = frozenset()
+               ) -> tuple[list[Row], Row | None, frozenset[tuple[str, str]]]:
     """Rows per node (multi-node checks mark every node of their group), the cluster-wide row, and the
     (instance type, area) pairs whose not-shown state is the same on every node of the type."""
     rows: dict[str, Row] = {}
@@ -92,14 +95,15 @@ def build_rows(checks: Iterable[CheckResult]) -> tuple[list[Row], Row | None, fr
         (itype, area) for itype, rs in per_type.items() for area in {a for r in rs for a in r.cells}
         if all(area in r.cells and r.cells[area].state == NOT_SHOWN for r in rs))
     for row in rows.values():
-        row.state = node_state(row, uniform)
+        row.state = node_state(row, uniform, missing)
     return list(rows.values()), (cluster if cluster.cells else None), uniform
 
 
-def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callable[[str | None], str | None]) -> str:
+def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callable[[str | None], str | None],
+               missing: frozenset[str] = frozenset()) -> str:
     """The grid's HTML: a table of failing and incomplete nodes (and small groups), then one <details> line per
-    folded group of passing nodes of one instance type and zone."""
-    rows, cluster, uniform = build_rows(checks)
+    folded group of passing nodes of one instance type and zone. `missing`: nodes lacking required evidence."""
+    rows, cluster, uniform = build_rows(checks, missing)
     present = {a for r in rows for a in r.cells} | (set(cluster.cells) if cluster else set())
     areas = [a for a in AREAS if a in present]
     if not areas:

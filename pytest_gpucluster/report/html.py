@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from pytest_gpucluster.report.evidence_files import summarise
 from pytest_gpucluster.report.redact import redact
-from pytest_gpucluster.report.summary import ACCEPTED
+from pytest_gpucluster.report.summary import ACCEPTED, INCOMPLETE, verdict_line
 
 # Inline styles (the report stays one self-contained file). `body` becomes a flex column so the
 # verdict/criteria block (pytest-html's summary section) is the first thing under the title,
@@ -24,6 +24,8 @@ body > footer { order: 5; }
 .gc-verdict h2 { margin: 0 0 4px; font-size: 28px; letter-spacing: 1px; color: #fff; }
 .gc-accepted { background: #1e7b34; }
 .gc-not-accepted { background: #b3261e; }
+.gc-incomplete { background: #a15c00; }
+td.gc-missing { color: #a15c00; font-weight: bold; }
 .gc-verdict ul { margin: 4px 0 0 18px; padding: 0; }
 .gc-counts span { margin-right: 14px; font-weight: bold; }
 .gc-sim { display: inline-block; background: #6a3d9a; color: #fff; padding: 2px 8px;
@@ -83,7 +85,7 @@ def _fmt(value: float | None) -> str:
 
 def title(summary: dict[str, Any]) -> str:
     """Plain-text page title: verdict first, SIMULATED when it was the simulated cluster."""
-    parts = [f"GPU cluster acceptance: {summary['verdict']}"]
+    parts = [f"GPU cluster acceptance: {verdict_line(summary)}"]
     if summary.get("interrupted"):
         parts.append("PARTIAL (interrupted)")
     if summary.get("simulated"):
@@ -94,7 +96,9 @@ def title(summary: dict[str, Any]) -> str:
 
 def verdict_block(summary: dict[str, Any]) -> str:
     """The sign-off banner: verdict, counts, why not accepted, and why each skip happened."""
-    ok = summary["verdict"] == ACCEPTED
+    ok = summary["verdict"] == ACCEPTED and not summary.get("partial")
+    amber = summary["verdict"] in (INCOMPLETE, ACCEPTED)     # INCOMPLETE, or ACCEPTED (partial: ...)
+    css = "gc-accepted" if ok else "gc-incomplete" if amber else "gc-not-accepted"
     c = summary["counts"]
     sim = ""
     if summary.get("simulated"):
@@ -105,12 +109,13 @@ def verdict_block(summary: dict[str, Any]) -> str:
         for k, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored"), ("skipped", "skipped"))
     )
     html = [
-        f'<div id="gc-verdict" class="gc-verdict {"gc-accepted" if ok else "gc-not-accepted"}">',
-        f'<h2>{_e(summary["verdict"])}{sim}</h2>',
+        f'<div id="gc-verdict" class="gc-verdict {css}">',
+        f'<h2>{_e(verdict_line(summary))}{sim}</h2>',
         f'<div class="gc-counts">{counts}</div>',
         f"<ul>{reasons}</ul>" if reasons else "",
         "</div>",
     ]
+    html.append(coverage_block(summary.get("coverage") or []))
     skips = summary.get("skips", [])
     if skips:
         html.append('<div class="gc-section" id="gc-skips"><h3>Skipped checks and why</h3>')
@@ -120,6 +125,30 @@ def verdict_block(summary: dict[str, Any]) -> str:
 
 
 SKIP_ROWS = 20
+_COVERAGE_CSS = {"shown": "gc-pass", "failed": "gc-fail", "missing": "gc-missing", "not applicable": ""}
+
+
+def coverage_block(coverage: list[dict[str, Any]]) -> str:
+    """Required evidence (the profile's `required:`): per item, shown / failed / missing on which subjects, why."""
+    if not coverage:
+        return ""
+    rows = []
+    for item in coverage:
+        subjects = item.get("subjects") or []
+        where = f"{len(subjects)} {item['scope']}(s)" if len(subjects) > 3 else ", ".join(subjects)
+        why = "; ".join(dict.fromkeys(f"{m['subject']}: {m['reason']}" + (f" ({m['how']})" if m.get("how") else "")
+                                      for m in (item.get("missing") or [])[:3]))
+        if item.get("failed"):
+            why = "failed on " + ", ".join(item["failed"][:5])
+        css = _COVERAGE_CSS.get(item["status"], "")
+        rows.append(f"<tr><td>{_e(item['name'])}</td><td class=\"{css}\">{_e(item['status'])}</td>"
+                    f"<td>{_e(where or item.get('note', ''))}</td><td>{len(item.get('nodes') or [])}</td>"
+                    f"<td>{_e(why)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("required", "status", "on", "nodes covered", "missing: why, and how"))
+    return ('<div class="gc-section" id="gc-coverage"><h3>Required evidence</h3>'
+            f'<table class="gc"><tr>{head}</tr>{"".join(rows)}</table></div>')
+
+
 
 
 def skip_rows(skips: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ import pytest
 
 from ..options import OPTIONS, _s3_url
 
-REPORT_FIELDS = ("report_dir", "no_report", "upload")
+REPORT_FIELDS = ("report_dir", "no_report", "partial", "upload")
 
 
 def add_report_options(group: Any) -> None:
@@ -36,6 +36,11 @@ def report_root(config: pytest.Config) -> str | None:
 
 def no_report(config: pytest.Config) -> bool:
     return bool(_get(config, "gpucluster_no_report"))
+
+
+def partial(config: pytest.Config) -> bool:
+    """--gpucluster-partial: a narrowed run is intended (missing required evidence does not make it INCOMPLETE)."""
+    return bool(_get(config, "gpucluster_partial"))
 
 
 def _get(config: pytest.Config, dest: str) -> Any:

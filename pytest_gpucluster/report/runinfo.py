@@ -26,6 +26,9 @@ class RunInfo:
     profile_values: dict[str, Any] = field(default_factory=dict)  # instance type -> criteria
     interrupted: bool = False
     extra: dict[str, str] = field(default_factory=dict)           # e.g. AMI, region, cluster name
+    nodes: list[dict[str, Any]] = field(default_factory=list)     # every node: coverage.NodeFacts as plain data
+    required: dict[str, Any] = field(default_factory=dict)        # the profile's `required:` section
+    partial: bool = False                                         # --gpucluster-partial: a narrowed run is intended
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -58,8 +61,13 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     info.simulated = scenario is not None or bool(_option(config, "sim"))
     info.namespace = getattr(run, "namespace", None)
     info.server_version = _str_or_none(_maybe_call(getattr(run, "server_version", None)))
-    info.inventory = inventory_counts(_maybe_call(getattr(run, "inventory", None)))
+    inventory = _maybe_call(getattr(run, "inventory", None))
+    info.inventory = inventory_counts(inventory)
     profile = getattr(run, "profile", None)
+    info.nodes = node_facts(inventory, profile)
+    data = getattr(profile, "data", None)
+    info.required = dict((data.get("required") if isinstance(data, dict) else None) or {})
+    info.partial = bool(getattr(getattr(run, "options", None), "partial", False))
     info.profile_path = _str_or_none(getattr(run, "profile_path", None) or getattr(profile, "path", None))
     info.profile_sha256 = _str_or_none(getattr(run, "profile_sha256", None) or getattr(profile, "sha256", None))
     info.profile_values = profile_values(profile, info.inventory)
@@ -78,6 +86,23 @@ def inventory_counts(inventory: Any) -> dict[str, int]:
         return dict(sorted(Counter(str(getattr(n, "instance_type", None) or "unknown")
                                    for n in nodes.values()).items()))
     return {}
+
+
+def node_facts(inventory: Any, profile: Any) -> list[dict[str, Any]]:
+    """Every node of the cluster as the coverage sees it (report/coverage.NodeFacts): GPU/EFA, GPUs, the node counts
+    the profile has an NCCL floor for on its type, and whether this run's node selection/sample kept it."""
+    everything = list(getattr(inventory, "all_nodes", None) or [])
+    selected = {n.name for kind in ("gpu_nodes", "efa_nodes", "cpu_nodes")
+                for n in getattr(inventory, kind, None) or []}
+    out = []
+    for n in everything:
+        inst = profile.for_instance(n.instance_type) if callable(getattr(profile, "for_instance", None)) else None
+        gpus = int(getattr(inst, "gpus", 0) or 0) or int(getattr(n, "gpus_allocatable", 0) or 0)
+        floors = sorted(k for k, v in (getattr(inst, "nccl_floors", None) or {}).items() if v)
+        out.append({"name": n.name, "instance_type": n.instance_type, "gpu": bool(getattr(n, "is_gpu", False)),
+                    "efa": bool(getattr(n, "is_efa", False)), "gpus": gpus, "floors": floors,
+                    "selected": n.name in selected})
+    return out
 
 
 def profile_values(profile: Any, inventory: dict[str, int]) -> dict[str, Any]:

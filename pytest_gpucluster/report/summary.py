@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_gpucluster.report.coverage import FAILED, MISSING, Outcome, judge_coverage, missing_lines
 from pytest_gpucluster.report.redact import redact_obj
 from pytest_gpucluster.report.runinfo import RunInfo
 
@@ -13,6 +14,8 @@ SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")  # JSON Schema of this version (shipped)
 ACCEPTED = "ACCEPTED"
 NOT_ACCEPTED = "NOT ACCEPTED"
+INCOMPLETE = "INCOMPLETE"         # nothing failed, but required evidence is missing (exit INCOMPLETE_EXIT)
+INCOMPLETE_EXIT = 6               # pytest's own codes are 0-5; docs/report.md "Exit codes"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
@@ -73,8 +76,13 @@ def count_outcomes(checks: list[CheckResult]) -> dict[str, int]:
     return counts
 
 
-def verdict(counts: dict[str, int], interrupted: bool) -> tuple[str, list[str]]:
-    """ACCEPTED only for a complete run with no failed or errored check and at least one pass."""
+def verdict(counts: dict[str, int], interrupted: bool, coverage: list[dict[str, Any]] | None = None,
+            partial: bool = False) -> tuple[str, list[str]]:
+    """NOT ACCEPTED: interrupted, a check failed/errored/xpassed, a required item failed, or nothing passed.
+    INCOMPLETE: none of that, but a required item (`coverage`) was not shown, each named with why and how to get
+    it. ACCEPTED: everything required was shown and passed; with `partial` (--gpucluster-partial) missing items
+    are allowed and listed as the reasons ("partial: ...")."""
+    coverage = coverage or []
     reasons = []
     if interrupted:
         reasons.append("the run was interrupted: this report is partial")
@@ -84,9 +92,32 @@ def verdict(counts: dict[str, int], interrupted: bool) -> tuple[str, list[str]]:
         reasons.append(f"{counts['error']} check(s) errored")
     if counts.get("xpassed"):
         reasons.append(f"{counts['xpassed']} check(s) marked as known failures passed unexpectedly")
+    failed = [i["name"] for i in coverage if i.get("status") == FAILED]
+    if failed:
+        reasons.append(f"required evidence failed: {', '.join(failed)}")
     if not counts.get("passed"):
         reasons.append("no check passed: nothing was verified")
-    return (NOT_ACCEPTED if reasons else ACCEPTED), reasons
+    if reasons:
+        return NOT_ACCEPTED, reasons
+    missing = missing_lines(coverage, how=not partial)
+    if missing and not partial:
+        return INCOMPLETE, missing
+    if missing:
+        names = [i["name"] for i in coverage if i.get("status") == MISSING]
+        return ACCEPTED, [f"partial run (--gpucluster-partial): {', '.join(names)} not shown", *missing]
+    return ACCEPTED, []
+
+
+def verdict_line(doc: dict[str, Any]) -> str:
+    """How the verdict reads: `ACCEPTED`, `INCOMPLETE`, or `ACCEPTED (partial: nccl-multi-node not shown)`."""
+    partial = doc.get("partial") or []
+    if doc.get("verdict") == ACCEPTED and partial:
+        return f"{ACCEPTED} (partial: {', '.join(partial)} not shown)"
+    return str(doc.get("verdict"))
+
+
+def outcomes_of(checks: list[CheckResult]) -> list[Outcome]:
+    return [Outcome.of(c.nodeid, c.outcome, c.instance_type, c.node, c.nodes, c.skip_reason) for c in checks]
 
 
 def fingerprint(run: RunInfo, checks: list[CheckResult]) -> dict[str, Any]:
@@ -109,10 +140,14 @@ def fingerprint(run: RunInfo, checks: list[CheckResult]) -> dict[str, Any]:
 
 
 def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, finished: str,
-                  duration_s: float, tool_version: str) -> dict[str, Any]:
-    """The summary.json document (already redacted)."""
+                  duration_s: float, tool_version: str, judge_required: bool = True,
+                  deselected: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The summary.json document (already redacted). `judge_required`: the run included the acceptance suites, so
+    the profile's required evidence is judged (a plugin test or a user's own suite is not held to it)."""
     counts = count_outcomes(checks)
-    result, reasons = verdict(counts, run.interrupted)
+    coverage = judge_coverage(run.required, run.nodes, outcomes_of(checks), deselected or ()) if judge_required else []
+    result, reasons = verdict(counts, run.interrupted, coverage, run.partial)
+    partial = [i["name"] for i in coverage if i["status"] == MISSING] if result == ACCEPTED else []
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "pytest-gpucluster", "version": tool_version},
@@ -125,6 +160,8 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
         "interrupted": run.interrupted,
         "verdict": result,
         "verdict_reasons": reasons,
+        "partial": partial,
+        "coverage": coverage,
         "counts": counts,
         "skips": [{"nodeid": c.nodeid, "reason": c.skip_reason} for c in checks if c.outcome == "skipped"],
         "fingerprint": fingerprint(run, checks),

@@ -50,7 +50,7 @@ def test_run_executes_a_suite_module_against_the_simulated_cluster(plugin_args: 
     # A subprocess, as a user runs it (and so the suite module is not left in this process's sys.modules).
     env = dict(os.environ, PYTHONPATH=str(ROOT), GPUCLUSTER_RETRY_NO_WAIT="1")
     proc = subprocess.run([sys.executable, "-m", "pytest_gpucluster.cli", "run", "test_custom_example.py", "--sim",
-                           "--gpucluster-no-report", "-p", "no:cacheprovider", *plugin_args],
+                           "--gpucluster-no-report", "--gpucluster-partial", "-p", "no:cacheprovider", *plugin_args],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout and "SIMULATED cluster (scenario healthy)" in proc.stdout

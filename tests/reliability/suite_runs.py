@@ -156,16 +156,23 @@ def stop_process(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> int:
         raise AssertionError(f"pytest (pid {proc.pid}) did not end within {timeout_s:.0f} s; killed it") from None
 
 
+VERDICTS = ("ACCEPTED", "NOT ACCEPTED", "INCOMPLETE")
+
+
 def load_matrix(path: Path = MATRIX_FILE) -> dict:
-    """The expected-outcome table: `modules` (what `all` means) and per scenario `must_fail` / `must_pass`."""
+    """The expected-outcome table: `modules` (what `all` means) and per scenario `must_fail` / `must_pass` and the
+    `verdict` of summary.json (default: NOT ACCEPTED when a module must fail, else ACCEPTED)."""
     data = yaml.safe_load(path.read_text())
     modules = list(data["modules"])
     rows = {}
     for scenario, row in data["scenarios"].items():
         must_pass = row.get("must_pass") or []
-        rows[scenario] = {"must_fail": list(row.get("must_fail") or []),
-                          "must_pass": modules if must_pass == "all" else list(must_pass),
-                          "why": str(row.get("why", "")).strip()}
+        must_fail = list(row.get("must_fail") or [])
+        verdict = str(row.get("verdict") or ("NOT ACCEPTED" if must_fail else "ACCEPTED"))
+        if verdict not in VERDICTS:
+            raise ValueError(f"{path}: scenarios.{scenario}.verdict must be one of {VERDICTS}, given {verdict!r}")
+        rows[scenario] = {"must_fail": must_fail, "must_pass": modules if must_pass == "all" else list(must_pass),
+                          "verdict": verdict, "why": str(row.get("why", "")).strip()}
     return {"modules": modules, "scenarios": rows}
 
 
@@ -173,10 +180,11 @@ def matrix_markdown(matrix: dict | None = None) -> str:
     """The expected-outcome table as Markdown (docs/reliability.md prints exactly this)."""
     matrix = matrix or load_matrix()
     everything = set(matrix["modules"])
-    lines = ["| scenario | must fail | must pass | fault |", "|---|---|---|---|"]
+    lines = ["| scenario | must fail | must pass | verdict | fault |", "|---|---|---|---|---|"]
     for scenario, row in matrix["scenarios"].items():
         passing = "all" if set(row["must_pass"]) == everything else ", ".join(row["must_pass"])
-        lines.append(f"| {scenario} | {', '.join(row['must_fail']) or '(none)'} | {passing} | {row['why']} |")
+        lines.append(f"| {scenario} | {', '.join(row['must_fail']) or '(none)'} | {passing} | {row['verdict']} | "
+                     f"{row['why']} |")
     return "\n".join(lines)
 
 

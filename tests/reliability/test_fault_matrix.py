@@ -10,6 +10,7 @@ from typing import Callable
 
 import pytest
 
+from pytest_gpucluster.report.summary import INCOMPLETE_EXIT
 from pytest_gpucluster.sim.scenario import list_scenarios
 
 from .suite_runs import (FAILED, PASSED, SUITES, Case, SuiteRun, load_matrix, matrix_markdown, module_verdicts,
@@ -57,6 +58,12 @@ def suite_result(shared_dir: Path) -> Callable[[str], SuiteRun]:
     return get
 
 
+def _summary(run: SuiteRun) -> dict:
+    """The run's summary.json (the report folder beside its JUnit file), {} when there is none."""
+    found = sorted(run.junit.parent.glob("reports/*/summary.json"))
+    return json.loads(found[-1].read_text()) if found else {}
+
+
 def _explain(run: SuiteRun, verdicts: dict[str, str]) -> str:
     bad = [c for c in run.cases if c.outcome in (FAILED, "error")]
     lines = [f"module verdicts: {json.dumps(verdicts, sort_keys=True)}",
@@ -100,7 +107,15 @@ def test_suite_outcome_matches_table(scenario: str, suite_result: Callable[[str]
     for module in row["must_pass"]:
         if verdicts.get(module, "absent") != PASSED:
             wrong.append(f"{module} must PASS under {scenario}, observed {verdicts.get(module, 'absent')}")
+    summary = _summary(run)
+    if summary.get("verdict") != row["verdict"]:
+        wrong.append(f"the verdict of {scenario} must be {row['verdict']}, summary.json says "
+                     f"{summary.get('verdict', 'nothing (no summary.json)')}: {summary.get('verdict_reasons')}")
     assert not wrong, "\n".join(wrong) + "\n" + _explain(run, verdicts)
+    if row["verdict"] == "INCOMPLETE":      # nothing failed, evidence missing: exit 6, not pytest's 0
+        assert run.returncode == INCOMPLETE_EXIT, f"INCOMPLETE must exit {INCOMPLETE_EXIT}, exited {run.returncode}"
+    elif row["verdict"] == "ACCEPTED":
+        assert run.returncode == 0, f"ACCEPTED must exit 0, exited {run.returncode}\n{run.tail()}"
     assert "TEARDOWN LEFT" not in run.stdout and "gpucluster: teardown clean" in run.stdout, (
         f"teardown after the {scenario} run did not report clean:\n{run.tail()}")
 

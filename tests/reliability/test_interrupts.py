@@ -155,7 +155,8 @@ def test_two_runs_at_once_do_not_touch_each_others_objects(live_sim: SimCluster,
     pod_a = running.wait(timeout_s=60)
     run_a = pod_a["metadata"]["labels"]["gpucluster.io/run"]
     try:
-        second = start_suites(sim_target(live_sim), tmp_path / "b", "suites/test_taints.py")
+        second = start_suites(sim_target(live_sim), tmp_path / "b", "suites/test_taints.py",
+                              extra=("--gpucluster-partial",))   # one module: intended (else INCOMPLETE, exit 6)
         code_b = stop_process(second, timeout_s=180)
         a_alive_after_b = first.poll() is None
         a_objects_after_b = labelled_objects(live_sim, run_a)

@@ -1,0 +1,83 @@
+"""The three verdicts end to end on the simulated cluster: required evidence shown (ACCEPTED, exit 0), missing
+(INCOMPLETE, exit 6, each item named with why and how), a narrowed run declared with --gpucluster-partial (exit 0)."""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pytest
+
+from pytest_gpucluster.report.summary import INCOMPLETE_EXIT
+from tests.reliability.suite_runs import SuiteRun
+from tests.suite_cache import Results, SuiteSpec, custom
+
+pytest.importorskip("pytest_gpucluster.sim.launcher", reason="the simulated cluster is not available")
+
+NOT_NCCL = custom("healthy-not-nccl", "", extra=("-m", "not nccl"))
+NOT_NCCL_PARTIAL = custom("healthy-not-nccl-partial", "", extra=("-m", "not nccl", "--gpucluster-partial"))
+RELAXED = custom("single-efa-node-relaxed", "", extends="single-efa-node", profile=(
+    "required:\n  nccl-multi-node: {min_nodes: 2}\n  nccl-multi-node-bandwidth: {min_nodes: 2}\n"))
+NCCL_ITEMS = ["nccl-single-node", "nccl-single-node-bandwidth", "nccl-multi-node", "nccl-multi-node-bandwidth"]
+
+
+def summary(run: SuiteRun) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((Results(run).report_folder() / "summary.json").read_text())
+    return doc
+
+
+def coverage(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["name"]: i for i in doc["coverage"]}
+
+
+@pytest.mark.suites("healthy")
+def test_healthy_is_accepted_with_every_required_item_shown(suite_result: Callable[[str], SuiteRun]) -> None:
+    run = suite_result("healthy")
+    doc = summary(run)
+    assert doc["verdict"] == "ACCEPTED" and doc["partial"] == [] and run.returncode == 0, doc["verdict_reasons"]
+    items = coverage(doc)
+    assert {"gpu-visibility", "efa", *NCCL_ITEMS, "karpenter", "aws"} <= set(items)
+    assert {n: i["status"] for n, i in items.items() if i["status"] != "shown"} == {}
+    assert len(items["nccl-multi-node"]["nodes"]) == 2 and len(items["gpu-visibility"]["subjects"]) == 2
+
+
+@pytest.mark.suites(NOT_NCCL, NOT_NCCL_PARTIAL)
+def test_not_nccl_is_incomplete_unless_partial(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
+    run = custom_suite_result(NOT_NCCL)
+    doc = summary(run)
+    assert doc["verdict"] == "INCOMPLETE" and run.returncode == INCOMPLETE_EXIT, (doc["verdict_reasons"], run.tail())
+    assert [i["name"] for i in doc["coverage"] if i["status"] == "missing"] == NCCL_ITEMS
+    assert all("nccl" in r and "deselected (-m/-k)" in r for r in doc["verdict_reasons"])
+    assert "gpucluster verdict: INCOMPLETE" in run.stdout and f"exit {INCOMPLETE_EXIT}: required evidence" in run.stdout
+    partial = custom_suite_result(NOT_NCCL_PARTIAL)
+    doc = summary(partial)
+    assert doc["verdict"] == "ACCEPTED" and doc["partial"] == NCCL_ITEMS and partial.returncode == 0, partial.tail()
+    assert "gpucluster verdict: ACCEPTED (partial: nccl-single-node" in partial.stdout
+    page = (Results(partial).report_folder() / "report.html").read_text()
+    assert "ACCEPTED (partial: nccl-single-node" in page and "gc-incomplete" in page
+
+
+@pytest.mark.suites("mpi-operator-absent")
+def test_mpi_operator_absent_is_incomplete_naming_the_operator(suite_result: Callable[[str], SuiteRun]) -> None:
+    run = suite_result("mpi-operator-absent")
+    doc = summary(run)
+    assert doc["verdict"] == "INCOMPLETE" and run.returncode == INCOMPLETE_EXIT, run.tail()
+    items = coverage(doc)
+    assert [n for n, i in items.items() if i["status"] != "shown"] == ["nccl-multi-node", "nccl-multi-node-bandwidth"]
+    reason = items["nccl-multi-node"]["missing"][0]["reason"]
+    assert "the MPI operator is not installed" in reason and "kubectl apply --server-side -f https://" in reason
+    assert any("MPI operator" in r and "mpi-operator.yaml" in r for r in doc["verdict_reasons"])
+
+
+@pytest.mark.suites("single-efa-node", RELAXED)
+def test_one_efa_node_per_type_is_incomplete_unless_the_profile_relaxes_it(
+        suite_result: Callable[[str], SuiteRun], custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
+    run = suite_result("single-efa-node")
+    doc = summary(run)
+    assert doc["verdict"] == "INCOMPLETE" and run.returncode == INCOMPLETE_EXIT, run.tail()
+    multi = coverage(doc)["nccl-multi-node"]
+    assert multi["status"] == "missing" and multi["missing"][0]["reason"].startswith("only 1 p5.48xlarge node")
+    assert "min_nodes: 2" in multi["missing"][0]["how"]
+    relaxed = custom_suite_result(RELAXED)
+    doc = summary(relaxed)
+    assert doc["verdict"] == "ACCEPTED" and relaxed.returncode == 0, (doc["verdict_reasons"], relaxed.tail())
+    assert coverage(doc)["nccl-multi-node"]["status"] == "not applicable"
