@@ -188,7 +188,7 @@ def test_sim_hands_over_through_files_and_leaves_os_environ_alone(pytester: pyte
     """The simulated cluster is a child process; its AWS settings reach the run through the hand-off folder
     (Run.aws_env), never through os.environ; teardown stops the child."""
     before = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    pytester.makepyfile(test_handoff=HANDOFF)
+    pytester.makepyfile(test_sim_handoff_in_run=HANDOFF)   # a name no module of tests/ has (import file mismatch under xdist)
     result = pytester.runpytest(*plugin_args, "--sim", "-s")
     result.assert_outcomes(passed=1)
     match = re.search(r"SIM (\d+) (http://\S+)", result.stdout.str())   # the test checked the credentials itself
