@@ -1,20 +1,12 @@
 """What one check measured and judged: the `evidence` fixture's object and its serialisable record."""
 from __future__ import annotations
 
-import operator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import pytest
 
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
+from .checks.verdict import OPS   # one table of criterion operators for the judges and the evidence
 
 ATTACHMENT_KINDS = ("text", "nvidia-smi", "fi_info", "nccl", "log", "yaml", "json", "manifest")
 
