@@ -1,17 +1,11 @@
 """GPU node health beyond nvidia-smi (marker health): DCGM diagnostics, kernel-log Xids, NVLink and fabric manager,
 ECC and row remapping, PCIe links, clocks under load, topology and fleet uniformity; one test per check per node.
 
-Probes (each a fleet: one pod per GPU node, all nodes at once):
-- health: a PyTorch image (--gpucluster-smoke-image, else TORCH_IMAGE) with all the node's GPUs: a short CUDA load on every GPU while `nvidia-smi -q` reads
-  ECC / row remapper / PCIe / clocks / power / fabric, then `nvidia-smi nvlink -s`, `nvidia-smi topo -m`, kernel and
-  EFA driver versions. The cheap checks share it.
-- dcgm: NVIDIA's DCGM image (DCGM_IMAGE) with all the node's GPUs runs `dcgmi diag -r <profile health.dcgm_level> -j`.
-- hostlog: the kernel log (`dmesg`) read through the node's /dev/kmsg. This needs a PRIVILEGED pod with a hostPath
-  mount: RBAC `create pods` in the run's namespace (as every probe) and a namespace whose Pod Security admission allows
-  the `privileged` level (label `pod-security.kubernetes.io/enforce: privileged`, or no PSA label with a permissive
-  cluster default). Where the API refuses the pod (Forbidden, PodSecurity violation) the Xid check is skipped with the
-  API's reason; nothing else depends on it.
-Judges: pytest_gpucluster/checks/node_health.py. Expectations: the profile's `health:` keys (profiles/default.yaml).
+Three fleets (one pod per GPU node each; what they run: pytest_gpucluster/kube/healthprobes.py): a PyTorch pod with
+all the node's GPUs runs a short CUDA load while nvidia-smi reads the -q health sections, nvlink and topo (the cheap
+checks share it); NVIDIA's DCGM image runs `dcgmi diag -r <health.dcgm_level> -j`; a PRIVILEGED pod reads the kernel
+log through /dev/kmsg (needs a namespace whose Pod Security admission allows `privileged`; where the API refuses it,
+the Xid check is skipped with the API's reason: docs/node-health.md). Judges: checks/node_health.py.
 """
 from __future__ import annotations
 
@@ -24,7 +18,15 @@ from pytest_gpucluster.checks import node_health as judge
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
-from pytest_gpucluster.kube.placement import tolerations_for
+from pytest_gpucluster.kube.healthprobes import (
+    DCGM_IMAGE,
+    DCGM_RUNTIME_S,
+    HEALTH_SCRIPT,
+    HOSTLOG_SCRIPT,
+    LOAD,
+    TORCH_IMAGE,
+    health_spec,
+)
 from pytest_gpucluster.kube.plugins import find_plugins
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.kube.quantity import allocatable
@@ -40,22 +42,6 @@ from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.health
 
-DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
-# The CUDA load needs python3 + PyTorch: --gpucluster-smoke-image when given, else NVIDIA's NGC PyTorch image.
-TORCH_IMAGE = "nvcr.io/nvidia/pytorch:25.01-py3"
-DCGM_RUNTIME_S = {1: 120, 2: 600, 3: 2400, 4: 7200}   # on top of --gpucluster-timeout (DCGM guide: ~1 min, ~2-15 min, 30+ min)
-LOAD = ("import time, torch\ntorch.randn(1, device='cuda:0')\nn = torch.cuda.device_count()\n"
-        "xs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(n)]\nt = time.time()\n"
-        "while time.time() - t < 8:\n    [x @ x for x in xs]\n    torch.cuda.synchronize()\n"
-        "print(f'CUDA-LOAD ok devices={n}')\n")
-HEALTH_SCRIPT = (
-    "python3 -c \"$LOAD\" > /tmp/cuda.out 2>&1 & pid=$!; sleep 4; "
-    "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
-    "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
-    "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
-    "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
-    "echo '### rc=0'; wait $pid; rc=$?; echo '### cuda'; cat /tmp/cuda.out; echo \"### rc=$rc\"")
-HOSTLOG_SCRIPT = "echo '### uptime'; cat /proc/uptime; echo \"### rc=$?\"; echo '### dmesg'; dmesg 2>&1; echo \"### rc=$?\""
 Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
 
 
@@ -68,16 +54,11 @@ def gpus_held(inventory: Inventory, cluster: Cluster) -> dict[str, int]:
             else 0 for n in inventory.gpu_nodes}
 
 
-def _spec(name: str, node: NodeInfo, command: str, **kw: Any) -> ProbeSpec:
-    return ProbeSpec(name=name, command=["sh", "-c", command], node=node.name, tolerations=tolerations_for([node]),
-                     **kw)
-
-
 @pytest.fixture(scope="module")
 def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet,
                  gpucluster_run: Run) -> dict[str, ProbeResult]:
     return run_fleet("node-health/health", {
-        n.name: _spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name],
+        n.name: health_spec("node-health", n, HEALTH_SCRIPT, gpus=gpus_held[n.name],
                       image=gpucluster_run.options.smoke_image or TORCH_IMAGE,
                       env={"LOAD": LOAD}) for n in inventory.gpu_nodes if gpus_held[n.name] > 0})
 
@@ -90,7 +71,7 @@ def dcgm_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet
         inst = gpu_profile.for_instance(n.instance_type)
         levels[n.name] = level = int((inst.health if inst else {}).get("dcgm_level") or 2)
         if gpus_held[n.name] > 0:
-            specs[n.name] = _spec("dcgm-diag", n, f"nv-hostengine >/dev/null 2>&1; dcgmi diag -r {level} -j",
+            specs[n.name] = health_spec("dcgm-diag", n, f"nv-hostengine >/dev/null 2>&1; dcgmi diag -r {level} -j",
                                   gpus=gpus_held[n.name], image=DCGM_IMAGE,
                                   timeout_s=gpucluster_run.options.timeout_s + DCGM_RUNTIME_S[level])
     return {k: (v, levels[k]) for k, v in run_fleet("node-health/dcgm", specs).items()}
@@ -101,7 +82,7 @@ def hostlog_fleet(inventory: Inventory, run_fleet: Fleet) -> dict[str, ProbeResu
     """Kernel log per GPU node, or the API's reason it refused a privileged pod."""
     try:
         return run_fleet("node-health/hostlog", {
-            n.name: _spec("kernel-log", n, HOSTLOG_SCRIPT, privileged=True, host_paths={"/dev/kmsg": "/dev/kmsg"})
+            n.name: health_spec("kernel-log", n, HOSTLOG_SCRIPT, privileged=True, host_paths={"/dev/kmsg": "/dev/kmsg"})
             for n in inventory.gpu_nodes})
     except errors.Forbidden as exc:
         return f"the cluster refused a privileged pod reading /dev/kmsg: {exc}"
@@ -155,23 +136,15 @@ def test_dcgm_diagnostics_pass(gpu_node: NodeInfo, dcgm_fleet: dict, health_flee
         problem = f"{exc}; {result.describe()}"
     gpus = None
     if gpu_node.name in health_fleet:
-        gpus = judge.gpus_seen((parse_smi_health_or_none(health_fleet[gpu_node.name]) or SmiHealth()).gpus)
+        gpus = judge.gpus_seen((judge.smi_health_of(health_fleet[gpu_node.name].logs) or SmiHealth()).gpus)
     enforce(judge.dcgm(gpu_node.id, parsed, level, duration, result.exit_code or 0, problem, gpus), evidence)
-
-
-def parse_smi_health_or_none(result: ProbeResult) -> SmiHealth | None:
-    text = judge.split_sections(result.logs).get("smi-q", ("", 1))[0]
-    try:
-        return parse_smi_health(text)
-    except ParseError:
-        return None
 
 
 def test_no_xid_errors(gpu_node: NodeInfo, hostlog_fleet: Any, health_fleet: dict, gpu_profile: Profile,
                        evidence: Any) -> None:
     """No Xid in the kernel log that NVIDIA's Xid catalog resolves with a GPU reset, reboot or replacement."""
     window = _inst(gpu_profile, gpu_node).get("xid_window_h")
-    health = parse_smi_health_or_none(health_fleet[gpu_node.name]) if gpu_node.name in health_fleet else None
+    health = judge.smi_health_of(health_fleet[gpu_node.name].logs) if gpu_node.name in health_fleet else None
     if isinstance(hostlog_fleet, str):
         enforce(judge.xid(gpu_node.id, None, None, window, health, hostlog_fleet), evidence)
     result = hostlog_fleet[gpu_node.name]
@@ -242,6 +215,6 @@ def test_fleet_versions_uniform(gpu_node: NodeInfo, health_fleet: dict, inventor
     for name in same_type:
         if name in health_fleet:
             sections = judge.split_sections(health_fleet[name].logs)
-            versions[name] = judge.versions_of(parse_smi_health_or_none(health_fleet[name]),
+            versions[name] = judge.versions_of(judge.smi_health_of(health_fleet[name].logs),
                                                sections.get("host", ("", 0))[0])
     enforce(judge.uniformity(gpu_node.id, gpu_node.name, gpu_node.instance_type, versions), evidence)

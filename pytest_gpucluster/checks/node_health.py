@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
+from pytest_gpucluster.parsers._text import ParseError
 from pytest_gpucluster.parsers.dcgm_diag import DcgmDiagResult
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth, SmiHealth
+from pytest_gpucluster.parsers.nvidia_smi_health import (
+    GpuHealth,
+    SmiHealth,
+    parse_smi_health,
+)
 from pytest_gpucluster.parsers.nvlink import NvlinkResult
 from pytest_gpucluster.parsers.topo import TopoMatrix
 from pytest_gpucluster.parsers.xid import XidEvent, XidLog, pci_key
@@ -401,3 +406,11 @@ def summary_row(verdicts: Mapping[str, Verdict]) -> str:
 
 def gpus_seen(sequence: Sequence[GpuHealth]) -> dict[int, GpuHealth]:
     return dict(enumerate(sequence))
+
+
+def smi_health_of(logs: str) -> SmiHealth | None:
+    """The `nvidia-smi -q` health sections of a node-health probe's log (None when absent or unreadable)."""
+    try:
+        return parse_smi_health(split_sections(logs).get("smi-q", ("", 1))[0])
+    except ParseError:
+        return None
