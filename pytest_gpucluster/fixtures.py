@@ -8,6 +8,7 @@ import pytest
 from .kube import errors, kubeconfig
 from .kube.client import Cluster
 from .kube.discovery import Inventory, NodeInfo
+from .kube.plugins import Plugins, find_plugins
 from .kube.probes import ProbeContext, ProbeResult, ProbeSpec
 from .profile import Profile
 from .run import RUN_KEY, Run
@@ -73,6 +74,13 @@ def cluster(gpucluster_run: Run) -> Cluster:
 def inventory(gpucluster_run: Run, cluster: Cluster) -> Inventory:
     """GPU, EFA and CPU-only nodes (after --gpucluster-nodes / --gpucluster-sample)."""
     return gpucluster_run.discover_inventory()
+
+
+@pytest.fixture(scope="session")
+def device_plugins(cluster: Cluster, inventory: Inventory) -> Plugins:
+    """The device-plugin DaemonSets and their pods, read once per session after they settled (up to 30 s for pods
+    still starting; kube/plugins.py), shared by every suite that asks "is this node's plugin healthy"."""
+    return find_plugins(cluster, [n for n in inventory.all_nodes if n.is_gpu])
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,13 @@ from pytest_gpucluster.checks import device_plugins as judge
 from pytest_gpucluster.checks.device_plugins import NodeFacts, PluginOnNode, PodFacts
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import NodeInfo
 from pytest_gpucluster.kube.placement import BLOCKING_EFFECTS
 from pytest_gpucluster.kube.plugins import (
     Plugins,
     ds_ref,
     ds_rollout,
     ds_tolerations,
-    find_plugins,
     install_method,
     plugin_healthy,
     pod_ready,
@@ -34,9 +33,9 @@ pytestmark = pytest.mark.gpu
 
 # -- gathering -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def plugins(cluster: Cluster, inventory: Inventory) -> Plugins:
-    """Every device-plugin DaemonSet with its pods, once they settled."""
-    return find_plugins(cluster, [n for n in inventory.all_nodes if n.is_gpu])
+def plugins(device_plugins: Plugins) -> Plugins:
+    """Every device-plugin DaemonSet with its pods, once they settled (the session's one read)."""
+    return device_plugins
 
 
 def host_plugins(plugins: Plugins) -> str | None:

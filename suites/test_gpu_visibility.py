@@ -18,9 +18,9 @@ from pytest_gpucluster.checks.gpu_visibility import (
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
-from pytest_gpucluster.kube.plugins import find_plugins
+from pytest_gpucluster.kube.plugins import Plugins
+from pytest_gpucluster.kube.plugins import gpus_to_request as plugin_gpus
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.kube.quantity import allocatable
 from pytest_gpucluster.options import DEFAULT_SMOKE_SAMPLE_IMAGE
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.run import Run
@@ -35,12 +35,9 @@ Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
 
 # -- gathering: one probe fleet per check, one pod per GPU node ----------------------------------------
 @pytest.fixture(scope="module")
-def gpus_to_request(inventory: Inventory, cluster: Cluster) -> dict[str, int]:
-    """Per GPU node, all the GPUs it advertises now (more than allocatable would never schedule); 0 where its
-    device plugin is not healthy (its GPUs come and go: a probe asking for them could stay Pending)."""
-    plugins = find_plugins(cluster, inventory.gpu_nodes)
-    return {n.name: allocatable(cluster.get("nodes", n.name), GPU) if plugins.healthy_on("nvidia", n.name) else 0
-            for n in inventory.gpu_nodes}
+def gpus_to_request(inventory: Inventory, cluster: Cluster, device_plugins: Plugins) -> dict[str, int]:
+    """Per GPU node, all the GPUs it advertises now; 0 where its device plugin is not healthy."""
+    return plugin_gpus(cluster, device_plugins, [n.name for n in inventory.gpu_nodes])
 
 
 def probe(name: str, node: NodeInfo, gpus: int, command: list[str], image: str | None = None) -> ProbeSpec:

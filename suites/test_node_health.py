@@ -27,9 +27,8 @@ from pytest_gpucluster.kube.healthprobes import (
     TORCH_IMAGE,
     health_spec,
 )
-from pytest_gpucluster.kube.plugins import find_plugins
+from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.kube.quantity import allocatable
 from pytest_gpucluster.parsers import ParseError
 from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
 from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth, parse_smi_health
@@ -47,11 +46,9 @@ Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
 
 # -- gathering --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gpus_held(inventory: Inventory, cluster: Cluster) -> dict[str, int]:
+def gpus_held(inventory: Inventory, cluster: Cluster, device_plugins: Plugins) -> dict[str, int]:
     """All the GPUs each node advertises now (0 where its device plugin is not healthy)."""
-    plugins = find_plugins(cluster, inventory.gpu_nodes)
-    return {n.name: allocatable(cluster.get("nodes", n.name), "nvidia.com/gpu") if plugins.healthy_on("nvidia", n.name)
-            else 0 for n in inventory.gpu_nodes}
+    return gpus_to_request(cluster, device_plugins, [n.name for n in inventory.gpu_nodes])
 
 
 @pytest.fixture(scope="module")

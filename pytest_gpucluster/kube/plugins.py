@@ -184,3 +184,11 @@ def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, se
     found.bottlerocket = any("bottlerocket" in str(((n.get("status") or {}).get("nodeInfo") or {})
                                                    .get("osImage", "")).lower() for n in nodes)
     return found
+
+
+def gpus_to_request(cluster: Cluster, plugins: Plugins, node_names: Iterable[str]) -> dict[str, int]:
+    """Per node, all the GPUs it advertises now (asking for more than allocatable never schedules); 0 where its
+    NVIDIA device plugin is not healthy (its GPUs come and go: a probe asking for them could stay Pending)."""
+    from .quantity import allocatable
+    return {name: allocatable(cluster.get("nodes", name), "nvidia.com/gpu") if plugins.healthy_on("nvidia", name)
+            else 0 for name in node_names}

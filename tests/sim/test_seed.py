@@ -76,8 +76,7 @@ def test_aws_instance_ids_become_provider_ids() -> None:
     assert store.get("nodes", None, first)["spec"]["providerID"] == "aws:///us-west-2a/i-0123456789abcdef0"
 
 
-def test_scale_seed_is_fast() -> None:
-    import time
-    start = time.perf_counter()
+def test_scale_seed_builds_every_node() -> None:
+    """scale-1000 seeds 1000 GPU nodes and the CPU nodes (how fast: benchmarks/sim_load.py, not a timed test)."""
     store = _seeded("scale-1000")
-    assert store.count("nodes") == 1002 and time.perf_counter() - start < 5.0
+    assert store.count("nodes") == 1002
