@@ -10,7 +10,7 @@ import yaml
 
 from pytest_gpucluster import nccl
 from pytest_gpucluster.checks.nccl import (
-    Coverage, NcclRun, NodeGroup, efa_missing, gpus_of, judge_bandwidth, judge_correctness, judge_network, max_bytes,
+    Coverage, NcclRun, NodeGroup, cannot_run, gpus_of, judge_bandwidth, judge_correctness, judge_network, max_bytes,
     multi_node_groups, single_node_targets, size_arg, waves,
 )
 from pytest_gpucluster.evidence import Evidence
@@ -18,6 +18,7 @@ from pytest_gpucluster.kube import mpijob
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
+from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.run import RUN_KEY, Run
@@ -93,7 +94,8 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
 
 
 @pytest.fixture(scope="module")
-def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile) -> Callable[[NodeGroup], NcclRun]:
+def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
+                    device_plugins: Plugins) -> Callable[[NodeGroup], NcclRun]:
     """Factory: the MPIJob run of a node group, run once per module and shared by its tests. Skips (with the
     install hint) when the cluster does not serve kubeflow.org/v2beta1 MPIJobs."""
     if not mpijob.served(cluster, gpucluster_run.namespace):
@@ -113,8 +115,10 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile)
             tolerations=tolerations_for(group.nodes, extra=gpu_profile.gpu_tolerations()))
 
     def run_wave(wave: list[NodeGroup]) -> None:
-        """Every group of the wave at once (disjoint nodes); a group with a node lacking EFA is not submitted."""
-        jobs = {g.id: job_for(g) for g in wave if efa_missing(g) is None}
+        """Every group of the wave at once (disjoint nodes); a group that could never schedule is not submitted."""
+        gpus_now = gpus_to_request(cluster, device_plugins, sorted({n.name for g in wave for n in g.nodes}))
+        blocked = {g.id: cannot_run(g, gpus_now) for g in wave}
+        jobs = {g.id: job_for(g) for g in wave if blocked[g.id] is None}
         done = mpijob.run_all(cluster, list(jobs.values()), timeout_s=options.timeout_s + 30)
         for group in wave:
             gpus = min(gpus_of(n) for n in group.nodes)
@@ -123,7 +127,7 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile)
             job = jobs.get(group.id)
             if job is None:
                 cache[group.id] = NcclRun(group.id, group.instance_type, len(group.nodes), gpus, "(not submitted)",
-                                          outcome=efa_missing(group) or "", facts=shown)
+                                          outcome=blocked[group.id] or "", facts=shown)
                 continue
             result = done[job["metadata"]["name"]]
             cache[group.id] = NcclRun(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.parsers import NcclCollective, NcclResult, ParseError, parse_nccl
@@ -168,6 +168,22 @@ def efa_missing(group: NodeGroup) -> str | None:
     names = ", ".join(f"{n.name} (0 {EFA_RESOURCE} allocatable, profile expects {n.expected_efa})" for n in bare)
     return (f"not run: {names}; an MPIJob requesting EFA would never schedule there. Check the EFA device plugin on "
             f"the node (it must tolerate the GPU taint) - see test_efa")
+
+
+def cannot_run(group: NodeGroup, gpus_now: Mapping[str, int]) -> str | None:
+    """Why the group's MPIJob could never schedule right now (a node advertises no EFA device, or fewer GPUs than
+    a worker asks for: its device plugin is down or unhealthy), else None: such a job is not submitted, so the
+    check fails at once instead of waiting out the MPIJob's deadline."""
+    if (why := efa_missing(group)) is not None:
+        return why
+    wanted = min(gpus_of(n) for n in group.nodes)
+    short = [n for n in group.nodes if gpus_now.get(n.name, wanted) < wanted]
+    if not short:
+        return None
+    names = ", ".join(f"{n.name} ({gpus_now.get(n.name, 0)} nvidia.com/gpu from a healthy device plugin, a worker "
+                      f"asks for {wanted})" for n in short)
+    return (f"not run: {names}; an MPIJob worker would never schedule there. Check the NVIDIA device plugin on the "
+            f"node - see test_nvidia_device_plugin_runs_on")
 
 
 def max_bytes(inst: InstanceProfile | None, nodes: int) -> int:

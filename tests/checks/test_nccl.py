@@ -399,3 +399,15 @@ def test_every_gpu_type_of_the_default_profile_with_peers_has_floors_with_source
             if not i.nccl_floors.get(nodes) or f"nccl.all_reduce_busbw_floor_gbs.{nodes}" not in i.sources:
                 missing.append(f"{itype} x{nodes}")
     assert not missing
+
+
+def test_a_group_with_a_node_without_gpus_is_not_run_and_says_why() -> None:
+    """A node whose device plugin is down advertises no GPU: its MPIJob worker would never schedule, so the group
+    is not submitted and the reason names the node (issue 17: no waiting out the MPIJob deadline)."""
+    from pytest_gpucluster.checks.nccl import cannot_run
+
+    first, second = "ip-10-0-1-4", "ip-10-0-1-5"
+    group = NodeGroup("p5.48xlarge", (node(first), node(second)))
+    assert cannot_run(group, {first: 8, second: 8}) is None
+    why = cannot_run(group, {first: 8, second: 0})
+    assert why is not None and second in why and "0 nvidia.com/gpu" in why and first not in why
