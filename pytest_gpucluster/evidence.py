@@ -6,31 +6,13 @@ from typing import Any, Iterable, Mapping
 
 import pytest
 
-from .checks.verdict import OPS   # one table of criterion operators for the judges and the evidence
+from .checks.verdict import OPS, Criterion
 
 ATTACHMENT_KINDS = ("text", "nvidia-smi", "fi_info", "nccl", "log", "yaml", "json", "manifest")
 
 
-@dataclass
-class Measurement:
-    """One number a check measured, with the criterion it was judged against (if any)."""
-
-    name: str
-    value: float
-    unit: str
-    threshold: float | None = None
-    op: str = ">="
-    source: str | None = None
-
-    @property
-    def passed(self) -> bool | None:
-        """True/False against the threshold; None when nothing was required."""
-        if self.threshold is None:
-            return None
-        return OPS[self.op](self.value, self.threshold)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "pass": self.passed}
+# What `evidence.measure` records is the judges' Criterion: one type for a measured number and its criterion.
+Measurement = Criterion
 
 
 @dataclass

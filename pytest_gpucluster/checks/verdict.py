@@ -34,7 +34,12 @@ class Criterion:
 
     @property
     def passed(self) -> bool | None:
+        """True/False against the threshold; None when nothing was required."""
         return None if self.threshold is None else OPS[self.op](self.value, self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit, "threshold": self.threshold,
+                "op": self.op, "source": self.source, "pass": self.passed}
 
 
 @dataclass(frozen=True)

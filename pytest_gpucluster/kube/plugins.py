@@ -8,6 +8,7 @@ from typing import Any, Iterable, Protocol, Sequence
 
 from . import watching
 from .client import Cluster
+from .quantity import allocatable
 
 AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
@@ -189,6 +190,5 @@ def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, se
 def gpus_to_request(cluster: Cluster, plugins: Plugins, node_names: Iterable[str]) -> dict[str, int]:
     """Per node, all the GPUs it advertises now (asking for more than allocatable never schedules); 0 where its
     NVIDIA device plugin is not healthy (its GPUs come and go: a probe asking for them could stay Pending)."""
-    from .quantity import allocatable
     return {name: allocatable(cluster.get("nodes", name), "nvidia.com/gpu") if plugins.healthy_on("nvidia", name)
             else 0 for name in node_names}

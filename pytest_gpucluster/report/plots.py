@@ -10,11 +10,28 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display on CI machines or in the in-cluster job
 
-from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
+from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
+from matplotlib.figure import Figure  # noqa: E402
 
 _PROLOG = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 
 Point = tuple[float, float]
+
+
+def _finish_busbw(fig: Figure, ax: Axes, title: str, ceiling: float | None, *, title_size: str | None = None,
+                  legend_size: str = "small") -> str:
+    """The axes every bus-bandwidth plot shares: ceiling line, log2 message sizes, labels, grid, legend; as SVG."""
+    if ceiling is not None:
+        ax.axhline(ceiling, color="tab:green", linestyle=":", linewidth=1.2, label=f"ceiling {ceiling:g} GB/s")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_size_label))
+    ax.set_xlabel("message size")
+    ax.set_ylabel("bus bandwidth (GB/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(title, fontsize=title_size)
+    ax.legend(loc="upper left", fontsize=legend_size)
+    return _to_svg(fig)
 
 
 def _to_svg(fig: Figure) -> str:
@@ -56,17 +73,7 @@ def busbw_svg(series: Mapping[str, Sequence[Point]] | Sequence[Point], *,
         raise ValueError("busbw_svg: no (size > 0, busbw) points to plot")
     if floor is not None:
         ax.axhline(floor, color="tab:red", linestyle="--", linewidth=1.2, label=f"floor {floor:g} GB/s")
-    if ceiling is not None:
-        ax.axhline(ceiling, color="tab:green", linestyle=":", linewidth=1.2, label=f"ceiling {ceiling:g} GB/s")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_size_label))
-    ax.set_xlabel("message size")
-    ax.set_ylabel("bus bandwidth (GB/s)")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
-    return _to_svg(fig)
+    return _finish_busbw(fig, ax, title, ceiling)
 
 
 def timeline_svg(phases: Iterable[tuple[str, float, float]], *,
@@ -146,17 +153,7 @@ def busbw_curves_svg(curves: Mapping[str, Sequence[Point]], *, failing: Iterable
         fs = sorted((float(s), float(f)) for s, f in floors.items())
         ax.plot([s for s, _ in fs], [f for _, f in fs], linestyle="none", marker="_", markersize=14,
                 markeredgewidth=2, color="tab:red", label="floor (profile)")
-    if ceiling is not None:
-        ax.axhline(ceiling, color="tab:green", linestyle=":", linewidth=1.2, label=f"ceiling {ceiling:g} GB/s")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_size_label))
-    ax.set_xlabel("message size")
-    ax.set_ylabel("bus bandwidth (GB/s)")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title, fontsize="medium")
-    ax.legend(loc="upper left", fontsize="x-small")
-    return _to_svg(fig)
+    return _finish_busbw(fig, ax, title, ceiling, title_size="medium", legend_size="x-small")
 
 
 HEALTH_COLOURS = {"pass": (0.12, 0.48, 0.20), "fail": (0.70, 0.15, 0.12), "not shown": (0.93, 0.66, 0.10),
