@@ -6,6 +6,7 @@ from typing import Any, Callable
 from ._text import ParseError
 from .fi_info import FiEntry, FiInfoResult, parse_fi_info
 from .dcgm_diag import DcgmDiagResult, DcgmTestResult, parse_dcgm_diag
+from .dcgm_diag_text import parse_dcgm_diag_output, parse_dcgm_diag_text
 from .nccl import NcclCollective, NcclResult, NcclRow, parse_nccl
 from .nvidia_smi import Gpu, NvidiaSmiResult, parse_nvidia_smi, product_key, product_matches
 from .nvidia_smi_health import GpuHealth, SmiHealth, parse_smi_health
@@ -18,7 +19,8 @@ __all__ = [
     "parse_nvidia_smi", "NvidiaSmiResult", "Gpu", "product_key", "product_matches",
     "parse_fi_info", "FiInfoResult", "FiEntry",
     "parse_nccl", "NcclResult", "NcclCollective", "NcclRow",
-    "parse_dcgm_diag", "DcgmDiagResult", "DcgmTestResult", "parse_xid", "XidLog", "XidEvent",
+    "parse_dcgm_diag", "parse_dcgm_diag_text", "parse_dcgm_diag_output", "DcgmDiagResult", "DcgmTestResult",
+    "parse_xid", "XidLog", "XidEvent",
     "parse_nvlink", "NvlinkResult", "NvlinkGpu", "parse_topo", "TopoMatrix", "parse_smi_health", "SmiHealth", "GpuHealth",
 ]
 
@@ -27,7 +29,7 @@ KINDS: dict[str, Callable[[str], Any]] = {
     "nvidia-smi": parse_nvidia_smi,
     "fi-info": parse_fi_info,
     "nccl": parse_nccl,
-    "dcgm-diag": parse_dcgm_diag,
+    "dcgm-diag": parse_dcgm_diag_output,     # the text table or the -j JSON document
     "xid": parse_xid,
     "nvlink": parse_nvlink,
     "topo": parse_topo,

@@ -1,4 +1,4 @@
-"""`gpucluster parse KIND FILE`: print the parsed JSON of saved nvidia-smi / fi_info / nccl-tests / dcgmi diag -j /
+"""`gpucluster parse KIND FILE`: print the parsed JSON of saved nvidia-smi / fi_info / nccl-tests / dcgmi diag (table or -j) /
 kernel-log Xid / nvlink -s / topo -m output."""
 from __future__ import annotations
 
