@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("pytest_gpucluster.parsers.cli", "parse saved nvidia-smi / fi_info / nccl-tests output to JSON"),
     "cleanup": ("pytest_gpucluster.kube.cleanup", "delete leftovers of dead runs from a cluster"),
     "compare": ("pytest_gpucluster.report.compare", "compare two summary.json files and list regressions"),
+    "verify": ("pytest_gpucluster.bundle.verify", "check a report folder against its manifest and signature"),
     "profile": ("pytest_gpucluster.profile_show", "show the effective acceptance profile with each value's source"),
 }
 

@@ -150,6 +150,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--gpucluster-partial", "partial", "this run is deliberately narrowed (-m, -k, --gpucluster-sample, "
            "--gpucluster-nodes): required evidence it leaves out makes the verdict `ACCEPTED (partial: ...)`, exit 0, "
            "instead of INCOMPLETE, exit 6", default=False, convert=_flag, switch=True),
+    Option("--gpucluster-sign", "sign", "sign the report folder's manifest with this Ed25519 private key (PEM; "
+           "`openssl genpkey -algorithm ed25519`) as a DSSE envelope; needs the `sign` extra", metavar="KEY",
+           default_text="not signed (the manifest is still written)"),
     Option("--gpucluster-upload", "upload", "after the run, upload the report folder to s3://bucket/prefix/<folder>/",
            metavar="S3_URL", convert=_s3_url, default_text="no upload"),
 )
@@ -180,6 +183,7 @@ class RunOptions:
     report_dir: str | None = None
     no_report: bool = False
     partial: bool = False
+    sign: str | None = None
     upload: str | None = None
 
     @property

@@ -210,6 +210,9 @@ class ReportCollector:
         try:
             yield  # pytest-html and junitxml write their files here
         finally:
+            if self.state.report_dir is not None:   # the manifest: after every other file, before the upload
+                from pytest_gpucluster.bundle.plugin import seal_report
+                seal_report(self.config, self.state.report_dir, self.state.summary)
             if self.state.upload_url and self.state.report_dir is not None:
                 self._upload(session)
 

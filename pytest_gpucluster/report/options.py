@@ -7,7 +7,7 @@ import pytest
 
 from ..options import OPTIONS, _s3_url
 
-REPORT_FIELDS = ("report_dir", "no_report", "partial", "upload")
+REPORT_FIELDS = ("report_dir", "no_report", "partial", "sign", "upload")
 
 
 def add_report_options(group: Any) -> None:
@@ -41,6 +41,12 @@ def no_report(config: pytest.Config) -> bool:
 def partial(config: pytest.Config) -> bool:
     """--gpucluster-partial: a narrowed run is intended (missing required evidence does not make it INCOMPLETE)."""
     return bool(_get(config, "gpucluster_partial"))
+
+
+def sign_key(config: pytest.Config) -> str | None:
+    """--gpucluster-sign KEY: the private key that signs the folder's manifest (bundle/signing.py)."""
+    value = _get(config, "gpucluster_sign")
+    return None if value is None else str(value)
 
 
 def _get(config: pytest.Config, dest: str) -> Any:

@@ -38,7 +38,7 @@ def test_report_folder_is_uploaded_after_the_run(run_suite, s3):
     assert {f"{base}/report.html", f"{base}/summary.json", f"{base}/junit.xml", f"{base}/evidence/cluster.txt.gz"} <= keys
     body = s3.get_object(Bucket="gpu-reports", Key=f"{base}/report.html")["Body"].read().decode()
     assert "GPU cluster acceptance: ACCEPTED" in body  # uploaded after pytest-html wrote the final file
-    run.result.stdout.fnmatch_lines([f"uploaded 4 file(s) to s3://gpu-reports/nightly/prod/{run.dir.name}/"])
+    run.result.stdout.fnmatch_lines([f"uploaded 5 file(s) to s3://gpu-reports/nightly/prod/{run.dir.name}/"])
 
 
 def test_failed_upload_is_reported_and_fails_the_run(run_suite, s3):
