@@ -75,7 +75,7 @@ def _suite_runs_ahead(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     """Start the suite runs the collected tests read (tests.suite_cache.specs_of) in the background, so a test
     finds its run done or under way instead of starting it."""
     specs = list(dict.fromkeys(spec for item in request.session.items for spec in specs_of(item)))
-    specs.sort(key=lambda spec: bool(spec.paths))   # whole-suite runs (the longest) first, then by first use
+    specs.sort(key=lambda spec: bool(spec.suite_paths()))   # whole-suite runs (the longest) first, then by first use
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     threads = -(-PREFETCH_RUNS // workers)
     if not specs or threads <= 0:

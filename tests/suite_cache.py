@@ -15,8 +15,9 @@ from typing import Any, Iterable, Iterator
 
 import pytest
 
-from tests.reliability.suite_runs import (FAILED, PASSED, ROOT, SKIPPED, Case, SuiteRun, env_for_child, parse_junit,
-                                         run_suites, suite_command)
+from tests.reliability.suite_runs import (FAILED, GPUCLUSTER_RUN, PASSED, PYTEST, ROOT, SKIPPED, Case, SuiteRun,
+                                         env_for_child, parse_junit, row_options, row_paths, run_suites,
+                                         shipped_rows, suite_command)
 
 # Probe pods on the sim finish within a second or two; pods that can never run (no allocatable GPU, missing
 # EFA) wait for this deadline instead of the 600 s default. The fault matrix runs with exactly this option,
@@ -24,6 +25,9 @@ from tests.reliability.suite_runs import (FAILED, PASSED, ROOT, SKIPPED, Case, S
 PROBE_TIMEOUT_S = 20
 MATRIX_EXTRA = (f"--gpucluster-timeout={PROBE_TIMEOUT_S}",)
 RUN_TIMEOUT_S = 300.0       # run_suites' default
+# A folder that keeps the suite runs between sessions (a developer pinning fault-matrix rows judges the same runs
+# again without making them again). Unset (CI, the default): each session makes its own runs under its basetemp.
+KEEP_RUNS_ENV = "GPUCLUSTER_SUITE_CACHE"
 ERROR = "error"
 __all__ = ["FAILED", "PASSED", "SKIPPED", "ERROR", "SuiteSpec", "Results", "custom", "suite_run"]
 
@@ -43,6 +47,19 @@ class SuiteSpec:
     def shipped(self) -> bool:
         return self.scenario_yaml is None
 
+    def suite_paths(self) -> tuple[str, ...]:
+        """The suite files the run collects: a shipped scenario's are its fault-matrix row's `modules` (the whole
+        suite when the row has none), so every test reading a shipped scenario reads the matrix's run."""
+        if self.shipped:
+            row = shipped_rows().get(self.scenario)
+            return row_paths(row) if row is not None else ()
+        return self.paths
+
+    def via(self) -> str:
+        """The entry point: a shipped scenario's fault-matrix row may say `gpucluster run` (the nightly job's)."""
+        row = shipped_rows().get(self.scenario) if self.shipped else None
+        return row.via if row is not None else PYTEST
+
     def out_dir(self, shared: Path) -> Path:
         if self.shipped:
             return shared / "fault-matrix" / self.scenario
@@ -52,7 +69,8 @@ class SuiteSpec:
     def arguments(self, out: Path) -> tuple[str, list[str]]:
         """The --sim target and the extra options of the run (writes the custom scenario and profile files)."""
         if self.shipped:
-            return self.scenario, list(MATRIX_EXTRA)
+            row = shipped_rows().get(self.scenario)
+            return self.scenario, [*MATRIX_EXTRA, *(row_options(row) if row is not None else ())]
         assert self.scenario_yaml is not None  # noqa: S101 - not shipped
         scenario = out / f"{self.scenario}.yaml"
         scenario.write_text(self.scenario_yaml)
@@ -70,7 +88,12 @@ def custom(name: str, body: str, *paths: str, extra: Iterable[str] = (), profile
 
 
 def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this session sees (the basetemp's parent under xdist)."""
+    """A directory every xdist worker of this session sees (the basetemp's parent under xdist), or the folder
+    $GPUCLUSTER_SUITE_CACHE names (runs kept between sessions: delete it after changing the code under test)."""
+    kept = os.environ.get(KEEP_RUNS_ENV)
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
@@ -99,16 +122,16 @@ def suite_run(shared: Path, spec: SuiteSpec) -> SuiteRun:
         if (out / "run.json").exists():
             return _load(out)
         target, options = spec.arguments(out)
-        return _store(out, run_suites(target, out, *spec.paths, extra=options))
+        return _store(out, run_suites(target, out, *spec.suite_paths(), extra=options, via=spec.via()))
 
 
 def _run_stoppable(spec: SuiteSpec, out: Path, stop: threading.Event) -> SuiteRun | None:
     """run_suites' command, environment and result, in a child that is killed (None returned) once `stop` is set."""
     target, options = spec.arguments(out)
-    args = suite_command([f"--sim={target}"], out, *spec.paths, extra=options)
+    args = suite_command([f"--sim={target}"], out, *spec.suite_paths(), extra=options, via=spec.via())
     t0 = time.monotonic()
-    proc = subprocess.Popen(args, cwd=ROOT, env=env_for_child(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(args, cwd=out if spec.via() == GPUCLUSTER_RUN else ROOT, env=env_for_child(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while True:
         try:
             stdout, stderr = proc.communicate(timeout=0.5)

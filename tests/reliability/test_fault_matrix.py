@@ -1,11 +1,10 @@
-"""Fault matrix: the whole suite per shipped scenario, judged per module against fault_matrix.yaml."""
+"""Fault matrix: the suite per shipped scenario, judged test by test against fault_matrix.yaml."""
 from __future__ import annotations
 
-import fcntl
+import ast
 import json
-import os
 from collections import Counter
-from pathlib import Path
+from fnmatch import fnmatchcase
 from typing import Callable
 
 import pytest
@@ -13,49 +12,12 @@ import pytest
 from pytest_gpucluster.report.summary import INCOMPLETE_EXIT
 from pytest_gpucluster.sim.scenario import list_scenarios
 
-from .suite_runs import (FAILED, PASSED, SUITES, Case, SuiteRun, load_matrix, matrix_markdown, module_verdicts,
-                         parse_junit, run_suites)
+from .suite_runs import FAILED, SUITES, Case, SuiteRun, judge_row, load_matrix, matrix_markdown
 
 MATRIX = load_matrix()
-# Probe pods on the sim finish within a second or two; pods that can never run (no allocatable GPU, missing
-# EFA) wait for this deadline instead of the 600 s default, so a fault scenario takes seconds, not minutes.
-PROBE_TIMEOUT_S = 20
-SCENARIOS = sorted(MATRIX["scenarios"])
+SCENARIOS = sorted(MATRIX)
 # Slowest first, so xdist does not leave the long ones for last.
 SCENARIOS.sort(key=lambda s: (s not in ("healthy", "api-flaky"), s))
-
-
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this session sees (the basetemp's parent under xdist)."""
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    path = root / "fault-matrix"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def suite_result(shared_dir: Path) -> Callable[[str], SuiteRun]:
-    """suite_result(scenario): the suites' run against that scenario, once per session across xdist workers
-    (the healthy run serves both its matrix row and the api-flaky comparison)."""
-    def get(scenario: str) -> SuiteRun:
-        out = shared_dir / scenario
-        out.mkdir(exist_ok=True)
-        with open(out / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)        # another worker running the same scenario: wait for it
-            done = out / "run.json"
-            if done.exists():
-                meta = json.loads(done.read_text())
-                run = SuiteRun(meta["args"], meta["returncode"], meta["stdout"], meta["stderr"], meta["seconds"],
-                               out / "junit.xml")
-                run.cases = parse_junit(run.junit) if run.junit.exists() else []
-                return run
-            run = run_suites(scenario, out, extra=(f"--gpucluster-timeout={PROBE_TIMEOUT_S}",))
-            done.write_text(json.dumps({"args": run.args, "returncode": run.returncode, "stdout": run.stdout,
-                                        "stderr": run.stderr, "seconds": run.seconds}))
-            return run
-    return get
 
 
 def _summary(run: SuiteRun) -> dict:
@@ -64,14 +26,24 @@ def _summary(run: SuiteRun) -> dict:
     return json.loads(found[-1].read_text()) if found else {}
 
 
-def _explain(run: SuiteRun, verdicts: dict[str, str]) -> str:
-    bad = [c for c in run.cases if c.outcome in (FAILED, "error")]
-    lines = [f"module verdicts: {json.dumps(verdicts, sort_keys=True)}",
-             f"exit code {run.returncode} after {run.seconds:.1f} s; command: {' '.join(run.args[2:])}"]
-    lines += [f"  {c.outcome.upper()} {c.test_id}: {c.message[:300]}" for c in bad[:12]]
+def _explain(run: SuiteRun) -> str:
+    counts = Counter(c.outcome for c in run.cases)
+    lines = [f"outcomes: {dict(sorted(counts.items()))}; exit code {run.returncode} after {run.seconds:.1f} s; "
+             f"command: {' '.join(run.args[2:])}"]
+    lines += [f"  {c.outcome.upper()} {c.test_id}: {c.message[:300]}" for c in run.cases
+              if c.outcome in (FAILED, "error")][:16]
     if not run.cases:
         lines.append(f"no JUnit results; output:\n{run.tail()}")
     return "\n".join(lines)
+
+
+def suite_functions() -> dict[str, set[str]]:
+    """Test function names per suite module (test_nccl -> {test_...}), read from the source without importing it."""
+    out = {}
+    for path in sorted(SUITES.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        out[path.stem] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    return out
 
 
 def test_every_shipped_scenario_has_a_row() -> None:
@@ -79,43 +51,43 @@ def test_every_shipped_scenario_has_a_row() -> None:
     missing, stale = sorted(shipped - set(SCENARIOS)), sorted(set(SCENARIOS) - shipped)
     assert not missing and not stale, (
         f"tests/reliability/fault_matrix.yaml and pytest_gpucluster/sim/scenarios/ disagree: scenarios without "
-        f"a row {missing}, rows without a scenario {stale}. Add a row saying which modules must fail and pass.")
+        f"a row {missing}, rows without a scenario {stale}. Add a row naming the tests that must fail.")
 
 
-def test_every_module_in_the_table_exists() -> None:
-    present = {p.stem for p in SUITES.glob("test_*.py")}
-    named = set(MATRIX["modules"])
-    for row in MATRIX["scenarios"].values():
-        named |= set(row["must_fail"]) | set(row["must_pass"])
-    assert named <= present, (f"fault_matrix.yaml names suite modules that suites/ does not have: "
-                              f"{sorted(named - present)} (present: {sorted(present)})")
-    assert present <= set(MATRIX["modules"]), (f"suites/ has modules the table's `modules` (what `all` means) "
-                                               f"does not list: {sorted(present - set(MATRIX['modules']))}")
+def test_every_test_the_table_names_exists() -> None:
+    functions = suite_functions()
+    wrong = []
+    for scenario, row in MATRIX.items():
+        for module in row.modules:
+            if module.removesuffix(".py") not in functions:
+                wrong.append(f"{scenario}: modules names {module}, which suites/ does not have")
+        for pattern in (*row.must_fail, *row.cascade_patterns):
+            names = functions.get(pattern.module)
+            if names is None:
+                wrong.append(f"{scenario}: {pattern.text}: suites/ has no {pattern.module}.py")
+            elif not any(fnmatchcase(name, pattern.function) for name in names):
+                wrong.append(f"{scenario}: {pattern.text} matches no test function of {pattern.module}.py "
+                             f"({', '.join(sorted(names))})")
+    assert not wrong, "fault_matrix.yaml names tests the suites do not have:\n" + "\n".join(wrong)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_suite_outcome_matches_table(scenario: str, suite_result: Callable[[str], SuiteRun]) -> None:
-    row = MATRIX["scenarios"][scenario]
+    row = MATRIX[scenario]
     run = suite_result(scenario)
-    assert run.cases, f"`pytest suites --sim={scenario}` produced no JUnit results.\n{_explain(run, {})}"
-    verdicts = module_verdicts(run.cases)
-    wrong = []
-    for module in row["must_fail"]:
-        if verdicts.get(module, "absent") != FAILED:
-            wrong.append(f"{module} must FAIL under {scenario} ({row['why']}), observed "
-                         f"{verdicts.get(module, 'absent')}: the check cannot see this fault")
-    for module in row["must_pass"]:
-        if verdicts.get(module, "absent") != PASSED:
-            wrong.append(f"{module} must PASS under {scenario}, observed {verdicts.get(module, 'absent')}")
+    assert run.cases, f"`pytest suites --sim={scenario}` produced no JUnit results.\n{_explain(run)}"
+    wrong = judge_row(row, run.cases)
     summary = _summary(run)
-    if summary.get("verdict") != row["verdict"]:
-        wrong.append(f"the verdict of {scenario} must be {row['verdict']}, summary.json says "
+    if summary.get("verdict") != row.verdict:
+        wrong.append(f"the verdict of {scenario} must be {row.verdict}, summary.json says "
                      f"{summary.get('verdict', 'nothing (no summary.json)')}: {summary.get('verdict_reasons')}")
-    assert not wrong, "\n".join(wrong) + "\n" + _explain(run, verdicts)
-    if row["verdict"] == "INCOMPLETE":      # nothing failed, evidence missing: exit 6, not pytest's 0
+    assert not wrong, "\n".join(wrong) + "\n" + _explain(run)
+    if row.verdict == "INCOMPLETE":      # nothing failed, evidence missing: exit 6, not pytest's 0
         assert run.returncode == INCOMPLETE_EXIT, f"INCOMPLETE must exit {INCOMPLETE_EXIT}, exited {run.returncode}"
-    elif row["verdict"] == "ACCEPTED":
+    elif row.verdict == "ACCEPTED":
         assert run.returncode == 0, f"ACCEPTED must exit 0, exited {run.returncode}\n{run.tail()}"
+    else:
+        assert run.returncode == 1, f"NOT ACCEPTED must exit 1, exited {run.returncode}\n{run.tail()}"
     assert "TEARDOWN LEFT" not in run.stdout and "gpucluster: teardown clean" in run.stdout, (
         f"teardown after the {scenario} run did not report clean:\n{run.tail()}")
 
