@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from pytest_gpucluster.checks import gpu_visibility as judge
-from pytest_gpucluster.checks.gpu_visibility import (
+from pytest_gpucluster.checks.gpu_probes import (
     ISOLATION_SCRIPT,
     SAMPLE_COMMAND,
     SMI_SCRIPT,
     SMOKE_SCRIPT,
+    parse_or_none,
+    split_output,
 )
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
@@ -84,7 +86,7 @@ def smoke_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_fleet
 def attach_smi(node: NodeInfo, result: ProbeResult | None, evidence: Any) -> None:
     if result is None:
         return
-    query, table = judge.split_output(result.logs)
+    query, table = split_output(result.logs)
     evidence.attach(f"nvidia-smi on {node.name}", table or result.logs or "(no output)", kind="nvidia-smi")
     if query and table:
         evidence.attach(f"nvidia-smi --query-gpu on {node.name}", query, kind="nvidia-smi")
@@ -124,9 +126,11 @@ def test_pod_with_one_gpu_sees_exactly_one(gpu_node: NodeInfo, one_gpu_fleet: di
 
 
 def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, ProbeResult], evidence: Any) -> None:
-    """A pod requesting no GPU sees none: no NVIDIA_VISIBLE_DEVICES leakage from the image or the runtime."""
+    """A pod requesting no GPU sees none and holds no GPU device node: no NVIDIA_VISIBLE_DEVICES leakage from the image
+    or the runtime."""
     result = no_gpu_fleet[gpu_node.name]
-    evidence.attach(f"nvidia-smi -L without GPUs on {gpu_node.name}", result.logs or "(no output)", kind="nvidia-smi")
+    evidence.attach(f"nvidia-smi -L and /dev/nvidia* without GPUs on {gpu_node.name}", result.logs or "(no output)",
+                    kind="nvidia-smi")
     enforce(judge.judge_no_gpu(gpu_node.id, result), evidence)
 
 
@@ -138,7 +142,7 @@ def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi
     if result is not None:
         evidence.attach(f"CUDA smoke on {gpu_node.name}", result.logs or "(no output)", kind="log")
     smi = smi_fleet.get(gpu_node.name)
-    parsed = judge.parse_or_none(judge.split_output(smi.logs)[0]) if smi is not None else None
+    parsed = parse_or_none(split_output(smi.logs)[0]) if smi is not None else None
     image = gpucluster_run.options.smoke_image or DEFAULT_SMOKE_SAMPLE_IMAGE
     enforce(judge.judge_cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_run.options.smoke_image),
                                    driver=parsed.driver_version if parsed is not None else None,

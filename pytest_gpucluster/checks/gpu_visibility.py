@@ -2,47 +2,17 @@
 1-GPU and 0-GPU isolation, CUDA smoke. Pure: probe outputs, node labels and the profile in, a Verdict out."""
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..parsers import NvidiaSmiResult, ParseError, parse_nvidia_smi
+from .gpu_probes import EXIT_NOT_FOUND, SAMPLE_OK, SMOKE_OK, csv_column, parse_or_none, read_listing, split_output
 from .verdict import Criterion, Verdict
 
 if TYPE_CHECKING:   # the profile module imports pytest; a judge only needs the type
     from ..profile import InstanceProfile
 
 GPU = "nvidia.com/gpu"
-QUERY_FIELDS = ("index", "name", "uuid", "pci.bus_id", "memory.total", "driver_version", "mig.mode.current",
-                "ecc.mode.current", "ecc.errors.uncorrected.volatile.total")
-TABLE_MARK = "---- gpucluster: nvidia-smi table ----"
-# One pod per node: the CSV facts, then the table for the report; the exit code is the query's.
-SMI_SCRIPT = (f"nvidia-smi --query-gpu={','.join(QUERY_FIELDS)} --format=csv; rc=$?; "
-              f"echo '{TABLE_MARK}'; nvidia-smi; exit $rc")
-ENV_PREFIX, EXIT_PREFIX = "NVIDIA_VISIBLE_DEVICES=", "nvidia-smi exit "
-ISOLATION_SCRIPT = (f'echo "{ENV_PREFIX}${{NVIDIA_VISIBLE_DEVICES-<unset>}}"; '
-                    f'nvidia-smi -L; echo "{EXIT_PREFIX}$?"')
-SMOKE_SCRIPT = """
-import torch
-assert torch.cuda.is_available(), "torch.cuda.is_available() is False"
-n = torch.cuda.device_count()
-props = torch.cuda.get_device_properties(0)
-torch.cuda.synchronize()
-print(f"CUDA-SMOKE ok devices={n} name={props.name} memory_mib={props.total_memory // (1024 * 1024)} "
-      f"capability={props.major}.{props.minor} torch={torch.__version__}")
-"""
-SMOKE_OK = "CUDA-SMOKE ok"
-# The default smoke: NVIDIA's vectorAdd sample (NVIDIA/cuda-samples Samples/0_Introduction/vectorAdd, in the GPU
-# Operator docs' cuda-sample image): a kernel runs and its result is checked on the host; it ends `Test PASSED`.
-SAMPLE_COMMAND = ["/cuda-samples/vectorAdd"]
-SAMPLE_OK = "Test PASSED"
 JUDGED_BY_SMI = "judged by test_nvidia_smi_sees_every_gpu"
-EXIT_NOT_FOUND = 127   # POSIX shells: command not found
-# A shell that cannot find nvidia-smi: dash `sh: 1: nvidia-smi: not found`, bash `nvidia-smi: command not found`,
-# runc `exec: "nvidia-smi": executable file not found in $PATH`.
-SMI_NOT_FOUND = re.compile(r"nvidia-smi\"?:? (?:command )?not found|executable file not found", re.IGNORECASE)
 
 
 class Probe(Protocol):
@@ -58,70 +28,6 @@ class Probe(Protocol):
     def ok(self) -> bool: ...
 
     def describe(self) -> str: ...
-
-
-# -- reading the probes' output ------------------------------------------------------------------------
-def split_output(logs: str) -> tuple[str, str]:
-    """(query CSV, table) of the nvidia-smi probe's log."""
-    query, _, table = logs.partition(TABLE_MARK)
-    return query.strip("\n"), table.strip("\n")
-
-
-def parse_or_none(text: str) -> NvidiaSmiResult | None:
-    try:
-        return parse_nvidia_smi(text) if text.strip() else None
-    except ParseError:
-        return None
-
-
-def csv_column(query: str, name: str) -> list[str | None]:
-    """One column of `--query-gpu=... --format=csv` output by its header, a row per GPU; N/A and absent -> None.
-    (For columns the nvidia-smi parser does not type, e.g. ecc.mode.current.)"""
-    rows = [r for r in csv.reader(query.splitlines(), skipinitialspace=True) if r]
-    if not rows:
-        return []
-    header = [re.sub(r" \[.*", "", h.strip()) for h in rows[0]]
-    if name not in header:
-        return []
-    i = header.index(name)
-    values = [r[i].strip() if len(r) == len(header) else None for r in rows[1:]]
-    return [None if v is None or v in ("", "N/A", "[N/A]", "Not Supported", "[Not Supported]") else v
-            for v in values]
-
-
-@dataclass(frozen=True)
-class Listing:
-    """The isolation probe's output: `nvidia-smi -L` as the pod saw it."""
-
-    gpus: list[str]                  # `GPU 0: NVIDIA H100 80GB HBM3 (GPU-...)`
-    env: str | None                  # NVIDIA_VISIBLE_DEVICES as the pod saw it
-    text: str                        # nvidia-smi's own output
-    smi_exit: int | None             # nvidia-smi's exit code (127: not in the container)
-    parsed: NvidiaSmiResult | None   # None: not nvidia-smi output at all
-
-    @property
-    def error_category(self) -> str | None:
-        return self.parsed.error.category if self.parsed is not None and self.parsed.error is not None else None
-
-    @property
-    def smi_absent(self) -> bool:
-        """The container has no nvidia-smi: the runtime injected no driver (a pod without GPUs on a hardened node)."""
-        return self.smi_exit == EXIT_NOT_FOUND or bool(SMI_NOT_FOUND.search(self.text))
-
-
-def read_listing(logs: str) -> Listing:
-    env, code, own = None, None, []
-    for line in logs.splitlines():
-        if line.startswith(ENV_PREFIX):
-            env = line[len(ENV_PREFIX):]
-        elif line.startswith(EXIT_PREFIX):
-            code = int(line[len(EXIT_PREFIX):]) if line[len(EXIT_PREFIX):].strip().isdigit() else None
-        else:
-            own.append(line)
-    text = "\n".join(own)
-    parsed = parse_or_none(text)
-    gpus = [f"GPU {g.index}: {g.name} ({g.uuid})" for g in parsed.gpus] if parsed is not None else []
-    return Listing(gpus, env, text, code, parsed)
 
 
 def no_gpus_to_probe(node_id: str, *, judged_here: bool) -> Verdict:
@@ -179,6 +85,17 @@ def judge_smi_sees_every_gpu(node_id: str, probe: Probe | None, requested: int,
         summary="GPU count mismatch", criteria=crit, facts=facts)
 
 
+def memory_criteria(index: str | int | None, mib: float, inst: InstanceProfile) -> tuple[Criterion, Criterion]:
+    """The profile's memory as the judge applies it, both bounds: gpu_memory_mib -tolerance <= value <= +tolerance."""
+    assert inst.gpu_memory_mib is not None
+    pct = inst.gpu_memory_tolerance_pct
+    source = f"profile {inst.instance_type} gpu_memory_mib {inst.gpu_memory_mib} +-{pct}%"
+    return (Criterion(f"GPU {index} memory.total (low bound)", mib, "MiB", inst.gpu_memory_mib * (1 - pct / 100), ">=",
+                      source),
+            Criterion(f"GPU {index} memory.total (high bound)", mib, "MiB", inst.gpu_memory_mib * (1 + pct / 100), "<=",
+                      source))
+
+
 def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | None,
                     labels: Mapping[str, str], mig_resources: bool) -> Verdict:
     """Per GPU: product and memory as the profile says, ECC on where the profile requires it and no uncorrected
@@ -194,19 +111,21 @@ def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | N
                     else "Disabled")
     ecc_required = bool(inst is not None and inst.ecc_required)
     ecc_modes = csv_column(query, "ecc.mode.current")
-    problems, unknown, crit = [], [], []
+    problems: list[str] = []
+    unknown: list[str] = []
+    crit: list[Criterion] = []
     for i, gpu in enumerate(smi.gpus):
         where = f"GPU {gpu.index} ({gpu.bus_id})"
         if inst is not None and inst.gpu_product and not gpu.matches_product(inst.gpu_product):
             problems.append(f"{where} is {gpu.name!r}, profile expects {inst.gpu_product!r}")
-        if gpu.memory_total_mib is not None and inst is not None and inst.gpu_memory_mib:
-            crit.append(Criterion(f"GPU {gpu.index} memory.total", gpu.memory_total_mib, "MiB",
-                                  inst.gpu_memory_mib * (1 - inst.gpu_memory_tolerance_pct / 100), ">=",
-                                  f"profile {inst.instance_type} gpu_memory_mib {inst.gpu_memory_mib} "
-                                  f"-{inst.gpu_memory_tolerance_pct}%"))
-            if not inst.gpu_memory_ok(gpu.memory_total_mib):
-                problems.append(f"{where} has {gpu.memory_total_mib} MiB, profile expects {inst.gpu_memory_mib} MiB "
-                                f"+-{inst.gpu_memory_tolerance_pct}%")
+        if inst is not None and inst.gpu_memory_mib:
+            if gpu.memory_total_mib is None:   # N/A is no evidence of the memory the profile sets
+                unknown.append(f"{where} memory.total N/A")
+            else:
+                crit.extend(memory_criteria(gpu.index, gpu.memory_total_mib, inst))
+                if not inst.gpu_memory_ok(gpu.memory_total_mib):
+                    problems.append(f"{where} has {gpu.memory_total_mib} MiB, profile expects "
+                                    f"{inst.gpu_memory_mib} MiB +-{inst.gpu_memory_tolerance_pct}%")
         ecc = ecc_modes[i] if i < len(ecc_modes) else None
         if ecc == "Disabled" and ecc_required:
             problems.append(f"{where} ECC mode Disabled, profile requires ECC on ({inst.instance_type if inst else ''} "
@@ -234,9 +153,9 @@ def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | N
         return Verdict.failed(node_id, expected, "; ".join(problems), fix, summary="GPU facts wrong",
                               criteria=tuple(crit), facts=facts)
     if unknown:
-        return Verdict.not_shown(node_id, f"nvidia-smi did not report ECC: {'; '.join(unknown)}",
-                                 "run `nvidia-smi -q -d ECC` on the node; ECC state must be readable to sign off a "
-                                 "data-center GPU", criteria=tuple(crit), facts=facts)
+        return Verdict.not_shown(node_id, f"nvidia-smi did not report every fact the profile sets: {'; '.join(unknown)}",
+                                 "run `nvidia-smi -q -d MEMORY,ECC` on the node; memory and ECC state must be readable "
+                                 "to sign off a data-center GPU", criteria=tuple(crit), facts=facts)
     return Verdict.passed(node_id, expected, f"{len(smi.gpus)} GPUs as expected", criteria=tuple(crit), facts=facts)
 
 
@@ -261,35 +180,57 @@ def judge_one_gpu(node_id: str, probe: Probe | None) -> Verdict:
         criteria=crit, facts=facts)
 
 
+LEAK_FIX = ("The image sets NVIDIA_VISIBLE_DEVICES=all (every CUDA image does) and the NVIDIA container runtime "
+            "honours it in an unprivileged pod (the upstream defaults). Set the device plugin's `deviceListStrategy: "
+            "volume-mounts` (Helm value; env DEVICE_LIST_STRATEGY) and, in the NVIDIA Container Toolkit's "
+            "config.toml on every GPU node, `accept-nvidia-visible-devices-as-volume-mounts = true` and "
+            "`accept-nvidia-visible-devices-envvar-when-unprivileged = false` (GPU Operator: devicePlugin.env / "
+            "toolkit.env).")
+
+
 def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
     """A pod requesting no GPU sees none: no NVIDIA_VISIBLE_DEVICES leakage from the image or the runtime.
 
     Sees none: `nvidia-smi -L` lists no GPU and says `No devices were found` (driver libraries injected without
     devices, NVIDIA_VISIBLE_DEVICES=none), or the container has no nvidia-smi at all (exit 127 / "not found": on a
-    hardened node the runtime injects nothing into a pod without a GPU). Anything else that lists no GPU (an NVML
-    or driver error, unknown text) does not show that the pod could not reach a GPU: not shown, with the text."""
+    hardened node the runtime injects nothing into a pod without a GPU); AND the container holds no GPU device node
+    (/dev/nvidia<N>): a device node reaches the GPU without nvidia-smi. Anything else that lists no GPU (an NVML or
+    driver error, unknown text, a device listing that did not run) does not show that the pod could not reach a GPU:
+    not shown, with the text."""
     seen = read_listing(probe.logs)
-    crit = (Criterion("GPUs visible with none requested", len(seen.gpus), "GPUs", 0, "==",
-                      "a pod without a GPU request must not see any GPU"),)
-    facts = {"NVIDIA_VISIBLE_DEVICES": seen.env}
-    expected = f"no GPU in a pod requesting no {GPU}"
+    crit = [Criterion("GPUs visible with none requested", len(seen.gpus), "GPUs", 0, "==",
+                      "a pod without a GPU request must not see any GPU")]
+    if seen.devices is not None:
+        crit.append(Criterion("GPU device nodes with none requested", len(seen.gpu_devices), "devices", 0, "==",
+                              "a pod without a GPU request must hold no /dev/nvidia<N>"))
+    facts = {"NVIDIA_VISIBLE_DEVICES": seen.env,
+             "NVIDIA device nodes in the pod": (", ".join(f"/dev/{d}" for d in seen.devices) or "none")
+             if seen.devices is not None else f"not listed ({seen.dev_text[:160] or 'no output'})"}
+    expected = f"no GPU and no GPU device node in a pod requesting no {GPU}"
     if probe.phase != "Succeeded":
         return Verdict.failed(node_id, "the no-GPU probe to finish", probe.describe(),
                               summary="The no-GPU probe did not run", facts=facts)
     if seen.gpus:
         return Verdict.failed(
             node_id, expected, f"{len(seen.gpus)} ({'; '.join(seen.gpus)}), NVIDIA_VISIBLE_DEVICES={seen.env}",
-            "The image sets NVIDIA_VISIBLE_DEVICES=all (every CUDA image does) and the NVIDIA container runtime honours "
-            "it in an unprivileged pod (the upstream defaults). Set the device plugin's `deviceListStrategy: "
-            "volume-mounts` (Helm value; env DEVICE_LIST_STRATEGY) and, in the NVIDIA Container Toolkit's "
-            "config.toml on every GPU node, `accept-nvidia-visible-devices-as-volume-mounts = true` and "
-            "`accept-nvidia-visible-devices-envvar-when-unprivileged = false` (GPU Operator: devicePlugin.env / "
-            "toolkit.env).", summary="GPU leak", criteria=crit, facts=facts)
-    if seen.smi_absent:
-        return Verdict.passed(node_id, expected, "no nvidia-smi in the container (no driver injected)",
-                              criteria=crit, facts=facts)
-    if seen.error_category == "no_devices":
-        return Verdict.passed(node_id, expected, "nvidia-smi: No devices were found", criteria=crit, facts=facts)
+            LEAK_FIX, summary="GPU leak", criteria=tuple(crit), facts=facts)
+    if seen.gpu_devices:
+        return Verdict.failed(
+            node_id, expected, f"GPU device node(s) {', '.join('/dev/' + d for d in seen.gpu_devices)} in the "
+            f"container although nvidia-smi listed none ({seen.text.strip()[:120] or 'no output'!r}), "
+            f"NVIDIA_VISIBLE_DEVICES={seen.env}", LEAK_FIX, summary="GPU leak", criteria=tuple(crit), facts=facts)
+    if seen.smi_absent or seen.error_category == "no_devices":
+        smi = "no nvidia-smi in the container (no driver injected)" if seen.smi_absent \
+            else "nvidia-smi: No devices were found"
+        if seen.devices is None:
+            return Verdict.not_shown(
+                node_id, f"{smi}, but the NVIDIA device nodes could not be listed (`ls -d /dev/nvidia*`: "
+                         f"{seen.dev_text[:160] or 'no output'!r})",
+                "a GPU device node reaches the GPU without nvidia-smi: list /dev/nvidia* in a pod without a GPU "
+                "request on the node", criteria=tuple(crit), facts=facts)
+        control = f"; control nodes only: {', '.join('/dev/' + d for d in seen.devices)}" if seen.devices else ""
+        return Verdict.passed(node_id, expected, f"{smi}; no GPU device node{control}", criteria=tuple(crit),
+                              facts=facts)
     raw = seen.text.strip()[:300] or "(no output)"
     return Verdict.not_shown(
         node_id, f"nvidia-smi -L in a pod without GPUs printed neither a GPU list nor `No devices were found` "

@@ -327,13 +327,14 @@ class Kubelet:
         c.image_id = f"{repo}@sha256:{digest(c.image)}"
 
     def _prepare(self, run: PodRun, node_spec: NodeSpec | None) -> None:
-        sandbox.prepare_scratch(run.scratch, run.efa)
         if self.scenario is None or node_spec is None:
+            sandbox.prepare_scratch(run.scratch, run.efa)
             write_context(run.scratch, {"node": {"name": run.node, "hardware": {}},
                                         "allocated": {"gpus": [], "efa": []}, "faults": [], "workers": []})
             return
         workers = self._mpi_workers(run)
         run.exposed = self._exposed_gpus(run, node_spec)
+        sandbox.prepare_scratch(run.scratch, run.efa, run.exposed)
         context = build_context(self.scenario, run.pod, node_spec, run.exposed, run.efa, workers)
         context["unresolved_hosts"] = self._unresolved_hosts(run)
         write_context(run.scratch, context)
@@ -383,6 +384,14 @@ class Kubelet:
             if item.get("name") == name and "value" in item:
                 value = str(item.get("value") or "")
         return value
+
+    def _utility(self, cspec: dict[str, Any]) -> bool:
+        """Whether the runtime injects the NVML tools (nvidia-smi): the `utility` driver capability, which an unset or
+        empty NVIDIA_DRIVER_CAPABILITIES defaults to (NVIDIA/nvidia-container-toolkit@d34b3046
+        cmd/nvidia-container-runtime/README.md: "empty or unset: use default driver capability: utility,compute").
+        An image asking for `compute` only gets the device nodes and CUDA libraries, no nvidia-smi."""
+        caps = {c.strip() for c in (self._env_value(cspec, "NVIDIA_DRIVER_CAPABILITIES") or "").split(",") if c.strip()}
+        return not caps or bool(caps & {"utility", "all"})
 
     def _visible_devices_env(self, uuids: list[str]) -> str | None:
         """NVIDIA_VISIBLE_DEVICES as the device plugin sets it for the GPUs it gave (None: gave none). envvar: the
@@ -451,7 +460,7 @@ class Kubelet:
             by_index = {g.index: g.uuid for g in node_spec.hardware.gpus}
             uuids = [by_index[i] for i in run.gpus if i in by_index]
         image = images.lookup(c.image, self.extra_images)
-        root = self.image_roots.get(image, driver=bool(run.exposed))
+        root = self.image_roots.get(image, driver=bool(run.exposed) and self._utility(cspec))
         env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch, image_root=root,
                                     image_env=image.env, image_path=image.path, hostname=run.name,
                                     visible_devices=self._visible_devices_env(uuids))

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_gpucluster.checks.gpu_probes import DEV_MARK, TABLE_MARK, csv_column, read_devices, read_listing
 from pytest_gpucluster.checks.gpu_visibility import (
-    TABLE_MARK,
-    csv_column,
     judge_cuda_smoke,
     judge_gpu_facts,
     judge_no_gpu,
     judge_one_gpu,
     judge_smi_sees_every_gpu,
-    read_listing,
 )
 from pytest_gpucluster.checks.verdict import Status
 from pytest_gpucluster.profile import load_profile
@@ -49,14 +47,27 @@ class Probe:
 
 
 def smi_csv(n: int = 8, *, ecc: str = "Enabled", errors: str = "0", name: str = "NVIDIA H100 80GB HBM3",
-            memory: int = 81559, mig: str = "Disabled") -> str:
-    rows = [f"{i}, {name}, GPU-{i:08d}-aaaa-bbbb-cccc-dddddddddddd, 00000000:{0x53 + i:02X}:00.0, {memory} MiB, "
+            memory: int = 81559, mig: str = "Disabled", memory_text: str | None = None) -> str:
+    mem = memory_text or f"{memory} MiB"
+    rows = [f"{i}, {name}, GPU-{i:08d}-aaaa-bbbb-cccc-dddddddddddd, 00000000:{0x53 + i:02X}:00.0, {mem}, "
             f"580.105.08, {mig}, {ecc}, {errors}" for i in range(n)]
     return "\n".join([HEADER, *rows]) + f"\n{TABLE_MARK}\n(table)\n"
 
 
-def isolation(text: str, code: int, env: str = "<unset>") -> Probe:
-    return Probe(f"NVIDIA_VISIBLE_DEVICES={env}\n{text}\nnvidia-smi exit {code}\n")
+# `ls -d /dev/nvidia*` as containers print it. No match: GNU ls's message, exit 2 (as public captures of containers
+# without devices print it). Devices: the node set of a container given one GPU (ollama/ollama issue #17069, ulope,
+# 2026-07-21: `ls -l /dev/nvidia*` inside the container; the control nodes plus /dev/nvidia0).
+NO_DEVICES = ("ls: cannot access '/dev/nvidia*': No such file or directory", 2)
+ONE_GPU_DEVICES = ("""crw-rw-rw- 1 root root 195, 254 Jul 21 11:50 /dev/nvidia-modeset
+crw-rw-rw- 1 root root 511,   0 Jul 21 11:50 /dev/nvidia-uvm
+crw-rw-rw- 1 root root 511,   1 Jul 21 11:50 /dev/nvidia-uvm-tools
+crw-rw-rw- 1 root root 195,   0 Jul 21 11:50 /dev/nvidia0
+crw-rw-rw- 1 root root 195, 255 Jul 21 11:50 /dev/nvidiactl""", 0)
+
+
+def isolation(text: str, code: int, env: str = "<unset>", devices: tuple[str, int] | None = NO_DEVICES) -> Probe:
+    listing = "" if devices is None else f"{DEV_MARK}\n{devices[0]}\nls exit {devices[1]}\n"
+    return Probe(f"NVIDIA_VISIBLE_DEVICES={env}\n{text}\nnvidia-smi exit {code}\n{listing}")
 
 
 # -- nvidia-smi sees every GPU -------------------------------------------------------------------------
@@ -109,7 +120,30 @@ def test_smi_judges_against_allocatable_when_the_instance_type_is_unknown() -> N
 def test_facts_pass_on_a_healthy_node() -> None:
     verdict = judge_gpu_facts(NODE, Probe(smi_csv()), P5, {}, False)
     assert verdict.status is Status.PASS, verdict.message
-    assert {c.name for c in verdict.criteria} >= {"GPU 0 memory.total", "uncorrected ECC errors"}
+    assert {c.name for c in verdict.criteria} >= {"GPU 0 memory.total (low bound)", "GPU 0 memory.total (high bound)",
+                                                  "uncorrected ECC errors"}
+
+
+def test_facts_record_both_memory_bounds_the_judge_applies() -> None:
+    """A value above the profile's +tolerance fails the check AND its recorded criterion (the criterion was one-sided,
+    `>= low`, so the report showed a tick beside the failure)."""
+    verdict = judge_gpu_facts(NODE, Probe(smi_csv(memory=90000)), P5, {}, False)
+    assert verdict.status is Status.FAIL and "has 90000 MiB, profile expects 81559 MiB +-3" in verdict.message
+    bounds = {c.name: c for c in verdict.criteria if c.name.startswith("GPU 0 memory.total")}
+    low, high = bounds["GPU 0 memory.total (low bound)"], bounds["GPU 0 memory.total (high bound)"]
+    assert (low.op, high.op) == (">=", "<=") and low.threshold < 81559 < high.threshold
+    assert low.passed is True and high.passed is False
+
+
+def test_facts_do_not_show_memory_read_as_na_where_the_profile_sets_it() -> None:
+    """Memory N/A passed "8 GPUs as expected" with no memory criterion at all."""
+    verdict = judge_gpu_facts(NODE, Probe(smi_csv(memory_text="[N/A]")), P5, {}, False)
+    assert verdict.status is Status.NOT_SHOWN and "GPU 0 (00000000:53:00.0) memory.total N/A" in verdict.message
+    assert not any(c.name.startswith("GPU 0 memory.total") for c in verdict.criteria)
+
+
+def test_facts_accept_memory_na_where_the_profile_sets_none() -> None:
+    assert judge_gpu_facts(NODE, Probe(smi_csv(memory_text="[N/A]")), None, {}, False).status is Status.PASS
 
 
 def test_facts_read_ecc_mode_from_a_real_capture() -> None:
@@ -194,7 +228,8 @@ def test_one_gpu_is_not_shown_with_the_driver_unreachable_or_no_gpu() -> None:
 def test_no_gpu_fails_a_leak() -> None:
     verdict = judge_no_gpu(NODE, isolation(LIST_H200, 0, env="all"))
     assert verdict.status is Status.FAIL
-    assert verdict.message.startswith(f"GPU leak on {NODE}: expected no GPU in a pod requesting no nvidia.com/gpu; "
+    assert verdict.message.startswith(f"GPU leak on {NODE}: expected no GPU and no GPU device node in a pod "
+                                      "requesting no nvidia.com/gpu; "
                                       "observed 1 (GPU 0: NVIDIA H200")
     assert "accept-nvidia-visible-devices-envvar-when-unprivileged = false" in verdict.message
 
@@ -220,6 +255,43 @@ def test_no_gpu_does_not_show_output_it_cannot_read(text: str, code: int) -> Non
     verdict = judge_no_gpu(NODE, isolation(text, code))
     assert verdict.status is Status.NOT_SHOWN
     assert f"(exit {code})" in verdict.message and repr(text.strip()[:300] or "(no output)") in verdict.message
+
+
+def test_no_gpu_fails_a_gpu_device_node_whatever_nvidia_smi_says() -> None:
+    """The no-GPU pod was judged by nvidia-smi alone: an image without nvidia-smi passed with /dev/nvidia0 mounted."""
+    verdict = judge_no_gpu(NODE, isolation("sh: 1: nvidia-smi: not found", 127, env="all", devices=ONE_GPU_DEVICES))
+    assert verdict.status is Status.FAIL and verdict.message.startswith(f"GPU leak on {NODE}")
+    assert "GPU device node(s) /dev/nvidia0 in the container although nvidia-smi listed none" in verdict.message
+    assert [(c.name, c.value) for c in verdict.criteria][-1] == ("GPU device nodes with none requested", 1)
+    unreadable = judge_no_gpu(NODE, isolation("Failed to initialize NVML: Unknown Error", 255,
+                                              devices=ONE_GPU_DEVICES))
+    assert unreadable.status is Status.FAIL
+
+
+def test_no_gpu_accepts_control_nodes_without_a_gpu_node() -> None:
+    control = ("/dev/nvidia-uvm\n/dev/nvidia-uvm-tools\n/dev/nvidiactl", 0)
+    verdict = judge_no_gpu(NODE, isolation("No devices were found", 6, devices=control))
+    assert verdict.status is Status.PASS and "control nodes only: /dev/nvidia-uvm" in verdict.message
+
+
+def test_no_gpu_does_not_show_a_pass_without_the_device_listing() -> None:
+    assert judge_no_gpu(NODE, isolation("sh: 1: nvidia-smi: not found", 127, devices=None)).status \
+        is Status.NOT_SHOWN
+    verdict = judge_no_gpu(NODE, isolation("sh: 1: nvidia-smi: not found", 127, devices=("Killed", 137)))
+    assert verdict.status is Status.NOT_SHOWN and "could not be listed" in verdict.message
+
+
+@pytest.mark.parametrize("text, code, names", [
+    (ONE_GPU_DEVICES[0], 0, ["nvidia-modeset", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0", "nvidiactl"]),
+    ("/dev/nvidia-modeset  /dev/nvidia-uvm  /dev/nvidia-uvm-tools  /dev/nvidia0  /dev/nvidiactl", 0,
+     ["nvidia-modeset", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0", "nvidiactl"]),   # columns, as a terminal shows
+    ("/tmp/pods/x/dev/nvidia3\n/tmp/pods/x/dev/nvidiactl", 0, ["nvidia3", "nvidiactl"]),   # /dev under another root
+    (NO_DEVICES[0], 2, []),
+    ("ls: /dev/nvidia*: No such file or directory", 1, []),                                 # busybox
+    ("", 0, None), ("sh: 1: ls: not found", 127, None),
+])
+def test_read_devices(text: str, code: int, names: list[str] | None) -> None:
+    assert read_devices(text, code) == names
 
 
 def test_no_gpu_fails_a_probe_that_did_not_finish() -> None:

@@ -204,6 +204,26 @@ def test_env_is_scrubbed_and_gpus_are_not_leaked(tmp_path: Path, monkeypatch: An
     run_world("healthy", tmp_path, body)
 
 
+DEVICES = 'for d in /dev/nvidia*; do [ -e "$d" ] && echo "${d##*/}"; done; true'
+
+
+def test_device_nodes_are_what_the_runtime_injects(tmp_path: Path) -> None:
+    """/dev/nvidia<minor> for each exposed GPU (the node's numbering) plus the control nodes; nothing in a pod without
+    a GPU on a hardened node; an image asking only for `compute` gets the device nodes but no nvidia-smi."""
+    async def body(w: World) -> None:
+        w.pod("two", ["sh", "-c", DEVICES], gpus=2)
+        w.pod("none", ["sh", "-c", DEVICES])
+        w.pod("compute", ["sh", "-c", f"{DEVICES}; nvidia-smi -L; echo rc=$?"], gpus=1, node=w.gpu_node(1),
+              env=[{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute"}])
+        for name in ("two", "none", "compute"):
+            await w.wait_pod(name, phase("Succeeded"))
+        assert sorted(w.log("two").split()) == ["nvidia-modeset", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0",
+                                                "nvidia1", "nvidiactl"]
+        assert w.log("none").strip() == ""
+        assert "nvidia0" in w.log("compute") and "rc=127" in w.log("compute")
+    run_world("healthy", tmp_path, body)
+
+
 def test_daemon_pods_run_until_deleted_or_crashloop(tmp_path: Path) -> None:
     async def body(w: World) -> None:
         w.pod("plugin", None, image="nvcr.io/nvidia/k8s-device-plugin:v0.17.1")

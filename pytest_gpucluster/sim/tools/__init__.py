@@ -26,6 +26,7 @@ TOOLS: dict[str, str] = {
 # the container's image root, so `/opt/nccl-tests/build/all_reduce_perf` exists only where the image has it.
 _ABS_IMAGE = re.compile(r"(?<![\w./-])/(?:usr|bin|sbin|opt|cuda-samples)(?:/[\w.+-]+)+/?")
 _DEV_IB = re.compile(r"(?<![\w./-])/dev/infiniband\b")
+_DEV_NVIDIA = re.compile(r"(?<![\w./-])/dev/nvidia")
 
 
 def install_tools(dest: Path) -> Path:
@@ -40,7 +41,8 @@ def install_tools(dest: Path) -> Path:
 
 
 def map_paths(text: str, image_root: Path, scratch: Path) -> str:
-    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf` (into the image root), `/dev/infiniband`
-    (into the pod's scratch) ... in a command."""
+    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf` (into the image root), `/dev/infiniband` and
+    `/dev/nvidia*` (into the pod's scratch, which holds the device nodes the pod was given) ... in a command."""
     text = _ABS_IMAGE.sub(lambda m: str(image_root) + m.group(0), text)
+    text = _DEV_NVIDIA.sub(str(scratch / "dev" / "nvidia"), text)
     return _DEV_IB.sub(str(scratch / "dev" / "infiniband"), text)

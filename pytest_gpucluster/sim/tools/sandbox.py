@@ -20,13 +20,23 @@ class StartError(Exception):
     """The container could not start (what containerd reports as StartError, exit code 128)."""
 
 
-def prepare_scratch(root: Path, efa_devices: list[str]) -> Path:
-    """Create the pod's scratch dir with `dev/infiniband/uverbsN` for each EFA device it was given."""
+# What the NVIDIA container runtime mounts into a container it injects the driver into: the control nodes
+# (NVIDIA/nvidia-container-toolkit@d34b3046 pkg/nvcdi/common-nvml.go controlDeviceNodeDiscoverer) and
+# /dev/nvidia<minor> for each GPU it exposes (the node's minor numbers, not renumbered from 0).
+NVIDIA_CONTROL_NODES = ("nvidia-modeset", "nvidia-uvm-tools", "nvidia-uvm", "nvidiactl")
+
+
+def prepare_scratch(root: Path, efa_devices: list[str], gpus: list[int] | None = None) -> Path:
+    """Create the pod's scratch dir with `dev/infiniband/uverbsN` for each EFA device it was given and, where the
+    runtime exposes GPUs (`gpus`, node indexes), the NVIDIA device nodes (`/dev/nvidia*` in a command maps here)."""
     root.mkdir(parents=True, exist_ok=True)
-    ib = root / "dev" / "infiniband"
+    dev = root / "dev"
+    ib = dev / "infiniband"
     ib.mkdir(parents=True, exist_ok=True)
     for i, _ in enumerate(efa_devices):
         (ib / f"uverbs{i}").touch()
+    for name in [*NVIDIA_CONTROL_NODES, *(f"nvidia{i}" for i in gpus or [])] if gpus else []:
+        (dev / name).touch()
     return root
 
 
