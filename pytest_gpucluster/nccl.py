@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_gpucluster.checks.nccl import NcclRun, floors_of, physical_ceiling, warnings_text
+from pytest_gpucluster.checks.nccl_run import launch_of
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.profile import InstanceProfile
 
@@ -32,6 +33,10 @@ def record(run: NcclRun, evidence: Evidence) -> None:
                 evidence.version(component, version)
         evidence.fact("transport", run.result.transport)
         evidence.fact("gdrdma", run.result.gdrdma)
+        if run.table is not None:
+            evidence.fact("ranks in the log", launch_of(run).observed + (
+                f" (pod -> node: {', '.join(f'{h} -> {n}' for h, n in sorted(run.hosts.items()))})" if run.hosts
+                else ""))
 
 
 def table_text(coll: Any) -> str:

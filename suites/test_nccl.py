@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pytest_gpucluster import nccl
-from pytest_gpucluster.checks.nccl import (
-    Coverage, NcclRun, NodeGroup, cannot_run, gpus_of, judge_bandwidth, judge_correctness, judge_network, max_bytes,
-    multi_node_groups, single_node_targets, size_arg, waves,
+from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
+from pytest_gpucluster.checks.nccl_nodes import (
+    Coverage, NodeGroup, cannot_run, gpus_of, multi_node_groups, single_node_targets, waves,
 )
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.kube import mpijob
@@ -84,7 +84,8 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
         probe = run_fleet(key, specs)[node.name]
         run = NcclRun(node.id, node.instance_type, 1, gpus_of(node), " ".join(specs[node.name].command),
                       log=probe.logs, facts={"pod": f"{probe.namespace}/{probe.pod}", "phase": probe.phase,
-                                             "exit_code": probe.exit_code})
+                                             "exit_code": probe.exit_code},
+                      node_names=(node.name,), hosts={probe.pod: probe.node} if probe.node else {})
         if not probe.ok:
             run.outcome = (f"{probe.describe()} - see `kubectl -n {probe.namespace} logs {probe.pod}` and "
                            f"`kubectl -n {probe.namespace} describe pod {probe.pod}`")
@@ -133,7 +134,8 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
             cache[group.id] = NcclRun(
                 group.id, group.instance_type, len(group.nodes), gpus, mpijob.launcher_command(job),
                 log=result.log, outcome=result.outcome, manifest=yaml.safe_dump(job, sort_keys=False),
-                facts={**result.facts, **shown, "efa_per_worker": min(n.efa_allocatable for n in group.nodes)}).parse()
+                facts={**result.facts, **shown, "efa_per_worker": min(n.efa_allocatable for n in group.nodes)},
+                node_names=tuple(n.name for n in group.nodes), hosts=result.workers).parse()
 
     def get(group: NodeGroup) -> NcclRun:
         if group.id not in cache:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -140,6 +141,7 @@ class MpiJobRun:
     log: str = ""
     outcome: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)   # worker pod (its hostname) -> the node it ran on
 
 
 def served(cluster: Cluster, namespace: str) -> bool:
@@ -214,6 +216,24 @@ def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: floa
     for name in names:
         if name in final:
             _collect(cluster, final[name], out[name])
+    for pod, node in _scheduled(cluster, namespace).items():
+        owner = next((n for n in names if pod.startswith(f"{n}-worker-")), None)
+        if owner is not None:
+            out[owner].workers[pod] = node
+    return out
+
+
+_ASSIGNED = re.compile(r"^Successfully assigned (\S+)/(\S+) to (\S+)$")
+
+
+def _scheduled(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """Pod -> node from the scheduler's `Scheduled` events ("Successfully assigned <ns>/<pod> to <node>",
+    kube-scheduler's binding message). The workers are gone once the job ends (cleanPodPolicy Running), their
+    events stay: they say where each rank's host ran, which the judges compare with the group's nodes."""
+    out: dict[str, str] = {}
+    for event in cluster.items("events", namespace, field_selector="reason=Scheduled"):
+        if (m := _ASSIGNED.match(str(event.get("message") or ""))) and m.group(1) == namespace:
+            out[m.group(2)] = m.group(3)
     return out
 
 

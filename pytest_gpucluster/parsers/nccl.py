@@ -24,7 +24,7 @@ _TYPE_BYTES = {"int8": 1, "uint8": 1, "char": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "
 
 _HEADER = re.compile(r"^#\s*size\s+count\s+type\b")
 _ROW_START = re.compile(r"^\s*\d+\s+\d+\s+[A-Za-z_][A-Za-z0-9_]*\s")
-_RANK_LINE = re.compile(r"^#\s+Rank\s+(\d+)\s")
+_RANK_LINE = re.compile(r"^#\s+Rank\s+(\d+)\s(?:.*?\bon\s+(\S+)\s+device\b)?")
 _STARTING = re.compile(r"Collective test starting:\s*(\w+?)(?:_perf)?\s*$")
 _BINARY = re.compile(r"\b(" + "|".join(COLLECTIVES) + r")_perf\b")
 _OOB = re.compile(r"^#\s*Out of bounds values\s*:\s*(\d+)")
@@ -39,6 +39,7 @@ class _Builder:
         self.columns: list[str] | None = None
         self.pending_name: str | None = None
         self.rank_ids: set[int] = set()
+        self.rank_hosts: dict[int, str] = {}
         self.validation: bool | None = None
         self.closed = False
 
@@ -48,6 +49,7 @@ class _Builder:
         self.pending_name, self.closed = None, False
         if self.rank_ids:
             self.current.ranks = len(self.rank_ids)
+            self.current.rank_hosts = dict(self.rank_hosts)
         return self.current
 
     def ensure(self) -> NcclCollective:
@@ -148,14 +150,17 @@ def _header_line(b: _Builder, t: str) -> bool:
         if v := _VALIDATION.search(t):
             b.validation = v.group(1) != "0"
         if t.startswith("# nThread"):
-            b.rank_ids = set()
+            b.rank_ids, b.rank_hosts = set(), {}
             if b.current is not None and b.current.rows:
                 b.closed = True
         return True
     if m := _RANK_LINE.match(t):
         b.rank_ids.add(int(m.group(1)))
+        if m.group(2):
+            b.rank_hosts[int(m.group(1))] = m.group(2)
         if b.current is not None and not b.current.rows:
             b.current.ranks = len(b.rank_ids)
+            b.current.rank_hosts = dict(b.rank_hosts)
         return True
     if m := _OOB.match(t):
         b.ensure().out_of_bounds = int(m.group(1))

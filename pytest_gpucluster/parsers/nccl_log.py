@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["TEST_FAILURE", "NcclLogFacts", "scan_log_line", "transport_of"]
+__all__ = ["TEST_FAILURE", "NcclLogFacts", "scan_log_line", "transport_of", "gdrdma_of"]
 
 _NCCL_VERSION = re.compile(r"\bNCCL version (\d+\.\d+\.\d+\S*)")
 _TESTS_VERSION = re.compile(r"#\s*nccl-tests version (\S+)")
@@ -16,6 +16,10 @@ _NETWORK = re.compile(r"NCCL INFO Using network (.+?)\s*$")
 _CHANNEL_NET = re.compile(r"\bvia NET/([^/]+)/(\d+)(?:\(\d+\))?(/GDRDMA)?")
 _RING_GDR = re.compile(r"Connected all rings.*\bGDR ([01])\b")
 _NRANKS = re.compile(r"\bn[Rr]anks (\d+)")
+# The process that printed an NCCL line: NCCL's debug prefix "<host>:<pid>:<tid> [<cuda dev>] NCCL INFO|WARN"
+# (src/debug.cc), after an optional "[<timestamp>] " (WARN lines of NCCL >= 2.2x). One process can drive several
+# GPUs (-g 8), so a process, not a rank, is what prints each "Selected provider" and "Using network" line once.
+_PROCESS = re.compile(r"(?:^|\s)([\w.{}-]+):(\d+):\d+ \[\d+\] NCCL (?:INFO|WARN)")
 _WARN = re.compile(r"\bNCCL WARN\b")
 TEST_FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?(?:failure|FAILED)\b")   # nccl-tests' own verdict on a rank
 _ERRORS = [
@@ -45,14 +49,27 @@ class NcclLogFacts:
     channel_nets: list[str] = field(default_factory=list)    # NET/<name> in channel lines
     gdrdma_channels: int = 0
     net_channels: int = 0
+    # per printing process ("host:pid"): the networks it used, the OFI provider it selected, and per host the
+    # network channels it opened: [all, with /GDRDMA]. The judges read the weakest process, not the first.
+    process_networks: dict[str, list[str]] = field(default_factory=dict)
+    process_providers: dict[str, str] = field(default_factory=dict)
+    process_channel_nets: dict[str, list[str]] = field(default_factory=dict)
+    host_channels: dict[str, list[int]] = field(default_factory=dict)
     ring_gdr: bool | None = None
     nranks: int | None = None
     errors: list[str] = field(default_factory=list)      # error-looking lines, NCCL WARN lines included
     warnings: list[str] = field(default_factory=list)    # the `NCCL WARN` lines alone: evidence, not a verdict
 
 
+def process_of(text: str) -> tuple[str, str]:
+    """(host, "host:pid") of the NCCL line, ("", "") when it carries no NCCL prefix."""
+    m = _PROCESS.search(text)
+    return (m.group(1), f"{m.group(1)}:{m.group(2)}") if m else ("", "")
+
+
 def scan_log_line(facts: NcclLogFacts, text: str) -> None:
     """Update `facts` from one (prefix-stripped) line of output."""
+    host, proc = process_of(text) if "NCCL" in text else ("", "")
     if (m := _NCCL_VERSION.search(text)) and facts.nccl_version is None:
         facts.nccl_version = m.group(1)
     if (m := _TESTS_VERSION.search(text)) and facts.nccl_tests_version is None:
@@ -66,17 +83,27 @@ def scan_log_line(facts: NcclLogFacts, text: str) -> None:
             facts.libfabric_version = m.group(1)
         if m := _PROVIDER.search(text):
             facts.ofi_provider = facts.ofi_provider or m.group(1).lower()
+            facts.process_providers.setdefault(proc, m.group(1).lower())
             facts.ofi_fabric = facts.ofi_fabric or m.group(2)
             if m.group(3):
                 facts.ofi_nics = int(m.group(3))
         if m := _CHANNEL_NET.search(text):
             facts.net_channels += 1
+            counts = facts.host_channels.setdefault(host, [0, 0])
+            counts[0] += 1
             if m.group(3):
                 facts.gdrdma_channels += 1
+                counts[1] += 1
             if m.group(1) not in facts.channel_nets:
                 facts.channel_nets.append(m.group(1))
-    if (m := _NETWORK.search(text)) and m.group(1) not in facts.networks:
-        facts.networks.append(m.group(1))
+            if m.group(1) not in (nets := facts.process_channel_nets.setdefault(proc, [])):
+                nets.append(m.group(1))
+    if m := _NETWORK.search(text):
+        if m.group(1) not in facts.networks:
+            facts.networks.append(m.group(1))
+        nets = facts.process_networks.setdefault(proc, [])
+        if m.group(1) not in nets:
+            nets.append(m.group(1))
     if m := _RING_GDR.search(text):
         facts.ring_gdr = bool(int(m.group(1))) or bool(facts.ring_gdr)
     if "NCCL INFO" in text and (m := _NRANKS.search(text)):
@@ -95,8 +122,11 @@ def _classify(network: str, provider: str | None) -> str | None:
     if n.startswith("ib") or "infiniband" in n:
         return "ib"
     if "libfabric" in n or n.startswith("ofi") or n.startswith("aws"):
-        # aws-ofi-nccl only names its network "AWS Libfabric"/"Libfabric": the provider says what carries it
-        if provider is None or provider.startswith("efa"):
+        # aws-ofi-nccl only names its network "AWS Libfabric"/"Libfabric": the provider says what carries it, and
+        # without its line nothing does
+        if provider is None:
+            return None
+        if provider.startswith("efa"):
             return "efa"
         if provider in ("tcp", "sockets", "udp", "tcp;ofi_rxm", "udp;ofi_rxd"):
             return "socket"
@@ -106,26 +136,43 @@ def _classify(network: str, provider: str | None) -> str | None:
     return None
 
 
-_RANK = {"socket": 0, "ib": 1, "efa": 1}
+_RANK = {"socket": 0, "unknown": 1, "ib": 2, "efa": 2}
+
+
+def process_transports(facts: NcclLogFacts) -> dict[str, str]:
+    """Per printing process: efa | ib | socket | unknown. A process's Libfabric network is EFA only when that
+    same process printed `Selected provider is efa`: aws-ofi-nccl names its network "Libfabric" / "AWS Libfabric"
+    whatever provider carries it (tcp, sockets, verbs, efa), and prints its choice once per process
+    (aws/aws-ofi-nccl src/nccl_ofi_net.c: NCCL_OFI_INFO(NCCL_INIT | NCCL_NET, "Selected Provider is %s", ...))."""
+    procs = set(facts.process_networks) | set(facts.process_providers) | set(facts.process_channel_nets)
+    out: dict[str, str] = {}
+    for proc in sorted(procs):
+        provider = facts.process_providers.get(proc)
+        names = (facts.process_networks.get(proc) or facts.process_channel_nets.get(proc)
+                 or (["Libfabric"] if provider else []))
+        kinds = [_classify(n, provider) or "unknown" for n in names]
+        if kinds:
+            out[proc] = min(kinds, key=lambda k: _RANK[k])
+    return out
 
 
 def transport_of(facts: NcclLogFacts) -> str | None:
-    """The network NCCL really used: efa | ib | socket | None (no evidence / unknown provider).
+    """The network NCCL really used: efa | ib | socket | None (no evidence, or a process whose network cannot be
+    told: Libfabric without a provider line, an unknown provider).
 
-    `Using network` lines win; channel lines (`via NET/Socket/0`) are the fallback. When ranks
-    disagree the weakest wins (one rank on sockets drags the whole collective down)."""
-    names = facts.networks or facts.channel_nets
-    if not names and facts.ofi_provider:
-        names = ["Libfabric"]
-    kinds = [k for k in (_classify(n, facts.ofi_provider) for n in names) if k]
+    `Using network` lines win; channel lines (`via NET/Socket/0`) are the fallback. Every process counts and the
+    weakest wins: one rank on sockets drags the whole collective down, one rank of unknown transport leaves the
+    run's transport unknown."""
+    kinds = set(process_transports(facts).values())
     if not kinds:
         return None
-    return min(kinds, key=lambda k: _RANK[k])
+    weakest = min(kinds, key=lambda k: _RANK[k])
+    return None if weakest == "unknown" else weakest
 
 
 def gdrdma_of(facts: NcclLogFacts) -> bool | None:
-    """True when any network channel runs GPUDirect RDMA (`/GDRDMA`); False when network channels
-    exist and none does (or rings report `GDR 0`); None without network channel lines."""
+    """True when every network channel of every rank runs GPUDirect RDMA (`/GDRDMA`); False when a network
+    channel does not (or rings report `GDR 0`); None without network channel lines."""
     if facts.net_channels:
-        return facts.gdrdma_channels > 0
+        return facts.gdrdma_channels == facts.net_channels
     return facts.ring_gdr

@@ -48,6 +48,7 @@ class NcclCollective:
     out_of_bounds: int | None = None
     error_column: str = "#wrong"   # "#wrong" (count of wrong elements) or "error" (old: max abs error)
     validation: bool | None = None  # False when run with -c 0 (every #wrong is N/A)
+    rank_hosts: dict[int, str] = field(default_factory=dict)   # rank -> host, from the "# Rank N ... on <host>" lines
 
     @property
     def peak_busbw(self) -> float | None:

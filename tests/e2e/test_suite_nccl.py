@@ -93,10 +93,10 @@ def check_every_nccl_check_passes(cases: list[Case], run: Results, itype: str) -
     assert "pass" in multi.properties["out-of-place busbw at 2G"]
     if "peak busbw plausible" in multi.properties:      # the profile's busbw_ceiling_gbs, where it sets one
         assert "pass" in multi.properties["peak busbw plausible"]
-    assert 0 < value(multi, "peak busbw / physical ceiling") < 150
+    assert 0 < value(multi, "peak busbw / physical ceiling") <= 100
 
 
-@pytest.mark.parametrize("scenario", ["healthy", "auto-mode", "api-flaky"])
+@pytest.mark.parametrize("scenario", ["healthy", "auto-mode", "api-flaky", "nccl-margin-above-floor"])
 def test_every_nccl_check_passes(shipped: Callable[[str], tuple[list[Case], Results]], scenario: str) -> None:
     cases, run = shipped(scenario)
     check_every_nccl_check_passes(cases, run, "p5.48xlarge")
@@ -120,13 +120,16 @@ def test_healthy_p5_numbers_are_plausible(shipped: Callable[[str], tuple[list[Ca
 
 @pytest.mark.parametrize("scenario, failing, messages", [
     ("nccl-socket-fallback", {MULTI_EFA, MULTI_BW},
-     ["did not use EFA", "observed transport socket, networks ['Socket']", "FI_PROVIDER=efa"]),
+     ["did not use EFA", "observed transport socket (socket on 16 process(es)", "networks ['Socket']", "FI_PROVIDER=efa"]),
     ("nccl-wrong-results", {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_BW},
      ["all_reduce results are wrong", "#wrong > 0", "Out of bounds values: ", "Test failure",
       "not judged: the run's results are wrong"]),
     ("nccl-low-bandwidth", {ONE_BW, MULTI_BW},
      ["bus bandwidth below the profile floor", f"at 2G expected >= {P5_FLOORS[2]:g} GB/s, observed",
       f"at 2G expected >= {P5_FLOORS[1]:g} GB/s, observed", "of the 750.0 GB/s ceiling (network per node 3200 Gbps"]),
+    ("nccl-margin-below-floor", {MULTI_BW},      # 0.85x the published run: 5-8% below the floors, nothing else
+     ["bus bandwidth below the profile floor", "at 1G expected >= 393 GB/s, observed",
+      f"at 2G expected >= {P5_FLOORS[2]:g} GB/s, observed", "% of the floor)"]),
 ])
 def test_fault_fails_its_checks(shipped: Callable[[str], tuple[list[Case], Results]], scenario: str,
                                 failing: set[str], messages: list[str]) -> None:
