@@ -21,6 +21,7 @@ BEHAVIOUR = "sim.gpucluster.io/behaviour"
 MPI_ROLE_LABELS = ("training.kubeflow.org/job-role", "mpi-job-role")
 MPI_JOB_LABELS = ("training.kubeflow.org/job-name", "mpi-job-name")
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+STARTUP_WINDOW_S = 1.0     # a container process counts as starting (holds a start slot) for at most this long
 
 
 class Kubelet:
@@ -55,7 +56,12 @@ class Kubelet:
 
     async def run(self) -> None:
         self._queue = asyncio.Queue()
-        self._slots = asyncio.Semaphore(self.kubelet_spec.max_concurrent_pods if self.kubelet_spec else 64)
+        # A host-protection bound, not a kubelet's: every node's kubelet starts its pods' containers independently
+        # (no cluster-wide limit exists; maxPods is the scheduler's, per node), but here every node shares this
+        # machine. A container process holds a slot only until it exits or has run for STARTUP_WINDOW_S: a burst of
+        # fleet pods cannot start thousands of interpreters at once, and long-running containers (MPI workers' sshd,
+        # daemons) never hold slots that the pods they wait for (their launcher) need.
+        self._slots = asyncio.Semaphore(self.kubelet_spec.max_starting_containers if self.kubelet_spec else 64)
         unsubscribe = self.store.subscribe(self._on_change, copy=False)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -351,8 +357,7 @@ class Kubelet:
             hostfile = (self.store.get("configmaps", run.namespace, f"{job}-config").get("data") or {}).get("hostfile")
         except NotFound:
             return []
-        with_ip = {p["metadata"]["name"] for p in self.store.list("pods", run.namespace)[0]
-                   if (p.get("status") or {}).get("podIP")}
+        with_ip = {p["metadata"]["name"] for p in self._job_pods(run.namespace, job) if (p.get("status") or {}).get("podIP")}
         hosts = [line.split()[0] for line in (hostfile or "").splitlines() if line.strip()]
         return [h for h in hosts if h.split(".", 1)[0] not in with_ip]
 
@@ -412,9 +417,8 @@ class Kubelet:
         if role != "launcher" or not job or self.scenario is None:
             return []
         out = []
-        pods = [p for p in self.store.list("pods", run.namespace)[0]
-                if any((p["metadata"].get("labels") or {}).get(k) == job for k in MPI_JOB_LABELS)
-                and any((p["metadata"].get("labels") or {}).get(k) == "worker" for k in MPI_ROLE_LABELS)]
+        pods = [p for p in self._job_pods(run.namespace, job)
+                if any((p["metadata"].get("labels") or {}).get(k) == "worker" for k in MPI_ROLE_LABELS)]
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             node = str((pod.get("spec") or {}).get("nodeName") or "")
             spec = self._node_spec(node) if node else None
@@ -425,6 +429,12 @@ class Kubelet:
             worker["host"] = pod["metadata"]["name"]
             out.append(worker)
         return out
+
+    def _job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The stored pods (read-only, not copied) of one MPI job: a hundred launchers of a 200-node run each copying
+        every pod of the namespace made the loop quadratic."""
+        return [p for p in self.store.iter_objects("pods") if p["metadata"].get("namespace") == namespace
+                and any((p["metadata"].get("labels") or {}).get(k) == job for k in MPI_JOB_LABELS)]
 
     def _resolve(self, run: PodRun, value_from: dict[str, Any]) -> str | None:
         ref = value_from.get("fieldRef")
@@ -480,15 +490,22 @@ class Kubelet:
             self._publish(run)
             return 128
         assert self._slots is not None
-        async with self._slots:
-            c.proc = await sandbox.spawn(argv, env, run.scratch, self.log_path(run.namespace, run.name, c.name))
-            self._event(run, "Created", f"Created container: {c.name}")
-            self._event(run, "Started", f"Started container {c.name}")
-            c.state, c.started, c.ready = {"running": {"startedAt": started}}, True, True
-            if c in run.containers:
-                run.phase = "Running"
-            self._publish(run)
-            returncode = await c.proc.wait()
+        exited: asyncio.Future[int] | None = None
+        try:
+            async with self._slots:   # held while the process starts up, not for its whole life (see run())
+                c.proc = await sandbox.spawn(argv, env, run.scratch, self.log_path(run.namespace, run.name, c.name))
+                exited = asyncio.ensure_future(c.proc.wait())
+                self._event(run, "Created", f"Created container: {c.name}")
+                self._event(run, "Started", f"Started container {c.name}")
+                c.state, c.started, c.ready = {"running": {"startedAt": started}}, True, True
+                if c in run.containers:
+                    run.phase = "Running"
+                self._publish(run)
+                await asyncio.wait({exited}, timeout=STARTUP_WINDOW_S)
+            returncode = await exited
+        finally:
+            if exited is not None and not exited.done():
+                exited.cancel()
         code = sandbox.exit_code(returncode)
         c.proc, c.ready, c.started = None, False, False
         c.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",

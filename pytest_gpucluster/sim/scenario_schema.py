@@ -262,7 +262,7 @@ class KubeletSpec:
     image_pull_seconds: float = 0.1
     image_pull_seconds_per_image: dict[str, float] = field(default_factory=dict)  # glob -> seconds
     unpullable_images: list[str] = field(default_factory=list)                   # globs
-    max_concurrent_pods: int = 64
+    max_starting_containers: int = 64   # container processes starting at once on this machine (the rest queue)
     hard_timeout_seconds: float = 600.0
     heartbeat_seconds: float = 300.0     # nodeStatusReportFrequency (heartbeats proper go to Leases)
     # images the catalog (sim/tools/images.py) lacks: glob -> {absolute path in the image: provider}, provider one of

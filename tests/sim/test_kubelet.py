@@ -365,3 +365,34 @@ def test_a_scenario_can_declare_an_image_the_catalog_lacks(tmp_path: Path) -> No
         log = w.log("own")
         assert "provider: efa" in log and "rc=0" in log and "python3: not found" in log and "rc=127" in log
     run_world(load_scenario(scenario_file), tmp_path, body)
+
+
+def test_long_running_containers_do_not_starve_the_pods_they_wait_for(tmp_path: Path) -> None:
+    """Issue 27: more MPI workers (sshd, running until their launcher ends) than the host's start slots must not keep
+    the launcher in ContainerCreating. Every node's kubelet starts containers independently; the start slots only
+    bound how many processes start at once on this machine."""
+    scenario_file = tmp_path / "few-slots.yaml"
+    scenario_file.write_text("extends: healthy\ndescription: two start slots\nkubelet:\n  max_starting_containers: 2\n")
+
+    async def body(w: World) -> None:
+        for i in range(3):
+            w.pod(f"worker-{i}", ["/usr/sbin/sshd", "-De"], node=w.gpu_node(i % 2), image=NCCL)
+        for i in range(3):
+            await w.wait_pod(f"worker-{i}", phase("Running"))
+        w.pod("launcher", ["sh", "-c", "echo launched"], node=w.cpu_node())
+        await w.wait_pod("launcher", phase("Succeeded"))
+        assert "launched" in w.log("launcher")
+        assert all(w.kubelet.runs[uid].containers[0].proc is not None for uid in w.kubelet.runs
+                   if w.kubelet.runs[uid].name.startswith("worker-"))
+    run_world(load_scenario(scenario_file), tmp_path / "work", body)
+
+
+def test_each_container_has_its_own_tmp(tmp_path: Path) -> None:
+    """A container's /tmp is its own writable layer: two pods writing the same /tmp file never see each other's."""
+    async def body(w: World) -> None:
+        for name in ("one", "two"):
+            w.pod(name, ["sh", "-c", f"echo {name} > /tmp/out; sleep 1; cat /tmp/out"], node=w.cpu_node())
+        for name in ("one", "two"):
+            await w.wait_pod(name, phase("Succeeded"))
+            assert w.log(name).strip() == name
+    run_world("healthy", tmp_path, body)

@@ -22,11 +22,14 @@ TOOLS: dict[str, str] = {
     "vectorAdd": "from fake.cuda_samples import vector_add; sys.exit(vector_add(sys.argv[1:]))",
     **{prog: f"from fake.nccl import main; sys.exit(main(sys.argv[1:], {prog!r}))" for prog in COLLECTIVES},
 }
-# Absolute paths in commands that live in the image (not the node's /tmp, /proc, /sys, /dev, /etc): mapped into
+# Absolute paths in commands that live in the image (not the node's /proc, /sys, /dev, /etc): mapped into
 # the container's image root, so `/opt/nccl-tests/build/all_reduce_perf` exists only where the image has it.
 _ABS_IMAGE = re.compile(r"(?<![\w./-])/(?:usr|bin|sbin|opt|cuda-samples)(?:/[\w.+-]+)+/?")
 _DEV_IB = re.compile(r"(?<![\w./-])/dev/infiniband\b")
 _DEV_NVIDIA = re.compile(r"(?<![\w./-])/dev/nvidia")
+# A container's /tmp is its own (the image's writable layer, or an emptyDir): never another pod's. Shared, the
+# node-health probes of 200 pods on this one machine read each other's `/tmp/cuda.out` and failed at random.
+_TMP = re.compile(r"(?<![\w./-])/tmp(?![\w.+-])")
 
 
 def install_tools(dest: Path) -> Path:
@@ -41,8 +44,10 @@ def install_tools(dest: Path) -> Path:
 
 
 def map_paths(text: str, image_root: Path, scratch: Path) -> str:
-    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf` (into the image root), `/dev/infiniband` and
-    `/dev/nvidia*` (into the pod's scratch, which holds the device nodes the pod was given) ... in a command."""
+    """Rewrite `/usr/sbin/sshd`, `/opt/nccl-tests/build/all_reduce_perf` (into the image root), `/dev/infiniband`,
+    `/dev/nvidia*` (into the pod's scratch, which holds the device nodes the pod was given) and `/tmp` (the pod's
+    own, in its scratch) ... in a command."""
+    text = _TMP.sub(lambda m: str(scratch / "tmp"), text)   # first: the roots below may themselves be under /tmp
     text = _ABS_IMAGE.sub(lambda m: str(image_root) + m.group(0), text)
     text = _DEV_NVIDIA.sub(str(scratch / "dev" / "nvidia"), text)
     return _DEV_IB.sub(str(scratch / "dev" / "infiniband"), text)

@@ -30,6 +30,7 @@ def prepare_scratch(root: Path, efa_devices: list[str], gpus: list[int] | None =
     """Create the pod's scratch dir with `dev/infiniband/uverbsN` for each EFA device it was given and, where the
     runtime exposes GPUs (`gpus`, node indexes), the NVIDIA device nodes (`/dev/nvidia*` in a command maps here)."""
     root.mkdir(parents=True, exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)        # the container's own /tmp (tools.map_paths)
     dev = root / "dev"
     ib = dev / "infiniband"
     ib.mkdir(parents=True, exist_ok=True)
