@@ -421,7 +421,7 @@ class Store:
                 self._commit(t, "MODIFIED", new, current)
             if propagation == "Foreground":
                 self._cascade(uid, "Background")
-                self._finish_foreground(uid)
+                self._finish_foreground(uid, t.kind)
             elif propagation == "Orphan":
                 self._cascade(uid, "Orphan")
             return fast_copy(self._objects[t.key].get(self._ns_name(t, namespace, name), new))
@@ -479,7 +479,7 @@ class Store:
         policy = self._propagation.pop(uid, "Background")
         self._cascade(uid, policy)
         for ref in meta.get("ownerReferences") or []:
-            self._finish_foreground(ref.get("uid", ""))
+            self._finish_foreground(ref.get("uid", ""), ref.get("kind"))
         if t.namespaced:
             self._finish_namespace(meta.get("namespace", ""))
 
@@ -493,10 +493,14 @@ class Store:
             elif not self._objects[key][(ns, name)]["metadata"].get("deletionTimestamp"):
                 self.delete(key, ns or None, name, propagation="Background")
 
-    def _finish_foreground(self, uid: str) -> None:
+    def _finish_foreground(self, uid: str, kind: str | None = None) -> None:
+        """The owner `uid` (of `kind`, when known: only objects of that kind are searched; every removal of an owned
+        pod used to scan every stored object) lost its last dependent: drop its foregroundDeletion finalizer."""
         if not uid or self._dependents.get(uid):
             return
         for t_key, objs in self._objects.items():
+            if kind and self.resource(t_key).kind != kind:
+                continue
             for (ns, name), obj in list(objs.items()):
                 if obj["metadata"]["uid"] == uid and "foregroundDeletion" in (obj["metadata"].get("finalizers") or []):
                     self.mutate(t_key, ns or None, name, lambda o: o["metadata"].__setitem__(
