@@ -205,13 +205,18 @@ def test_topology_matches_profile(gpu_node: NodeInfo, health_fleet: dict, gpu_pr
                            inst.gpus if inst else 0), evidence)
 
 
-def test_fleet_versions_uniform(gpu_node: NodeInfo, health_fleet: dict, inventory: Inventory, evidence: Any) -> None:
+@pytest.fixture(scope="module")
+def fleet_versions(health_fleet: dict[str, ProbeResult]) -> dict[str, Any]:
+    """Every probed node's versions, parsed once: each node's uniformity check compares it with all the others of
+    its type (parsing them per check made the module quadratic in the node count)."""
+    return {name: judge.versions_of(judge.smi_health_of(result.logs),
+                                    judge.split_sections(result.logs).get("host", ("", 0))[0])
+            for name, result in health_fleet.items()}
+
+
+def test_fleet_versions_uniform(gpu_node: NodeInfo, fleet_versions: dict[str, Any], inventory: Inventory,
+                                evidence: Any) -> None:
     """Driver, CUDA, VBIOS, kernel and EFA driver the same as on the other nodes of the same instance type."""
-    same_type = [n.name for n in inventory.gpu_nodes if n.instance_type == gpu_node.instance_type]
-    versions = {}
-    for name in same_type:
-        if name in health_fleet:
-            sections = judge.split_sections(health_fleet[name].logs)
-            versions[name] = judge.versions_of(judge.smi_health_of(health_fleet[name].logs),
-                                               sections.get("host", ("", 0))[0])
+    versions = {n.name: fleet_versions[n.name] for n in inventory.gpu_nodes
+                if n.instance_type == gpu_node.instance_type and n.name in fleet_versions}
     enforce(judge.uniformity(gpu_node.id, gpu_node.name, gpu_node.instance_type, versions), evidence)
