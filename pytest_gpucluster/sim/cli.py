@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -22,6 +24,7 @@ WHAT_IT_DOES = (
 if TYPE_CHECKING:
     from .launcher import SimCluster
 
+STATS_ENV = "GPUCLUSTER_SIM_STATS"    # file the child writes its request counts and CPU to when it stops
 EXIT_START_FAILED = 1
 EXIT_NO_EXTRA = 4           # as pytest's usage error: the same words as `pytest --sim` without the extra
 
@@ -84,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
             _announce(sim, manifest, args.kubeconfig_out)
         stop.wait()
     finally:
+        stats = _request_stats(sim)
         try:  # our handlers stay installed: a second Ctrl-C must not interrupt the clean stop
             sim.stop()
         except SimClusterError as exc:
             print(f"gpucluster sim: {exc}", file=sys.stderr, flush=True)
             return 1
         finally:
+            _write_stats(stats)
             for s, handler in previous.items():
                 signal.signal(s, handler)
             if own_handoff:
@@ -131,6 +136,29 @@ def _announce(sim: SimCluster, manifest: Path, kubeconfig_out: Path | None) -> N
         print(f"export {key}={shlex.quote(value)}", flush=True)
     for warning in sim.warnings:
         print(f"gpucluster sim: warning: {warning}", file=sys.stderr, flush=True)
+
+
+def _request_stats(sim: SimCluster) -> dict[str, object] | None:
+    """The apiserver's request counts, read before the stop when benchmarks/full_run.py asks for them (STATS_ENV)."""
+    if not os.environ.get(STATS_ENV):
+        return None
+    try:
+        return sim.stats()
+    except Exception as exc:  # noqa: BLE001 - a measurement aid: the stop must still happen
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _write_stats(stats: dict[str, object] | None) -> None:
+    """Write the request counts and this process's CPU split (its own: apiserver, controllers, kubelet; its reaped
+    children: the pod processes) to the file STATS_ENV names. Measured here because only this process can tell
+    its own CPU from its children's once the pod processes are gone."""
+    path = os.environ.get(STATS_ENV)
+    if stats is None or not path:
+        return
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = dict(stats, cpu_self_s=own.ru_utime + own.ru_stime, cpu_children_s=children.ru_utime + children.ru_stime,
+                 max_rss_mib=own.ru_maxrss / 1024)
+    Path(path).write_text(json.dumps(stats, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def _stop_quietly(sim: SimCluster) -> None:
