@@ -9,7 +9,7 @@ import pytest
 
 from .kube.errors import ClusterError
 from .kube.kubeconfig import KubeconfigError
-from .kube.progress import ProgressFactory
+from .kube.progress import ProgressFactory, TerminalOut
 from .options import add_options, resolve_options
 from .profile import load_profile
 from .run import RUN_KEY, Run
@@ -29,17 +29,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
-class _TerminalWriter:
-    """Writes progress through pytest's terminal reporter (looked up when used)."""
+def _flush_terminal(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.flush()
 
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
 
-    def write(self, content: str, **markup: bool) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write(content, **markup)
-            reporter.flush()
+def _terminal_column(config: pytest.Config) -> int:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return int(reporter._tw.width_of_current_line) if reporter is not None else 0
 
 
 def _stdout_is_tty() -> bool:
@@ -56,8 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
     opts = resolve_options(config)
     run = Run(options=opts, profile=load_profile(opts.profile))
     tty = _stdout_is_tty()
-    run.progress = ProgressFactory(_TerminalWriter(config), tty=tty,
-                                   enabled=tty or config.getoption("verbose") > 0)
+    # A terminal gets one line rewritten in place; a CI log (no TTY) plain lines; -q silences both, and xdist
+    # workers (their stdout is not the user's) never write.
+    if config.getoption("verbose") >= 0 and not hasattr(config, "workerinput"):
+        out = TerminalOut(lambda: _flush_terminal(config), lambda: _terminal_column(config))
+        run.progress = ProgressFactory(out, tty=tty, enabled=True)
+        config.add_cleanup(out.close)
     run.on_connect.append(lambda r: _point_pytest_kubernetes(config, r))
     config.stash[RUN_KEY] = run
     from . import fixtures

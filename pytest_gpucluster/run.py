@@ -172,13 +172,20 @@ class Run:
     def discover_inventory(self) -> Inventory:
         with self._lock:
             if self._inventory is None:
-                cluster = self.connect()
-                if self.options.sim is not None:
-                    # A simulated cluster has just booted: let its device plugins finish advertising GPUs/EFA
-                    # so the inventory is not a snapshot of the first second.
-                    settled(cluster, "nodes", quiet_s=1.0, max_s=15.0)
-                self._inventory = discover(self.connect(), self.profile, selector=self.options.nodes,
-                                           sample=self.options.sample)
+                with self.progress("inventory") as bar:
+                    bar.update(note="starting the simulated cluster" if self.options.sim else "connecting")
+                    cluster = self.connect()
+                    if self.options.sim is not None:
+                        # A simulated cluster has just booted: let its device plugins finish advertising GPUs/EFA
+                        # so the inventory is not a snapshot of the first second.
+                        bar.update(note="waiting for the device plugins to advertise GPUs and EFA")
+                        settled(cluster, "nodes", quiet_s=1.0, max_s=15.0)
+                    bar.update(note="listing nodes")
+                    inventory = discover(self.connect(), self.profile, selector=self.options.nodes,
+                                         sample=self.options.sample)
+                    bar.update(note=f"{len(inventory.all_nodes)} nodes, {inventory.total_gpu_nodes} GPU, "
+                                    f"{inventory.total_efa_nodes} EFA")
+                    self._inventory = inventory
             return self._inventory
 
     def check_connection(self) -> None:
@@ -225,7 +232,7 @@ class Run:
             if self._cluster is not None and not self.options.keep:
                 self.teardown_report = cleanup.teardown_run(
                     self._cluster, self.run_id, self.namespace, delete_namespace=self._namespace_created,
-                    verify_timeout_s=5.0 if retry.zero_waits() else 60.0)
+                    verify_timeout_s=5.0 if retry.zero_waits() else 60.0, progress=self.progress)
             return self.teardown_report
         finally:
             self.sigterm.uninstall()

@@ -120,7 +120,8 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
         gpus_now = gpus_to_request(cluster, device_plugins, sorted({n.name for g in wave for n in g.nodes}))
         blocked = {g.id: cannot_run(g, gpus_now) for g in wave}
         jobs = {g.id: job_for(g) for g in wave if blocked[g.id] is None}
-        done = mpijob.run_all(cluster, list(jobs.values()), timeout_s=options.timeout_s + 30)
+        done = mpijob.run_all(cluster, list(jobs.values()), timeout_s=options.timeout_s + 30,
+                              progress=gpucluster_run.progress, what=f"NCCL multi-node wave ({len(jobs)} MPIJobs)")
         for group in wave:
             gpus = min(gpus_of(n) for n in group.nodes)
             shown = {"nodes": ", ".join(n.name for n in group.nodes),

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from . import errors, kubeconfig
 from .client import Cluster
 from .probes import MANAGED_BY, RUN_LABEL
+from .progress import QUIET, Progress, ProgressFactory
 from .resources import CREATED_KINDS, resource
 from .watching import DeadlineExceeded, eventually
 
@@ -60,11 +61,18 @@ def _sweep_cluster_scoped(cluster: Cluster, kind: str, selector: str, report: Te
 
 
 def teardown_run(cluster: Cluster, run_id: str, namespace: str, *, delete_namespace: bool,
-                 verify_timeout_s: float = 60.0) -> TeardownReport:
+                 verify_timeout_s: float = 60.0, progress: ProgressFactory = QUIET) -> TeardownReport:
     """Delete everything labelled with this run, then verify nothing with the run label remains."""
+    with progress("teardown", total=2 * len(CREATED_KINDS)) as bar:
+        return _teardown(cluster, run_id, namespace, delete_namespace, verify_timeout_s, bar)
+
+
+def _teardown(cluster: Cluster, run_id: str, namespace: str, delete_namespace: bool, verify_timeout_s: float,
+              bar: Progress) -> TeardownReport:
     report = TeardownReport()
     selector = run_selector(run_id)
-    for kind in CREATED_KINDS:
+    for i, kind in enumerate(CREATED_KINDS):
+        bar.update(done=i, pending={kind: "deleting"})
         if resource(kind).namespaced:
             _sweep_namespaced(cluster, kind, namespace, selector, report)
         else:
@@ -72,7 +80,8 @@ def teardown_run(cluster: Cluster, run_id: str, namespace: str, *, delete_namesp
     if delete_namespace:
         cluster.delete("namespaces", namespace)
         report.deleted.append(f"namespaces/{namespace}")
-    for kind in CREATED_KINDS:
+    for i, kind in enumerate(CREATED_KINDS):
+        bar.update(done=len(CREATED_KINDS) + i, pending={kind: "verifying gone"})
         res = resource(kind)
         try:
             eventually(cluster, kind, namespace if res.namespaced else None, lambda objs: not objs,
@@ -85,6 +94,8 @@ def teardown_run(cluster: Cluster, run_id: str, namespace: str, *, delete_namesp
         except DeadlineExceeded:
             left = cluster.items(kind, namespace if res.namespaced else None, label_selector=selector)
             report.leftovers += [f"{kind}/{o['metadata']['name']}" for o in left]
+    bar.update(done=2 * len(CREATED_KINDS), pending={},
+               note="clean" if report.clean else f"{len(report.leftovers)} left behind")
     return report
 
 

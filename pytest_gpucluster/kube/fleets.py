@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from . import errors, probes
 from .client import Cluster
-from .progress import QUIET, ProgressFactory
+from .progress import QUIET, ProgressFactory, current_module
 from .schedulability import UnschedulableWatch
 from .watching import WATCH_PERIOD_S, Watcher, WatchState
 
@@ -53,7 +53,8 @@ class FleetRunner:
         create_errors = self._create_all(manifests)
         timeout = max((s.timeout_s or self.ctx.timeout_s) for s in specs.values())
         purposes = sorted({s.name for s in specs.values()})
-        what = f"{len(specs)} probe pod{'s' if len(specs) != 1 else ''} ({', '.join(purposes)})"
+        module = current_module()
+        what = f"{module + ' ' if module else ''}probe pods ({', '.join(purposes)})"
         pinned = {names[node]: spec.node for node, spec in specs.items() if spec.node}
         state, gone = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what, pinned)
         return self._collect(state, by_pod, create_errors, gone)
@@ -89,7 +90,7 @@ class FleetRunner:
         stuck = UnschedulableWatch(self.cluster, self.ctx.unschedulable_grace_s)
         if not pods:
             return watcher.state, gone
-        with self.progress(what) as bar:
+        with self.progress(what, total=len(pods)) as bar:
             def cannot_run(name: str, pod: dict[str, Any]) -> bool:
                 reason = probes.pending_reason(pod)
                 if name not in pinned or name in gone:
@@ -106,15 +107,49 @@ class FleetRunner:
                     gone[name] = ("Unschedulable", stuck.stuck[name])
                 return name in gone
 
+            # Kept per event for the pod that changed (a fleet of N pods sees ~4N events: a scan of every pod per
+            # event made the wait O(N^2) in the plugin); the whole state is read again only after a relist.
+            phases: dict[str, str] = {}
+            ended: set[str] = set()
+
+            def observe(pod: dict[str, Any]) -> None:
+                name = pod.get("metadata", {}).get("name", "")
+                if name in pods:
+                    phases[name] = _display_phase(pod)
+                    (ended.add if probes.classify(pod)[0] else ended.discard)(name)
+
             def finished(state: WatchState) -> bool:
-                current = {n: o for n, o in state.by_name().items() if n in pods}
-                bar.update(Counter(_display_phase(o) for o in current.values()))
-                return len(current) == len(pods) and all(probes.classify(o)[0] or cannot_run(n, o)
-                                                         for n, o in current.items())
+                if len(phases) < len(pods):
+                    return False
+                for name in pods - ended:       # short-circuits at the first pod that can still run
+                    pod = state.objects.get((self.ctx.namespace, name))
+                    if pod is None or not cannot_run(name, pod):
+                        return False
+                return True
+
+            def on_event(etype: str, pod: dict[str, Any], state: WatchState) -> bool:
+                if etype == "SYNC":
+                    phases.clear()
+                    ended.clear()
+                    for obj in state.objects.values():
+                        observe(obj)
+                elif etype == "DELETED":
+                    name = pod.get("metadata", {}).get("name", "")
+                    phases.pop(name, None)
+                    ended.discard(name)
+                else:
+                    observe(pod)
+                return finished(state)
+
+            def snapshot() -> dict[str, Any]:
+                waiting = {n: phases.get(n, "Pending") for n in pods - ended - set(gone)}
+                return {"counts": Counter(waiting.values()), "done": len(pods) - len(waiting),
+                        "pending": {pinned.get(n, n): phase for n, phase in waiting.items()}}
+            bar.follow(snapshot)
 
             window = min(WATCH_PERIOD_S, max(1.0, self.ctx.unschedulable_grace_s / 3)) if pinned else WATCH_PERIOD_S
-            watcher.run(lambda _etype, _obj, state: finished(state), deadline=time.monotonic() + timeout_s,
-                        on_idle=lambda: finished(watcher.state), window_s=window)
+            watcher.run(on_event, deadline=time.monotonic() + timeout_s, on_idle=lambda: finished(watcher.state),
+                        window_s=window)
         return watcher.state, gone
 
     def _collect(self, state: WatchState, by_pod: dict[str, str], create_errors: dict[str, str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from . import errors
 from .client import Cluster
 from .discovery import NodeInfo
+from .progress import QUIET, ProgressFactory
 from .probes import EFA_RESOURCE, GPU_RESOURCE, HOSTNAME_LABEL, MANAGED_BY, RUN_LABEL, label_value, manifests_dir
 from .quantity import quantity_or
 from .watching import DeadlineExceeded, eventually
@@ -183,9 +185,26 @@ def run(cluster: Cluster, job: dict[str, Any], *, timeout_s: float) -> MpiJobRun
     return run_all(cluster, [job], timeout_s=timeout_s)[job["metadata"]["name"]]
 
 
-def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: float) -> dict[str, MpiJobRun]:
+def _stage(job: dict[str, Any] | None) -> str:
+    """How far an unfinished job got, for the progress line: its launcher runs, its workers start, or nothing yet."""
+    conditions = {c.get("type"): c.get("status") for c in ((job or {}).get("status") or {}).get("conditions") or []}
+    return "Running" if conditions.get("Running") == "True" else "Created" if conditions.get("Created") else "Pending"
+
+
+def _job_nodes(job: dict[str, Any]) -> str:
+    """The nodes a rendered job is pinned to (`a+b`), else its name."""
+    try:
+        terms = (job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["affinity"]["nodeAffinity"]
+                 ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"])
+        return "+".join(terms[0]["matchExpressions"][0]["values"]) or job["metadata"]["name"]
+    except (KeyError, IndexError, TypeError):
+        return str(job["metadata"]["name"])
+
+
+def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: float, progress: ProgressFactory = QUIET,
+            what: str = "NCCL MPIJobs") -> dict[str, MpiJobRun]:
     """Create several MPIJobs at once (disjoint nodes), wait for all of them with one watch on the run's jobs,
-    then read each launcher's log. Keyed by job name."""
+    then read each launcher's log. Keyed by job name. `progress`/`what`: the run's progress line for this wait."""
     if not jobs:
         return {}
     meta = jobs[0]["metadata"]
@@ -198,11 +217,24 @@ def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: floa
     final: dict[str, dict[str, Any]] = {}
     out: dict[str, MpiJobRun] = {n: MpiJobRun(n, namespace, facts={"mpijob": f"{namespace}/{n}",
                                                                    "launcher policy": policies[n]}) for n in names}
+    nodes = {j["metadata"]["name"]: _job_nodes(j) for j in jobs}
+    latest: list[dict[str, dict[str, Any]]] = [{}]     # the watch's last view (replaced, never edited: read by
+                                                        # the progress line's thread)
+
+    def snapshot() -> dict[str, Any]:
+        seen = latest[0]
+        left = {nodes[n]: _stage(seen.get(n)) for n in names if not _finished(seen.get(n) or {})}
+        return {"done": len(names) - len(left), "pending": left, "counts": Counter(left.values())}
+
+    def all_finished(seen: dict[str, dict[str, Any]]) -> bool:
+        latest[0] = seen
+        return all(n in seen and bool(_finished(seen[n])) for n in names)
     try:
-        final = eventually(cluster, MPIJOB, namespace,
-                           lambda seen: all(n in seen and bool(_finished(seen[n])) for n in names),
-                           timeout_s=timeout_s, description=f"MPIJob(s) {', '.join(names)} to succeed or fail",
-                           label_selector=f"{RUN_LABEL}={run_id}")
+        with progress(what, total=len(names)) as bar:
+            bar.follow(snapshot)
+            final = eventually(cluster, MPIJOB, namespace, all_finished,
+                               timeout_s=timeout_s, description=f"MPIJob(s) {', '.join(names)} to succeed or fail",
+                               label_selector=f"{RUN_LABEL}={run_id}")
     except DeadlineExceeded:
         for name in names:
             current = cluster.get_or_none(MPIJOB, name, namespace) or {}
