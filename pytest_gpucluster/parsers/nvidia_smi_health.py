@@ -1,6 +1,7 @@
-"""The health sections of `nvidia-smi -q` (text and `-q -x` XML): ECC, retired pages, row remapper, PCIe link, clocks
-event reasons, power limits, fabric state, persistence mode and VBIOS, per GPU. Readers of `nvidia-smi -q` sections;
-the rest of -q is read by nvidia_smi_query.py (whose tree reader this module reuses)."""
+"""The health sections of `nvidia-smi -q` (text and `-q -x` XML): ECC (with the 590-series replacement flags), retired
+pages, row remapper, GPU recovery action, PCIe link, performance state and clocks event reasons, power limits, fabric
+state, persistence mode and VBIOS, per GPU. Readers of `nvidia-smi -q` sections; the rest of -q is read by
+nvidia_smi_query.py (whose tree reader this module reuses)."""
 from __future__ import annotations
 
 import re
@@ -42,6 +43,17 @@ class GpuHealth:
     power_limit_default_w: float | None = None
     fabric_state: str | None = None
     fabric_status: str | None = None
+    performance_state: str | None = None       # P0 (maximum performance) .. P12
+    recovery_action: str | None = None         # NVML GPU recovery action: None, Reset, Reboot, Drain P2P, ...
+    sram_threshold_exceeded: str | None = None  # ECC Errors > Aggregate (590-series drivers): Yes = replace
+    unrepairable_memory: str | None = None      # ECC Errors (590-series drivers): Yes = replace
+
+    @property
+    def busy(self) -> bool:
+        """Read while working: performance state P0 and the Idle clocks event reason not active (an idle GPU can sit
+        in P0 with `Idle : Active`, as the H200 capture q-h200-590-idle.txt shows)."""
+        idle = any(r in ("Idle", "gpu_idle") for r in self.clock_events_active)
+        return self.performance_state == "P0" and not idle
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +143,10 @@ def _text(text: str) -> SmiHealth:
             g.power_limit_w = _watts(power.val("Current Power Limit") or power.val("Power Limit"))
             g.power_limit_default_w = _watts(power.val("Default Power Limit"))
         g.fabric_state, g.fabric_status = node.val("Fabric", "State"), node.val("Fabric", "Status")
+        g.performance_state = node.val("Performance State")
+        g.recovery_action = node.val("GPU Recovery Action")
+        g.sram_threshold_exceeded = node.val("ECC Errors", "Aggregate", "SRAM Threshold Exceeded")
+        g.unrepairable_memory = node.val("ECC Errors", "Unrepairable Memory")
         out.gpus.append(g)
     return out
 
@@ -177,6 +193,7 @@ def _xml(text: str) -> SmiHealth:
                 g.power_limit_default_w = _watts(_x(el, f"{section}/default_power_limit"))
                 break
         g.fabric_state, g.fabric_status = _x(el, "fabric/state"), _x(el, "fabric/status")
+        g.performance_state = _x(el, "performance_state")
         out.gpus.append(g)
     return out
 

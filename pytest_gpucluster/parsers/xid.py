@@ -1,5 +1,5 @@
 """Kernel-log Xid / SXid events (`dmesg` in its raw, --ctime and --decode --time-format iso forms, journalctl / syslog):
-code, PCI address, message, and the seconds since boot when dmesg printed them."""
+code, PCI address, message, the seconds since boot when dmesg printed them, and how far back the log reaches."""
 from __future__ import annotations
 
 import re
@@ -21,6 +21,13 @@ _MONO = re.compile(r"^\s*(?:>\s*)?\[\s*(?P<s>\d+\.\d+)\]")
 _STAMP = re.compile(r"^\s*(?:>\s*)?(?:\[(?P<ctime>\w{3} \w{3} +\d+ [\d:]+ \d{4})\]|(?:\w+\s*:\w+\s*: )?"
                     r"(?P<iso>\d{4}-\d\d-\d\dT[\d:]+[,.]\d+[+-]\d\d:\d\d)|(?P<syslog>\w{3} +\d+ [\d:]{8}) )")
 _PID = re.compile(r"pid=(?P<pid>'?<?[\w-]+>?'?), name=(?P<name>[^,]+),")
+# Xid 154 (r570+ drivers): "GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset Required)"; the action the
+# driver asks for is the last one (NVIDIA/NVSentinel syslog-health-monitor tests; NVIDIA's "Error Recovery and Response
+# Flags" page lists None, Reset, Reboot, Drain P2P, Drain and Reset).
+_RECOVERY = re.compile(r"recovery action changed (?:from .*? )?to (?:0x[0-9a-fA-F]+ )?\((?P<action>[^)]*)\)")
+# SXid lines carry the severity right after the code: "20034, Fatal, Link 44 LTSSM Fault Up" / "12028, Non-fatal, ..."
+# (NVIDIA Fabric Manager user guide, "NVSwitch SXid errors").
+_FATAL = re.compile(r"^\s*Fatal\b|,\s*Fatal\b")
 
 
 def pci_key(pci: str) -> str:
@@ -43,10 +50,21 @@ class XidEvent:
     process: str | None = None
     inferred: bool = False           # "fallen off the bus" without an Xid 79 line
 
+    @property
+    def recovery_action(self) -> str | None:
+        """Xid 154's requested action ("GPU Reset Required", "Node Reboot Required", "None", ...)."""
+        m = _RECOVERY.search(self.message) if self.kind == "Xid" and self.code == 154 else None
+        return m["action"].strip() if m else None
+
+    @property
+    def fatal(self) -> bool:
+        """An SXid whose severity token says Fatal (never a `Non-fatal` one)."""
+        return self.kind == "SXid" and bool(_FATAL.search(self.message))
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "code": self.code, "pci": self.pci, "message": self.message,
                 "seconds": self.seconds, "timestamp": self.timestamp, "process": self.process,
-                "inferred": self.inferred}
+                "inferred": self.inferred, "recovery_action": self.recovery_action, "fatal": self.fatal}
 
 
 @dataclass
@@ -54,13 +72,16 @@ class XidLog:
     events: list[XidEvent] = field(default_factory=list)
     uuid_by_pci: dict[str, str] = field(default_factory=dict)
     lines: int = 0
+    first_seconds: float | None = None     # the oldest line's seconds since boot (raw dmesg)
+    first_timestamp: str | None = None     # the oldest line's wall-clock stamp as printed (--ctime, iso, syslog)
 
     def codes(self) -> list[int]:
         return sorted({e.code for e in self.events})
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": KIND, "lines": self.lines, "events": [e.to_json() for e in self.events],
-                "uuid_by_pci": self.uuid_by_pci}
+                "uuid_by_pci": self.uuid_by_pci, "first_seconds": self.first_seconds,
+                "first_timestamp": self.first_timestamp}
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -85,6 +106,8 @@ def parse_xid(text: str) -> XidLog:
         mono, stamp = _MONO.match(line), _STAMP.match(line)
         seconds = float(mono["s"]) if mono else None
         when = (stamp["ctime"] or stamp["iso"] or stamp["syslog"]) if stamp else None
+        if log.first_seconds is None and log.first_timestamp is None:
+            log.first_seconds, log.first_timestamp = seconds, when
         if (u := _UUID.search(line)):
             log.uuid_by_pci[pci_key(u["pci"])] = u["uuid"]
         if (m := _XID.search(line)):

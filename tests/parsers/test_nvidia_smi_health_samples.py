@@ -43,3 +43,14 @@ def test_xml() -> None:
 def test_not_q_output() -> None:
     with pytest.raises(ParseError):
         parse_smi_health("GPU 0: NVIDIA H100 (UUID: x)\n")
+
+
+def test_590_recovery_action_replacement_flags_and_load_state() -> None:
+    h100 = parse_smi_health(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt")).gpus[0]
+    assert (h100.recovery_action, h100.sram_threshold_exceeded, h100.unrepairable_memory) == ("None", "No", "No")
+    assert (h100.performance_state, h100.busy) == ("P0", True)
+    h200 = parse_smi_health(sample("nvidia-smi", "q-h200-590-idle.txt")).gpus[0]
+    assert (h200.performance_state, h200.busy) == ("P0", False)        # P0 but `Idle : Active`
+    older = parse_smi_health(sample("nvidia-smi-health", "q-d-page-retirement-azure-8gpu-535-bad.txt")).gpus[0]
+    assert (older.recovery_action, older.sram_threshold_exceeded, older.performance_state) == (None, None, None)
+    assert not older.busy                                             # no performance state: not shown as loaded

@@ -40,3 +40,20 @@ def test_other_shapes_on_one_line_each() -> None:
 def test_clean_log_and_pci_keys() -> None:
     assert parse_xid("[    0.000000] Linux version 6.1\n").events == []
     assert pci_key("00000000:9B:00.0") == pci_key("PCI:0000:9b:00") == "0000:9b:00"
+
+
+def test_how_far_back_the_log_reaches() -> None:
+    raw = parse_xid(sample("xid", "dmesg-raw-fallen-off-bus-no-xid-nvsentinel155.log"))
+    assert raw.first_seconds is not None and raw.first_timestamp is None
+    ctime = parse_xid(sample("xid", "dmesg-ctime-xid119-h100-xe9680.log"))
+    assert ctime.first_timestamp is not None and ctime.first_timestamp.endswith("2025")
+    assert parse_xid("").lines == 0 and parse_xid("").first_seconds is None
+
+
+def test_xid_154_action_and_sxid_severity() -> None:
+    # Xid 154 as NVIDIA/NVSentinel's syslog-health-monitor tests quote it; SXid severities as in the line above
+    log = parse_xid("NVRM: Xid (PCI:0008:01:00): 154, GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset "
+                    "Required)\n[ 12.5] nvidia-nvswitch3: SXid (PCI:0000:86:00.0): 20034, Fatal, Link 44 LTSSM Fault "
+                    "Up\n[ 13.0] nvidia-nvswitch3: SXid (PCI:0000:86:00.0): 12028, Non-fatal, Link 32 egress\n")
+    assert [(e.code, e.recovery_action, e.fatal) for e in log.events] == [
+        (154, "GPU Reset Required", False), (20034, None, True), (12028, None, False)]
