@@ -36,7 +36,8 @@ INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_
                  "driver_min"}
 # Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
 HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
-               "power_limit_w"}
+               "power_limit_w", "load", "load_start_s"}
+HEALTH_LOADS = ("pytorch",)      # the CUDA loads of the node-health probe (kube/healthprobes.loads)
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
 
 
@@ -289,8 +290,9 @@ class _Validator:
         for key in budget:
             self.typed(budget, key, is_num, "seconds", where + ("provisioning_budget_s",))
         health = self.keys(inst.get("health"), HEALTH_KEYS, where + ("health",))
-        for key in ("nvlink_links", "pcie_gen", "pcie_width"):
+        for key in ("nvlink_links", "pcie_gen", "pcie_width", "load_start_s"):
             self.typed(health, key, is_int, "a non-negative integer", where + ("health",))
+        self.typed(health, "load", lambda v: v in HEALTH_LOADS, " or ".join(HEALTH_LOADS), where + ("health",))
         for key in ("nvlink_link_gbs", "power_limit_w"):
             self.typed(health, key, is_num, "a non-negative number", where + ("health",))
         self.typed(health, "dcgm_level", lambda v: v in (1, 2, 3, 4), "1, 2, 3 or 4 (dcgmi diag -r)", where + ("health",))

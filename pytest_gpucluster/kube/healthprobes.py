@@ -1,7 +1,8 @@
-"""What the node-health suite runs on each GPU node: images, the probe scripts and the probe spec (mechanics only;
-the judges are in pytest_gpucluster/checks/node_health.py, the RBAC and Pod Security needs in docs/node-health.md)."""
+"""What the node-health suite runs on each GPU node: images, the CUDA loads, the probe scripts and the probe spec
+(mechanics only; the judges are in pytest_gpucluster/checks/, the RBAC and Pod Security needs in docs/node-health.md)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .discovery import NodeInfo
@@ -9,21 +10,59 @@ from .placement import tolerations_for
 from .probes import ProbeSpec
 
 DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
-# The CUDA load needs python3 + PyTorch: --gpucluster-smoke-image when given, else NVIDIA's NGC PyTorch image.
 TORCH_IMAGE = "nvcr.io/nvidia/pytorch:25.01-py3"
 DCGM_RUNTIME_S = {1: 120, 2: 600, 3: 2400, 4: 7200}   # on top of --gpucluster-timeout (DCGM guide: ~1 min, ~2-15 min, 30+ min)
-LOAD = ("import time, torch\ntorch.randn(1, device='cuda:0')\nn = torch.cuda.device_count()\n"
-        "xs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(n)]\nt = time.time()\n"
-        "while time.time() - t < 8:\n    [x @ x for x in xs]\n    torch.cuda.synchronize()\n"
-        "print(f'CUDA-LOAD ok devices={n}')\n")
-HEALTH_SCRIPT = (
-    "python3 -c \"$LOAD\" > /tmp/cuda.out 2>&1 & pid=$!; sleep 4; "
-    "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
-    "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
-    "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
-    "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
-    "echo '### rc=0'; wait $pid; rc=$?; echo '### cuda'; cat /tmp/cuda.out; echo \"### rc=$rc\"")
-HOSTLOG_SCRIPT = "echo '### uptime'; cat /proc/uptime; echo \"### rc=$?\"; echo '### dmesg'; dmesg 2>&1; echo \"### rc=$?\""
+LOAD_WAIT_S = 120      # default bound on the wait for the load to run on every GPU (profile health.load_start_s)
+
+# The PyTorch load: a CUDA context and a matmul on each device, announced after the first synchronize on it, then
+# kept busy until the probe stops it (LOAD_S bounds it if the probe cannot).
+TORCH_LOAD = (
+    "import os, time, torch\nn = torch.cuda.device_count()\nxs = []\nfor i in range(n):\n"
+    "    x = torch.randn(4096, 4096, device=f'cuda:{i}')\n    x @ x\n    torch.cuda.synchronize(i)\n"
+    "    print(f'CUDA-LOAD running device={i}', flush=True)\n    xs.append(x)\nt = time.time()\n"
+    "while time.time() - t < float(os.environ.get('LOAD_S', '600')):\n    [x @ x for x in xs]\n"
+    "    torch.cuda.synchronize()\nprint(f'CUDA-LOAD ok devices={n}')\n")
+
+
+@dataclass(frozen=True)
+class Load:
+    """A CUDA load: the image that carries it, the command, and the grep -E pattern of its per-GPU running line."""
+
+    image: str
+    command: str
+    mark: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def loads(wait_s: int) -> dict[str, Load]:
+    """The loads the profile's `health.load` chooses from (the image: --gpucluster-smoke-image when given)."""
+    return {"pytorch": Load(TORCH_IMAGE, 'python3 -c "$LOAD_PY"', "CUDA-LOAD running device=[0-9]+",
+                            {"LOAD_PY": TORCH_LOAD, "LOAD_S": str(wait_s + 120)})}
+
+
+def health_script(load: Load, wait_s: int) -> str:
+    """Start the load, wait (at most `wait_s`) until it announces every GPU the pod holds, then read `nvidia-smi -q`,
+    `nvlink -s`, `topo -m` and the host's versions while it runs; stop it and print its output. Each section ends
+    with `### rc=<exit code>` (checks/node_health.split_sections)."""
+    return (
+        f'd=$(mktemp -d); {load.command} > "$d/load.out" 2>&1 & pid=$!; '
+        "n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU '); t=0; r=0; "
+        f'while [ "$t" -lt {wait_s} ]; do '
+        f"r=$(grep -oE '{load.mark}' \"$d/load.out\" | sort -u | wc -l); "
+        'if [ "$n" -gt 0 ] && [ "$r" -ge "$n" ]; then break; fi; '
+        "kill -0 $pid 2>/dev/null || break; sleep 1; t=$((t+1)); done; "
+        "echo '### load-wait'; echo \"gpus=$n running=$r waited_s=$t\"; echo '### rc=0'; "
+        "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
+        "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
+        "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
+        "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
+        "echo '### rc=0'; kill $pid 2>/dev/null; wait $pid; rc=$?; "
+        "echo '### cuda'; cat \"$d/load.out\"; echo \"### rc=$rc\"; rm -rf \"$d\"")
+
+
+# The kernel log with the clock needed to say how far back it reaches (`dmesg` prints seconds since boot).
+HOSTLOG_SCRIPT = ("echo '### uptime'; cat /proc/uptime; echo \"### rc=$?\"; echo '### now'; date +%s; echo \"### rc=$?\"; "
+                  "echo '### dmesg'; dmesg 2>&1; echo \"### rc=$?\"")
 
 
 def health_spec(name: str, node: NodeInfo, command: str, **kw: Any) -> ProbeSpec:
