@@ -21,6 +21,8 @@ XID_TEXT = {
         "to activate.",
     13: "pid='<unknown>', name=<unknown>, Graphics SM Warp Exception on (GPC 7, TPC 7, SM 0): Illegal Instruction "
         "Parameter",
+    # NVIDIA/NVSentinel health-monitors/syslog-health-monitor tests (an r570+ driver's line)
+    154: "GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset Required)",
 }
 
 
@@ -55,6 +57,33 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _driver_major(ctx: dict[str, Any]) -> int:
+    major = driver_version(ctx).split(".", 1)[0]
+    return int(major) if major.isdigit() else 0
+
+
+def recovery_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
+    """`GPU Recovery Action` as 590-series drivers print it (q-h100-80gb-hbm3-590-load.txt); not printed before (no
+    older capture shows it). An Xid 154 asking for a reset leaves it at `Reset` until the GPU is reset
+    (NVIDIA's Error Recovery and Response Flags page; `nvidia-smi -q` reports `GPU Recovery Action : Reset` after
+    `Xid 154 ... to 0x1`, as quoted in public post-mortems)."""
+    if _driver_major(ctx) < 590:
+        return []
+    asked = [f for f in ctx.get("faults", []) if f.get("kind") == "xid" and int((f.get("params") or {}).get("code", 0))
+             == 154 and int((f.get("params") or {}).get("gpu_index", 0)) == int(gpu.get("host_index", gpu["index"]))]
+    return [kv(1, "GPU Recovery Action", "Reset" if asked else "None")]
+
+
+def ecc_flag_lines(ctx: dict[str, Any], kv: Any, uncorrectable: int) -> list[str]:
+    """The lifetime counts and the replacement flags 590-series drivers print under ECC Errors
+    (q-h100-80gb-hbm3-590-load.txt layout); `uncorrectable`: the volatile count (lifetime is at least that)."""
+    if _driver_major(ctx) < 590:
+        return []
+    return [kv(2, "Aggregate"), kv(3, "DRAM Correctable", "0"), kv(3, "DRAM Uncorrectable", str(uncorrectable)),
+            kv(3, "SRAM Threshold Exceeded", "No"), kv(2, "Channel Repair Pending", "No"),
+            kv(2, "TPC Repair Pending", "No"), kv(2, "Unrepairable Memory", "No")]
+
+
 def health_sections(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
     """The -q sections of one GPU (retired pages, remapped rows, clocks event reasons, fabric)."""
     f = facts(ctx, gpu)
@@ -68,6 +97,7 @@ def health_sections(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[s
         kv(2, "Bank Remap Availability Histogram"), kv(3, "Max", "2559 bank(s)" if pend else "2560 bank(s)"),
         kv(3, "High", "1 bank(s)" if pend else "0 bank(s)"), kv(3, "Partial", "0 bank(s)"),
         kv(3, "Low", "0 bank(s)"), kv(3, "None", "0 bank(s)"),
+        kv(1, "Performance State", "P0"),
         kv(1, "Clocks Event Reasons"), kv(2, "Idle", "Not Active"), kv(2, "Applications Clocks Setting", "Not Active"),
         kv(2, "SW Power Cap", "Not Active"), kv(2, "HW Slowdown", active("HW Slowdown")),
         kv(3, "HW Thermal Slowdown", active("HW Thermal Slowdown")),
@@ -145,11 +175,23 @@ _TESTS[3] = _TESTS[2] + [("Hardware", "diagnostic"), ("Stress", "targeted_stress
 _TESTS[4] = _TESTS[3] + [("Hardware", "memtest"), ("Hardware", "pulse_test")]
 
 
+# NVML cannot start (driver unreachable): nv-hostengine prints this and exits 0 without serving (NVIDIA/dcgm-exporter
+# issue #46, `nv-hostengine; echo $?`), so dcgmi cannot connect: dcgmi/Command.cpp prints these two lines and main
+# returns DCGM_ST_CONNECTION_NOT_VALID (-21, dcgmlib/dcgm_structs.h), exit status 235 (NVIDIA/DCGM@6e947dc).
+HOSTENGINE_NO_NVML = "Error: Failed to initialize NVML"
+DCGMI_NO_HOSTENGINE = ("Error: unable to establish a connection to the specified host: localhost\n"
+                       "Error: Unable to connect to host engine. Host engine connection invalid/disconnected.")
+EXIT_CONNECTION_NOT_VALID = 256 - 21
+
+
 def dcgmi(argv: list[str]) -> int:
     ctx = simctx.load()
     if argv[:1] != ["diag"]:
         print(f"dcgmi: the simulated dcgmi only runs `diag` (given {' '.join(argv)})", file=sys.stderr)
         return 2
+    if simctx.fault(ctx, "driver-unreachable") is not None:
+        print(DCGMI_NO_HOSTENGINE)
+        return EXIT_CONNECTION_NOT_VALID
     level = int(argv[argv.index("-r") + 1]) if "-r" in argv else 1
     gpus = simctx.visible_gpus(ctx)
     if not gpus:
@@ -184,6 +226,9 @@ def dcgmi(argv: list[str]) -> int:
 
 
 def nv_hostengine(argv: list[str]) -> int:
+    if simctx.fault(simctx.load(), "driver-unreachable") is not None:
+        print(HOSTENGINE_NO_NVML)
+        return 0
     print("Started host engine version 4.2.3 using port number: 5555")
     return 0
 
