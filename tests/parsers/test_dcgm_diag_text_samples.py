@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gpucluster.checks.node_health import dcgm
+from pytest_gpucluster.checks.dcgm import dcgm
 from pytest_gpucluster.parsers import ParseError, parse, parse_dcgm_diag_text
 
 from ._data import sample
@@ -19,7 +19,7 @@ def test_2x_no_metadata_pass_all_is_one_result_per_test_for_all_gpus() -> None:
     assert r.tests()[:2] == ["Blacklist", "NVML Library"] and "Memtest" in r.tests()
     assert {x.status for x in r.results} == {"pass"} and {x.entity_id for x in r.results} == {None}
     assert {x.category for x in r.results} == {"Deployment", "Integration", "Hardware", "Stress"}
-    assert dcgm("n", r, 4, 1.0, 0, None).status == "pass"
+    assert dcgm("n", r, 4, 1.0, 0, None, held=8).status == "pass"   # one result per test covers every GPU
 
 
 def test_3x_metadata_and_device_ids() -> None:
@@ -34,9 +34,9 @@ def test_3x_skip_all_in_two_tables_reads_both_and_is_not_shown() -> None:
     r = table("gnosia-339-level3-skip-all-two-tables.txt")
     assert len(r.results) == 30 and len(r.with_status("skip")) == 12
     assert sorted(r.gpus) == [0, 1]
-    verdict = dcgm("n", r, 3, 1.0, 0, None)
-    assert verdict.status == "pass"          # deployment passed; the skips are listed, not passed
-    assert "PCIe (skip)" in verdict.facts["DCGM tests skipped"]
+    verdict = dcgm("n", r, 3, 1.0, 0, None, held=2)
+    assert verdict.status == "not shown"     # deployment passed, but the hardware tests of level 3 never ran
+    assert "PCIe SKIP on all GPUs" in verdict.observed
 
 
 def test_3x_split_pass_gpus_fail_gpu_with_wrapped_warning() -> None:
@@ -45,7 +45,7 @@ def test_3x_split_pass_gpus_fail_gpu_with_wrapped_warning() -> None:
     warning = r.with_status("fail")[0].warnings[0]
     assert warning.startswith("GPU 0 Thermal violations totaling 13.3 seconds started at 9.7 seconds into the test")
     assert warning.endswith("fans, and any other components.")
-    verdict = dcgm("n", r, 2, 1.0, 0, None)
+    verdict = dcgm("n", r, 2, 1.0, 0, None, held=8)
     assert verdict.status == "fail" and "GPU Memory FAILED on GPU 0" in verdict.observed
 
 
@@ -74,7 +74,7 @@ def test_4x_test_that_fails_while_every_gpu_passes_stays_failed(name: str, gpus:
     assert "couldn't be parsed: '* Line 1, Column 1   Syntax error: value, object or array expected." \
         in failed.warnings[-1]
     assert len([x for x in r.results if x.test == "pcie" and x.status == "pass"]) == gpus
-    assert dcgm("n", r, 2, 1.0, 0, None).status == "fail"
+    assert dcgm("n", r, 2, 1.0, 0, None, held=len(r.gpus) or 4).status == "fail"
 
 
 def test_unable_to_complete_without_a_table_is_a_runtime_error() -> None:
@@ -82,7 +82,7 @@ def test_unable_to_complete_without_a_table_is_a_runtime_error() -> None:
     assert r.results == [] and r.runtime_error is not None
     assert r.runtime_error.startswith("Error: Unable to complete diagnostic for entities 0,1,2,3. Return: (-30)")
     assert "Cannot load plugins" in r.runtime_error
-    assert dcgm("n", r, 2, 1.0, 0, None).status == "fail"
+    assert dcgm("n", r, 2, 1.0, 0, None, held=len(r.gpus) or 4).status == "fail"
 
 
 def test_json_still_goes_to_the_json_reader() -> None:
