@@ -162,7 +162,7 @@ class Kubelet:
             try:
                 spec = self.scenario.node(name)
             except KeyError:
-                spec = self._adopt(name)
+                spec = self.scenario.launched_node(name) or self._adopt(name)
         self._node_specs[name] = spec
         return spec
 

@@ -74,6 +74,10 @@ class Scenario:
 
     # ---- nodes ---------------------------------------------------------------------------
     @cached_property
+    def _launched(self) -> dict[str, NodeSpec]:
+        return {}
+
+    @cached_property
     def _expanded(self) -> list[NodeSpec]:
         out: list[NodeSpec] = []
         for gi, group in enumerate(self.nodes):
@@ -140,11 +144,20 @@ class Scenario:
         return out
 
     def new_node(self, instance: str, zone: str, index: int, *, nodepool: str | None = None,
-                 capacity_type: str = "on-demand") -> NodeSpec:
-        """A node Karpenter launches later: deterministic like the seeded ones, indexes after them."""
-        group = NodeGroup(instance_type=instance, count=1, zone=zone, nodepool=nodepool,
+                 capacity_type: str = "on-demand", efa: int | None = None) -> NodeSpec:
+        """A node Karpenter launches later: deterministic like the seeded ones, indexes after them. `efa`: the EFA
+        interfaces attached (None: every one the type supports; 0: launched without EFA)."""
+        group = NodeGroup(instance_type=instance, count=1, zone=zone, nodepool=nodepool, efa=efa,
                           capacity_type=capacity_type)  # type: ignore[arg-type]
-        return self._make_node(len(self._expanded) + index, -1, group, instance_type(instance), zone)
+        return self._make_node(len(self._expanded) + index, -1, group,
+                               instance_type(instance).with_overrides(efa=efa), zone)
+
+    def launched_node(self, name: str) -> NodeSpec | None:
+        """The NodeSpec of a node Karpenter launched while the cluster ran (registered by its name), if any."""
+        return self._launched.get(name)
+
+    def register_launched(self, name: str, spec: NodeSpec) -> None:
+        self._launched[name] = dataclasses.replace(spec, name=name)
 
     def adopt_node(self, name: str, instance: str, zone: str, *, private_ip: str | None = None,
                    instance_id: str | None = None, nodepool: str | None = None) -> NodeSpec:

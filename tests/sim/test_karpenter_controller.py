@@ -130,6 +130,29 @@ def test_nodeclaim_goes_through_the_phases_with_the_configured_delays() -> None:
     asyncio.run(run())
 
 
+def test_efa_is_attached_only_when_a_pod_asks_for_it() -> None:
+    """karpenter-provider-aws getEFACountForInstance: EFA interfaces only for a claim whose pods request
+    vpc.amazonaws.com/efa (or an EC2NodeClass with networkInterfaces); the NodeClaim advertises EFA only then, and
+    the node's hardware (what pods get) has none otherwise."""
+    async def run() -> None:
+        store, scenario, controllers = make_world()
+        async with running(controllers) as tasks:
+            plain, with_efa = gpu_pod("plain"), gpu_pod("efa")
+            with_efa["spec"]["containers"][0]["resources"]["limits"]["vpc.amazonaws.com/efa"] = "32"
+            store.create("pods", plain)
+            store.create("pods", with_efa)
+            await eventually(lambda: len([c for c in claims(store) if (c.get("status") or {}).get("nodeName")]) == 2,
+                             what="both registered", tasks=tasks)
+            efa = {c["status"]["nodeName"]: c["status"]["capacity"].get("vpc.amazonaws.com/efa")
+                   for c in claims(store)}
+            assert sorted(efa.values(), key=str) == ["32", None], efa
+            for node, count in efa.items():
+                spec = scenario.launched_node(node)
+                assert spec is not None and len(spec.hardware.efa_devices) == (32 if count else 0)
+
+    asyncio.run(run())
+
+
 def test_nodepool_gpu_limit_stops_a_second_node() -> None:
     async def run() -> None:
         store, scenario, controllers = make_world(gpu={"limits": {"nvidia.com/gpu": "8"}})

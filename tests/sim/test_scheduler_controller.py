@@ -7,6 +7,7 @@ from typing import Any
 from pytest_gpucluster.sim.controllers.base import get_condition
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
 from pytest_gpucluster.sim.controllers.testing import eventually, find, running
+from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -103,6 +104,25 @@ def test_untolerated_gpu_taint_message_and_binding_after_a_node_frees_up() -> No
             assert await eventually(
                 lambda: store.get("pods", "default", "untolerant")["spec"].get("nodeName") == "gpu-2",
                 what="pod bound to gpu-2", tasks=tasks)
+
+    asyncio.run(scenario())
+
+
+def test_a_1_34_scheduler_keeps_the_taint_out_of_its_message() -> None:
+    """kubernetes/kubernetes#134740 (release-1.34: #135023): `node(s) had untolerated taint(s)`, no key or value."""
+    async def scenario() -> None:
+        store = Store()
+        cluster(store)
+        sim = load_scenario("healthy")
+        sim.cluster.kubernetes_version = "1.34"
+        async with running([Scheduler(store, sim)]) as tasks:
+            store.create("pods", pod("untolerant", gpus=1))
+            condition = await eventually(
+                lambda: get_condition(store.get("pods", "default", "untolerant"), "PodScheduled"),
+                what="PodScheduled condition", tasks=tasks)
+            assert condition["message"] == (
+                "0/4 nodes are available: 2 Insufficient nvidia.com/gpu, 2 node(s) had untolerated taint(s). "
+                "preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.")
 
     asyncio.run(scenario())
 

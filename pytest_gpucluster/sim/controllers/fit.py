@@ -32,6 +32,22 @@ def untolerated_taint_reason(taint: Mapping[str, Any]) -> str:
     return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '') or ''}}}"
 
 
+UNNAMED_TAINT_REASON = "node(s) had untolerated taint(s)"
+
+
+def taints_unnamed(kubernetes_version: str) -> bool:
+    """Whether the scheduler keeps taint keys and values out of its unschedulable messages: kubernetes/kubernetes#134740
+    ("Pod statuses no longer include specific taint keys or values when scheduling fails because of untolerated
+    taints"), in release-1.34 through the cherry-pick #135023 and later releases."""
+    major, _, minor = kubernetes_version.partition(".")
+    return (int(major), int(minor.split(".")[0] or 0)) >= (1, 34) if major.isdigit() else False
+
+
+def unname_taint(reason: str) -> str:
+    """The reason as a scheduler that hides taints prints it."""
+    return UNNAMED_TAINT_REASON if reason.startswith("node(s) had untolerated taint {") else reason
+
+
 def toleration_tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
     """v1 `Toleration.ToleratesTaint`: effect and key must match unless empty; Exists ignores the value."""
     effect = toleration.get("effect") or ""

@@ -20,6 +20,7 @@ from pytest_gpucluster.sim.controllers.fit import TERMINAL_PHASES
 from pytest_gpucluster.sim.controllers.karpenter_catalog import (
     AUTO_PREFIX,
     AWS_PREFIX,
+    EFA,
     Offering,
     instance_allocatable,
     instance_capacity,
@@ -57,6 +58,7 @@ class Claim:
     ready_at: float | None = None
     node_name: str | None = None
     instance_id: str | None = None
+    efa: int = 0                     # EFA interfaces the launch attached (see ClaimLifecycle._efa_count)
     failed: bool = False
     deleting: bool = False
     terminated: bool = False
@@ -227,8 +229,12 @@ class ClaimLifecycle:
                 return self.k.wake_in(due - now)
             self._node_ready(claim, now)
         elif claim.initialized_at is None:
-            if node is not None and self._resources_registered(claim, node):
+            missing = self._not_registered(claim, node) if node is not None else None
+            if node is not None and missing is None:
                 self._initialized(claim, now)
+            elif missing is not None:
+                self._waiting(claim, "ResourceNotRegistered", f'Resource "{missing}" was requested but not registered',
+                              obj, now)
         elif claim.ready_at is None:
             due = claim.initialized_at + self.delay("ready")
             if now < due:
@@ -270,12 +276,30 @@ class ClaimLifecycle:
         else:
             claim.instance_id = "i-" + hashlib.sha256(claim.name.encode()).hexdigest()[:17]
         claim.launched_at = self.k.clock()
+        claim.efa = self._efa_count(claim)
+        attached = offering.instance.with_overrides(efa=claim.efa)
         status = {"providerID": f"aws:///{offering.zone}/{claim.instance_id}", "imageID": IMAGE_ID,
-                  "capacity": instance_capacity(offering.instance),
-                  "allocatable": instance_allocatable(offering.instance)}
+                  "capacity": instance_capacity(attached), "allocatable": instance_allocatable(attached)}
         labels = {**offering.labels, "karpenter.sh/capacity-type": offering.capacity_type,
                   "topology.kubernetes.io/zone": offering.zone, "topology.kubernetes.io/region": self.k.region}
         self._transition(claim, "Launched", claim.launched_at, status, labels)
+
+    def _efa_count(self, claim: Claim) -> int:
+        """EFA interfaces the launch attaches: every one the type has when a pod of the claim requested
+        vpc.amazonaws.com/efa or the EC2NodeClass configures network interfaces, else none (a plain ENA launch).
+        aws/karpenter-provider-aws@1d927085 pkg/providers/instance/instance.go getEFACountForInstance; the NodeClaim
+        advertises EFA only then (pkg/cloudprovider/cloudprovider.go resourceFilter)."""
+        assert claim.offering is not None
+        if claim.requests.get(EFA, Fraction(0)) > 0:
+            return claim.offering.instance.efa
+        claims = [c for c in self.k.items("nodeclaims.karpenter.sh") if c["metadata"]["name"] == claim.name]
+        ref = ((claims[0].get("spec") or {}).get("nodeClassRef") or {}) if claims else {}
+        if ref.get("kind") == "EC2NodeClass":
+            for nodeclass in self.k.items("ec2nodeclasses.karpenter.k8s.aws"):
+                if nodeclass["metadata"]["name"] == ref.get("name") and (nodeclass.get("spec") or {}).get(
+                        "networkInterfaces"):
+                    return claim.offering.instance.efa
+        return 0
 
     def _fail(self, claim: Claim, reason: str, message: str, now: float) -> None:
         claim.failed = True
@@ -299,7 +323,8 @@ class ClaimLifecycle:
         node_spec = None
         if self.k.scenario is not None:
             node_spec = self.k.scenario.new_node(offering.instance.name, offering.zone, self._new_nodes,
-                                                 nodepool=claim.nodepool, capacity_type=offering.capacity_type)
+                                                 nodepool=claim.nodepool, capacity_type=offering.capacity_type,
+                                                 efa=claim.efa)
         self._new_nodes += 1
         if self.k.auto_mode or node_spec is None:
             name = claim.instance_id or claim.name
@@ -308,6 +333,7 @@ class ClaimLifecycle:
         claim.node_name = name
         if node_spec is not None:
             self.facts.karpenter_nodes[name] = node_spec
+            self.k.scenario.register_launched(name, node_spec)   # the kubelet gives pods this hardware
         labels = {**(obj["metadata"].get("labels") or {}), "kubernetes.io/hostname": name,
                   "karpenter.sh/registered": "true"}
         if self.k.auto_mode:
@@ -361,15 +387,29 @@ class ClaimLifecycle:
         if self.k.try_mutate("nodes", None, claim.node_name or "", ready) is not None:
             claim.node_ready_at = now
 
-    def _resources_registered(self, claim: Claim, node: dict[str, Any]) -> bool:
-        """Karpenter's Initialized: node Ready, startup taints gone, requested extended resources present."""
+    def _not_registered(self, claim: Claim, node: dict[str, Any]) -> str | None:
+        """Karpenter's Initialized waits for every extended resource the claim's pods requested to be allocatable:
+        the first one still missing, None when all are (kubernetes-sigs/karpenter@22664681
+        pkg/controllers/nodeclaim/lifecycle/initialization.go RequestedResourcesRegistered; node Ready and startup
+        taints gone come first, as the node-ready phase here)."""
         allocatable = (node.get("status") or {}).get("allocatable") or {}
-        for resource, amount in claim.requests.items():
-            if "/" not in resource or amount <= 0:
-                continue
-            if parse_quantity(allocatable.get(resource, "0")) <= 0:
-                return False
-        return True
+        for resource, amount in sorted(claim.requests.items()):
+            if "/" in resource and amount > 0 and parse_quantity(allocatable.get(resource, "0")) <= 0:
+                return resource
+        return None
+
+    def _waiting(self, claim: Claim, reason: str, message: str, obj: dict[str, Any], now: float) -> None:
+        """Initialized=Unknown with what Karpenter waits for (SetUnknownWithReason), written when it changes."""
+        current: dict[str, Any] = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Initialized"),
+                       {})
+        if (current.get("reason"), current.get("message")) == (reason, message):
+            return
+
+        def write(o: dict[str, Any]) -> None:
+            set_condition(o.setdefault("status", {}).setdefault("conditions", []), "Initialized", "Unknown", reason,
+                          message, now=now, sort=True)
+
+        self.k.try_mutate("nodeclaims.karpenter.sh", None, claim.name, write)
 
     def _initialized(self, claim: Claim, now: float) -> None:
         claim.initialized_at = now

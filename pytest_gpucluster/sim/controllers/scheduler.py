@@ -12,6 +12,8 @@ from pytest_gpucluster.sim.controllers.fit import (
     filter_node,
     fit_error_message,
     node_score,
+    taints_unnamed,
+    unname_taint,
 )
 from pytest_gpucluster.sim.controllers.nodeindex import NodeIndex
 from pytest_gpucluster.sim.controllers.quantity import QuantityError, pod_requests
@@ -58,6 +60,8 @@ class Scheduler(Controller):
     def __init__(self, store: Any, scenario: Any, *, extended_resource_toleration: bool = False) -> None:
         super().__init__(store, scenario)
         self.extended_resource_toleration = extended_resource_toleration
+        cluster = getattr(scenario, "cluster", None)
+        self.taints_unnamed = taints_unnamed(str(getattr(cluster, "kubernetes_version", "1.32")))
         self._attempts: dict[str, _Attempt] = {}
         self._nodes = NodeIndex()
         self._pinned: dict[str, tuple[int, list[dict[str, Any]] | None]] = {}   # uid -> (node generation, candidates)
@@ -174,6 +178,8 @@ class Scheduler(Controller):
         histogram: Counter[str] = Counter(r for why in reasons.values() for r in why)
         if candidates is not None:
             histogram.update(self._rejections_elsewhere(pod, candidates))
+        if self.taints_unnamed:
+            histogram = Counter(unname_taint(r) for r in histogram.elements())
         self._mark_unschedulable(pod, fit_error_message(len(nodes), histogram))
 
     def _rejections_elsewhere(self, pod: dict[str, Any], candidates: list[dict[str, Any]]) -> Counter[str]:
