@@ -50,6 +50,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         else:
             scope = f" matching {inventory.selector!r}" if inventory.selector else ""
             reason = f"no {words}{scope} in the cluster ({len(inventory.all_nodes)} nodes discovered)"
+            bare = [n.id for n in inventory.gpu_nodes if n.efa_not_needed]
+            if name == "efa_node" and bare:
+                reason += (f"; {', '.join(bare[:4])}{' ...' if len(bare) > 4 else ''} have no EFA attached and the "
+                           "profile does not require it for their type (efa_required)")
             metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
                                  ids=[f"no-{name.replace('_node', '')}-nodes"])
 

@@ -14,6 +14,7 @@ from pytest_gpucluster.checks.karpenter import MARKS
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.nodepool import GPU, NODEPOOLS, PROBE_POOL_LABEL, condition
+from pytest_gpucluster.kube.plugins import Plugins, admits, ds_ref
 from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.kube.taints import taint_text
 from pytest_gpucluster.kube.watching import DeadlineExceeded, Watcher, WatchState, eventually
@@ -165,6 +166,40 @@ class Budget:
         return self.values.get(key)
 
 
+@dataclass(frozen=True)
+class EfaRequest:
+    """How many EFA interfaces the latency probe asks for, and why (the evidence says both)."""
+
+    count: int
+    why: str
+
+
+def efa_request(itype: str, efa: int, required: bool, pool: str, labels: dict[str, str],
+                taints: list[dict[str, Any]], plugins: Plugins) -> EfaRequest:
+    """Ask for the type's EFA only where the profile requires it (`efa_required`) AND an EFA device plugin can serve
+    the new node: Karpenter attaches EFA when the pod asks for it, and a node is Initialized only once every extended
+    resource its pods requested is registered (kubernetes-sigs/karpenter@22664681
+    pkg/controllers/nodeclaim/lifecycle/initialization.go RequestedResourcesRegistered), so a request no plugin
+    serves never gets a node to time. Otherwise the node timed is the node inference pods get, without EFA."""
+    if not efa:
+        return EfaRequest(0, f"not requested: {itype} has no EFA in the profile")
+    if not required:
+        return EfaRequest(0, f"not requested: the profile does not require EFA on {itype} (efa_required: false); "
+                             "Karpenter attaches EFA only to nodes whose pods ask for it")
+    if plugins.auto_mode:
+        return EfaRequest(efa, f"{efa} (the profile requires EFA on {itype}; EKS Auto Mode runs the EFA plugin)")
+    daemonsets = plugins.daemonsets("efa")
+    refusals = {ds_ref(ds): admits(ds, labels, taints) for ds in daemonsets}
+    serving = [ref for ref, why in refusals.items() if why is None]
+    if serving:
+        return EfaRequest(efa, f"{efa} (the profile requires EFA on {itype}; EFA device plugin {serving[0]} admits "
+                               f"NodePool {pool}'s taints and labels)")
+    detail = "; ".join(f"{ref} {why}" for ref, why in refusals.items()) or "no EFA device plugin DaemonSet installed"
+    return EfaRequest(0, f"not requested although the profile requires EFA on {itype}: no EFA device plugin serves "
+                         f"NodePool {pool} ({detail}), so a node asked for EFA would never be Initialized; the EFA "
+                         "checks judge the EFA nodes (test_efa_device_plugin_runs_on)")
+
+
 def untolerated(seen: Seen, pool: str) -> str | None:
     """Karpenter's verdict that the pod cannot use the probe NodePool because of its taints (final: no retry helps)."""
     for event in seen.events.values():
@@ -249,6 +284,10 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
             return (f"Registered but never Initialized: the node shows {GPU} allocatable {alloc}, so the NVIDIA "
                     "device plugin never made its GPUs allocatable (not scheduled on the node - tolerations? - or "
                     f"crash-looping on the driver). Node taints: {taints}.")
+        cond = condition(claim, "Initialized") or {}
+        if cond.get("reason") not in (None, "", "AwaitingReconciliation"):   # what it waits for (initialization.go)
+            return (f"Registered but never Initialized: Karpenter says {cond.get('reason')}: {cond.get('message')} "
+                    f"(node taints: {taints}); a requested extended resource needs its device plugin on the node.")
         return f"Registered but never Initialized: GPUs allocatable, but startup taints remain: {taints}."
     if not marks["container started"]:
         last = failed[-1].get("message") if failed else (seen.pod or {}).get("status", {}).get("phase", "?")

@@ -33,7 +33,7 @@ COVERAGE = ("all", "sample")          # nccl.multi_node_coverage: every EFA node
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
                  "nvlink_gbs", "nvlink_sharp", "network_gbps", "taint", "nccl", "sources", "provisioning_budget_s", "ecc_required", "health",
-                 "driver_min"}
+                 "driver_min", "efa_required"}
 # Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
 HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
                "power_limit_w", "load", "load_start_s"}
@@ -60,7 +60,8 @@ class InstanceProfile:
     gpu_memory_mib: int | None = None
     gpu_memory_tolerance_pct: float = 3.0
     ecc_required: bool = False           # nvidia-smi must show ECC mode Enabled on every GPU
-    efa: int = 0
+    efa: int = 0                         # EFA interfaces the type has (judged where they are attached)
+    efa_required: bool = False           # a node of the type must have its EFA attached (training types)
     gdrdma: bool = False
     nvlink: bool = False
     nvlink_gbs: float | None = None
@@ -261,7 +262,7 @@ class _Validator:
             self.typed(inst, key, is_int, "a non-negative integer", where)
         for key in ("gpu_memory_tolerance_pct", "nvlink_gbs", "network_gbps"):
             self.typed(inst, key, is_num, "a non-negative number", where)
-        for key in ("gdrdma", "nvlink", "nvlink_sharp", "ecc_required"):
+        for key in ("gdrdma", "nvlink", "nvlink_sharp", "ecc_required", "efa_required"):
             self.typed(inst, key, lambda v: isinstance(v, bool), "true or false", where)
         self.typed(inst, "gpu_product", lambda v: isinstance(v, str), "a string", where)
         self.typed(inst, "driver_min", lambda v: isinstance(v, str) and bool(re.match(r"^\d+(\.\d+)*$", v)),

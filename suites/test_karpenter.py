@@ -9,12 +9,13 @@ import yaml
 
 from pytest_gpucluster.checks import karpenter as judge
 from pytest_gpucluster.checks.karpenter import PHASES, PoolTarget
-from pytest_gpucluster.karpenter import (OBSERVE_FACTOR, Budget, Observer, diagnose, ec2_launch_time, observe,
-                                         scale_down, timeline_table)
+from pytest_gpucluster.karpenter import (OBSERVE_FACTOR, Budget, Observer, diagnose, ec2_launch_time, efa_request,
+                                         observe, scale_down, timeline_table)
 from pytest_gpucluster.kube import errors, kubeconfig, nodepool
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.nodepool import NODEPOOLS, PROBE_POOL_LABEL
 from pytest_gpucluster.kube.placement import toleration_for
+from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeSpec, pod_name, render
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.report.plots import timeline_svg
@@ -86,7 +87,8 @@ def test_gpu_nodepool_limits_leave_room(gpu_pool: PoolTarget, gpu_profile: Profi
 
 @pytest.mark.costly
 def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: Run, cluster: Cluster,
-                                       gpu_profile: Profile, request: pytest.FixtureRequest, evidence: Any) -> None:
+                                       gpu_profile: Profile, device_plugins: Plugins, request: pytest.FixtureRequest,
+                                       evidence: Any) -> None:
     """A GPU pod on a brand-new node of a temporary clone of the GPU NodePool: every phase from the cluster's
     timestamps and the suite's watches, budgets from the profile, then the node must go away again."""
     itype, source = launch_pool.instance_type, _require_pool(launch_pool)
@@ -101,13 +103,16 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     name = pod_name("karpenter-latency", fleet, run_id)
     total = budget.limit("total") or 900.0
     tolerations = [toleration_for(t) for t in judge.pool_gpu_taints(source, itype, gpu_profile)]
-    # What a training pod requests: all the GPUs and, where the type has EFA, its EFA interfaces, so the node timed
-    # is the node people get (Karpenter's Initialized waits for every requested extended resource to register).
-    efa = inst.efa if inst is not None and inst.efa else 0
-    spec = ProbeSpec("karpenter-latency", ["sh", "-c", "nvidia-smi -L; exec sleep 3600"], gpus=gpus, efa=efa,
+    # What a pod of the workload requests: all the GPUs and EFA where the profile requires it and a plugin serves it.
+    labels = {**launch_pool.node_labels, **((body["spec"]["template"].get("metadata") or {}).get("labels") or {}),
+              "karpenter.sh/nodepool": pool}
+    efa = efa_request(itype, inst.efa if inst is not None else 0, bool(inst is not None and inst.efa_required), pool,
+                      labels, list(judge.template_spec(body).get("taints") or []), device_plugins)
+    spec = ProbeSpec("karpenter-latency", ["sh", "-c", "nvidia-smi -L; exec sleep 3600"], gpus=gpus, efa=efa.count,
                      node_selector={PROBE_POOL_LABEL: pool_id}, timeout_s=total * OBSERVE_FACTOR,
                      tolerations=tolerations)
-    evidence.fact("probe requests", {"nvidia.com/gpu": gpus, "vpc.amazonaws.com/efa": efa})
+    evidence.fact("probe requests", {"nvidia.com/gpu": gpus, "vpc.amazonaws.com/efa": efa.count})
+    evidence.fact("vpc.amazonaws.com/efa requested", efa.why)
     manifest = render(spec, gpucluster_run.probe_context(), name=name, fleet=fleet)
 
     def remove() -> None:   # on any exit, interrupt included; teardown also deletes NodePools by run label

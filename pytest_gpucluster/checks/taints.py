@@ -2,27 +2,17 @@
 pods that do or do not tolerate it (pure: node facts, scheduler decisions and the profile in, a Verdict out)."""
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Verdict
 from pytest_gpucluster.kube.placement import BLOCKING_EFFECTS
-from pytest_gpucluster.kube.taints import taint_text, tolerates
+from pytest_gpucluster.kube.taints import refused_for_a_taint, taint_text, tolerates, untolerated_taint_keys
 from pytest_gpucluster.profile import Profile
 
 GPU = "nvidia.com/gpu"
 Taint = Mapping[str, Any]
 AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")   # every EKS Auto Mode node carries it
 
-# The scheduler's TaintToleration filter names the untolerated taint with its key inside braces
-# (kubernetes pkg/scheduler/framework/plugins/tainttoleration/taint_toleration.go):
-#   current:  `node(s) had untolerated taint {<key>: <value>}`
-#   older (<= 1.24): `node(s) had taint {<key>: <value>}, that the pod didn't tolerate`
-# Recent releases aggregate the reason without the key (`node(s) had untolerated taint(s)`, as v1.34 clusters
-# print it): still a refusal by a taint, only unnamed.
-_NAMED = (re.compile(r"had untolerated taint \{(?P<key>[^:}]*):"),
-          re.compile(r"had taint \{(?P<key>[^:}]*):[^}]*\}, that the pod didn't tolerate"))
-_UNNAMED = ("had untolerated taint(s)", "had taints that the pod didn't tolerate")
 _FIX_PROFILE = ("Add the taint to the NodePool (spec.template.spec.taints) or node group; if your cluster uses "
                 "another key, set cluster.gpu_taints in the profile.")
 
@@ -75,11 +65,11 @@ def gpu_taint(subject: str, taints: Sequence[Taint], accepted: Sequence[Taint], 
 
 def refused_by_taint(message: str, taints: Sequence[Taint]) -> tuple[bool, list[str]]:
     """(refused for an untolerated taint of the node, the node's blocking taints the message names). Only the
-    scheduler's untolerated-taint wording counts, never the key anywhere else (`Insufficient nvidia.com/gpu`);
-    a message in the key-less form counts when it names no taint at all."""
-    keys = {m["key"] for pattern in _NAMED for m in pattern.finditer(message)}
+    scheduler's untolerated-taint wording counts (kube/taints.py, one definition with the fail-fast), never the key
+    anywhere else (`Insufficient nvidia.com/gpu`); a message in the key-less form counts when it names no taint."""
+    keys = untolerated_taint_keys(message)
     named = [taint_text(t) for t in blocking(taints) if t.get("key") in keys]
-    unnamed = not keys and any(text in message for text in _UNNAMED)
+    unnamed = not keys and refused_for_a_taint(message)
     return bool(named) or unnamed, named
 
 

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import errors
 from .client import Cluster
 from .probes import EFA_RESOURCE, GPU_RESOURCE
 
@@ -15,6 +16,7 @@ GPU_COUNT_LABELS = ("karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/i
                     "nvidia.com/gpu.count")
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+NODECLAIMS = "nodeclaims.karpenter.sh"
 
 
 class HardwareProfile(Protocol):
@@ -49,6 +51,8 @@ class NodeInfo:
     nodegroup: str | None = None
     expected_gpus: int = 0            # from the profile (0 when the instance type is unknown to it)
     expected_efa: int = 0
+    efa_required: bool = False        # the profile requires EFA attached on the type (profile `efa_required`)
+    efa_launched: int = 0             # EFA interfaces its Karpenter NodeClaim says were attached (status.capacity)
 
     @property
     def id(self) -> str:
@@ -70,7 +74,8 @@ class NodeInfo:
             nodepool=labels.get(NODEPOOL_LABEL), provider_id=spec.get("providerID"), conditions=conditions,
             ready=conditions.get("Ready") == "True", unschedulable=bool(spec.get("unschedulable")),
             zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
-            expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0))
+            expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0),
+            efa_required=bool(getattr(inst, "efa_required", False)))
 
     @property
     def is_gpu(self) -> bool:
@@ -81,9 +86,23 @@ class NodeInfo:
         return any(_quantity(self.labels.get(k)) > 0 for k in GPU_COUNT_LABELS)
 
     @property
+    def efa_attached(self) -> bool:
+        """The node has EFA interfaces: it advertises them, or its NodeClaim says the launch attached them (a plugin
+        that never registered them does not make a node without EFA)."""
+        return self.efa_allocatable > 0 or _quantity(self.capacity.get(EFA_RESOURCE)) > 0 or self.efa_launched > 0
+
+    @property
     def is_efa(self) -> bool:
-        return (self.efa_allocatable > 0 or _quantity(self.capacity.get(EFA_RESOURCE)) > 0
-                or self.expected_efa > 0)
+        """Judged as an EFA node: EFA attached, or required on its type by the profile. EFA is attached when asked
+        for (Karpenter: a pod requesting vpc.amazonaws.com/efa or an EC2NodeClass with network interfaces; managed
+        node groups: the launch template), not because the type could have it: an EFA-capable node without EFA whose
+        type does not require it is not an EFA node."""
+        return self.efa_attached or self.efa_required
+
+    @property
+    def efa_not_needed(self) -> bool:
+        """EFA-capable type, none attached, and the profile does not require it: not an EFA node, and the report says so."""
+        return self.expected_efa > 0 and not self.is_efa
 
 
 def sample_nodes(nodes: list[NodeInfo], per_type: int | None) -> list[NodeInfo]:
@@ -131,16 +150,34 @@ class Inventory:
                                            f"sample {self.sample} per instance type" if self.sample else "") if x)
             lines.append(f"covered {len(self.gpu_nodes)} of {self.total_gpu_nodes} GPU nodes ({how}): "
                          f"{', '.join(n.id for n in self.gpu_nodes[:20])}{' ...' if len(self.gpu_nodes) > 20 else ''}")
+        bare = [n for n in self.all_nodes if n.is_gpu and n.efa_not_needed]
+        if bare:
+            lines.append(f"not EFA nodes (no EFA attached, not required on their type by the profile): {types(bare)}")
         if self.unknown_instance_types:
             lines.append("instance types not in the profile (checked without hardware expectations): "
                          + ", ".join(self.unknown_instance_types))
         return lines
 
 
+def launched_efa(cluster: Cluster) -> dict[str, int]:
+    """Node name -> EFA interfaces its NodeClaim advertises (karpenter-provider-aws puts vpc.amazonaws.com/efa in a
+    NodeClaim's status.capacity only when the launch attached EFA: pkg/cloudprovider/cloudprovider.go resourceFilter);
+    {} without Karpenter or the right to read NodeClaims."""
+    try:
+        claims = cluster.items(NODECLAIMS)
+    except (errors.NotFound, errors.Forbidden):
+        return {}
+    return {str(c["status"]["nodeName"]): _quantity(((c.get("status") or {}).get("capacity") or {}).get(EFA_RESOURCE))
+            for c in claims if (c.get("status") or {}).get("nodeName")}
+
+
 def discover(cluster: Cluster, profile: HardwareProfile | None = None, *, selector: str | None = None,
              sample: int | None = None) -> Inventory:
-    """One node list (plus one selected list when a selector is given) -> Inventory."""
+    """One node list, one NodeClaim list (plus one selected list when a selector is given) -> Inventory."""
     everything = [NodeInfo.from_node(n, profile) for n in cluster.items("nodes")]
+    efa = launched_efa(cluster)
+    for node in everything:
+        node.efa_launched = efa.get(node.name, 0)
     if selector:
         wanted = {n["metadata"]["name"] for n in cluster.items("nodes", label_selector=selector)}
         selected = [n for n in everything if n.name in wanted]

@@ -4,11 +4,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from . import watching
 from .client import Cluster
 from .quantity import allocatable
+from .taints import selects, taint_text, tolerates
 
 AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
@@ -55,6 +56,18 @@ def ds_rollout(ds: dict[str, Any]) -> str:
 
 def ds_tolerations(ds: dict[str, Any]) -> list[dict[str, Any]]:
     return list((ds["spec"]["template"].get("spec") or {}).get("tolerations") or [])
+
+
+def admits(ds: dict[str, Any], labels: Mapping[str, str], taints: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why the DaemonSet would not run a pod on a node with these labels and taints (None: it would): its
+    nodeSelector / required node affinity, and the NoSchedule/NoExecute taints its pod template does not tolerate
+    (the DaemonSet controller adds only node.kubernetes.io/* tolerations: pkg/controller/daemon/util)."""
+    spec = (ds["spec"]["template"].get("spec") or {})
+    if not selects(spec, labels):
+        return "its nodeSelector/node affinity does not select the node's labels"
+    missing = [taint_text(t) for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
+               and not tolerates(ds_tolerations(ds), t)]
+    return f"does not tolerate {', '.join(missing)}" if missing else None
 
 
 def selector_string(ds: dict[str, Any]) -> str:

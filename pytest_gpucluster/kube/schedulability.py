@@ -10,7 +10,6 @@ the devices: that changes when they finish, so the pod keeps waiting.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,11 +18,8 @@ from . import errors
 from .client import Cluster
 from .plugins import plugin_role, pod_ready, pod_state
 from .quantity import quantity_or
+from .taints import refused_for_a_taint
 
-# kube-scheduler's TaintToleration filter (pkg/scheduler/framework/plugins/tainttoleration/taint_toleration.go):
-# "node(s) had untolerated taint {key: value}" (v1.25+) and the older "node(s) had taint {key: value}, that the
-# pod didn't tolerate".
-UNTOLERATED_TAINT = re.compile(r"had untolerated taint \{|had taint \{[^}]*\},? that the pod didn't tolerate")
 STARTING_REASONS = ("ContainerCreating", "PodInitializing")
 KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
 KARPENTER_INITIALIZED = "karpenter.sh/initialized"
@@ -68,7 +64,7 @@ def blocking_cause(message: str, requests: dict[str, float], allocatable: dict[s
              for name, want in sorted(requests.items()) if quantity_or(allocatable.get(name)) < want]
     if short:
         return "the node lacks it: " + "; ".join(short)
-    if UNTOLERATED_TAINT.search(message):
+    if refused_for_a_taint(message):     # every wording the scheduler has used (kube/taints.py)
         return "the node has a taint the pod does not tolerate"
     return None
 

@@ -5,7 +5,7 @@ import kubernetes_validate
 import pytest
 
 from pytest_gpucluster.kube import cleanup, probes
-from pytest_gpucluster.kube.discovery import NodeInfo, sample_nodes
+from pytest_gpucluster.kube.discovery import Inventory, NodeInfo, sample_nodes
 from pytest_gpucluster.profile import load_profile
 
 CTX = probes.ProbeContext(namespace="gpucluster-20261123-160000-abcd", run_id="20261123-160000-abcd",
@@ -127,6 +127,22 @@ def test_gpu_nodes_are_found_by_allocatable_labels_or_profile() -> None:
     assert not cpu.is_gpu and not cpu.is_efa
     assert NodeInfo.from_node(node("f", "p5.48xlarge"), profile).is_efa
     assert by_profile.id == "d/g5.xlarge" and by_profile.ready
+
+
+def test_efa_nodes_are_the_nodes_with_efa_attached_or_required() -> None:
+    """EFA is attached when asked for, not because the type can have it: a g6e.12xlarge without EFA, whose type the
+    profile does not require EFA on, is not an EFA node (it was judged as one and failed every EFA check)."""
+    profile = load_profile()
+    bare = NodeInfo.from_node(node("a", "g6e.12xlarge", allocatable={"nvidia.com/gpu": "4"}), profile)
+    assert not bare.is_efa and bare.efa_not_needed and bare.expected_efa == 1
+    advertised = NodeInfo.from_node(node("b", "g6e.12xlarge", allocatable={"vpc.amazonaws.com/efa": "1"}), profile)
+    launched = NodeInfo.from_node(node("c", "g6e.12xlarge"), profile)
+    launched.efa_launched = 1          # the NodeClaim says the launch attached it, the plugin never registered it
+    required = NodeInfo.from_node(node("d", "p5.48xlarge"), profile)
+    assert advertised.is_efa and launched.is_efa and required.is_efa and required.efa_required
+    inventory = Inventory([bare, required], [bare, required], [required], [], total_gpu_nodes=2, total_efa_nodes=1)
+    assert "not EFA nodes (no EFA attached, not required on their type by the profile): g6e.12xlarge x1" in \
+        inventory.summary_lines()
 
 
 def test_sampling_is_deterministic_per_instance_type() -> None:

@@ -43,6 +43,14 @@ def test_untolerated_taint_in_both_scheduler_wordings_blocks() -> None:
     assert blocking_cause("0/1 nodes are available: 1 Insufficient cpu.", {}, {}) is None
 
 
+def test_untolerated_taint_without_its_key_blocks_too() -> None:
+    """Schedulers with kubernetes/kubernetes#134740 (1.34+) keep the taint out of the pod status; the fail-fast missed
+    that wording (the taint judge knew it) and waited out the probe deadline."""
+    today = ("0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match Pod's node "
+             "affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    assert blocking_cause(today, {}, {}) == "the node has a taint the pod does not tolerate"
+
+
 def test_in_flight_node_not_ready_nodeclaim_initialising_plugin_starting() -> None:
     assert in_flight(READY_NODE, [CRASHING_PLUGIN]) is None           # a crash loop will not fix itself soon
     assert in_flight(READY_NODE, [STARTING_PLUGIN]) == "device-plugin pod nvdp-nvidia-device-plugin-fghij is starting"
