@@ -13,7 +13,7 @@ from .hardware import UnknownInstanceType
 from .kubelet_pods import Container, PodRun, digest, pod_ip, requests_of, status_writer
 from .scenario import NodeSpec, Scenario
 from .store import fast_copy
-from .tools import gated, images, install_tools, sandbox
+from .tools import cuda_require, gated, images, install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
 
 GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
@@ -384,11 +384,25 @@ class Kubelet:
         return []
 
     def _env_value(self, cspec: dict[str, Any], name: str) -> str | None:
-        value = images.lookup(str(cspec.get("image", "")), self.extra_images).env.get(name)
+        ref = str(cspec.get("image", ""))
+        value = images.lookup(ref, self.extra_images).env_for(ref).get(name)
         for item in cspec.get("env") or []:
             if item.get("name") == name and "value" in item:
                 value = str(item.get("value") or "")
         return value
+
+    def _check_requirements(self, run: PodRun, env: dict[str, str], node_spec: NodeSpec | None) -> None:
+        """The NVIDIA runtime's prestart hook refuses a container it injects the driver into when the node's driver
+        satisfies none of the image's NVIDIA_REQUIRE_CUDA (tools/cuda_require.py); the kubelet reports the hook's
+        failure as runc prints it (MauriceNino/dashdot issue #1226: `error running prestart hook #0: exit status 1,
+        stdout: , stderr: Auto-detected mode as 'legacy'` then nvidia-container-cli's line)."""
+        if not run.exposed or node_spec is None:
+            return
+        hw = node_spec.hardware
+        refused = cuda_require.refusal(env, hw.driver_version, hw.cuda_version)
+        if refused:
+            raise sandbox.StartError("error during container init: error running prestart hook #0: exit status 1, "
+                                     f"stdout: , stderr: Auto-detected mode as 'legacy'\n{refused}")
 
     def _utility(self, cspec: dict[str, Any]) -> bool:
         """Whether the runtime injects the NVML tools (nvidia-smi): the `utility` driver capability, which an unset or
@@ -472,12 +486,13 @@ class Kubelet:
         image = images.lookup(c.image, self.extra_images)
         root = self.image_roots.get(image, driver=bool(run.exposed) and self._utility(cspec))
         env = sandbox.container_env(cspec, lambda vf: self._resolve(run, vf), scratch=run.scratch, image_root=root,
-                                    image_env=image.env, image_path=image.path, hostname=run.name,
+                                    image_env=image.env_for(c.image), image_path=image.path, hostname=run.name,
                                     visible_devices=self._visible_devices_env(uuids))
         env["PATH"] = gated.path_for(cspec, run.pod, self.gated_bins, env["PATH"])
         c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}/{c.restarts}')}"
         started = rfc3339(time.time())
         try:
+            self._check_requirements(run, env, node_spec)
             argv = sandbox.container_argv(cspec, env, image_root=root, scratch=run.scratch,
                                           memlock=self._memlock(run), entrypoint=image.entrypoint, cmd=image.cmd)
         except sandbox.StartError as exc:

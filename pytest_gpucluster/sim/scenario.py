@@ -144,11 +144,17 @@ class Scenario:
         return out
 
     def new_node(self, instance: str, zone: str, index: int, *, nodepool: str | None = None,
-                 capacity_type: str = "on-demand", efa: int | None = None) -> NodeSpec:
+                 capacity_type: str = "on-demand", efa: int | None = None, nodeclass: str | None = None) -> NodeSpec:
         """A node Karpenter launches later: deterministic like the seeded ones, indexes after them. `efa`: the EFA
         interfaces attached (None: every one the type supports; 0: launched without EFA)."""
+        # A new node boots the AMI its NodeClass resolves, the one the seeded nodes of that NodeClass run: same driver.
+        classes = {p.name: p.nodeclass for p in self.nodepools}
+        want = nodeclass or classes.get(nodepool or "")
+        same = next((g for g in self.nodes if g.nodepool and want and classes.get(g.nodepool) == want), None)
         group = NodeGroup(instance_type=instance, count=1, zone=zone, nodepool=nodepool, efa=efa,
-                          capacity_type=capacity_type)  # type: ignore[arg-type]
+                          capacity_type=capacity_type,  # type: ignore[arg-type]
+                          driver_version=same.driver_version if same else None,
+                          cuda_version=same.cuda_version if same else None)
         return self._make_node(len(self._expanded) + index, -1, group,
                                instance_type(instance).with_overrides(efa=efa), zone)
 
@@ -163,7 +169,8 @@ class Scenario:
                    instance_id: str | None = None, nodepool: str | None = None) -> NodeSpec:
         """A NodeSpec for a node that exists under its own name (e.g. created by Karpenter)."""
         spec = self.new_node(instance, zone, 0, nodepool=nodepool)
-        hw = node_hardware(spec.instance, name)
+        hw = node_hardware(spec.instance, name, driver_version=spec.hardware.driver_version,
+                           cuda_version=spec.hardware.cuda_version)
         return dataclasses.replace(spec, name=name, hardware=hw, private_ip=private_ip or spec.private_ip,
                                    instance_id=instance_id or spec.instance_id)
 

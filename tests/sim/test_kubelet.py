@@ -224,6 +224,29 @@ def test_device_nodes_are_what_the_runtime_injects(tmp_path: Path) -> None:
     run_world("healthy", tmp_path, body)
 
 
+def test_the_runtime_refuses_an_image_whose_cuda_the_driver_cannot_run(tmp_path: Path) -> None:
+    """On driver 560.35.05 a CUDA 13.0 image given a GPU is refused at start (StartError, nvidia-container-cli's
+    requirement error); NVIDIA_DISABLE_REQUIRE=true, an image whose branches list 560, or a pod the runtime leaves
+    alone (no GPU on a hardened node) start."""
+    async def body(w: World) -> None:
+        cuda13 = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
+        w.pod("refused", ["nvidia-smi", "-L"], gpus=1, image=cuda13)
+        w.pod("disabled", ["nvidia-smi", "-L"], gpus=1, image=cuda13,
+              env=[{"name": "NVIDIA_DISABLE_REQUIRE", "value": "true"}])
+        w.pod("nccl", ["sh", "-c", "nvidia-smi -L"], gpus=1, image=NCCL)
+        w.pod("nogpu", ["sh", "-c", "echo ok"], image=cuda13)
+        pod = await w.wait_pod("refused", phase("Failed"))
+        term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert term["reason"] == "StartError" and term["exitCode"] == 128
+        assert ("error running prestart hook #0: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
+                "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=13.0, please update your "
+                "driver to a newer version, or use an earlier cuda container: unknown") in term["message"]
+        for name in ("disabled", "nccl", "nogpu"):
+            await w.wait_pod(name, phase("Succeeded"))
+        assert "GPU 0:" in w.log("disabled") and "GPU 0:" in w.log("nccl")
+    run_world("al2023-nvidia-560", tmp_path, body)
+
+
 def test_daemon_pods_run_until_deleted_or_crashloop(tmp_path: Path) -> None:
     async def body(w: World) -> None:
         w.pod("plugin", None, image="nvcr.io/nvidia/k8s-device-plugin:v0.17.1")

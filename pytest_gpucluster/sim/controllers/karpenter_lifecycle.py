@@ -324,7 +324,7 @@ class ClaimLifecycle:
         if self.k.scenario is not None:
             node_spec = self.k.scenario.new_node(offering.instance.name, offering.zone, self._new_nodes,
                                                  nodepool=claim.nodepool, capacity_type=offering.capacity_type,
-                                                 efa=claim.efa)
+                                                 efa=claim.efa, nodeclass=(spec.get("nodeClassRef") or {}).get("name"))
         self._new_nodes += 1
         if self.k.auto_mode or node_spec is None:
             name = claim.instance_id or claim.name

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import PYLIB_DIR, TOOLS
+from .cuda_require import cuda_of_tag, require_cuda
 from .fake.nccl import COLLECTIVES
 
 # -- what an image can hold --------------------------------------------------------------------------------
@@ -59,6 +60,13 @@ class Image:
     files: dict[str, str] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()   # Dockerfile ENTRYPOINT (replaced by a pod's `command`)
     cmd: tuple[str, ...] = ()          # Dockerfile CMD (replaced by a pod's `args`, dropped with its `command`)
+    cuda: str | None = None            # CUDA the image is built for ("tag": read from the tag): its NVIDIA_REQUIRE_CUDA
+
+    def env_for(self, ref: str) -> dict[str, str]:
+        """The image's ENV for this reference, NVIDIA_REQUIRE_CUDA included where NVIDIA's CUDA base images set it
+        (the runtime refuses the container on a driver that satisfies none of it: cuda_require.py)."""
+        cuda = cuda_of_tag(ref) if self.cuda == "tag" else self.cuda
+        return {**self.env, "NVIDIA_REQUIRE_CUDA": require_cuda(cuda)} if cuda else dict(self.env)
 
     def runs_program(self, container: dict[str, object]) -> bool:
         """Whether a container of this image runs a program to completion. False: an image whose entrypoint the
@@ -84,8 +92,9 @@ NCCL_TESTS_DIR = "/opt/nccl-tests/build"
 CATALOG: tuple[Image, ...] = (
     Image("cuda", ("nvidia/cuda:*", "docker.io/nvidia/cuda:*", "nvcr.io/nvidia/cuda:*"),
           "gitlab.com/nvidia/container-images/cuda dist/*/ubuntu2204/{base,runtime,devel}/Dockerfile: Ubuntu 22.04 "
-          "+ CUDA libraries (devel: + nvcc); no python3, no libfabric, no nccl-tests",
-          path=CUDA_PATH, env=dict(CUDA_ENV), files=dict(UBUNTU)),
+          "+ CUDA libraries (devel: + nvcc); no python3, no libfabric, no nccl-tests; ENV NVIDIA_REQUIRE_CUDA of the "
+          "tag's CUDA version",
+          path=CUDA_PATH, env=dict(CUDA_ENV), files=dict(UBUNTU), cuda="tag"),
     Image("nccl-tests", ("public.ecr.aws/hpc-cloud/nccl-tests:*",),
           "aws-samples/awsome-distributed-training@7217859f67bc693c52ff175ccc6082c41dbd7a1b "
           "micro-benchmarks/nccl-tests/nccl-tests.Dockerfile: FROM nvcr.io/nvidia/cuda:*-devel-ubuntu22.04, "
@@ -97,10 +106,12 @@ CATALOG: tuple[Image, ...] = (
           files={**UBUNTU, "/opt/amazon/efa/bin/fi_info": "fake:fi_info",
                  "/opt/amazon/openmpi/bin/mpirun": "fake:mpirun", "/opt/amazon/openmpi/bin/mpiexec": "fake:mpiexec",
                  "/usr/sbin/sshd": "fake:sshd", "/usr/bin/python3": PYTHON,
-                 **{f"{NCCL_TESTS_DIR}/{p}": f"fake:{p}" for p in COLLECTIVES}}),
+                 **{f"{NCCL_TESTS_DIR}/{p}": f"fake:{p}" for p in COLLECTIVES}},
+          cuda="12.9"),     # ARG CUDA_VERSION=12.9.1 at that commit: the base image's NVIDIA_REQUIRE_CUDA
     Image("pytorch", ("nvcr.io/nvidia/pytorch:*",),
           "NGC PyTorch release notes (docs.nvidia.com/deeplearning/frameworks/pytorch-release-notes): Ubuntu + CUDA "
-          "base (NVIDIA_VISIBLE_DEVICES=all inherited), python3 with torch in /usr/local/lib/python3.*/dist-packages",
+          "base (NVIDIA_VISIBLE_DEVICES=all inherited), python3 with torch in /usr/local/lib/python3.*/dist-packages; "
+          "its NVIDIA_REQUIRE_CUDA is not modelled (no capture of the image's config found)",
           path="/usr/local/lib/python3/dist-packages/torch_tensorrt/bin:/usr/local/mpi/bin:" + CUDA_PATH,
           env=dict(CUDA_ENV),
           files={**UBUNTU, "/usr/bin/python3": PYTHON_TORCH, "/usr/bin/python": PYTHON_TORCH,
@@ -110,13 +121,15 @@ CATALOG: tuple[Image, ...] = (
           "vectoradd-cuda12.5.0-ubuntu22.04 runs /cuda-samples/vectorAdd (NVIDIA/cuda-samples "
           "Samples/0_Introduction/vectorAdd), log ending `Test PASSED` / `Done`; CUDA base env; no python3",
           path=CUDA_PATH, env=dict(CUDA_ENV),
-          files={**UBUNTU, "/cuda-samples/vectorAdd": "fake:vectorAdd"}, cmd=("/cuda-samples/vectorAdd",)),
+          files={**UBUNTU, "/cuda-samples/vectorAdd": "fake:vectorAdd"}, cmd=("/cuda-samples/vectorAdd",),
+          cuda="tag"),      # vectoradd-cuda12.5.0: built on the CUDA 12.5 base
     Image("dcgm", ("*/dcgm:*", "dcgm:*"),
           "NVIDIA/DCGM@72fa3feaa67d716a75323a8f47c34ff3ee73f824 docker/Dockerfile.ubuntu22.04 "
           "(nvcr.io/nvidia/cloud-native/dcgm): FROM nvcr.io/nvidia/cuda:*-base-ubuntu22.04, datacenter-gpu-manager-4 "
-          "installs dcgmi and nv-hostengine in /usr/bin, ENV NVIDIA_VISIBLE_DEVICES=all; nvidia-smi only as the "
-          "runtime injects it",
-          path=CUDA_PATH, env=dict(CUDA_ENV), files={**UBUNTU, "/usr/bin/dcgmi": "fake:dcgmi", "/usr/bin/nv-hostengine": "fake:nv-hostengine"}),
+          "installs dcgmi and nv-hostengine in /usr/bin, ENV NVIDIA_VISIBLE_DEVICES=all, ENV "
+          "NVIDIA_DISABLE_REQUIRE=\"true\" (its 13.0.1 base's NVIDIA_REQUIRE_CUDA is not enforced); nvidia-smi only as "
+          "the runtime injects it",
+          path=CUDA_PATH, env={**CUDA_ENV, "NVIDIA_DISABLE_REQUIRE": "true"}, cuda="13.0", files={**UBUNTU, "/usr/bin/dcgmi": "fake:dcgmi", "/usr/bin/nv-hostengine": "fake:nv-hostengine"}),
     Image("busybox", ("busybox", "busybox:*", "docker.io/library/busybox:*", "docker.io/busybox:*"),
           "docker-library/busybox: one static busybox binary, its applets linked in /bin; nothing else; CMD [\"sh\"]",
           files=_host(BUSYBOX_BIN, "/bin"), cmd=("sh",)),
