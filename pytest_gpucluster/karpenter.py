@@ -33,6 +33,14 @@ def container_state(pod: dict[str, Any]) -> dict[str, Any]:
     return dict(statuses[0].get("state") or {}) if statuses else {}
 
 
+def started(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The running or terminated state of a container that did start (a StartError never ran: the runtime refused it)."""
+    if state.get("running"):
+        return dict(state["running"])
+    term = state.get("terminated") or {}
+    return dict(term) if term and term.get("reason") != "StartError" else None
+
+
 def _true(obj: dict[str, Any] | None, ctype: str) -> bool:
     cond = condition(obj, ctype)
     return bool(cond and cond.get("status") == "True")
@@ -67,7 +75,7 @@ class Seen:
                 "NodeClaim Ready": _true(claim, "Ready"), "Node Ready": _true(node, "Ready"),
                 "GPU allocatable": count(((node or {}).get("status") or {}).get("allocatable", {}).get(GPU)) > 0,
                 "pod scheduled": bool((pod.get("spec") or {}).get("nodeName")),
-                "container started": bool(state.get("running") or state.get("terminated")),
+                "container started": started(state) is not None,
                 "pod Ready": _true(pod, "Ready")}
 
     def cluster_times(self) -> dict[str, float]:
@@ -78,7 +86,7 @@ class Seen:
         when = {"pod created": _ts(pod.get("metadata", {}).get("creationTimestamp")),
                 "Nominated": _ts(nominated[0].get("firstTimestamp") or nominated[0].get("eventTime")) if nominated else None,
                 "NodeClaim created": _ts(claim.get("metadata", {}).get("creationTimestamp")),
-                "container started": _ts((state.get("running") or state.get("terminated") or {}).get("startedAt"))}
+                "container started": _ts((started(state) or {}).get("startedAt"))}
         for mark, obj, ctype in (("Launched", claim, "Launched"), ("Registered", claim, "Registered"),
                                  ("Initialized", claim, "Initialized"), ("NodeClaim Ready", claim, "Ready"),
                                  ("Node Ready", node, "Ready"), ("pod scheduled", pod, "PodScheduled"),
@@ -290,6 +298,9 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
                     f"(node taints: {taints}); a requested extended resource needs its device plugin on the node.")
         return f"Registered but never Initialized: GPUs allocatable, but startup taints remain: {taints}."
     if not marks["container started"]:
+        refused = (container_state(seen.pod or {}).get("terminated") or {})
+        if refused.get("reason") == "StartError":
+            return f"the probe container was refused at start on the new node: {refused.get('message')}."
         last = failed[-1].get("message") if failed else (seen.pod or {}).get("status", {}).get("phase", "?")
         hint = " (a taint the NodePool adds that the GPU pod does not tolerate)" if "taint" in str(last) else ""
         return f"node Initialized but the pod never started: `{last}`{hint}."

@@ -42,10 +42,11 @@ def gpus_to_request(inventory: Inventory, cluster: Cluster, device_plugins: Plug
     return plugin_gpus(cluster, device_plugins, [n.name for n in inventory.gpu_nodes])
 
 
-def probe(name: str, node: NodeInfo, gpus: int, command: list[str], image: str | None = None) -> ProbeSpec:
+def probe(name: str, node: NodeInfo, gpus: int, command: list[str], image: str | None = None,
+          needs_cuda: bool = False) -> ProbeSpec:
     """A probe pinned to the node, tolerating its workload taints (the profile's GPU taints come with the run)."""
     return ProbeSpec(name=name, command=command, node=node.name, gpus=gpus, image=image,
-                     tolerations=tolerations_for([node]))
+                     tolerations=tolerations_for([node]), needs_cuda=needs_cuda)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def smoke_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_fleet
     torch = gpucluster_run.options.smoke_image
     command = ["python3", "-c", SMOKE_SCRIPT] if torch else SAMPLE_COMMAND
     return run_fleet("gpu-visibility/cuda-smoke", {
-        n.name: probe("cuda-smoke", n, 1, command, torch or DEFAULT_SMOKE_SAMPLE_IMAGE)
+        n.name: probe("cuda-smoke", n, 1, command, torch or DEFAULT_SMOKE_SAMPLE_IMAGE, needs_cuda=True)
         for n in inventory.gpu_nodes if gpus_to_request[n.name] >= 1})
 
 

@@ -2,6 +2,7 @@
 1-GPU and 0-GPU isolation, CUDA smoke. Pure: probe outputs, node labels and the profile in, a Verdict out."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,6 +14,9 @@ if TYPE_CHECKING:   # the profile module imports pytest; a judge only needs the 
 
 GPU = "nvidia.com/gpu"
 JUDGED_BY_SMI = "judged by test_nvidia_smi_sees_every_gpu"
+# nvidia-container-cli's refusal of an image whose NVIDIA_REQUIRE_CUDA the driver cannot meet, as the kubelet reports
+# the prestart hook's failure (StartError): `requirement error: unsatisfied condition: cuda>=13.0, please update ...`
+REQUIRE_REFUSAL = re.compile(r"requirement error: unsatisfied condition: [^,]+")
 
 
 class Probe(Protocol):
@@ -269,6 +273,14 @@ def judge_cuda_smoke(node_id: str, probe: Probe | None, *, torch: bool = False, 
         facts["image needs"] = f"CUDA {needs[0]}: driver >= {needs[1]}"
     if probe.ok and mark in probe.logs:
         return Verdict.passed(node_id, expected, mark, facts=facts)
+    refused = REQUIRE_REFUSAL.search(probe.describe())
+    if refused:   # the NVIDIA runtime refused the container at start (its NVIDIA_REQUIRE_CUDA)
+        return Verdict.failed(
+            node_id, f"the NVIDIA runtime to start {probe.image} on driver {driver or '(not shown)'}",
+            f"refused at start: {refused.group(0)}",
+            "The node's driver satisfies none of the image's NVIDIA_REQUIRE_CUDA (its CUDA version or a listed "
+            "forward-compatible branch): update the node's AMI/driver, or use a smoke image built for an older CUDA.",
+            summary="Driver too old for this image (NVIDIA_REQUIRE_CUDA)", facts=facts)
     major = driver_major(driver)
     observed = f"{probe.describe()}; last output {probe.logs.strip()[-300:]!r}"
     if needs is not None and major is not None and major < needs[1]:

@@ -25,6 +25,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 IMAGE_PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                                "RegistryUnavailable"})
 CONTAINER_CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+DISABLE_REQUIRE = "NVIDIA_DISABLE_REQUIRE"   # NVIDIA/nvidia-container-toolkit internal/config/image/cuda_image.go
 DEADLINE_SLACK_S = 30   # pod-side activeDeadlineSeconds = client timeout + slack: we report first, the pod still expires
 
 
@@ -50,6 +51,11 @@ class ProbeSpec:
     labels: dict[str, str] | None = None
     privileged: bool = False                  # host-level readers only (node health: the kernel log)
     host_paths: dict[str, str] | None = None  # container path -> node path, mounted read-only (hostPath)
+    # Most probes need the driver, not a CUDA runtime (nvidia-smi, isolation, kernel log, Karpenter): they run with
+    # NVIDIA_DISABLE_REQUIRE=true, so the NVIDIA runtime does not refuse a CUDA image whose NVIDIA_REQUIRE_CUDA the
+    # node's driver cannot meet (CUDA 13 images on the 560 drivers of 2024-2025 EKS AMIs); DCGM's image does the same.
+    # A probe that runs CUDA sets needs_cuda=True and gets the runtime's refusal as its evidence.
+    needs_cuda: bool = False
 
 
 @dataclass
@@ -153,7 +159,10 @@ def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict
     container = podspec["containers"][0]
     container["image"] = spec.image or ctx.cuda_image
     container["command"] = [str(c) for c in spec.command]
-    container["env"] = [{"name": str(k), "value": str(v)} for k, v in (spec.env or {}).items()]
+    env = dict(spec.env or {})
+    if not spec.needs_cuda:
+        env.setdefault(DISABLE_REQUIRE, "true")
+    container["env"] = [{"name": str(k), "value": str(v)} for k, v in env.items()]
     resources = container.setdefault("resources", {})
     requests, limits = resources.setdefault("requests", {}), resources.setdefault("limits", {})
     extended: dict[str, Any] = {}

@@ -356,6 +356,31 @@ def test_torch_smoke_is_not_shown_in_an_image_without_pytorch(probe: Probe) -> N
     assert judge_cuda_smoke(NODE, probe, torch=True).status is Status.NOT_SHOWN
 
 
+# The kubelet's report of the NVIDIA runtime refusing a CUDA 13.0 image on driver 560 (runc's prestart hook failure
+# as MauriceNino/dashdot issue #1226 prints it; the condition names the image's CUDA).
+REFUSED = ("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create "
+           "failed: unable to start container process: error during container init: error running prestart hook #0: "
+           "exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\nnvidia-container-cli: requirement error: "
+           "unsatisfied condition: cuda>=13.0, please update your driver to a newer version, or use an earlier cuda "
+           "container: unknown")
+
+
+@dataclass
+class Refused(Probe):
+    message: str = REFUSED
+
+    def describe(self) -> str:
+        return f"probe pod gpucluster/gc-x on {NODE}: phase Failed, exit code 128, reason StartError: {self.message}"
+
+
+def test_smoke_refused_by_the_runtime_says_the_driver_is_too_old_for_the_image() -> None:
+    probe = Refused("", "Failed", 128, reason="StartError", image="nvcr.io/nvidia/pytorch:25.09-py3")
+    verdict = judge_cuda_smoke(NODE, probe, torch=True, driver="560.35.05")
+    assert verdict.status is Status.FAIL
+    assert verdict.message.startswith(f"Driver too old for this image (NVIDIA_REQUIRE_CUDA) on {NODE}")
+    assert "refused at start: requirement error: unsatisfied condition: cuda>=13.0" in verdict.message
+
+
 @pytest.mark.parametrize("probe", [Probe("", "Pending", None, reason="ErrImagePull"), None])
 def test_smoke_is_not_shown_without_the_image_or_a_gpu(probe: Probe | None) -> None:
     assert judge_cuda_smoke(NODE, probe).status is Status.NOT_SHOWN

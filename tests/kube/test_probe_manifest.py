@@ -65,7 +65,7 @@ def test_gpu_tolerations_come_from_the_context_and_can_be_turned_off() -> None:
 def test_untrusted_values_stay_data() -> None:
     nasty = "x\n  hostNetwork: true\n# "
     pod = render(env={"A": nasty}, image="img:1\nprivileged: true")
-    assert pod["spec"]["containers"][0]["env"] == [{"name": "A", "value": nasty}]
+    assert pod["spec"]["containers"][0]["env"][0] == {"name": "A", "value": nasty}
     assert "hostNetwork" not in pod["spec"] and pod["spec"]["containers"][0]["image"].startswith("img:1\n")
 
 
@@ -113,6 +113,16 @@ def test_finished_pod_result_has_exit_code_and_timings() -> None:
 def node(name: str, itype: str, labels: dict | None = None, **status: object) -> dict:
     return {"metadata": {"name": name, "labels": {"node.kubernetes.io/instance-type": itype, **(labels or {})}},
             "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}], **status}}
+
+
+def test_probes_run_without_the_cuda_requirement_unless_they_need_cuda() -> None:
+    """A probe that runs no CUDA (nvidia-smi, isolation, kernel log, Karpenter) must not be refused by the runtime
+    for the CUDA image's NVIDIA_REQUIRE_CUDA (CUDA 13 images on driver 560): NVIDIA_DISABLE_REQUIRE=true by default."""
+    env = {e["name"]: e["value"] for e in render()["spec"]["containers"][0]["env"]}
+    assert env == {"NVIDIA_DISABLE_REQUIRE": "true"}
+    assert render(needs_cuda=True)["spec"]["containers"][0]["env"] == []
+    mine = render(env={"NVIDIA_DISABLE_REQUIRE": "false", "X": "1"})["spec"]["containers"][0]["env"]
+    assert {e["name"]: e["value"] for e in mine} == {"NVIDIA_DISABLE_REQUIRE": "false", "X": "1"}
 
 
 def test_gpu_nodes_are_found_by_allocatable_labels_or_profile() -> None:
