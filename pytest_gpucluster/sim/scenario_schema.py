@@ -99,6 +99,7 @@ class NodeGroup:
     cuda_version: str | None = None
     mig: MigSpec | None = None
     tool_output: dict[str, str] = field(default_factory=dict)   # tool name -> file to replay
+    ready_minutes_ago: float | None = None   # the node turned Ready this long before the cluster starts (None: then)
 
     def _check(self, ctx: Any) -> None:
         try:

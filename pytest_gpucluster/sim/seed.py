@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping
 
+from .controllers.base import parse_rfc3339
 from .controllers.karpenter_catalog import instance_labels
 from .hardware import INSTANCE_TYPES
 from .resources import crd_manifest
@@ -76,6 +77,8 @@ def node_object(scenario: Scenario, node: NodeSpec, instance_id: str | None = No
     untainted = any(node.name in scenario.fault_nodes(f) for f in scenario.faults_for("taint-missing"))
     taints = [] if untainted else [t.to_k8s() for t in node.taints]
     iid = instance_id or node.instance_id
+    if node.group.ready_minutes_ago is not None:   # a node that booted (turned Ready) that long ago
+        now = rfc3339((parse_rfc3339(now) or 0.0) - node.group.ready_minutes_ago * 60)
     conditions = [
         {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": now, "lastTransitionTime": now}
         for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -159,7 +162,11 @@ def daemonsets(scenario: Scenario) -> list[dict[str, Any]]:
     ops, out = scenario.operators, []
     gpu_types = sorted(n for n, t in INSTANCE_TYPES.items() if t.is_gpu)
     efa_types = sorted(n for n, t in INSTANCE_TYPES.items() if t.efa_supported)
-    plugin_env = [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}]
+    # The plugin's env as its manifests render it by default: no FAIL_ON_INIT_ERROR, so --fail-on-init-error keeps its
+    # default true (NVIDIA/k8s-device-plugin@1b826acc cmd/nvidia-device-plugin/main.go; the Helm chart sets the env
+    # only when values.failOnInitError is a bool, deployments/helm/.../daemonset-device-plugin.yml): a plugin that
+    # starts before the driver is ready exits and the kubelet restarts it.
+    plugin_env: list[dict[str, str]] = []
     if ops.nvidia_device_plugin == "helm":
         helm = {"app.kubernetes.io/instance": "nvdp", "app.kubernetes.io/managed-by": "Helm",
                 "helm.sh/chart": "nvidia-device-plugin-0.17.1", "app.kubernetes.io/version": "0.17.1"}

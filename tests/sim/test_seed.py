@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_gpucluster.sim.controllers.base import parse_rfc3339
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.seed import seed_store
 from pytest_gpucluster.sim.store import Store
@@ -80,3 +81,14 @@ def test_scale_seed_builds_every_node() -> None:
     """scale-1000 seeds 1000 GPU nodes and the CPU nodes (how fast: benchmarks/sim_load.py, not a timed test)."""
     store = _seeded("scale-1000")
     assert store.count("nodes") == 1002
+
+
+def test_nodes_turned_ready_minutes_ago_and_the_plugin_keeps_its_default_fail_on_init_error() -> None:
+    """`ready_minutes_ago`: the node's Ready transition lies that far back (a fresh node right after provisioning);
+    the device plugin's env leaves --fail-on-init-error at its upstream default (true)."""
+    store = _seeded("fresh-nodes-plugin-restart")
+    gpu = [n for n in store.list("nodes")[0] if "karpenter.sh/nodepool" in n["metadata"]["labels"]]
+    ready = next(c for c in gpu[0]["status"]["conditions"] if c["type"] == "Ready")
+    assert 178 <= store.clock() - (parse_rfc3339(ready["lastTransitionTime"]) or 0) <= 182
+    plugin = store.get("daemonsets.apps", "nvidia-device-plugin", "nvdp-nvidia-device-plugin")
+    assert plugin["spec"]["template"]["spec"]["containers"][0]["env"] == []
