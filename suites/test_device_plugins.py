@@ -52,9 +52,9 @@ def node_now(cluster: Cluster, node: NodeInfo) -> NodeFacts:
                      {k: count(v) for k, v in (status.get("capacity") or {}).items()})
 
 
-def pod_facts(pod: dict[str, Any]) -> PodFacts:
+def pod_facts(pod: dict[str, Any], ready_since: float | None = None) -> PodFacts:
     return PodFacts(pod["metadata"]["name"], (pod.get("status") or {}).get("phase", "Pending"), pod_ready(pod),
-                    plugin_healthy(pod), pod_state(pod))
+                    plugin_healthy(pod, ready_since=ready_since), pod_state(pod, ready_since=ready_since))
 
 
 def on_node(plugins: Plugins, role: str, node: NodeInfo) -> list[PluginOnNode]:
@@ -63,7 +63,7 @@ def on_node(plugins: Plugins, role: str, node: NodeInfo) -> list[PluginOnNode]:
     return [PluginOnNode(ds_ref(ds), install_method(ds), ds_rollout(ds),
                          [t.get("key", "*") for t in ds_tolerations(ds)],
                          [taint_text(t) for t in blocking if not tolerates(ds_tolerations(ds), t)],
-                         [pod_facts(p) for p in plugins.pods_on(ds, node.name)])
+                         [pod_facts(p, node.ready_since) for p in plugins.pods_on(ds, node.name)])
             for ds in plugins.daemonsets(role)]
 
 

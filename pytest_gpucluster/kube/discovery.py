@@ -1,6 +1,7 @@
 """Node discovery: the Inventory of GPU, EFA and CPU-only nodes, node selection and deterministic sampling."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ class HardwareProfile(Protocol):
     """What discovery needs from the acceptance profile (duck-typed to keep kube/ free of profile.py)."""
 
     def for_instance(self, instance_type: str) -> Any: ...
+
+
+def _time(value: Any) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else None
+    except ValueError:
+        return None
 
 
 def _quantity(value: Any) -> int:
@@ -53,6 +61,7 @@ class NodeInfo:
     expected_efa: int = 0
     efa_required: bool = False        # the profile requires EFA attached on the type (profile `efa_required`)
     efa_launched: int = 0             # EFA interfaces its Karpenter NodeClaim says were attached (status.capacity)
+    ready_since: float | None = None  # the Ready condition's lastTransitionTime (when the node booted, or recovered)
 
     @property
     def id(self) -> str:
@@ -65,6 +74,7 @@ class NodeInfo:
         labels = dict(meta.get("labels") or {})
         itype = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), "unknown")
         conditions = {c.get("type", ""): c.get("status", "") for c in status.get("conditions") or []}
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         inst = profile.for_instance(itype) if profile is not None else None
         return cls(
             name=meta.get("name", ""), instance_type=itype, labels=labels, taints=list(spec.get("taints") or []),
@@ -75,7 +85,7 @@ class NodeInfo:
             ready=conditions.get("Ready") == "True", unschedulable=bool(spec.get("unschedulable")),
             zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
             expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0),
-            efa_required=bool(getattr(inst, "efa_required", False)))
+            efa_required=bool(getattr(inst, "efa_required", False)), ready_since=_time(ready.get("lastTransitionTime")))
 
     @property
     def is_gpu(self) -> bool:

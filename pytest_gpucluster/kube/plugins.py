@@ -14,10 +14,15 @@ from .taints import selects, taint_text, tolerates
 AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
 # A plugin container that restarted within this window is not healthy: a crash-looping plugin is briefly Running
-# and Ready between crashes and its GPUs come and go with it. A restart long ago (e.g. once at boot, when the
-# driver was not loaded yet: k8s-device-plugin exits when NVML cannot initialise and the kubelet restarts it) is
-# history, not a fault.
+# and Ready between crashes and its GPUs come and go with it. A restart long ago is history, not a fault.
 RESTART_WINDOW_S = 600.0
+# A restart at boot is normal on a fresh node: --fail-on-init-error defaults to true (NVIDIA/k8s-device-plugin@1b826acc
+# cmd/nvidia-device-plugin/main.go), so a plugin that starts before the driver or toolkit is ready exits and the
+# kubelet restarts it; the GPU Operator's plugin has no pod until NFD labels the node, then waits on its operands.
+# A restart that ended within BOOT_MARGIN_S of the node's Ready transition is boot history, provided the container
+# has run since for STABLE_S (a crash loop never stays up that long).
+BOOT_MARGIN_S = 600.0
+STABLE_S = 60.0
 
 
 def plugin_role(ds: dict[str, Any]) -> str | None:
@@ -80,40 +85,56 @@ def pod_ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def recent_restarts(pod: dict[str, Any], now: float | None = None, window_s: float = RESTART_WINDOW_S) -> int:
-    """Restarts of containers whose last termination ended within `window_s` of `now`."""
+def _ts(value: Any) -> float | None:
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else None
+
+
+def at_boot(cs: dict[str, Any], ready_since: float | None, now: float) -> bool:
+    """The container's last restart was the node's boot: it ended within BOOT_MARGIN_S of the node's Ready
+    transition and the container has been running for STABLE_S since."""
+    finished = _ts(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+    running = _ts(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+    return (ready_since is not None and finished is not None and running is not None
+            and finished <= ready_since + BOOT_MARGIN_S and now - running >= STABLE_S)
+
+
+def recent_restarts(pod: dict[str, Any], now: float | None = None, window_s: float = RESTART_WINDOW_S,
+                    ready_since: float | None = None) -> int:
+    """Restarts of containers whose last termination ended within `window_s` of `now`, other than a restart at the
+    node's boot (`ready_since`: when the node turned Ready; see at_boot)."""
     now = time.time() if now is None else now
     count = 0
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        finished = ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
         if not cs.get("restartCount"):
             continue
-        if not finished:          # restarted, but when is unknown: count it (cannot show it is old)
+        finished = _ts(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        if finished is None:      # restarted, but when is unknown: count it (cannot show it is old)
             count += int(cs["restartCount"])
-            continue
-        when = dt.datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp()
-        if now - when <= window_s:
+        elif now - finished <= window_s and not at_boot(cs, ready_since, now):
             count += int(cs["restartCount"])
     return count
 
 
-def plugin_healthy(pod: dict[str, Any], now: float | None = None) -> bool:
-    """THE definition used by every suite: Running, Ready now, no restart in the last RESTART_WINDOW_S."""
+def plugin_healthy(pod: dict[str, Any], now: float | None = None, ready_since: float | None = None) -> bool:
+    """THE definition used by every suite: Running, Ready now, no restart in the last RESTART_WINDOW_S but the one at
+    the node's boot (`ready_since`: the node's Ready transition)."""
     return ((pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
-            and recent_restarts(pod, now) == 0)
+            and recent_restarts(pod, now, ready_since=ready_since) == 0)
 
 
-def pod_state(pod: dict[str, Any], now: float | None = None) -> str:
+def pod_state(pod: dict[str, Any], now: float | None = None, ready_since: float | None = None) -> str:
     """`Running (ready)`, `Running (not ready, CrashLoopBackOff, 7 restarts, 2 in the last 10 min)`, `Pending` ..."""
     status = pod.get("status") or {}
+    now = time.time() if now is None else now
     details = ["ready" if pod_ready(pod) else "not ready"]
     for cs in status.get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason"):
             details.append(waiting["reason"])
         if cs.get("restartCount"):
-            details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod, now)} in the last "
-                           f"{RESTART_WINDOW_S / 60:.0f} min")
+            boot = " (at the node's boot: history)" if at_boot(cs, ready_since, now) else ""
+            details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod, now, ready_since=ready_since)} in "
+                           f"the last {RESTART_WINDOW_S / 60:.0f} min{boot}")
     return f"{status.get('phase', 'Pending')} ({', '.join(details)})"
 
 
@@ -136,6 +157,7 @@ class Plugins:
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # DaemonSet ref -> its pods
     auto_mode: bool = False
     bottlerocket: bool = False
+    ready_since: dict[str, float] = field(default_factory=dict)   # node -> its Ready transition (boot restarts)
 
     def daemonsets(self, role: str) -> list[dict[str, Any]]:
         return self.by_role.get(role, [])
@@ -149,7 +171,7 @@ class Plugins:
         daemonsets = self.daemonsets(role)
         if not daemonsets:
             return self.invisible_plugins
-        return any(plugin_healthy(p, now) for ds in daemonsets for p in self.pods_on(ds, node))
+        return any(plugin_healthy(p, now, self.ready_since.get(node)) for ds in daemonsets for p in self.pods_on(ds, node))
 
     def unhealthy_nodes(self, role: str, nodes: Iterable[str], now: float | None = None) -> set[str]:
         return {n for n in nodes if not self.healthy_on(role, n, now)}
@@ -178,6 +200,7 @@ def daemon_pods(cluster: Cluster, ds: dict[str, Any], settle_s: float = SETTLE_T
 class LabelledNode(Protocol):
     name: str
     labels: dict[str, str]
+    ready_since: float | None
 
 
 def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, settle: bool = True) -> Plugins:
@@ -193,6 +216,7 @@ def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, se
                                                 label_selector=selector_string(ds) or None))
         found.by_role.setdefault(role, []).append(
             cluster.get("daemonsets.apps", ds["metadata"]["name"], ds["metadata"]["namespace"]) if settle else ds)
+    found.ready_since = {n.name: n.ready_since for n in gpu_nodes if n.ready_since is not None}
     found.auto_mode = any(n.labels.get(AUTO_MODE_LABEL[0]) == AUTO_MODE_LABEL[1] for n in gpu_nodes)
     nodes = [cluster.get("nodes", n.name) for n in gpu_nodes[:1]]
     found.bottlerocket = any("bottlerocket" in str(((n.get("status") or {}).get("nodeInfo") or {})

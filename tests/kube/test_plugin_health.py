@@ -1,0 +1,42 @@
+"""THE "device plugin healthy" definition (kube/plugins.py): recent restarts count, a restart at the node's boot does not."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pytest_gpucluster.kube.plugins import plugin_healthy, pod_state, recent_restarts
+
+NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+
+
+def stamp(seconds_ago: float) -> str:
+    return dt.datetime.fromtimestamp(NOW - seconds_ago, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plugin(finished_ago: float, running_ago: float, restarts: int = 1) -> dict[str, Any]:
+    """A Running, Ready plugin pod whose container restarted `restarts` times, the last ending `finished_ago`."""
+    return {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"restartCount": restarts,
+                                              "state": {"running": {"startedAt": stamp(running_ago)}},
+                                              "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                                           "finishedAt": stamp(finished_ago)}}}]}}
+
+
+def test_a_restart_at_the_nodes_boot_is_history() -> None:
+    """Nodes Ready 3 minutes ago whose plugin restarted once at boot (fail-on-init-error) were called unhealthy: the
+    restart is within the 10-minute window."""
+    pod, ready = plugin(finished_ago=150, running_ago=140), NOW - 180
+    assert recent_restarts(pod, NOW) == 1 and not plugin_healthy(pod, NOW)          # without the node's boot time
+    assert recent_restarts(pod, NOW, ready_since=ready) == 0 and plugin_healthy(pod, NOW, ready)
+    assert "(at the node's boot: history)" in pod_state(pod, NOW, ready)
+
+
+def test_a_crash_loop_on_a_fresh_node_is_not_history() -> None:
+    crashing = plugin(finished_ago=20, running_ago=10, restarts=4)     # back up 10 s ago: not stable
+    assert not plugin_healthy(crashing, NOW, NOW - 180)
+
+
+def test_a_restart_long_after_boot_counts() -> None:
+    late = plugin(finished_ago=120, running_ago=110)                     # node Ready 2 h ago, restart 2 min ago
+    assert not plugin_healthy(late, NOW, NOW - 7200)
+    assert plugin_healthy(plugin(finished_ago=7000, running_ago=6990), NOW, NOW - 7200)   # outside the window
