@@ -100,6 +100,7 @@ class NodeGroup:
     mig: MigSpec | None = None
     tool_output: dict[str, str] = field(default_factory=dict)   # tool name -> file to replay
     ready_minutes_ago: float | None = None   # the node turned Ready this long before the cluster starts (None: then)
+    os: Literal["al2023", "bottlerocket"] | None = None   # the AMI family (None: AL2023; Bottlerocket on Auto Mode)
 
     def _check(self, ctx: Any) -> None:
         try:

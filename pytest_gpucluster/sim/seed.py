@@ -24,10 +24,20 @@ def _kubelet_version(scenario: Scenario) -> str:
     return f"v{scenario.cluster.kubernetes_version}.0-eks-5e0fdde"
 
 
+def bottlerocket(scenario: Scenario, group: Any) -> bool:
+    """The node group runs Bottlerocket: its `os`, or EKS Auto Mode (whose AMI is Bottlerocket)."""
+    return group.os == "bottlerocket" or (group.os is None and scenario.cluster.auto_mode)
+
+
 def node_info(scenario: Scenario, node: NodeSpec) -> dict[str, str]:
-    """status.nodeInfo as an EKS AL2023 node (or Bottlerocket on Auto Mode) reports it."""
+    """status.nodeInfo as an EKS AL2023 node (or Bottlerocket: Auto Mode, or a node group's `os`) reports it."""
+    version = scenario.cluster.kubernetes_version
     if scenario.cluster.auto_mode:
         os_image, kernel = "Bottlerocket (EKS Auto, Standard) 2025.4.26 (aws-k8s-1.32-standard)", "6.1.134"
+    elif bottlerocket(scenario, node.group):
+        # `Bottlerocket OS <release> (<variant>)` as its nodes report it; the NVIDIA variant is aws-k8s-<version>-nvidia
+        variant = f"aws-k8s-{version}-nvidia" if node.instance.is_gpu else f"aws-k8s-{version}"
+        os_image, kernel = f"Bottlerocket OS 1.34.0 ({variant})", "6.1.134"
     else:
         os_image, kernel = "Amazon Linux 2023.7.20250512", "6.1.134-152.225.amzn2023.x86_64"
     return {"architecture": node.instance.arch, "operatingSystem": "linux", "osImage": os_image,
@@ -135,7 +145,8 @@ def namespaces(scenario: Scenario) -> list[str]:
 
 def _daemonset(name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str], image: str,
                tolerations: list[dict[str, str]], *, affinity_types: list[str] | None = None,
-               host_network: bool = False, env: list[dict[str, str]] | None = None) -> dict[str, Any]:
+               host_network: bool = False, env: list[dict[str, str]] | None = None,
+               not_nodegroups: list[str] | None = None) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "containers": [{"name": name.replace("-daemonset", "").replace("nvdp-", "")[:63], "image": image,
                         "env": env or [], "securityContext": {"allowPrivilegeEscalation": False,
@@ -147,9 +158,12 @@ def _daemonset(name: str, namespace: str, labels: Mapping[str, str], selector: M
     if host_network:
         pod_spec["hostNetwork"] = True
     if affinity_types:
+        expressions: list[dict[str, Any]] = [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": affinity_types}]
+        if not_nodegroups:
+            expressions.append({"key": "eks.amazonaws.com/nodegroup", "operator": "NotIn", "values": not_nodegroups})
         pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": affinity_types}]}]}}}
+            "nodeSelectorTerms": [{"matchExpressions": expressions}]}}}
     return {"apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
             "spec": {"selector": {"matchLabels": dict(selector)},
@@ -167,12 +181,17 @@ def daemonsets(scenario: Scenario) -> list[dict[str, Any]]:
     # only when values.failOnInitError is a bool, deployments/helm/.../daemonset-device-plugin.yml): a plugin that
     # starts before the driver is ready exits and the kubelet restarts it.
     plugin_env: list[dict[str, str]] = []
+    # A cluster mixing AMIs keeps the NVIDIA plugin DaemonSet off its Bottlerocket nodes, whose host runs the plugin
+    # (bottlerocket.dev settings.kubelet-device-plugins): a NotIn on their node groups in the chart's affinity.
+    hosted = sorted({node_labels(scenario, n).get("eks.amazonaws.com/nodegroup", "") for n in scenario.expand_nodes()
+                     if bottlerocket(scenario, n.group) and n.instance.is_gpu} - {""})
     if ops.nvidia_device_plugin == "helm":
         helm = {"app.kubernetes.io/instance": "nvdp", "app.kubernetes.io/managed-by": "Helm",
                 "helm.sh/chart": "nvidia-device-plugin-0.17.1", "app.kubernetes.io/version": "0.17.1"}
         out.append(_daemonset("nvdp-nvidia-device-plugin", "nvidia-device-plugin", helm,
                               {"app.kubernetes.io/name": "nvidia-device-plugin", "app.kubernetes.io/instance": "nvdp"},
-                              DEVICE_PLUGIN_IMAGE, [CRITICAL, GPU_TAINT], affinity_types=gpu_types, env=plugin_env))
+                              DEVICE_PLUGIN_IMAGE, [CRITICAL, GPU_TAINT], affinity_types=gpu_types, env=plugin_env,
+                              not_nodegroups=hosted))
         if ops.gpu_feature_discovery:
             out.append(_daemonset("nvdp-gpu-feature-discovery", "nvidia-device-plugin", helm,
                                   {"app.kubernetes.io/name": "gpu-feature-discovery",

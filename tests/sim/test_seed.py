@@ -92,3 +92,14 @@ def test_nodes_turned_ready_minutes_ago_and_the_plugin_keeps_its_default_fail_on
     assert 178 <= store.clock() - (parse_rfc3339(ready["lastTransitionTime"]) or 0) <= 182
     plugin = store.get("daemonsets.apps", "nvidia-device-plugin", "nvdp-nvidia-device-plugin")
     assert plugin["spec"]["template"]["spec"]["containers"][0]["env"] == []
+
+
+def test_a_bottlerocket_node_group_reports_its_os_and_the_helm_plugin_stays_off_it() -> None:
+    store = _seeded("bottlerocket-mixed")
+    images = sorted(n["status"]["nodeInfo"]["osImage"] for n in store.list("nodes")[0]
+                    if "p5" in n["metadata"]["labels"]["node.kubernetes.io/instance-type"])
+    assert images[0].startswith("Amazon Linux 2023") and images[-1] == "Bottlerocket OS 1.34.0 (aws-k8s-1.32-nvidia)"
+    plugin = store.get("daemonsets.apps", "nvidia-device-plugin", "nvdp-nvidia-device-plugin")
+    terms = plugin["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "eks.amazonaws.com/nodegroup", "operator": "NotIn", "values": ["ng-p5"]} in terms[0]["matchExpressions"]

@@ -216,7 +216,10 @@ class DevicePluginController(Controller):
 
     def _sync_node(self, node: dict[str, Any], roles: set[str], now: float) -> None:
         invisible = self.auto_mode and self.nvidia_mode == "none"
-        gpu_live = ROLE_NVIDIA in roles or (invisible and self._auto_mode_ready(node, now))
+        # Bottlerocket's NVIDIA variants run the device plugin on the host (bottlerocket.dev
+        # settings.kubelet-device-plugins): GPUs appear once the node is Ready, without a DaemonSet pod.
+        host = "bottlerocket" in str(((node.get("status") or {}).get("nodeInfo") or {}).get("osImage", "")).lower()
+        gpu_live = ROLE_NVIDIA in roles or ((invisible or host) and self._auto_mode_ready(node, now))
         efa_live = ROLE_EFA in roles or (self.auto_mode and not self.efa_installed
                                          and self._auto_mode_ready(node, now))
         wanted: dict[str, str] = {}
