@@ -38,9 +38,6 @@ def plugins(device_plugins: Plugins) -> Plugins:
     return device_plugins
 
 
-def host_plugins(plugins: Plugins) -> str | None:
-    """EKS Auto Mode / Bottlerocket run the device plugins on the host (no DaemonSet); None elsewhere."""
-    return "EKS Auto Mode" if plugins.auto_mode else "Bottlerocket" if plugins.bottlerocket else None
 
 
 def node_now(cluster: Cluster, node: NodeInfo) -> NodeFacts:
@@ -74,7 +71,8 @@ def test_nvidia_device_plugin_runs_on(gpu_node: NodeInfo, plugins: Plugins, clus
     if daemonsets:
         evidence.attach(f"NVIDIA device plugin DaemonSets seen from {gpu_node.name}",
                         "\n".join(judge.describe_plugins(daemonsets)))
-    enforce(judge.judge_nvidia_plugin(node_now(cluster, gpu_node), daemonsets, host_plugins(plugins)), evidence)
+    enforce(judge.judge_nvidia_plugin(node_now(cluster, gpu_node), daemonsets,
+                                      plugins.host_plugin("nvidia", gpu_node.name)), evidence)
 
 
 def test_gpu_allocatable_matches_profile(gpu_node: NodeInfo, gpu_profile: Profile, cluster: Cluster,
@@ -115,5 +113,5 @@ def test_efa_device_plugin_runs_on(efa_node: NodeInfo, plugins: Plugins, cluster
     """EFA device plugin tolerates the node's taints and runs on every EFA-capable node (Auto Mode: allocatable),
     and the node advertises the profile's EFA interfaces."""
     verdict = judge.judge_efa_plugin(node_now(cluster, efa_node), on_node(plugins, "efa", efa_node),
-                                     host_plugins(plugins), efa_node.expected_efa)
+                                     plugins.host_plugin("efa", efa_node.name), efa_node.expected_efa)
     enforce(verdict, evidence)

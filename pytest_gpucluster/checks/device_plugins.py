@@ -126,17 +126,19 @@ def judge_nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], hos
     "EKS Auto Mode" / "Bottlerocket", no DaemonSet) at least one GPU allocatable."""
     gpus = node.allocatable.get(GPU, 0)
     facts: dict[str, Any]
-    if not daemonsets:
-        if host_plugins is None:
-            return Verdict.failed(
-                node.id, summary="No NVIDIA device plugin",
-                expected="a DaemonSet (Helm chart nvdp/nvidia-device-plugin, the static nvidia-device-plugin.yml "
-                         "in kube-system, or the GPU Operator)",
-                observed=f"none in any namespace and the node is not EKS Auto Mode/Bottlerocket (allocatable "
-                         f"{GPU}={gpus})",
-                fix=f"Install the device plugin: {NVIDIA_INSTALL}", facts={"nvidia device plugin": "no DaemonSet visible"})
-        facts = {"nvidia device plugin": "no DaemonSet visible",
-                 "judged by": f"{host_plugins}: plugin runs on the host without a DaemonSet; judged by allocatable"}
+    if not daemonsets and host_plugins is None:
+        return Verdict.failed(
+            node.id, summary="No NVIDIA device plugin",
+            expected="a DaemonSet (Helm chart nvdp/nvidia-device-plugin, the static nvidia-device-plugin.yml "
+                     "in kube-system, or the GPU Operator)",
+            observed=f"none in any namespace and the node is not EKS Auto Mode/Bottlerocket (allocatable "
+                     f"{GPU}={gpus})",
+            fix=f"Install the device plugin: {NVIDIA_INSTALL}", facts={"nvidia device plugin": "no DaemonSet visible"})
+    if host_plugins is not None:   # decided per node: its host runs the plugin, whatever DaemonSets others use
+        on_node = [line for ds, line in zip(daemonsets, describe_plugins(daemonsets)) if ds.pods]
+        facts = {"nvidia device plugin": f"on the host ({host_plugins})",
+                 "judged by": f"{host_plugins}: plugin runs on the host without a DaemonSet; judged by allocatable",
+                 **({"DaemonSet pods on the node too": on_node} if on_node else {})}
         crit = (Criterion(f"{GPU} allocatable", gpus, "GPUs", 1, ">=",
                           f"{host_plugins} has no visible device plugin: at least one GPU must be allocatable"),)
         if gpus > 0:
@@ -145,7 +147,8 @@ def judge_nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], hos
             node.id, summary=f"No GPUs advertised by the {host_plugins} node",
             expected=f"{GPU} allocatable > 0 (the host's device plugin registers them)", observed=str(gpus),
             fix=f"Look at the node's conditions and `kubectl describe node {node.name}`; on Auto Mode check the "
-                "NodePool allows GPU instance types.", criteria=crit, facts=facts)
+                "NodePool allows GPU instance types; on Bottlerocket the settings.kubelet-device-plugins.nvidia.",
+            criteria=crit, facts=facts)
     lines = describe_plugins(daemonsets)
     facts = {"nvidia device plugin": lines}
     expected = (f"a Running, Ready plugin pod on the node without restarts in the last {RESTART_WINDOW_MIN} min "

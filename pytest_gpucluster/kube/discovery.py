@@ -62,6 +62,7 @@ class NodeInfo:
     efa_required: bool = False        # the profile requires EFA attached on the type (profile `efa_required`)
     efa_launched: int = 0             # EFA interfaces its Karpenter NodeClaim says were attached (status.capacity)
     ready_since: float | None = None  # the Ready condition's lastTransitionTime (when the node booted, or recovered)
+    os_image: str = ""                # status.nodeInfo.osImage (`Amazon Linux 2023...`, `Bottlerocket OS ...`)
 
     @property
     def id(self) -> str:
@@ -85,7 +86,8 @@ class NodeInfo:
             ready=conditions.get("Ready") == "True", unschedulable=bool(spec.get("unschedulable")),
             zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
             expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0),
-            efa_required=bool(getattr(inst, "efa_required", False)), ready_since=_time(ready.get("lastTransitionTime")))
+            efa_required=bool(getattr(inst, "efa_required", False)), ready_since=_time(ready.get("lastTransitionTime")),
+            os_image=str((status.get("nodeInfo") or {}).get("osImage") or ""))
 
     @property
     def is_gpu(self) -> bool:

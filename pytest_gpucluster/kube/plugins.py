@@ -12,6 +12,7 @@ from .quantity import allocatable
 from .taints import selects, taint_text, tolerates
 
 AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
+AUTO_MODE_NAME = "EKS Auto Mode"
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
 # A plugin container that restarted within this window is not healthy: a crash-looping plugin is briefly Running
 # and Ready between crashes and its GPUs come and go with it. A restart long ago is history, not a fault.
@@ -151,12 +152,12 @@ def settled(pod: dict[str, Any]) -> bool:
 
 @dataclass
 class Plugins:
-    """The device-plugin DaemonSets of the cluster and their pods, read once."""
+    """The device-plugin DaemonSets of the cluster and their pods, read once, and which nodes' hosts run plugins."""
 
     by_role: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # DaemonSet ref -> its pods
-    auto_mode: bool = False
-    bottlerocket: bool = False
+    auto_mode: bool = False                                               # any GPU node is EKS Auto Mode
+    hosts: dict[str, str] = field(default_factory=dict)   # node -> "EKS Auto Mode" | "Bottlerocket" (its OS)
     ready_since: dict[str, float] = field(default_factory=dict)   # node -> its Ready transition (boot restarts)
 
     def daemonsets(self, role: str) -> list[dict[str, Any]]:
@@ -165,21 +166,25 @@ class Plugins:
     def pods_on(self, ds: dict[str, Any], node: str) -> list[dict[str, Any]]:
         return [p for p in self.pods.get(ds_ref(ds), []) if (p.get("spec") or {}).get("nodeName") == node]
 
+    def host_plugin(self, role: str, node: str) -> str | None:
+        """Who runs the `role` plugin on the node's host, without a DaemonSet, decided per node (a cluster mixes
+        AMIs): EKS Auto Mode runs the NVIDIA and EFA plugins; Bottlerocket's NVIDIA variants run the NVIDIA plugin
+        (bottlerocket.dev settings.kubelet-device-plugins), the EFA plugin stays a DaemonSet."""
+        host = self.hosts.get(node)
+        if host == AUTO_MODE_NAME:
+            return host if role in ("nvidia", "efa") else None
+        return host if host is not None and role == "nvidia" else None
+
     def healthy_on(self, role: str, node: str, now: float | None = None) -> bool:
-        """A healthy plugin pod of `role` on `node` (plugin_healthy); True where plugins are invisible (Auto Mode,
-        Bottlerocket: the host runs them, judged by allocatable instead)."""
-        daemonsets = self.daemonsets(role)
-        if not daemonsets:
-            return self.invisible_plugins
-        return any(plugin_healthy(p, now, self.ready_since.get(node)) for ds in daemonsets for p in self.pods_on(ds, node))
+        """A healthy plugin pod of `role` on `node` (plugin_healthy); True where the node's host runs the plugin
+        (host_plugin: judged by allocatable instead)."""
+        if self.host_plugin(role, node) is not None:
+            return True
+        return any(plugin_healthy(p, now, self.ready_since.get(node))
+                   for ds in self.daemonsets(role) for p in self.pods_on(ds, node))
 
     def unhealthy_nodes(self, role: str, nodes: Iterable[str], now: float | None = None) -> set[str]:
         return {n for n in nodes if not self.healthy_on(role, n, now)}
-
-    @property
-    def invisible_plugins(self) -> bool:
-        """EKS Auto Mode / Bottlerocket run the NVIDIA and EFA plugins on the host, without a DaemonSet."""
-        return self.auto_mode or self.bottlerocket
 
 
 def daemon_pods(cluster: Cluster, ds: dict[str, Any], settle_s: float = SETTLE_TIMEOUT_S) -> list[dict[str, Any]]:
@@ -201,6 +206,7 @@ class LabelledNode(Protocol):
     name: str
     labels: dict[str, str]
     ready_since: float | None
+    os_image: str
 
 
 def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, settle: bool = True) -> Plugins:
@@ -217,10 +223,12 @@ def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, se
         found.by_role.setdefault(role, []).append(
             cluster.get("daemonsets.apps", ds["metadata"]["name"], ds["metadata"]["namespace"]) if settle else ds)
     found.ready_since = {n.name: n.ready_since for n in gpu_nodes if n.ready_since is not None}
-    found.auto_mode = any(n.labels.get(AUTO_MODE_LABEL[0]) == AUTO_MODE_LABEL[1] for n in gpu_nodes)
-    nodes = [cluster.get("nodes", n.name) for n in gpu_nodes[:1]]
-    found.bottlerocket = any("bottlerocket" in str(((n.get("status") or {}).get("nodeInfo") or {})
-                                                   .get("osImage", "")).lower() for n in nodes)
+    for n in gpu_nodes:
+        if n.labels.get(AUTO_MODE_LABEL[0]) == AUTO_MODE_LABEL[1]:
+            found.hosts[n.name] = AUTO_MODE_NAME
+        elif "bottlerocket" in n.os_image.lower():     # `Bottlerocket OS 1.x (aws-k8s-1.32-nvidia)`
+            found.hosts[n.name] = "Bottlerocket"
+    found.auto_mode = AUTO_MODE_NAME in found.hosts.values()
     return found
 
 

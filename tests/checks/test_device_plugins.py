@@ -83,6 +83,13 @@ def test_host_plugins_are_judged_by_allocatable(how: str) -> None:
     assert failed.criteria[0].passed is False
 
 
+def test_a_bottlerocket_node_is_judged_by_its_host_plugin_where_other_nodes_use_the_daemonset() -> None:
+    """Mixed AL2023 + Bottlerocket: the Helm DaemonSet exists (for the AL2023 nodes) but has no pod on the Bottlerocket
+    node, whose host runs the plugin; the decision is the node's, not the first GPU node's."""
+    verdict = judge_nvidia_plugin(node(), [plugin()], "Bottlerocket")
+    assert verdict.status is Status.PASS and verdict.facts["nvidia device plugin"] == "on the host (Bottlerocket)"
+
+
 # -- GPU allocatable (MIG, time-slicing) ---------------------------------------------------------------
 def test_allocatable_passes_and_fails_against_the_profile() -> None:
     assert judge_gpu_allocatable(node(), P5, "default.yaml").status is Status.PASS

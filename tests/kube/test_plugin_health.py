@@ -4,9 +4,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pytest_gpucluster.kube.plugins import plugin_healthy, pod_state, recent_restarts
+from pytest_gpucluster.kube.plugins import Plugins, plugin_healthy, pod_state, recent_restarts
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+DS = {"metadata": {"name": "nvdp", "namespace": "nvidia-device-plugin"}}
+EFA_DS = {"metadata": {"name": "aws-efa-k8s-device-plugin-daemonset", "namespace": "kube-system"}}
 
 
 def stamp(seconds_ago: float) -> str:
@@ -40,3 +42,14 @@ def test_a_restart_long_after_boot_counts() -> None:
     late = plugin(finished_ago=120, running_ago=110)                     # node Ready 2 h ago, restart 2 min ago
     assert not plugin_healthy(late, NOW, NOW - 7200)
     assert plugin_healthy(plugin(finished_ago=7000, running_ago=6990), NOW, NOW - 7200)   # outside the window
+
+
+def test_the_host_plugin_is_decided_per_node_and_per_role() -> None:
+    """Bottlerocket's NVIDIA variant runs the NVIDIA plugin on the host, not the EFA plugin; Auto Mode runs both; an
+    AL2023 node beside them still needs its DaemonSet pod (it was decided once, from the first GPU node)."""
+    plugins = Plugins(by_role={"nvidia": [DS], "efa": [EFA_DS]}, hosts={"br": "Bottlerocket", "auto": "EKS Auto Mode"},
+                      pods={"nvidia-device-plugin/nvdp": [{**plugin(7000, 6990), "spec": {"nodeName": "al"}}]})
+    assert plugins.host_plugin("nvidia", "br") == "Bottlerocket" and plugins.host_plugin("efa", "br") is None
+    assert plugins.host_plugin("efa", "auto") == "EKS Auto Mode"
+    assert plugins.healthy_on("nvidia", "br", NOW) and not plugins.healthy_on("efa", "br", NOW)
+    assert plugins.healthy_on("nvidia", "al", NOW) and not plugins.healthy_on("nvidia", "other", NOW)
