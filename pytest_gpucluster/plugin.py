@@ -13,7 +13,8 @@ from .kube.progress import ProgressFactory, TerminalOut
 from .options import add_options, resolve_options
 from .profile import load_profile
 from .run import RUN_KEY, Run
-from .runner import suites_dir
+from .runner import collects_suites, suites_dir
+from .sim_process import SimStopError
 
 MARKERS = {
     "gpu": "GPU checks: device plugin, nvidia-smi in pods, GPU memory and product",
@@ -85,20 +86,6 @@ def _checkout_suites_by_default(config: pytest.Config) -> None:
         config.args = [str(suites)]
 
 
-def _collects_suites(config: pytest.Config) -> bool:
-    """Whether the run collects the shipped acceptance suites (they need the cluster while collecting)."""
-    try:
-        suites = suites_dir().resolve()
-    except FileNotFoundError:
-        return False
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0])
-        path = (path if path.is_absolute() else config.invocation_params.dir / path).resolve()
-        if path == suites or suites in path.parents:
-            return True
-    return False
-
-
 def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
@@ -108,7 +95,7 @@ def preflight(config: pytest.Config, run: Run) -> None:
     (missing or unreadable kubeconfig, unknown context, unreachable server, 401, 403 on listing nodes, unknown
     --sim scenario) ends the run here as ONE usage error line (exit 4). xdist workers connect for themselves;
     the controller only checks the connection."""
-    if not _collects_suites(config) or hasattr(config, "workerinput"):
+    if not collects_suites(config) or hasattr(config, "workerinput"):
         return
     distributed = config.getoption("numprocesses", None) not in (None, 0, "0")
     try:
@@ -191,16 +178,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Tear down first (the outermost wrapper), so the report's summary.json, its verdict and the exit code
+    (report/collector.py, inside this wrapper) know what the teardown left behind."""
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None:
-        return
-    if exitstatus == pytest.ExitCode.INTERRUPTED:
-        run.interrupted = True
-    report = run.teardown()
+    stop_error: SimStopError | None = None
+    if run is not None:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            run.interrupted = True
+        try:
+            run.teardown()
+        except SimStopError as exc:     # raised once the report is written: it still says what ran
+            stop_error = exc
+    yield
+    report = run.teardown_report if run is not None else None
     if report is not None and report.leftovers and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED   # no report plugin to say so (an xdist worker)
+    if stop_error is not None:
+        raise stop_error
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -18,8 +18,8 @@ TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances", "required"
 # `required:` items (what a run must show to be ACCEPTED; report/coverage.py judges them, docs/report.md documents them)
 REQUIRED_KEYS = {"tests", "scope", "nodes", "only", "min_nodes", "how"}
 REQUIRED_SCOPES = ("node", "type", "group", "cluster")
-REQUIRED_NODES = ("gpu", "efa")
-REQUIRED_ONLY = ("multi-gpu", "floor-1", "floor-multi")
+REQUIRED_NODES = ("gpu", "efa", "cpu")
+REQUIRED_ONLY = ("multi-gpu", "floor-1", "floor-multi", "nvlink")
 PROBE_KEYS = {"unschedulable_grace_s", "smoke_image_cuda", "cuda_min_driver"}
 DEFAULT_UNSCHEDULABLE_GRACE_S = 45.0
 CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
@@ -88,9 +88,14 @@ class InstanceProfile:
 class Profile:
     """The effective (merged, validated) profile."""
 
-    def __init__(self, data: dict[str, Any], sources: list[Path]) -> None:
+    def __init__(self, data: dict[str, Any], sources: list[Path], shipped_required: dict[str, Any] | None = None,
+                 required_from: Sequence[str] = ()) -> None:
         self.data = data
         self.sources = sources
+        # the shipped default's `required:` and the layers (files, overlays) that changed it: a report names them
+        self.shipped_required = copy.deepcopy(shipped_required if shipped_required is not None
+                                              else data.get("required") or {})
+        self.required_from = list(required_from)
         files = [p for p in sources if p.suffix.lower() in (".yaml", ".yml")]   # overlays are labels, not files
         self.path = str(files[-1]) if files else None
         canonical = json.dumps(data, sort_keys=True, default=str).encode()
@@ -358,10 +363,13 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
     data, lines = _read(default_path)
     _Validator(default_path, lines).document(data)
     sources = [default_path]
+    shipped_required, required_from = copy.deepcopy(data.get("required") or {}), []
     for label, overlay in overlays:
         _Validator(Path(label), {}).document(overlay)
         data = deep_merge(data, overlay)
         sources.append(Path(label))
+        if "required" in overlay:
+            required_from.append(label)
     if user_path:
         path = Path(user_path).expanduser()
         if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):
@@ -370,8 +378,10 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
         _Validator(path, user_lines).document(user)
         data = deep_merge(data, user)
         sources.append(path)
+        if "required" in user:
+            required_from.append(str(path))
     for name, item in (data.get("required") or {}).items():   # a user's partial override needs a default to merge on
         if item is not None and "tests" not in item:
             raise pytest.UsageError(f"{sources[-1]}: required.{name}: a new required item needs `tests` "
                                     "(`test_module.py::test_function`, ...)")
-    return Profile(data, sources)
+    return Profile(data, sources, shipped_required, required_from)

@@ -15,6 +15,27 @@ def suites_dir() -> Path:
     return package_folder(SUITES_PACKAGE)
 
 
+def in_suites(path: str | Path) -> bool:
+    """Whether a file lies inside the shipped acceptance suites, wherever they are installed (a checkout's suites/,
+    site-packages/pytest_gpucluster/suites): what makes a run a suite run, whatever its rootdir or test ids."""
+    try:
+        suites = suites_dir().resolve()
+    except FileNotFoundError:
+        return False
+    where = Path(path).resolve()
+    return where == suites or suites in where.parents
+
+
+def collects_suites(config: pytest.Config) -> bool:
+    """Whether a run's arguments point at the shipped suites (known before collection; after it, the collected
+    items say: report/collector.py)."""
+    for arg in config.args:
+        path = Path(str(arg).split("::", 1)[0])
+        if in_suites(path if path.is_absolute() else config.invocation_params.dir / path):
+            return True
+    return False
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Everything after `run` belongs to pytest (`gpucluster run --sim -m gpu`, `gpucluster run --help`):
     # with no prefix characters argparse treats every word as a positional, so REMAINDER takes them all.

@@ -15,13 +15,14 @@ from pytest_gpucluster import __version__
 from pytest_gpucluster.report import headline, options
 from pytest_gpucluster.report import html as html_parts
 from pytest_gpucluster.report.areas import check_name, nodes_of, split_nodeid
-from pytest_gpucluster.report.coverage import nodes_missing
+from pytest_gpucluster.report.coverage import nodes_missing, requirement_line
 from pytest_gpucluster.report.evidence_files import EvidenceFolder, check_text, file_name
 from pytest_gpucluster.report.grid import grid_block
 from pytest_gpucluster.report.runinfo import new_run_id, run_info
 from pytest_gpucluster.report.summary import (
     ACCEPTED, INCOMPLETE, INCOMPLETE_EXIT, NOT_ACCEPTED, CheckResult, build_summary, verdict_line, write_summary,
 )
+from pytest_gpucluster.runner import in_suites
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
 NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
@@ -54,11 +55,6 @@ class ReportState:
     suite_run: bool = False     # the acceptance suites took part: the profile's required evidence is judged
 
 
-def in_suites(nodeid: str) -> bool:
-    """A test of the acceptance suites (a checkout's suites/ or the installed package's)."""
-    return "suites" in Path(nodeid.split("::", 1)[0]).parts
-
-
 def anchor(nodeid: str) -> str:
     """The id of a check's evidence block in the report (the grid links to it)."""
     return "gc-ev-" + hashlib.sha1(nodeid.encode()).hexdigest()[:12]
@@ -83,6 +79,19 @@ def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str | None:
     return (errors or lines)[0] if (errors or lines) else None
 
 
+def exit_code(verdict: str, status: int | pytest.ExitCode, reported: bool) -> int | pytest.ExitCode:
+    """The exit code follows the verdict of a run that reports one (a suite run, or a report was asked for): a run
+    pytest would end with 0 exits 6 when INCOMPLETE and 1 when NOT ACCEPTED (everything skipped, a known failure that
+    passed, objects left on the cluster); pytest's own non-zero codes (interrupted 2, usage 4, ...) stay."""
+    if not reported or status != pytest.ExitCode.OK:
+        return status
+    if verdict == INCOMPLETE:
+        return INCOMPLETE_EXIT      # a nightly job must not pass on missing evidence (docs/report.md)
+    if verdict == NOT_ACCEPTED:
+        return pytest.ExitCode.TESTS_FAILED
+    return status
+
+
 class ReportCollector:
     """Builds CheckResults from test reports; writes each finished check to the evidence folder, decides whether it
     keeps a row in the HTML results table (and renders that row's evidence); writes summary.json and uploads."""
@@ -102,15 +111,19 @@ class ReportCollector:
         if report.failed:
             check = self._check(report.nodeid or "<collection>")
             check.outcome, check.message = "error", _first_line(report)
+            where = report.nodeid.split("::", 1)[0]
+            self.state.suite_run = self.state.suite_run or bool(where) and in_suites(self.config.rootpath / where)
 
+    # A suite run is one that collected (or deselected) a test of the shipped suites, by the file's location: the
+    # test ids depend on the rootdir (`gpucluster run` makes the suites folder the rootdir), the location does not.
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.state.collected = len(session.items)
-        self.state.suite_run = self.state.suite_run or any(in_suites(i.nodeid) for i in session.items)
+        self.state.suite_run = self.state.suite_run or any(in_suites(i.path) for i in session.items)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:
             self.state.deselected.add(split_nodeid(item.nodeid))
-            self.state.suite_run = self.state.suite_run or in_suites(item.nodeid)
+            self.state.suite_run = self.state.suite_run or in_suites(item.path)
 
     @pytest.hookimpl(tryfirst=True)   # before pytest-html reads the row's extras (its hook is trylast)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -184,10 +197,10 @@ class ReportCollector:
         info.interrupted = info.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED or stopped
         info.partial = info.partial or options.partial(self.config)
         finished = time.time()
-        suite_run = self.state.suite_run or any(in_suites(n) for n in self.state.checks)
         doc = build_summary(info, list(self.state.checks.values()), started=_iso(self.state.started),
                             finished=_iso(finished), duration_s=finished - self.state.started,
-                            tool_version=__version__, judge_required=suite_run, deselected=self.state.deselected)
+                            tool_version=__version__, judge_required=self.state.suite_run,
+                            deselected=self.state.deselected)
         not_run = max(self.state.collected - sum(1 for c in self.state.checks.values()), 0)
         doc["counts"]["not_run"] = not_run if info.interrupted else 0
         return doc
@@ -200,13 +213,15 @@ class ReportCollector:
         for nodeid, reports in list(self.phases.items()):   # interrupted: checks that never reached teardown
             self._finish(self._check(nodeid), reports)
         self.phases.clear()
+        # The Run's teardown has happened by now (plugin.py's sessionfinish wraps this one), so its leftovers are
+        # in the verdict, and summary.json and the exit code say the same thing.
         self.state.summary = self.build(session, exitstatus)
         if self.state.report_dir is not None:
             self.state.summary_path = write_summary(self.state.report_dir / "summary.json", self.state.summary)
         if self.state.evidence is not None:
             self.state.evidence.finish()
-        if self.state.summary["verdict"] == INCOMPLETE and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = INCOMPLETE_EXIT   # a nightly job must not pass on missing evidence (docs/report.md)
+        session.exitstatus = exit_code(self.state.summary["verdict"], session.exitstatus,
+                                       reported=self.state.suite_run or self.state.report_dir is not None)
         try:
             yield  # pytest-html and junitxml write their files here
         finally:
@@ -242,6 +257,9 @@ class ReportCollector:
         tr.write_sep("=", f"gpucluster verdict: {verdict_line(doc)}", bold=True, **color)
         for reason in doc["verdict_reasons"]:
             tr.write_line(f"  - {reason}")
+        altered = requirement_line(doc.get("requirements"))
+        if altered:
+            tr.write_line(f"  ! {altered}", yellow=True)
         if doc["verdict"] == INCOMPLETE:
             tr.write_line(f"exit {INCOMPLETE_EXIT}: required evidence is missing; get it as said above, or pass "
                           "--gpucluster-partial if the run was narrowed on purpose (docs/report.md)", yellow=True)

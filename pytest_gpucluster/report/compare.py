@@ -13,11 +13,12 @@ from pytest_gpucluster.report.summary import SummaryError, load_summary
 _BANDWIDTH = re.compile(r"(?:[kMGT]?B|[kMGT]?bit|[kMGT]?b)/s$|[kMGT]?bps$", re.IGNORECASE)
 _SECONDS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0, "minutes": 60.0}
 _BAD = {"failed", "error"}
+_NOT_SHOWN = {"skipped", "xfailed"}     # no evidence: a check that passed last night and now shows nothing lost it
 
 
 @dataclass
 class Regression:
-    kind: str      # "bandwidth" | "duration" | "flipped" | "disappeared" | "required"
+    kind: str      # "bandwidth" | "duration" | "flipped" | "lost" | "disappeared" | "required"
     check: str
     what: str
     old: str
@@ -71,7 +72,8 @@ def _direction(unit: str) -> str | None:
 def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: float = 5.0,
             duration_rise_pct: float = 20.0, duration_min_rise_s: float = 1.0) -> list[Regression]:
     """Regressions of NEW against OLD: bandwidth down, durations (e.g. provisioning phases) up,
-    checks that went from passing to failing, checks that disappeared, required evidence no longer shown.
+    checks that went from passing to failing, checks that passed and now show nothing (skipped, a known failure),
+    checks that disappeared, required evidence no longer shown.
 
     A duration must grow by more than `duration_rise_pct` percent AND more than `duration_min_rise_s`
     seconds: a 0.1 s phase becoming 0.2 s is jitter, not a regression."""
@@ -83,6 +85,9 @@ def compare(old: dict[str, Any], new: dict[str, Any], *, bandwidth_drop_pct: flo
             found.append(Regression("disappeared", key, "check", outcome, "absent", "not run any more"))
         elif outcome not in _BAD and new_out[key] in _BAD:
             found.append(Regression("flipped", key, "outcome", outcome, new_out[key], f"{outcome} -> {new_out[key]}"))
+        elif outcome == "passed" and new_out[key] in _NOT_SHOWN:
+            found.append(Regression("lost", key, "outcome", outcome, new_out[key],
+                                    f"passed -> {new_out[key]}: not shown any more"))
     found.extend(required_regressions(old, new))
     for mkey, (old_v, unit) in sorted(old_vals.items()):
         if mkey not in new_vals or mkey[0] not in new_out:

@@ -10,11 +10,12 @@ from typing import Callable, Iterable, Sequence
 from pytest_gpucluster.report.areas import AREAS, CLUSTER, area_of, nodes_of
 from pytest_gpucluster.report.summary import CheckResult
 
-# cell states, worst first; a cell shows the worst state of its area's checks on that node
-FAIL, NOT_SHOWN, PASS = "fail", "not shown", "pass"
-_RANK = {FAIL: 0, NOT_SHOWN: 1, PASS: 2}
-_STATE = {"failed": FAIL, "error": FAIL, "xpassed": FAIL, "skipped": NOT_SHOWN, "passed": PASS, "xfailed": PASS}
-_MARK = {FAIL: ("gc-f", "\u2717"), NOT_SHOWN: ("gc-n", "?"), PASS: ("gc-p", "\u2713")}
+# cell states, worst first; a cell shows the worst state of its area's checks on that node. A known failure
+# (xfailed) shows nothing about the check: it is drawn apart from a pass and makes the node incomplete.
+FAIL, KNOWN, NOT_SHOWN, PASS = "fail", "known failure", "not shown", "pass"
+_RANK = {FAIL: 0, KNOWN: 1, NOT_SHOWN: 2, PASS: 3}
+_STATE = {"failed": FAIL, "error": FAIL, "xpassed": FAIL, "xfailed": KNOWN, "skipped": NOT_SHOWN, "passed": PASS}
+_MARK = {FAIL: ("gc-f", "\u2717"), KNOWN: ("gc-k", "xf"), NOT_SHOWN: ("gc-n", "?"), PASS: ("gc-p", "\u2713")}
 FOLD_AT = 6                       # passing nodes of one type and zone: more than this fold into one line
 
 Link = Callable[[CheckResult, "str | None"], str]   # (check, row's node) -> href
@@ -55,7 +56,7 @@ def node_state(row: Row, uniform: frozenset[tuple[str, str]], missing: frozenset
     states = [c.state for c in row.cells.values()]
     if FAIL in states:
         return FAIL
-    if row.node in missing:
+    if row.node in missing or KNOWN in states:
         return NOT_SHOWN
     if any(c.state == NOT_SHOWN and (row.instance_type, a) not in uniform for a, c in row.cells.items()):
         return NOT_SHOWN
@@ -125,7 +126,8 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
     out = ['<div class="gc-section" id="gc-grid"><h3>Nodes and checks</h3>',
            f'<p class="gc-legend">{len(rows)} nodes: {counts[FAIL]} failing, {counts[NOT_SHOWN]} incomplete, '
            f'{counts[PASS]} passing. <span class="gc-p">\u2713</span> pass <span class="gc-f">\u2717</span> fail '
-           '<span class="gc-n">?</span> not shown (could not be judged). A mark links to the check in this report '
+           '<span class="gc-n">?</span> not shown (could not be judged) <span class="gc-k">xf</span> known failure '
+           '(xfail: not evidence). A mark links to the check in this report '
            'or to the node\'s complete evidence file.</p>',
            f'<table class="gc-grid" style="width:{width}em">{head}']
     for r in bad:

@@ -5,6 +5,7 @@ import hashlib
 from html import escape
 from typing import Any, Iterable
 
+from pytest_gpucluster.report.coverage import requirement_line
 from pytest_gpucluster.report.evidence_files import summarise
 from pytest_gpucluster.report.redact import redact
 from pytest_gpucluster.report.summary import ACCEPTED, INCOMPLETE, verdict_line
@@ -49,6 +50,7 @@ table.gc-grid tr:first-child th { background: #f0f0f0; font-weight: bold; }
 table.gc-grid td a { text-decoration: none; display: block; font-weight: bold; }
 .gc-p, .gc-p a { color: #1e7b34; } .gc-f, .gc-f a { color: #fff; } td.gc-f { background: #b3261e; }
 .gc-n, .gc-n a { color: #7a5200; } td.gc-n { background: #f6d98b; }
+.gc-k, .gc-k a { color: #fff; } td.gc-k { background: #7b5ea7; } .gc-legend .gc-k { background: #7b5ea7; }
 .gc-legend span { padding: 0 3px; } .gc-legend .gc-f { background: #b3261e; } .gc-legend .gc-n { background: #f6d98b; }
 tr.gc-fail th { background: #fbe3e1; } tr.gc-not-shown th { background: #fdf3d8; }
 details.gc-fold > summary { cursor: pointer; padding: 3px 4px; color: #1e7b34; font-weight: bold; }
@@ -106,13 +108,16 @@ def verdict_block(summary: dict[str, Any]) -> str:
     reasons = "".join(f"<li>{_e(r)}</li>" for r in summary.get("verdict_reasons", []))
     counts = "".join(
         f"<span>{c.get(k, 0)} {label}</span>"
-        for k, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored"), ("skipped", "skipped"))
+        for k, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored"), ("skipped", "skipped"),
+                         ("xfailed", "known failures (xfailed)"), ("xpassed", "known failures passed (xpassed)"))
     )
+    altered = requirement_line(summary.get("requirements"))
     html = [
         f'<div id="gc-verdict" class="gc-verdict {css}">',
         f'<h2>{_e(verdict_line(summary))}{sim}</h2>',
         f'<div class="gc-counts">{counts}</div>',
         f"<ul>{reasons}</ul>" if reasons else "",
+        f'<p id="gc-required-altered"><b>{_e(altered)}</b></p>' if altered else "",
         "</div>",
     ]
     html.append(coverage_block(summary.get("coverage") or []))

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display on CI machines or in the in-cluster job
 
 from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 _PROLOG = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 
@@ -157,7 +158,7 @@ def busbw_curves_svg(curves: Mapping[str, Sequence[Point]], *, failing: Iterable
 
 
 HEALTH_COLOURS = {"pass": (0.12, 0.48, 0.20), "fail": (0.70, 0.15, 0.12), "not shown": (0.93, 0.66, 0.10),
-                  "": (0.90, 0.90, 0.90)}
+                  "known failure": (0.48, 0.37, 0.65), "": (0.90, 0.90, 0.90)}
 
 
 def health_strip_svg(nodes: Sequence[str], checks: Sequence[str], states: Sequence[Sequence[str]], *,
@@ -180,4 +181,7 @@ def health_strip_svg(nodes: Sequence[str], checks: Sequence[str], states: Sequen
         ax.set_xticks([])
         ax.set_xlabel(f"{len(nodes)} nodes (failing first)")
     ax.set_title(title, fontsize="medium")
+    present = [s for s in HEALTH_COLOURS if s and any(s in row for row in states)]
+    ax.legend(handles=[Patch(color=HEALTH_COLOURS[s], label=s) for s in present], loc="upper left",
+              bbox_to_anchor=(1.0, 1.0), fontsize="x-small", frameon=False)
     return _to_svg(fig)

@@ -12,21 +12,13 @@ from pytest_gpucluster.evidence import RECORD_KEY, evidence, unmet_criteria  # n
 from pytest_gpucluster.report import options
 from pytest_gpucluster.report.collector import EVIDENCE_ATTR, NODE_ATTR, HtmlHooks, ReportCollector, ReportState
 from pytest_gpucluster.report.redact import redact, redact_obj
+from pytest_gpucluster.runner import collects_suites
 
 STATE_KEY = pytest.StashKey[ReportState]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
-
-
-def _is_suite_run(config: pytest.Config) -> bool:
-    """True when the run targets the acceptance suites (a checkout's suites/ or the installed package)."""
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0])
-        if "suites" in path.parts:
-            return True
-    return False
 
 
 def _timestamped_dir(root: Path) -> Path:
@@ -64,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     user_html = getattr(config.option, "htmlpath", None)
     root = options.report_root(config)
-    wanted = root is not None or state.upload_url is not None or (_is_suite_run(config) and not options.no_report(config))
+    wanted = root is not None or state.upload_url is not None or (collects_suites(config) and not options.no_report(config))
     if user_html:
         state.html_path = Path(user_html).expanduser().resolve()
         state.report_dir = state.html_path.parent

@@ -29,6 +29,9 @@ class RunInfo:
     nodes: list[dict[str, Any]] = field(default_factory=list)     # every node: coverage.NodeFacts as plain data
     required: dict[str, Any] = field(default_factory=dict)        # the profile's `required:` section
     partial: bool = False                                         # --gpucluster-partial: a narrowed run is intended
+    required_shipped: dict[str, Any] | None = None                # the shipped default's `required:` (None: unknown)
+    required_from: list[str] = field(default_factory=list)        # profile layers that changed `required:`
+    leftovers: list[str] = field(default_factory=list)            # objects the teardown could not delete
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -68,6 +71,11 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     data = getattr(profile, "data", None)
     info.required = dict((data.get("required") if isinstance(data, dict) else None) or {})
     info.partial = bool(getattr(getattr(run, "options", None), "partial", False))
+    shipped = getattr(profile, "shipped_required", None)
+    info.required_shipped = dict(shipped) if isinstance(shipped, dict) else None
+    info.required_from = [str(x) for x in getattr(profile, "required_from", None) or []]
+    teardown = getattr(run, "teardown_report", None)
+    info.leftovers = [str(x) for x in getattr(teardown, "leftovers", None) or []]
     info.profile_path = _str_or_none(getattr(run, "profile_path", None) or getattr(profile, "path", None))
     info.profile_sha256 = _str_or_none(getattr(run, "profile_sha256", None) or getattr(profile, "sha256", None))
     info.profile_values = profile_values(profile, info.inventory)
@@ -101,7 +109,7 @@ def node_facts(inventory: Any, profile: Any) -> list[dict[str, Any]]:
         floors = sorted(k for k, v in (getattr(inst, "nccl_floors", None) or {}).items() if v)
         out.append({"name": n.name, "instance_type": n.instance_type, "gpu": bool(getattr(n, "is_gpu", False)),
                     "efa": bool(getattr(n, "is_efa", False)), "gpus": gpus, "floors": floors,
-                    "selected": n.name in selected})
+                    "selected": n.name in selected, "nvlink": bool(getattr(inst, "nvlink", False))})
     return out
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from pytest_gpucluster.report.coverage import FAILED, MISSING, Outcome, judge_coverage, missing_lines
+from pytest_gpucluster.report.coverage import (FAILED, MISSING, Outcome, judge_coverage, missing_lines,
+                                               requirement_changes)
 from pytest_gpucluster.report.redact import redact_obj
 from pytest_gpucluster.report.runinfo import RunInfo
 
@@ -77,11 +78,12 @@ def count_outcomes(checks: list[CheckResult]) -> dict[str, int]:
 
 
 def verdict(counts: dict[str, int], interrupted: bool, coverage: list[dict[str, Any]] | None = None,
-            partial: bool = False) -> tuple[str, list[str]]:
-    """NOT ACCEPTED: interrupted, a check failed/errored/xpassed, a required item failed, or nothing passed.
-    INCOMPLETE: none of that, but a required item (`coverage`) was not shown, each named with why and how to get
-    it. ACCEPTED: everything required was shown and passed; with `partial` (--gpucluster-partial) missing items
-    are allowed and listed as the reasons ("partial: ...")."""
+            partial: bool = False, leftovers: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """NOT ACCEPTED: interrupted, a check failed/errored/xpassed, a required item failed, nothing passed, or the
+    teardown left objects behind. INCOMPLETE: none of that, but a required item (`coverage`) was not shown, each
+    named with why and how to get it. ACCEPTED: everything required was shown and passed; with `partial`
+    (--gpucluster-partial) items the run left out on purpose (-m/-k, node selection, modules not selected) are
+    allowed and listed as the reasons ("partial: ..."), while evidence the cluster did not give stays INCOMPLETE."""
     coverage = coverage or []
     reasons = []
     if interrupted:
@@ -97,14 +99,24 @@ def verdict(counts: dict[str, int], interrupted: bool, coverage: list[dict[str, 
         reasons.append(f"required evidence failed: {', '.join(failed)}")
     if not counts.get("passed"):
         reasons.append("no check passed: nothing was verified")
+    if leftovers:
+        shown = ", ".join(list(leftovers)[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
+        reasons.append(f"the teardown left {len(leftovers)} object(s) on the cluster: {shown}; "
+                       "run `gpucluster cleanup --older-than 0s`")
     if reasons:
         return NOT_ACCEPTED, reasons
-    missing = missing_lines(coverage, how=not partial)
-    if missing and not partial:
-        return INCOMPLETE, missing
-    if missing:
+    if not partial:
+        missing = missing_lines(coverage)
+        return (INCOMPLETE, missing) if missing else (ACCEPTED, [])
+    unforgiven = missing_lines(coverage, narrowed=False)
+    if unforgiven:      # --gpucluster-partial forgives what the run left out, not what the cluster did not show
+        return INCOMPLETE, [*unforgiven, "--gpucluster-partial forgives only what the run left out on purpose "
+                            "(-m/-k, --gpucluster-nodes/--gpucluster-sample, modules not selected), not evidence "
+                            "the cluster did not give"]
+    forgiven = missing_lines(coverage, how=False, narrowed=True)
+    if forgiven:
         names = [i["name"] for i in coverage if i.get("status") == MISSING]
-        return ACCEPTED, [f"partial run (--gpucluster-partial): {', '.join(names)} not shown", *missing]
+        return ACCEPTED, [f"partial run (--gpucluster-partial): {', '.join(names)} not shown", *forgiven]
     return ACCEPTED, []
 
 
@@ -146,8 +158,10 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
     the profile's required evidence is judged (a plugin test or a user's own suite is not held to it)."""
     counts = count_outcomes(checks)
     coverage = judge_coverage(run.required, run.nodes, outcomes_of(checks), deselected or ()) if judge_required else []
-    result, reasons = verdict(counts, run.interrupted, coverage, run.partial)
+    result, reasons = verdict(counts, run.interrupted, coverage, run.partial, run.leftovers)
     partial = [i["name"] for i in coverage if i["status"] == MISSING] if result == ACCEPTED else []
+    requirements = (requirement_changes(run.required_shipped, run.required, run.required_from) if judge_required
+                    else None)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "pytest-gpucluster", "version": tool_version},
@@ -162,6 +176,8 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
         "verdict_reasons": reasons,
         "partial": partial,
         "coverage": coverage,
+        **({"requirements": requirements} if requirements is not None else {}),
+        "teardown_leftovers": list(run.leftovers),
         "counts": counts,
         "skips": [{"nodeid": c.nodeid, "reason": c.skip_reason} for c in checks if c.outcome == "skipped"],
         "fingerprint": fingerprint(run, checks),

@@ -43,7 +43,10 @@ instances:
         2: {2G: 10}
 """
 G5_WITH_FLOORS = custom("g5-with-floors", "", f"suites/{MODULE}.py", extends="g5-single-efa", profile=G5_PROFILE)
-NO_MPI_OPERATOR = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", f"suites/{MODULE}.py")
+# --gpucluster-partial: the same run shows that a partial run does not forgive the missing operator
+# (tests/report/test_verdict_e2e.py reads it too)
+NO_MPI_OPERATOR = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", f"suites/{MODULE}.py",
+                         extra=("--gpucluster-partial",))
 
 
 @dataclass

@@ -105,7 +105,8 @@ def test_a_node_outside_the_sample_is_missing_with_the_option_named() -> None:
 
 def test_a_node_the_test_skipped_on_is_missing_while_others_pass() -> None:
     cov = items([out(VIS, node=A), out(VIS, "skipped", node=B, reason="cannot judge: no output"), *healthy()[2:]])
-    assert cov["visibility"]["missing"] == [{"subject": B, "test": VIS, "reason": "cannot judge: no output", "how": ""}]
+    assert cov["visibility"]["missing"] == [{"subject": B, "test": VIS, "reason": "cannot judge: no output", "how": "",
+                                             "narrowed": False}]
 
 
 def test_conditions_select_the_instance_types() -> None:
