@@ -22,8 +22,9 @@ NOT_NCCL_PARTIAL = custom("xid-errors-narrowed-partial", "", extends="xid-errors
 # the same run as tests/e2e/test_suite_nccl.py's (the MPI operator absent, the NCCL module only, partial)
 NO_MPI_OPERATOR_PARTIAL = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", "suites/test_nccl.py",
                                  extra=("--gpucluster-partial",))
-HEALTH_ITEMS = ["node-health-dcgm", "node-health-xid", "node-health-nvlink", "node-health-ecc", "node-health-pcie",
-                "node-health-clocks", "node-health-topology", "node-health-uniformity"]
+HEALTH_ITEMS = ["node-health-dcgm", "node-health-xid", "node-health-cuda", "node-health-nvlink", "node-health-ecc",
+                "node-health-memory-history", "node-health-pcie", "node-health-clocks", "node-health-topology",
+                "node-health-uniformity", "node-health-vbios"]
 RELAXED = custom("single-efa-node-relaxed", "", extends="single-efa-node", profile=(
     "required:\n  nccl-multi-node: {min_nodes: 2}\n  nccl-multi-node-bandwidth: {min_nodes: 2}\n"))
 NCCL_ITEMS = ["nccl-single-node", "nccl-single-node-bandwidth", "nccl-multi-node", "nccl-multi-node-bandwidth"]
