@@ -13,6 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("pytest_gpucluster.parsers.cli", "parse saved nvidia-smi / fi_info / nccl-tests output to JSON"),
     "cleanup": ("pytest_gpucluster.kube.cleanup", "delete leftovers of dead runs from a cluster"),
     "compare": ("pytest_gpucluster.report.compare", "compare two summary.json files and list regressions"),
+    "judge": ("pytest_gpucluster.bundle.judge", "re-judge a recorded run (its report folder) with the current judges "
+                                                 "and a profile, without the cluster"),
     "verify": ("pytest_gpucluster.bundle.verify", "check a report folder against its manifest and signature"),
     "profile": ("pytest_gpucluster.profile_show", "show the effective acceptance profile with each value's source"),
 }

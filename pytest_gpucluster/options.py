@@ -153,6 +153,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--gpucluster-sign", "sign", "sign the report folder's manifest with this Ed25519 private key (PEM; "
            "`openssl genpkey -algorithm ed25519`) as a DSSE envelope; needs the `sign` extra", metavar="KEY",
            default_text="not signed (the manifest is still written)"),
+    Option("--gpucluster-replay", "replay", "re-judge a recorded run instead of a cluster: the report folder of that "
+           "run (what `gpucluster judge` passes); the suites' requests are answered from its recording/",
+           metavar="REPORT_DIR", default_text="off"),
     Option("--gpucluster-upload", "upload", "after the run, upload the report folder to s3://bucket/prefix/<folder>/",
            metavar="S3_URL", convert=_s3_url, default_text="no upload"),
 )
@@ -184,6 +187,7 @@ class RunOptions:
     no_report: bool = False
     partial: bool = False
     sign: str | None = None
+    replay: str | None = None
     upload: str | None = None
 
     @property

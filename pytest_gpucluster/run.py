@@ -80,6 +80,9 @@ class Run:
     _torn_down: bool = False
     _lock: threading.RLock = field(default_factory=threading.RLock)
     on_connect: list[Callable[["Run"], None]] = field(default_factory=list)
+    # bundle/replay.Replay when re-judging a recording (`gpucluster judge`): the cluster and AWS are answered
+    # from the recorded run instead of a server; nothing is created, nothing is cleaned up
+    replay: Any = None
 
     def __post_init__(self) -> None:
         self.namespace = self.options.namespace or f"gpucluster-{self.run_id}"
@@ -147,6 +150,10 @@ class Run:
             return self._cluster
 
     def _connect(self) -> Cluster:
+        if self.replay is not None:
+            cluster: Cluster = self.replay.cluster()
+            self.server_version = str(cluster.version().get("gitVersion") or "") or None
+            return cluster
         path, context = self.options.kubeconfig, self.options.context
         if self.options.sim is not None:
             self.sim = start_sim(self.options.sim, self.workdir / "sim")
@@ -229,7 +236,7 @@ class Run:
             return self.teardown_report
         self._torn_down = True
         try:
-            if self._cluster is not None and not self.options.keep:
+            if self._cluster is not None and not self.options.keep and self.replay is None:
                 self.teardown_report = cleanup.teardown_run(
                     self._cluster, self.run_id, self.namespace, delete_namespace=self._namespace_created,
                     verify_timeout_s=5.0 if retry.zero_waits() else 60.0, progress=self.progress)

@@ -15,6 +15,10 @@ from botocore.config import Config
 from .. import retry
 from .errors import AwsCallFailed, AwsUnavailable, NoCredentials, NotOnAws
 
+# When set, sees every session opened and every call made at this boundary: bundle/recording.py records them,
+# bundle/replay.py answers them from a recording (`gpucluster judge`). Process-wide: one pytest session per process.
+TAP: Any = None
+
 _PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
 _REGION = re.compile(r"^(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d+)")
 _EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/(?P<name>[^/]+)$")
@@ -151,6 +155,12 @@ class AwsSession:
              **params: Any) -> dict[str, Any]:
         """One API call under the shared AWS retry policy (reads: retry.AWS_READ; pass `_policy` for
         idempotent writes); failures become AwsCallFailed / NoCredentials."""
+        if TAP is not None:
+            return dict(TAP.aws_call(service, operation, params, lambda: self._call(service, operation, _policy,
+                                                                                   **params)))
+        return self._call(service, operation, _policy, **params)
+
+    def _call(self, service: str, operation: str, _policy: retry.Policy | None, **params: Any) -> dict[str, Any]:
         method = getattr(self.client(service), operation)
         try:
             result: dict[str, Any] = (_policy.call(method, **params) if _policy is not None
@@ -193,6 +203,15 @@ def open_session(*, profile: str | None = None, region: str | None = None,
     Region: `region` (--gpucluster-region) > the cluster's region > the profile/env default.
     Raises NoCredentials / AwsUnavailable with one sentence saying why.
     """
+    if TAP is not None:
+        opened: AwsSession = TAP.open_session(lambda: _open_session(profile=profile, region=region, target=target,
+                                                                   env=env, verify=verify))
+        return opened
+    return _open_session(profile=profile, region=region, target=target, env=env, verify=verify)
+
+
+def _open_session(*, profile: str | None, region: str | None, target: ClusterTarget | None,
+                  env: Mapping[str, str] | None, verify: bool) -> AwsSession:
     target = target or ClusterTarget()
     endpoint = None
     try:

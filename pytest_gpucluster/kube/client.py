@@ -22,7 +22,13 @@ _CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutErro
 
 
 class Cluster:
-    """A connected cluster. Objects in and out are plain dicts, exactly as the REST API speaks them."""
+    """A connected cluster. Objects in and out are plain dicts, exactly as the REST API speaks them.
+
+    `tap`, when set, sees every request and watch at this boundary: bundle/recording.py records them (the report
+    folder's recording), bundle/replay.py answers them from a recording instead of the server (`gpucluster judge`).
+    """
+
+    tap: Any = None
 
     def __init__(self, creds: kubeconfig.Credentials, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  read_timeout_s: float = READ_TIMEOUT_S) -> None:
@@ -52,6 +58,16 @@ class Cluster:
     def _request(self, method: str, path: str, *, site: errors.CallSite, query: dict[str, Any] | None = None,
                  body: Any = None, content_type: str | None = None, stream: bool = False,
                  read_timeout_s: float | None = None) -> Any:
+        if self.tap is not None and not stream:
+            return self.tap.request(method, path, query or {}, body, site, lambda: self._send(
+                method, path, site=site, query=query, body=body, content_type=content_type,
+                read_timeout_s=read_timeout_s))
+        return self._send(method, path, site=site, query=query, body=body, content_type=content_type, stream=stream,
+                          read_timeout_s=read_timeout_s)
+
+    def _send(self, method: str, path: str, *, site: errors.CallSite, query: dict[str, Any] | None = None,
+              body: Any = None, content_type: str | None = None, stream: bool = False,
+              read_timeout_s: float | None = None) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -186,6 +202,18 @@ class Cluster:
                      label_selector: str | None, field_selector: str | None = None,
                      timeout_s: int) -> Iterator[dict[str, Any]]:
         """One watch request: yields raw watch events ({"type", "object"}) until the server closes it."""
+        if self.tap is not None:
+            query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+            yield from self.tap.watch(resource(kind).path(namespace), query, timeout_s, lambda: self._watch(
+                kind, namespace, resource_version=resource_version, label_selector=label_selector,
+                field_selector=field_selector, timeout_s=timeout_s))
+            return
+        yield from self._watch(kind, namespace, resource_version=resource_version, label_selector=label_selector,
+                               field_selector=field_selector, timeout_s=timeout_s)
+
+    def _watch(self, kind: str, namespace: str | None, *, resource_version: str | None,
+               label_selector: str | None, field_selector: str | None = None,
+               timeout_s: int) -> Iterator[dict[str, Any]]:
         res = resource(kind)
         site = self._site("watch", res, namespace)
         query = {"watch": "true", "resourceVersion": resource_version, "labelSelector": label_selector,

@@ -75,7 +75,8 @@ class UnschedulableWatch:
 
     cluster: Cluster
     grace_s: float
-    clock: Callable[[], float] = time.monotonic
+    # looked up when the watch is made, not at import: a replay's virtual clock (bundle/replay.py) stands in for it
+    clock: Callable[[], float] = field(default_factory=lambda: time.monotonic)
     first_seen: dict[str, float] = field(default_factory=dict)
     last_check: dict[str, float] = field(default_factory=dict)
     stuck: dict[str, str] = field(default_factory=dict)      # pod -> the failure text

@@ -201,6 +201,8 @@ class ReportCollector:
                             finished=_iso(finished), duration_s=finished - self.state.started,
                             tool_version=__version__, judge_required=self.state.suite_run,
                             deselected=self.state.deselected)
+        from pytest_gpucluster.bundle.plugin import summary_fields
+        doc.update(summary_fields(self.config))      # a re-judged run says from which recording, with which profile
         not_run = max(self.state.collected - sum(1 for c in self.state.checks.values()), 0)
         doc["counts"]["not_run"] = not_run if info.interrupted else 0
         return doc

@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(state.report_dir / "junit.xml")  # used if junitxml configures after us
     html = config.pluginmanager.hasplugin("html") and state.html_path is not None
     from pytest_gpucluster.bundle import plugin as bundle   # the folder's manifest and signature
-    bundle.configure(config, options.sign_key(config))
+    bundle.configure(config, options.sign_key(config), state.report_dir)
     config.pluginmanager.register(ReportCollector(config, state, html=html), "gpucluster-report-collector")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlHooks(state), "gpucluster-report-html")
