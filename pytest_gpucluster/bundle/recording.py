@@ -259,6 +259,11 @@ def write_recording(root: Path, recorder: Recorder, meta: dict[str, Any]) -> lis
             obj = (e.get("event") or {}).get("object") or {}
             if obj.get("kind") in (None, "Pod") and (obj.get("metadata") or {}).get("name") in pods:
                 last_seen[obj["metadata"]["name"]] = obj
+    # the probe pods the run created and the job pods whose output it read (an MPIJob's launcher), not the
+    # cluster's own pods it only listed
+    created = {c["name"] for c in calls if c.get("verb") == "POST" and c.get("path", "").endswith("/pods")
+               and c.get("name")}
+    created |= {m["pod"] for c in calls if c.get("path", "").endswith("/log") and (m := _POD_PATH.search(c["path"]))}
     by_node: dict[str, list[dict[str, Any]]] = {}
     cluster_calls: list[dict[str, Any]] = []
     for c in calls:
@@ -272,7 +277,7 @@ def write_recording(root: Path, recorder: Recorder, meta: dict[str, Any]) -> lis
         node_files[node] = rel
         probes = [probe_summary(pod, [c for c in node_calls if pod in (c.get("name"), (_POD_PATH.search(
             c.get("path", "")) or {"pod": None})["pod"])], last_seen.get(pod))
-            for pod in sorted({p for p, n in pods.items() if n == node})]
+            for pod in sorted({p for p, n in pods.items() if n == node and p in created})]
         _write_gz(root / rel, {"schema_version": SCHEMA_VERSION, "node": node, "probes": probes, "calls": node_calls})
         written.append(root / rel)
     _write_gz(root / AWS_FILE, {"schema_version": SCHEMA_VERSION, "opens": recorder.aws_opens,
