@@ -69,8 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.report_dir is not None and not getattr(config.option, "xmlpath", None) and user_html is None:
         config.option.xmlpath = str(state.report_dir / "junit.xml")  # used if junitxml configures after us
     html = config.pluginmanager.hasplugin("html") and state.html_path is not None
-    from pytest_gpucluster.bundle import plugin as bundle   # the folder's manifest and signature
-    bundle.configure(config, options.sign_key(config), state.report_dir)
+    # the folder's recording, manifest and signature (imported by its full name, as collector.py does: one module
+    # object, one stash key, even where pytester drops and re-imports modules between runs)
+    from pytest_gpucluster.bundle.plugin import configure as configure_bundle
+    configure_bundle(config, options.sign_key(config), state.report_dir)
     config.pluginmanager.register(ReportCollector(config, state, html=html), "gpucluster-report-collector")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlHooks(state), "gpucluster-report-html")

@@ -65,7 +65,7 @@ def test_verify_names_the_first_file_that_differs(run_suite, capsys):  # noqa: F
     summary = folder / "summary.json"
     summary.write_text(summary.read_text().replace('"ACCEPTED"', '"NOT ACCEPTED"', 1))
     code, out = verify(folder, capsys)
-    assert code == 1 and "summary.json: sha256 differs from the manifest" in out
+    assert code == 1 and "summary.json: sha256 differs from the manifest" in out, out
     (folder / "evidence" / "extra.txt").write_text("planted")
     code, out = verify(folder, capsys)
     assert code == 1 and "evidence/extra.txt: in the folder but not in the manifest" in out   # sorted: first
@@ -80,7 +80,7 @@ def test_signed_run_verifies_with_the_vendor_key_and_not_another(run_suite, keys
     run = run_suite(SUITE, f"--gpucluster-sign={key}")
     assert run.result.ret == 0 and run.dir is not None
     fp = hashlib_fp(pub)
-    assert (run.dir / ENVELOPE).exists() and f"sha256:{fp}" in run.html
+    assert (run.dir / ENVELOPE).exists() and f"sha256:{fp}" in run.html, run.result.outlines[-12:] + run.result.errlines[-12:]
     run.result.stdout.fnmatch_lines([f"sealed:  *{MANIFEST}, signed by sha256:{fp}"])
     envelope = json.loads((run.dir / ENVELOPE).read_text())
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
