@@ -35,6 +35,10 @@ class GpuModel:
     nvlink_link_gbs: float = 0.0
     pcie_gen: int = 4
     device_id: str = ""        # PCI device id as DCGM prints it (entity_groups)
+    # NVML GPU fabric info (nvmlDeviceGetGpuFabricInfo, `Fabric / State` in -q) is "for Hopper or newer fully supported
+    # devices" (NVML API reference): A100 prints `N/A` there even on NVSwitch boards, as GPUs without it do
+    # (tests/data/nvidia-smi-health/q-l40s-595-idle.txt layout).
+    fabric_info: bool = False
 
     @property
     def gfd_product(self) -> str:
@@ -54,13 +58,16 @@ GPU_MODELS: dict[str, GpuModel] = {
     "L40S": GpuModel("NVIDIA L40S", 46068, 350, "8.9", "ada-lovelace", 0, 24.0),
     "A100-40GB": GpuModel("NVIDIA A100-SXM4-40GB", 40960, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b0"),
     "A100-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b2"),
-    "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2330"),
-    "H200": GpuModel("NVIDIA H200", 143771, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2335"),
+    "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2330",
+                     fabric_info=True),
+    "H200": GpuModel("NVIDIA H200", 143771, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2335",
+                     fabric_info=True),
     # Blackwell (profiles/default.yaml [SMI6]/[NVL6]): names, MiB and power caps as public nvidia-smi captures print
     # them; NVLink 5 1.8 TB/s per GPU over 18 links (50 GB/s per link and direction: derived, no `nvlink -s` capture);
     # compute capability 10.0 (sm_100) for B200, 10.3 for B300 (sim only); PCI device ids unknown (left empty).
-    "B200": GpuModel("NVIDIA B200", 183359, 1000, "10.0", "blackwell", 1800, 50.0, True, 18, 50.0, 5),
-    "B300": GpuModel("NVIDIA B300 SXM6 AC", 275040, 1100, "10.3", "blackwell", 1800, 50.0, True, 18, 50.0, 5),
+    "B200": GpuModel("NVIDIA B200", 183359, 1000, "10.0", "blackwell", 1800, 50.0, True, 18, 50.0, 5, fabric_info=True),
+    "B300": GpuModel("NVIDIA B300 SXM6 AC", 275040, 1100, "10.3", "blackwell", 1800, 50.0, True, 18, 50.0, 5,
+                     fabric_info=True),
 }
 
 # PCI bus ids of the 8 GPUs on HGX boards as nvidia-smi shows them (p5: h100-x8-550 sample).
@@ -285,6 +292,7 @@ class NodeHardware:
             "nvlink_link_gbs": it.gpu_model.nvlink_link_gbs if it.gpu_model else 0.0,
             "pcie_gen": it.gpu_model.pcie_gen if it.gpu_model else 0,
             "device_id": it.gpu_model.device_id if it.gpu_model else "",
+            "fabric_info": it.gpu_model.fabric_info if it.gpu_model else False,
             "driver_version": self.driver_version, "cuda_version": self.cuda_version,
             "mig_mode": self.mig_mode, "mig_profile": self.mig_profile,
             "gpus": [g.__dict__ for g in self.gpus], "efa_devices": list(self.efa_devices),

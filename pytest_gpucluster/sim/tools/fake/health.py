@@ -46,7 +46,7 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     gen = int(hw.get("pcie_gen") or 4)
     degraded = _gpu_fault(ctx, "pcie-link-degraded", gpu)
     throttled = _gpu_fault(ctx, "gpu-throttled", gpu)
-    nvswitch = int(hw.get("nvlink_links") or 0) > 0
+    nvswitch = int(hw.get("nvlink_links") or 0) > 0 and bool(hw.get("fabric_info"))   # Hopper+: A100 prints N/A
     fm_down = simctx.fault(ctx, "nvlink-down") is not None
     return {
         "remap_pending": _gpu_fault(ctx, "ecc-row-remap-pending", gpu) is not None,
