@@ -107,8 +107,9 @@ def cuda_usable(subject: str, load_out: str, load_rc: int, held: int, health: Sm
 def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlink: NvlinkResult | None,
                   health: SmiHealth | None, cuda_out: str) -> Verdict:
     """On NVSwitch types: every GPU that `nvidia-smi -q` lists has all its links up at the profile's speed in
-    `nvlink -s`; fabric state Completed/Success; and CUDA did not fail with error 802 (the fabric manager has not
-    trained the NVSwitch fabric)."""
+    `nvlink -s`; fabric state Completed/Success where the GPU reports one (NVML GPU fabric info is for Hopper and
+    later: A100 prints `N/A`); and CUDA did not fail with error 802 (the fabric manager has not trained the NVSwitch
+    fabric: how an A100 node shows it)."""
     if not links:
         return Verdict.not_shown(subject, "the instance type has no NVLink expectation in the profile (PCIe-only GPUs)",
                                  "set `health: {nvlink_links: N, nvlink_link_gbs: X}` for NVSwitch instance types")
@@ -117,8 +118,9 @@ def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlin
     problems: list[str] = []
     gpus = health.gpus
     listed = {ng.index: ng for ng in (nvlink.gpus if nvlink else [])}
+    reported = [g for g in gpus if g.fabric_state not in (None, "N/A")]
     for i, g in enumerate(gpus):
-        if g.fabric_state is not None and (g.fabric_state != "Completed" or
+        if g.fabric_state not in (None, "N/A") and (g.fabric_state != "Completed" or
                                                     (g.fabric_status or "Success") != "Success"):
             problems.append(f"{gpu_label(i, g)} fabric state {g.fabric_state}/{g.fabric_status}")
         ng = listed.get(i)
@@ -144,8 +146,9 @@ def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlin
     if crit.passed is False and not problems:
         problems.append(f"{active} of {want} NVLinks active")
     facts: dict[str, Any] = {"NVLinks active": f"{active}/{want}",
-                             "fabric state": sorted({f"{g.fabric_state}/{g.fabric_status}" for g in gpus})}
-    fabric = "fabric Completed"
+                             "fabric state": sorted({f"{g.fabric_state}/{g.fabric_status}" for g in reported})
+                             or "not reported (NVML GPU fabric info: Hopper and later)"}
+    fabric = "fabric Completed" if reported else "fabric state not reported (A100: links and CUDA start-up judged)"
     return Verdict.from_problems(
         subject, f"{links} NVLinks per GPU at {link_gbs} GB/s on all {len(gpus)} GPUs, {fabric}, CUDA starts", problems,
         "Check the fabric manager on the node (`systemctl status nvidia-fabricmanager`: it must run the same version "

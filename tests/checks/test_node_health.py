@@ -100,6 +100,19 @@ def test_nvlink_listing_seven_of_eight_gpus_fails_with_the_criterion_it_records(
     assert (crit.value, crit.threshold, crit.passed) == (126, 144, False)
 
 
+def test_a100_without_fabric_state_is_judged_by_links_and_cuda_start_up() -> None:
+    """A healthy p4d: the real 8x A100 `nvlink -s` (12 links at 25 GB/s) and -q printing Fabric State N/A (NVML has
+    no fabric info before Hopper): passes. The fabric manager down there shows as CUDA error 802 and inactive links."""
+    a100 = smi(*[gpu(i, fabric_state="N/A", fabric_status="N/A") for i in range(8)])
+    links = parse_nvlink(sample("nvlink", "a100-80gb-x8-gpud.txt"))
+    ok = j.nvlink_fabric(S, 12, 25.0, links, a100, "".join(f"CUDA-LOAD running device={i}\n" for i in range(8)))
+    assert ok.ok and "fabric state not reported" in ok.observed and ok.criteria[0].value == 96
+    down = j.nvlink_fabric(S, 12, 25.0, parse_nvlink(sample("nvlink", "a100-80gb-all-inactive-azure.txt")), a100,
+                           "RuntimeError: Unexpected error from cudaGetDeviceCount(). Error 802: system not yet "
+                           "initialized")
+    assert down.status is Status.FAIL and "Error 802" in down.message and "not listed" in down.message
+
+
 def test_cuda_failure_other_than_the_fabric_is_not_the_nvlink_checks() -> None:
     assert j.nvlink_fabric(S, 18, 26.562, parse_nvlink(nvlink()), smi(), "RuntimeError: out of memory").ok
 
