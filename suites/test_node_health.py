@@ -7,7 +7,8 @@ node's GPUs starts a CUDA load (PyTorch), waits until it runs on every GPU, and 
 nvlink and topo under it (the cheap checks share it); NVIDIA's DCGM image runs `dcgmi diag -r <health.dcgm_level>
 -j`; a PRIVILEGED pod reads the kernel log through /dev/kmsg (needs a namespace whose Pod Security admission allows
 `privileged`; where the API refuses it, the Xid check is not shown with the API's reason: docs/node-health.md).
-Judges: checks/node_health.py, checks/dcgm.py, checks/kernel_log.py, checks/fleet.py.
+A node under the MIG mixed strategy advertises no whole GPU: its GPU checks are not shown. Judges: checks/node_health.py,
+checks/dcgm.py, checks/kernel_log.py, checks/fleet.py.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pytest_gpucluster.kube.healthprobes import (DCGM_IMAGE, DCGM_RUNTIME_S, HOS
                                                   health_script, health_spec, loads)
 from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
+from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.parsers import ParseError
 from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
 from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth, parse_smi_health
@@ -93,8 +95,16 @@ def hostlog_fleet(inventory: Inventory, run_fleet: Fleet) -> dict[str, ProbeResu
         return f"the cluster refused a privileged pod reading /dev/kmsg: {exc}"
 
 
+def _mig(node: NodeInfo) -> dict[str, int]:
+    """MIG devices the node advertises (`nvidia.com/mig-<profile>`: the device plugin's mixed strategy)."""
+    return {k: count(v) for k, v in node.allocatable.items() if k.startswith("nvidia.com/mig-") and count(v)}
+
+
 def _no_probe(node: NodeInfo, what: str, evidence: Any) -> None:
-    """Ends the test of a node that got no probe."""
+    """Ends the test of a node that got no probe: not shown on a MIG mixed node (no whole GPU to request), failed
+    otherwise."""
+    if _mig(node):
+        enforce(judge.mig_mixed(node.id, what, _mig(node)), evidence)
     enforce(judge.not_run(node.id, what, "no probe: the node has no allocatable GPU from a healthy device plugin "
                           "(see the device plugin suite)", None, "-"), evidence)
 

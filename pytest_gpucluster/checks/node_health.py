@@ -63,6 +63,15 @@ def not_run(subject: str, what: str, describe: str, namespace: str | None, pod: 
                           "and the node's events.", summary=f"{what} probe did not run")
 
 
+def mig_mixed(subject: str, what: str, mig: Mapping[str, int]) -> Verdict:
+    """A node whose device plugin advertises MIG devices and no whole GPU (the `mixed` MIG strategy): whole-GPU
+    checks cannot run there."""
+    return Verdict.not_shown(subject, f"MIG mixed: whole GPUs needed for {what}; the node advertises only "
+                             + ", ".join(f"{v} x {k}" for k, v in sorted(mig.items())) + " and 0 nvidia.com/gpu",
+                             "judge this node's hardware before MIG is configured, or on a node of the type in whole-GPU "
+                             "mode (nvidia.com/mig.config=all-disabled)")
+
+
 def summary_row(verdicts: Mapping[str, Verdict]) -> str:
     """One compact line for the per-node summary fact: check -> pass/FAIL/n-s."""
     mark = {"pass": "ok", "fail": "FAIL", "not shown": "n/s"}

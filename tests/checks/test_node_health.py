@@ -203,3 +203,9 @@ def test_sections_and_summary_row() -> None:
     logs = "### smi-q\nx\n### rc=0\n### cuda\nboom\n### rc=1\n"
     assert j.split_sections(logs) == {"smi-q": ("x", 0), "cuda": ("boom", 1)}
     assert j.summary_row({"ecc": j.ecc_memory(S, smi()), "pcie": j.pcie(S, None, 5, 16)}) == "ecc=ok pcie=FAIL"
+
+
+def test_mig_mixed_node_is_not_shown_not_failed() -> None:
+    v = j.mig_mixed(S, "DCGM", {"nvidia.com/mig-1g.5gb": 56})
+    assert v.status is Status.NOT_SHOWN and v.message.startswith(f"{S}: cannot judge: MIG mixed: whole GPUs needed")
+    assert "56 x nvidia.com/mig-1g.5gb and 0 nvidia.com/gpu" in v.message
