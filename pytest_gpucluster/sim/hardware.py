@@ -35,6 +35,12 @@ class GpuModel:
     nvlink_link_gbs: float = 0.0
     pcie_gen: int = 4
     device_id: str = ""        # PCI device id as DCGM prints it (entity_groups)
+    # PCIe generation an idle GPU's link drops to (None: stays at max). The nvidia-smi manual (GPU Link Info,
+    # current): "These may be reduced when the GPU is not in use"; NVIDIA's forum answer to "Prevent PCIe From
+    # Reducing Gen?": "Downgrading the PCIe link when not in use is an important integral part of the GPU's power
+    # management", and idle cards show 2.5 GT/s (Gen 1) there. Modelled on the PCIe cards of the g families (T4, A10G,
+    # L4, L40S: issue 24 item 6); the idle H200 HGX capture (tests/data/nvidia-smi/q-h200-590-idle.txt) prints Gen 5.
+    idle_pcie_gen: int | None = None
     # NVML GPU fabric info (nvmlDeviceGetGpuFabricInfo, `Fabric / State` in -q) is "for Hopper or newer fully supported
     # devices" (NVML API reference): A100 prints `N/A` there even on NVSwitch boards, as GPUs without it do
     # (tests/data/nvidia-smi-health/q-l40s-595-idle.txt layout).
@@ -52,10 +58,10 @@ class GpuModel:
 
 
 GPU_MODELS: dict[str, GpuModel] = {
-    "T4": GpuModel("Tesla T4", 15360, 70, "7.5", "turing", 0, 12.0, pcie_gen=3, device_id="1eb8"),
-    "A10G": GpuModel("NVIDIA A10G", 23028, 300, "8.6", "ampere", 0, 24.0),
-    "L4": GpuModel("NVIDIA L4", 23034, 72, "8.9", "ada-lovelace", 0, 24.0),
-    "L40S": GpuModel("NVIDIA L40S", 46068, 350, "8.9", "ada-lovelace", 0, 24.0),
+    "T4": GpuModel("Tesla T4", 15360, 70, "7.5", "turing", 0, 12.0, pcie_gen=3, device_id="1eb8", idle_pcie_gen=1),
+    "A10G": GpuModel("NVIDIA A10G", 23028, 300, "8.6", "ampere", 0, 24.0, idle_pcie_gen=1),
+    "L4": GpuModel("NVIDIA L4", 23034, 72, "8.9", "ada-lovelace", 0, 24.0, idle_pcie_gen=1),
+    "L40S": GpuModel("NVIDIA L40S", 46068, 350, "8.9", "ada-lovelace", 0, 24.0, idle_pcie_gen=1),
     "A100-40GB": GpuModel("NVIDIA A100-SXM4-40GB", 40960, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b0"),
     "A100-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 400, "8.0", "ampere", 600, 24.0, True, 12, 25.0, 4, "20b2"),
     "H100": GpuModel("NVIDIA H100 80GB HBM3", 81559, 700, "9.0", "hopper", 900, 50.0, True, 18, 26.562, 5, "2330",
@@ -293,6 +299,7 @@ class NodeHardware:
             "pcie_gen": it.gpu_model.pcie_gen if it.gpu_model else 0,
             "device_id": it.gpu_model.device_id if it.gpu_model else "",
             "fabric_info": it.gpu_model.fabric_info if it.gpu_model else False,
+            "idle_pcie_gen": it.gpu_model.idle_pcie_gen if it.gpu_model else None,
             "driver_version": self.driver_version, "cuda_version": self.cuda_version,
             "mig_mode": self.mig_mode, "mig_profile": self.mig_profile,
             "gpus": [g.__dict__ for g in self.gpus], "efa_devices": list(self.efa_devices),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 ENV = "GPUCLUSTER_SIM_CONTEXT"
@@ -53,3 +54,30 @@ def replay(ctx: dict[str, Any], tool: str) -> bool:
 
 def hostname(ctx: dict[str, Any]) -> str:
     return str(ctx.get("pod", {}).get("name") or ctx.get("node", {}).get("name") or "localhost")
+
+
+def _busy_dir() -> Path | None:
+    path = os.environ.get(ENV)
+    return Path(path).parent / ".gpu-busy" if path else None
+
+
+def mark_busy(gpu: dict[str, Any]) -> None:
+    """This process keeps `gpu` busy (a CUDA load runs kernels on it) until it exits: what nvidia-smi -q then shows
+    as performance state P0 with the Idle clocks event reason not active."""
+    folder = _busy_dir()
+    if folder is not None:
+        folder.mkdir(exist_ok=True)
+        (folder / str(gpu["uuid"])).write_text(str(os.getpid()), encoding="ascii")
+
+
+def is_busy(gpu: dict[str, Any]) -> bool:
+    """A process of this pod that marked `gpu` busy is still alive."""
+    folder = _busy_dir()
+    marker = folder / str(gpu["uuid"]) if folder is not None else None
+    if marker is None or not marker.exists():
+        return False
+    try:
+        os.kill(int(marker.read_text(encoding="ascii")), 0)
+    except (OSError, ValueError):
+        return False
+    return True

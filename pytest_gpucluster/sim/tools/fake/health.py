@@ -48,9 +48,16 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     throttled = _gpu_fault(ctx, "gpu-throttled", gpu)
     nvswitch = int(hw.get("nvlink_links") or 0) > 0 and bool(hw.get("fabric_info"))   # Hopper+: A100 prints N/A
     fm_down = simctx.fault(ctx, "nvlink-down") is not None
+    busy = simctx.is_busy(gpu)
+    idle_gen = hw.get("idle_pcie_gen")
     return {
         "remap_pending": _gpu_fault(ctx, "ecc-row-remap-pending", gpu) is not None,
-        "pcie_gen": gen, "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
+        "busy": busy,
+        # An idle PCIe card drops to P8 and its idle link generation; an idle HGX GPU stays in P0 with the Idle clocks
+        # event reason active (q-h200-590-idle.txt). A100/H100 tables of idle pods print P0 (h100-eks-p5-580-pod-idle).
+        "pstate": "P0" if busy or not idle_gen else "P8",
+        "pcie_gen": gen, "pcie_gen_current": gen if busy or not idle_gen else int(idle_gen),
+        "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
         "throttle": str(throttled.get("reason", "HW Slowdown")) if throttled else None,
         "fabric": ("Not Started" if fm_down else "Completed") if nvswitch else "N/A",
         "fabric_status": ("N/A" if fm_down else "Success") if nvswitch else "N/A",
@@ -97,8 +104,8 @@ def health_sections(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[s
         kv(2, "Bank Remap Availability Histogram"), kv(3, "Max", "2559 bank(s)" if pend else "2560 bank(s)"),
         kv(3, "High", "1 bank(s)" if pend else "0 bank(s)"), kv(3, "Partial", "0 bank(s)"),
         kv(3, "Low", "0 bank(s)"), kv(3, "None", "0 bank(s)"),
-        kv(1, "Performance State", "P0"),
-        kv(1, "Clocks Event Reasons"), kv(2, "Idle", "Not Active"), kv(2, "Applications Clocks Setting", "Not Active"),
+        kv(1, "Performance State", f["pstate"]),
+        kv(1, "Clocks Event Reasons"), kv(2, "Idle", "Not Active" if f["busy"] else "Active"), kv(2, "Applications Clocks Setting", "Not Active"),
         kv(2, "SW Power Cap", "Not Active"), kv(2, "HW Slowdown", active("HW Slowdown")),
         kv(3, "HW Thermal Slowdown", active("HW Thermal Slowdown")),
         kv(3, "HW Power Brake Slowdown", active("HW Power Brake Slowdown")),
@@ -112,7 +119,7 @@ def pcie_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
     """The PCI section's GPU Link Info (printed under `PCI`, after `Bus Id`)."""
     f = facts(ctx, gpu)
     return [kv(2, "GPU Link Info"), kv(3, "PCIe Generation"), kv(4, "Max", str(f["pcie_gen"])),
-            kv(4, "Current", str(f["pcie_gen"])), kv(3, "Link Width"), kv(4, "Max", "16x"),
+            kv(4, "Current", str(f["pcie_gen_current"])), kv(3, "Link Width"), kv(4, "Max", "16x"),
             kv(4, "Current", f"{f['pcie_width']}x")]
 
 

@@ -52,7 +52,8 @@ def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
         lines.append(f"| {g['index']:>3}  {name:<29}{'On':>4}  |{g['bus_id']:>19} {'Off':<3} |{_ecc(ctx):>21} |")
         power = f"{_power(g)}W / {g['power_cap_w']:>4}W"
         memory = f"{'0MiB':>11} / {str(g['memory_mib']) + 'MiB':>9}"
-        lines.append(f"| N/A   {_temp(g):>2}C    P0{power:>24} |{memory} |{'0%':>8}{'Default':>13} |")
+        pstate = health.facts(ctx, g)["pstate"]
+        lines.append(f"| N/A   {_temp(g):>2}C    {pstate}{power:>24} |{memory} |{'0%':>8}{'Default':>13} |")
         lines.append(f"|                                         |                        |{_mig(ctx):>21} |")
         lines.append("+-----------------------------------------+------------------------+----------------------+")
     lines += ["",
@@ -107,14 +108,14 @@ def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Callable[[d
         "ecc.errors.uncorrected.aggregate.total": ("", lambda g: str(_ecc(ctx))),
         "compute_cap": ("", lambda g: g["compute_cap"]),
         "persistence_mode": ("", lambda g: "Enabled"),
-        "pstate": ("", lambda g: "P0"),
+        "pstate": ("", lambda g: str(health.facts(ctx, g)["pstate"])),
         "compute_mode": ("", lambda g: "Default"),
         "temperature.gpu": ("", lambda g: str(_temp(g))),
         "power.draw": ("W", lambda g: f"{_power(g):.2f} W"),
         "power.limit": ("W", lambda g: f"{g['power_cap_w']:.2f} W"),
         "utilization.gpu": ("%", lambda g: "0 %"),
         "utilization.memory": ("%", lambda g: "0 %"),
-        "pcie.link.gen.current": ("", lambda g: "5" if g["compute_cap"] >= "9" else "4"),
+        "pcie.link.gen.current": ("", lambda g: str(health.facts(ctx, g)["pcie_gen_current"])),
         "pcie.link.width.current": ("", lambda g: "16"),
         "vbios_version": ("", lambda g: "96.00.A5.00.03"),
         "timestamp": ("", lambda g: time.strftime("%Y/%m/%d %H:%M:%S.000")),

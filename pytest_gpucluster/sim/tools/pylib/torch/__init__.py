@@ -1,7 +1,15 @@
 """Fake `torch` for simulated pods: CUDA device queries answered from the pod's sim context."""
 from __future__ import annotations
 
+import time
+
 from . import cuda, distributed, version
+
+# Importing NGC PyTorch takes seconds before any CUDA work starts (modelled: no published figure; with the per-device
+# context cost in cuda.py, eight GPUs take longer than the 4 s the old node-health probe slept, as issue 24 item 6
+# observed on NGC PyTorch).
+IMPORT_S = 3.0
+time.sleep(IMPORT_S)
 
 __version__ = "2.5.1+cu124"
 __all__ = ["cuda", "distributed", "version", "__version__"]
@@ -25,5 +33,5 @@ def randn(*size: int, device: str = "cpu") -> _Tensor:
             raise RuntimeError("Unexpected error from cudaGetDeviceCount(). Did you run some cuda functions before "
                                "calling NumCudaDevices() that might have already set an error? Error 802: system not "
                                "yet initialized")
-        cuda._get(int(device.partition(":")[2] or 0))
+        cuda._start(int(device.partition(":")[2] or 0))
     return _Tensor(device)

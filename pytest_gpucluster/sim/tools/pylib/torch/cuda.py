@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from pathlib import Path
 from typing import Any, NamedTuple
+
+# Creating a CUDA context on a device (the first tensor there) takes a while; modelled, see torch/__init__.py.
+CONTEXT_S = 0.5
+_started: set[int] = set()
 
 
 class _DeviceProperties(NamedTuple):
@@ -72,6 +78,21 @@ def get_device_properties(device: int = 0) -> _DeviceProperties:
 
 def synchronize(device: int | None = None) -> None:
     _get(device or 0)
+
+
+def _start(device: int) -> None:
+    """The first CUDA work on `device`: pay the context creation, then the GPU is busy while this process lives (the
+    marker fake/ctx.py mark_busy writes, which the fake nvidia-smi -q reads)."""
+    gpu = _get(device)
+    if device in _started:
+        return
+    time.sleep(CONTEXT_S)
+    _started.add(device)
+    path = os.environ.get("GPUCLUSTER_SIM_CONTEXT")
+    if path:
+        folder = Path(path).parent / ".gpu-busy"
+        folder.mkdir(exist_ok=True)
+        (folder / str(gpu["uuid"])).write_text(str(os.getpid()), encoding="ascii")
 
 
 def _fabric_not_ready() -> bool:
