@@ -304,11 +304,18 @@ class Kubelet:
     async def _pull(self, run: PodRun, c: Container) -> None:
         kspec = self.kubelet_spec
         seconds = kspec.pull_seconds(c.image) if kspec else 0.0
-        if kspec is not None and kspec.is_unpullable(c.image):
+        free_gb = kspec.root_volume_gib * 2**30 / 1e9 - kspec.os_disk_gb if kspec else float("inf")
+        too_big = images.lookup(c.image, self.extra_images).size_gb > free_gb
+        if kspec is not None and (kspec.is_unpullable(c.image) or too_big):
             self._event(run, "Pulling", f'Pulling image "{c.image}"')
             await asyncio.sleep(seconds)
             detail = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{c.image}": '
                       f'failed to resolve reference "{c.image}": {c.image}: not found')
+            if too_big:     # containerd's words (aws/karpenter-provider-aws issue #3692)
+                detail = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{c.image}": failed to '
+                          f'prepare extraction snapshot "extract-{digest(c.image, 9)}": failed to create prepare '
+                          'snapshot dir: failed to create temp dir: mkdir /var/lib/containerd/io.containerd.'
+                          'snapshotter.v1.overlayfs/snapshots/new-3844284403: no space left on device')
             c.state = {"waiting": {"reason": "ErrImagePull", "message": detail}}
             self._publish(run)
             self._event(run, "Failed", f'Failed to pull image "{c.image}": {detail}', "Warning")

@@ -265,6 +265,12 @@ class KubeletSpec:
     image_pull_seconds_per_image: dict[str, float] = field(default_factory=dict)  # glob -> seconds
     unpullable_images: list[str] = field(default_factory=list)                   # globs
     max_starting_containers: int = 64   # container processes starting at once on this machine (the rest queue)
+    # A node's root volume: Karpenter's default EBS for its AMI families is 20Gi (aws/karpenter-provider-aws
+    # pkg/providers/amifamily/resolver.go DefaultEBS), as is the EKS AMI's (awslabs/amazon-eks-ami issue #13); the AMI
+    # itself takes about 1.5 GB of it (awslabs/amazon-eks-ami pull request #163). An image larger than what is left
+    # cannot be unpacked (aws/karpenter-provider-aws issue #3692: "no space left on device").
+    root_volume_gib: float = 20.0
+    os_disk_gb: float = 1.5
     hard_timeout_seconds: float = 600.0
     heartbeat_seconds: float = 300.0     # nodeStatusReportFrequency (heartbeats proper go to Leases)
     # images the catalog (sim/tools/images.py) lacks: glob -> {absolute path in the image: provider}, provider one of

@@ -20,6 +20,7 @@ TOOLS: dict[str, str] = {
     "dcgmi": "from fake.health import dcgmi; sys.exit(dcgmi(sys.argv[1:]))",
     "nv-hostengine": "from fake.health import nv_hostengine; sys.exit(nv_hostengine(sys.argv[1:]))",
     "vectorAdd": "from fake.cuda_samples import vector_add; sys.exit(vector_add(sys.argv[1:]))",
+    "dcgmproftester12": "from fake.proftester import main; sys.exit(main(sys.argv[1:]))",
     **{prog: f"from fake.nccl import main; sys.exit(main(sys.argv[1:], {prog!r}))" for prog in COLLECTIVES},
 }
 # Absolute paths in commands that live in the image (not the node's /proc, /sys, /dev, /etc): mapped into

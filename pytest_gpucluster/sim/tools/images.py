@@ -27,7 +27,7 @@ UBUNTU_BIN = ("sh", "bash", "cat", "echo", "ls", "grep", "sed", "awk", "head", "
               "false", "test", "mkdir", "rm", "rmdir", "cp", "mv", "ln", "tr", "cut", "sort", "uniq", "wc", "date",
               "hostname", "id", "uname", "tee", "touch", "chmod", "xargs", "find", "timeout", "seq", "printf",
               "basename", "dirname", "stat", "readlink", "realpath", "pwd", "nproc", "whoami", "df", "du", "od",
-              "expr", "yes", "nohup", "mktemp", "which", "dd", "sync")
+              "expr", "yes", "nohup", "mktemp", "which", "dd", "sync", "stdbuf")
 # busybox: the applets of `busybox --list` that matter to a probe script (busybox.net: one binary, applet links).
 BUSYBOX_BIN = ("sh", "ash", "cat", "echo", "ls", "grep", "sed", "awk", "head", "tail", "sleep", "env", "true",
                "false", "test", "mkdir", "rm", "rmdir", "cp", "mv", "ln", "tr", "cut", "sort", "uniq", "wc", "date",
@@ -59,6 +59,7 @@ class Image:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()   # Dockerfile ENTRYPOINT (replaced by a pod's `command`)
+    size_gb: float = 0.0               # unpacked on the node's disk (0: small next to a node's root volume)
     cmd: tuple[str, ...] = ()          # Dockerfile CMD (replaced by a pod's `args`, dropped with its `command`)
     cuda: str | None = None            # CUDA the image is built for ("tag": read from the tag): its NVIDIA_REQUIRE_CUDA
 
@@ -115,7 +116,9 @@ CATALOG: tuple[Image, ...] = (
           path="/usr/local/lib/python3/dist-packages/torch_tensorrt/bin:/usr/local/mpi/bin:" + CUDA_PATH,
           env=dict(CUDA_ENV),
           files={**UBUNTU, "/usr/bin/python3": PYTHON_TORCH, "/usr/bin/python": PYTHON_TORCH,
-                 "/usr/local/bin/python": PYTHON_TORCH}),
+                 "/usr/local/bin/python": PYTHON_TORCH},
+          # "nvcr.io/nvidia/pytorch:23.03-py3 accounting for ~20GB" (d4l3k/torchdrive pull request #4)
+          size_gb=20.0),
     Image("cuda-sample", ("nvcr.io/nvidia/k8s/cuda-sample:vectoradd-*",),
           "NVIDIA GPU Operator docs, 'Running Sample GPU Applications': nvcr.io/nvidia/k8s/cuda-sample:"
           "vectoradd-cuda12.5.0-ubuntu22.04 runs /cuda-samples/vectorAdd (NVIDIA/cuda-samples "
@@ -128,8 +131,11 @@ CATALOG: tuple[Image, ...] = (
           "(nvcr.io/nvidia/cloud-native/dcgm): FROM nvcr.io/nvidia/cuda:*-base-ubuntu22.04, datacenter-gpu-manager-4 "
           "installs dcgmi and nv-hostengine in /usr/bin, ENV NVIDIA_VISIBLE_DEVICES=all, ENV "
           "NVIDIA_DISABLE_REQUIRE=\"true\" (its 13.0.1 base's NVIDIA_REQUIRE_CUDA is not enforced); nvidia-smi only as "
-          "the runtime injects it",
-          path=CUDA_PATH, env={**CUDA_ENV, "NVIDIA_DISABLE_REQUIRE": "true"}, cuda="13.0", files={**UBUNTU, "/usr/bin/dcgmi": "fake:dcgmi", "/usr/bin/nv-hostengine": "fake:nv-hostengine"}),
+          "the runtime injects it. The 4.2.3 image (@6e947dc) installs datacenter-gpu-manager-4-cuda12, whose package "
+          "holds /usr/bin/dcgmproftester12 (scripts/verify_package_contents/datacenter-gpu-manager-cuda12_amd64.deb.txt)",
+          path=CUDA_PATH, env={**CUDA_ENV, "NVIDIA_DISABLE_REQUIRE": "true"}, cuda="13.0",
+          files={**UBUNTU, "/usr/bin/dcgmi": "fake:dcgmi", "/usr/bin/nv-hostengine": "fake:nv-hostengine",
+                 "/usr/bin/dcgmproftester12": "fake:dcgmproftester12"}),
     Image("busybox", ("busybox", "busybox:*", "docker.io/library/busybox:*", "docker.io/busybox:*"),
           "docker-library/busybox: one static busybox binary, its applets linked in /bin; nothing else; CMD [\"sh\"]",
           files=_host(BUSYBOX_BIN, "/bin"), cmd=("sh",)),
