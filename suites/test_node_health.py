@@ -3,12 +3,13 @@ fabric manager, ECC and memory-error history, PCIe links and clocks under load, 
 per check per node.
 
 Three fleets (one pod per GPU node each; what they run: pytest_gpucluster/kube/healthprobes.py): a pod with all the
-node's GPUs starts a CUDA load (PyTorch), waits until it runs on every GPU, and reads nvidia-smi's -q health sections,
-nvlink and topo under it (the cheap checks share it); NVIDIA's DCGM image runs `dcgmi diag -r <health.dcgm_level>
--j`; a PRIVILEGED pod reads the kernel log through /dev/kmsg (needs a namespace whose Pod Security admission allows
-`privileged`; where the API refuses it, the Xid check is not shown with the API's reason: docs/node-health.md).
-A node under the MIG mixed strategy advertises no whole GPU: its GPU checks are not shown. Judges: checks/node_health.py,
-checks/dcgm.py, checks/kernel_log.py, checks/fleet.py.
+node's GPUs starts a CUDA load (dcgmproftester from NVIDIA's DCGM image; PyTorch with `health.load: pytorch`), waits
+until it runs on every GPU, and reads nvidia-smi's -q health sections, nvlink and topo under it (the cheap checks
+share it); NVIDIA's DCGM image runs `dcgmi diag -r <health.dcgm_level> -j`; a PRIVILEGED pod reads the kernel log
+through /dev/kmsg (needs a namespace whose Pod Security admission allows `privileged`; where the API refuses it, the
+Xid check is not shown with the API's reason: docs/node-health.md). A node under the MIG mixed strategy advertises
+no whole GPU: its GPU checks are not shown. Judges: checks/node_health.py, checks/dcgm.py, checks/kernel_log.py,
+checks/fleet.py.
 """
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fle
             continue
         h = _inst(gpu_profile, n)
         wait_s = int(h.get("load_start_s") or LOAD_WAIT_S)
-        load = loads(wait_s)[h.get("load") or "pytorch"]
-        image = gpucluster_run.options.smoke_image or load.image
+        load = loads(wait_s)[h.get("load") or "dcgmproftester"]
+        smoke = gpucluster_run.options.smoke_image
+        image = smoke if smoke and h.get("load") == "pytorch" else load.image
         specs[n.name] = health_spec("node-health", n, health_script(load, wait_s), gpus=gpus_held[n.name], image=image,
                                     env=dict(load.env), timeout_s=gpucluster_run.options.timeout_s + wait_s)
     return run_fleet("node-health/health", specs)

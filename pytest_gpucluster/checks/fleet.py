@@ -21,8 +21,9 @@ def uniformity(subject: str, node: str, instance_type: str, versions: Mapping[st
     lacks (never "the same"), and a key with no majority (two versions on two nodes during an AMI roll-out: no node
     can be called the odd one)."""
     mine = versions.get(node)
-    if mine is None:
-        return Verdict.not_shown(subject, "no versions read on this node (its health probe did not run)")
+    if not mine:
+        return Verdict.not_shown(subject, "no versions read on this node (its health probe did not run or printed "
+                                 "no nvidia-smi -q): see the node's other health checks")
     problems: list[str] = []
     unread: list[str] = []
     no_majority: list[str] = []
@@ -46,6 +47,8 @@ def uniformity(subject: str, node: str, instance_type: str, versions: Mapping[st
             problems.append(f"{key} {mine[key]} on {node} where {n}/{sum(values.values())} {instance_type} "
                             f"nodes run {common}")
     what = ", ".join(keys)
+    if not any(key in facts for key in keys) and not unread:
+        return Verdict.not_shown(subject, f"none of {what} was read on any {instance_type} node", facts=facts)
     if problems:
         return Verdict.failed(
             subject, f"the same {what} as the other {instance_type} nodes", "; ".join(problems),

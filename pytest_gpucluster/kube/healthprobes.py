@@ -35,15 +35,28 @@ class Load:
 
 
 def loads(wait_s: int) -> dict[str, Load]:
-    """The loads the profile's `health.load` chooses from (the image: --gpucluster-smoke-image when given)."""
-    return {"pytorch": Load(TORCH_IMAGE, 'python3 -c "$LOAD_PY"', "CUDA-LOAD running device=[0-9]+",
-                            {"LOAD_PY": TORCH_LOAD, "LOAD_S": str(wait_s + 120)})}
+    """The loads the profile's `health.load` chooses from. dcgmproftester is in the DCGM image the node pulls for
+    `dcgmi diag` anyway (NVIDIA/DCGM docker/Dockerfile.ubuntu22.04 installs datacenter-gpu-manager-4-cuda12, whose
+    package holds /usr/bin/dcgmproftester12: scripts/verify_package_contents); NGC PyTorch is about 20 GB, as large
+    as Karpenter's default 20 GiB root volume. dcgmproftester: `--max-processes 0` (it loads only 4 GPUs at a time by
+    default: dcgmproftester/Arguments.h), `-t 1007` the FP32 load NVIDIA/DCGM issue #239 ran in this image,
+    `--no-dcgm-validation` the load without DCGM's metric checks, `-d` longer than the wait and the reads (the probe
+    stops it); `stdbuf -oL` because its report lines go through a buffered stdout into a file. PyTorch: the NGC
+    image, or --gpucluster-smoke-image."""
+    return {
+        "dcgmproftester": Load(DCGM_IMAGE, f"stdbuf -oL dcgmproftester12 --no-dcgm-validation -t 1007 --max-processes 0 "
+                                           f"-d {wait_s + 120}", "^Worker [0-9]+:"),
+        "pytorch": Load(TORCH_IMAGE, 'python3 -c "$LOAD_PY"', "CUDA-LOAD running device=[0-9]+",
+                        {"LOAD_PY": TORCH_LOAD, "LOAD_S": str(wait_s + 120)}),
+    }
 
 
 def health_script(load: Load, wait_s: int) -> str:
     """Start the load, wait (at most `wait_s`) until it announces every GPU the pod holds, then read `nvidia-smi -q`,
-    `nvlink -s`, `topo -m` and the host's versions while it runs; stop it and print its output. Each section ends
-    with `### rc=<exit code>` (checks/node_health.split_sections)."""
+    `nvlink -s`, `topo -m` and the host's versions while it runs; stop it (SIGKILL: dcgmproftester's workers die
+    with their parent, PR_SET_PDEATHSIG) and print its output. Each section ends with `### rc=<exit code>`
+    (checks/node_health.split_sections); the load's output gets a newline of its own, as dcgmproftester's error
+    messages end without one (DcgmProfTester.cpp main)."""
     return (
         f'd=$(mktemp -d); {load.command} > "$d/load.out" 2>&1 & pid=$!; '
         "n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU '); t=0; r=0; "
@@ -56,8 +69,8 @@ def health_script(load: Load, wait_s: int) -> str:
         "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
         "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
         "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
-        "echo '### rc=0'; kill $pid 2>/dev/null; wait $pid; rc=$?; "
-        "echo '### cuda'; cat \"$d/load.out\"; echo \"### rc=$rc\"; rm -rf \"$d\"")
+        "echo '### rc=0'; kill -KILL $pid 2>/dev/null; wait $pid; rc=$?; "
+        "echo '### cuda'; cat \"$d/load.out\"; echo; echo \"### rc=$rc\"; rm -rf \"$d\"")
 
 
 # The kernel log with the clock needed to say how far back it reaches (`dmesg` prints seconds since boot).

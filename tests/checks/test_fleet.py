@@ -49,3 +49,10 @@ def test_versions_from_a_real_capture() -> None:
     assert versions_of(q, "kernel=6.1.0\nefa driver=2.13.0g\n") == {
         "driver": "590.48.01", "cuda": "13.1", "vbios": "96.00.A5.00.01", "kernel": "6.1.0", "efa driver": "2.13.0g"}
     assert versions_of(None, "kernel=6.1.0\nefa driver=\n") == {"kernel": "6.1.0"}
+
+
+def test_nothing_read_anywhere_is_not_shown() -> None:
+    """Every probe of the type failed (no -q parsed, no host section): nothing was compared, so nothing is the same."""
+    assert uniformity("a/p5", "a", T, {"a": {}, "b": {}}).status is Status.NOT_SHOWN
+    only_kernel = {"a": {"kernel": "6.1.0"}, "b": {"kernel": "6.1.0"}}
+    assert uniformity("a/p5", "a", T, only_kernel, keys=FIRMWARE_KEYS).status is Status.NOT_SHOWN

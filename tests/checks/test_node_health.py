@@ -68,6 +68,11 @@ def test_dcgmproftester_worker_lines_mark_running_gpus() -> None:
            "dcgm 0\n")
     assert j.load_running(out) == {0}
     assert j.cuda_usable(S, out, 143, 1, None).ok
+    # dcgmproftester without NVML ends its message without a newline; the probe adds one so the section still closes
+    logs = "### cuda\ndcgmStartEmbedded() returned -7.Error -7 from Init(). Exiting.\n### rc=249\n"
+    out, rc = j.split_sections(logs)["cuda"]
+    failed = j.cuda_usable(S, out, rc, 8, None)
+    assert failed.status is Status.FAIL and "(exit code 249): dcgmStartEmbedded() returned -7" in failed.message
     missing = j.cuda_usable(S, "sh: 1: python3: not found\n", 127, 1, None, image="busybox")
     assert missing.status is Status.NOT_SHOWN and "lacks the load's program" in missing.message
 
