@@ -277,6 +277,16 @@ def test_torch_and_infiniband_reflect_the_allocation(tmp_path: Path) -> None:
         assert w.log("torch").strip() == "4 NVIDIA H100 80GB HBM3"
         lines = w.log("ib").split()
         assert lines == ["uverbs0", "uverbs1", "4", "unlimited"]     # 2 devices x (efa-direct, efa) rdm
+    big_disk = tmp_path / "big-disk.yaml"       # NGC PyTorch (~20 GB) needs more than the default 20 GiB root volume
+    big_disk.write_text("extends: healthy\ndescription: 100 GiB root volumes\nkubelet: {root_volume_gib: 100}\n")
+    run_world(str(big_disk), tmp_path, body)
+
+
+def test_an_image_larger_than_the_root_volume_does_not_pull(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.pod("torch", ["python3", "-c", "print(1)"], gpus=1, image=PYTORCH)
+        pod = await w.wait_pod("torch", lambda p: "no space left on device" in str(p["status"]))
+        assert "failed to pull and unpack image" in str(pod["status"])
     run_world("healthy", tmp_path, body)
 
 
