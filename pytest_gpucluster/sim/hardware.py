@@ -74,6 +74,11 @@ GPU_MODELS: dict[str, GpuModel] = {
     "B200": GpuModel("NVIDIA B200", 183359, 1000, "10.0", "blackwell", 1800, 50.0, True, 18, 50.0, 5, fabric_info=True),
     "B300": GpuModel("NVIDIA B300 SXM6 AC", 275040, 1100, "10.3", "blackwell", 1800, 50.0, True, 18, 50.0, 5,
                      fabric_info=True),
+    # g7e (profiles/default.yaml [AC6]): RTX PRO 6000 Blackwell Server Edition, compute capability 12.0 (sm_120);
+    # name, 97887 MiB and the 600 W cap as public `nvidia-smi --query-gpu` captures print them (exact-string search;
+    # none in shared/samples); PCIe Gen5 x16, no NVLink.
+    "RTXPRO6000": GpuModel("NVIDIA RTX PRO 6000 Blackwell Server Edition", 97887, 600, "12.0", "blackwell", 0, 50.0,
+                           pcie_gen=5),
 }
 
 # PCI bus ids of the 8 GPUs on HGX boards as nvidia-smi shows them (p5: h100-x8-550 sample).
@@ -225,6 +230,13 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
     # GPUDirect RDMA on: the profile does not require it (unconfirmed), a real P6 EFA path uses it.
     **_gpu_sizes("p6-b200", "B200", [("48xlarge", 8, 192, 2048, 3200, 8, 100)], rdma=True),
     **_gpu_sizes("p6-b300", "B300", [("48xlarge", 8, 192, 4096, 6400, 16, 100)], rdma=True),
+    # g7e (ac.html [AC6] in profiles/default.yaml): 1 GPU up to 8xlarge, 2 on 12xlarge, 4 on 24xlarge, 8 on 48xlarge;
+    # EFA on 8xlarge and larger (1, 1, 2, 4 cards); vCPU and memory per AWS's g7e page (8/64, 16/128, 32/256,
+    # 48/512, 96/1024, 192/2048 GiB); max pods: not in our eni-max-pods copy, those of g6e of the same size.
+    **_gpu_sizes("g7e", "RTXPRO6000", [
+        ("2xlarge", 1, 8, 64, 50, 0, 58), ("4xlarge", 1, 16, 128, 50, 0, 234), ("8xlarge", 1, 32, 256, 100, 1, 234),
+        ("12xlarge", 2, 48, 512, 400, 1, 234), ("24xlarge", 4, 96, 1024, 800, 2, 737),
+        ("48xlarge", 8, 192, 2048, 1600, 4, 737)]),
     **_gpu_sizes("p5e", "H200", [("48xlarge", 8, 192, 2048, 3200, 32, 100)], rdma=True),
     **_gpu_sizes("p5en", "H200", [("48xlarge", 8, 192, 2048, 3200, 16, 100)], rdma=True),
     **_cpu_sizes("m5", [("large", 2, 8, 10, 29), ("xlarge", 4, 16, 10, 58), ("2xlarge", 8, 32, 10, 58),

@@ -448,6 +448,8 @@ class Kubelet:
             gpus, efa = self.allocations.get(node, {}).get(pod["metadata"]["uid"], ([], []))
             worker = node_context(self.scenario, spec, gpus, efa)
             worker["host"] = pod["metadata"]["name"]
+            ref = next((c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []), "")
+            worker["gpu_code"] = images.lookup(ref, self.extra_images).gpu_code
             out.append(worker)
         return out
 
@@ -496,6 +498,8 @@ class Kubelet:
                                     image_env=image.env_for(c.image), image_path=image.path, hostname=run.name,
                                     visible_devices=self._visible_devices_env(uuids))
         env["PATH"] = gated.path_for(cspec, run.pod, self.gated_bins, env["PATH"])
+        if image.gpu_code:                   # which GPUs the image's CUDA programs can run on (Image.sass/ptx)
+            env[images.CODE_ENV] = image.gpu_code
         c.container_id = f"containerd://{digest(f'{run.uid}/{c.name}/{c.restarts}')}"
         started = rfc3339(time.time())
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from . import PYLIB_DIR, TOOLS
 from .cuda_require import cuda_of_tag, require_cuda
 from .fake.nccl import COLLECTIVES
+from .fake.nccl_kernels import CODE_ENV, code_env, runs_on
 
 # -- what an image can hold --------------------------------------------------------------------------------
 # Host binaries linked into an image root by name. Ubuntu base images (the CUDA images' base) carry coreutils,
@@ -68,6 +69,20 @@ class Image:
         (the runtime refuses the container on a driver that satisfies none of it: cuda_require.py)."""
         cuda = cuda_of_tag(ref) if self.cuda == "tag" else self.cuda
         return {**self.env, "NVIDIA_REQUIRE_CUDA": require_cuda(cuda)} if cuda else dict(self.env)
+    # GPU code the image's CUDA programs carry: compute capabilities with a cubin (`code=sm_XY`) and with PTX
+    # (`code=compute_XY`). Empty `sass` and `ptx`: not known, every GPU runs it. See runs_on.
+    sass: tuple[str, ...] = ()
+    ptx: tuple[str, ...] = ()
+
+    def runs_on(self, compute_cap: str) -> bool:
+        """Whether the image's kernels run on a GPU of `compute_cap` (fake/nccl_kernels.runs_on: CUDA's binary
+        compatibility)."""
+        return runs_on(self.gpu_code, compute_cap)
+
+    @property
+    def gpu_code(self) -> str:
+        """sass/ptx in the form the kubelet hands to the fake tools ("" when not known)."""
+        return code_env(self.sass, self.ptx) if self.sass or self.ptx else ""
 
     def runs_program(self, container: dict[str, object]) -> bool:
         """Whether a container of this image runs a program to completion. False: an image whose entrypoint the
@@ -101,7 +116,12 @@ CATALOG: tuple[Image, ...] = (
           "micro-benchmarks/nccl-tests/nccl-tests.Dockerfile: FROM nvcr.io/nvidia/cuda:*-devel-ubuntu22.04, "
           "openssh-client/server, python3 (+pip awscli pynvml), EFA installer (libfabric fi_info under "
           "/opt/amazon/efa/bin, Open MPI under /opt/amazon/openmpi/bin), nccl-tests built in /opt/nccl-tests/build "
-          "(not on PATH); ENV PATH=/opt/amazon/openmpi/bin/:/opt/amazon/efa/bin:/usr/bin:/usr/local/bin:$PATH",
+          "(not on PATH); ENV PATH=/opt/amazon/openmpi/bin/:/opt/amazon/efa/bin:/usr/bin:/usr/local/bin:$PATH. "
+          "NCCL and nccl-tests are both built with NVCC_GENCODE=\"-gencode=arch=compute_80,code=sm_80 ... "
+          "compute_90,code=sm_90 -gencode=arch=compute_100,code=sm_100\" (every revision since 56c5cfcd, May 2025; "
+          "sm_80..sm_90 before): cubins for 8.0, 8.6, 8.9, 9.0 and 10.0, no PTX, so no T4 (7.5) and no RTX PRO 6000 "
+          "Blackwell (12.0)",
+          sass=("8.0", "8.6", "8.9", "9.0", "10.0"),
           path="/opt/gdrcopy/bin:/opt/amazon/openmpi/bin/:/opt/amazon/efa/bin:/usr/bin:/usr/local/bin:" + CUDA_PATH,
           env=dict(CUDA_ENV),
           files={**UBUNTU, "/opt/amazon/efa/bin/fi_info": "fake:fi_info",
@@ -213,4 +233,4 @@ def map_path_list(path: str, root: Path) -> str:
     return ":".join(str(root / e.strip("/")) for e in path.split(":") if e.startswith("/"))
 
 
-__all__ = ["CATALOG", "DRIVER_TOOLS", "Image", "ImageRoots", "TOOLS", "UNKNOWN", "lookup", "map_path_list"]
+__all__ = ["CATALOG", "DRIVER_TOOLS", "CODE_ENV", "Image", "ImageRoots", "TOOLS", "UNKNOWN", "lookup", "map_path_list"]

@@ -208,7 +208,8 @@ def run_perf(prog: str, argv: list[str], opts: Options, hosts: list[tuple[str, i
     for proc, (hi, lr) in enumerate(placement):
         host, _, node, _ = hosts[hi]
         node_ctx = {"node": {"hardware": node.get("hardware", {}), "private_ip": node.get("private_ip")},
-                    "allocated": node.get("allocated", {}), "faults": node.get("faults", [])}
+                    "allocated": node.get("allocated", {}), "faults": node.get("faults", []),
+                    "gpu_code": node.get("gpu_code")}        # the worker's image's GPU code (MPI pods)
         if nccl._fault(node, "driver-unreachable") is not None:
             node_ctx["allocated"] = {**node_ctx["allocated"], "gpus": []}
         got, error = nccl.local_ranks(node_ctx, args, host, proc=proc, local_rank=lr, first_rank=proc * per_proc)

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import ctx as simctx
 from .nccl_curves import CURVES, time_us
+from .nccl_kernels import EXIT_NCCL_ERROR, code_of, failure_lines, runs_on
 
 # program -> (redop, root, bus factor kind, count divides by nranks)
 COLLECTIVES: dict[str, tuple[str, int, str, bool]] = {
@@ -362,8 +363,10 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
     put = out.append
     debug = env.get("NCCL_DEBUG", "").upper()
     version_code = "".join(f"{int(x):02d}" if i else x for i, x in enumerate(cfg["version"].split(".")))
-    put((0, f"# nccl-tests version {cfg['tests_version']} nccl-headers={version_code} nccl-library={version_code}"))
-    put((0, f"# Collective test starting: {prog}"))
+    since_217 = tuple(int(x) for x in str(cfg["tests_version"]).split(".")[:2]) >= (2, 17)
+    if since_217:      # nccl-tests 2.17 prints its version and the test's name first (src/util.cu); 2.16 does not
+        put((0, f"# nccl-tests version {cfg['tests_version']} nccl-headers={version_code} nccl-library={version_code}"))
+        put((0, f"# Collective test starting: {prog}"))
     step = f"{args.stepfactor}(factor)" if args.stepfactor > 1 else f"{args.stepbytes}(bytes)"
     put((0, f"# nThread {args.nthreads} nGpus {args.ngpus} minBytes {args.minbytes} maxBytes {args.maxbytes} "
             f"step: {step} warmup iters: {args.warmup} iters: {args.iters} agg iters: {args.agg_iters} "
@@ -391,6 +394,9 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
     put((0, f"# {'':>10}  {'':>12}  {'':>8}  {'':>6}  {'':>6}           out-of-place                       in-place          "))
     put((0, f"# {'size':>10}  {'count':>12}  {'type':>8}  {'redop':>6}  {'root':>6}  {'time':>7}  {'algbw':>6}  {'busbw':>6}  {'#wrong':>6}  {'time':>7}  {'algbw':>6}  {'busbw':>6}  {'#wrong':>6} "))
     put((0, f"# {'(B)':>10}  {'(elements)':>12}  {'':>8}  {'':>6}  {'':>6}  {'(us)':>7}  {'(GB/s)':>6}  {'(GB/s)':>6}  {'':>6}  {'(us)':>7}  {'(GB/s)':>6}  {'(GB/s)':>6}  {'':>6} "))
+    if not all(runs_on(code_of(r.node), str(r.gpu.get("compute_cap", ""))) for r in ranks):
+        out += failure_lines(ranks, str(cfg["tests_version"]), args.ngpus, debug)     # the warm-up's first collective
+        return out, [], EXIT_NCCL_ERROR
     tsize = TYPE_SIZES[args.dtype]
     total_bw, count_bw, errors = 0.0, 0, 0
     for size in sizes(args):
@@ -421,7 +427,8 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
     put((0, f"# {'Out of bounds values':<20} : {errors} {'FAILED' if errors else 'OK'}"))
     put((0, f"# {'Avg bus bandwidth':<20} : {avg:g} {check}"))
     put((0, "#"))
-    put((0, f"# Collective test concluded: {prog}"))
+    if since_217:
+        put((0, f"# Collective test concluded: {prog}"))
     put((0, "#"))
     put((0, ""))
     code = 0
@@ -444,7 +451,7 @@ def local_ranks(ctx: dict[str, Any], args: Args, host: str, proc: int = 0, local
                     "Please check the number of processes and GPUs per process.")
     node = {"hardware": ctx.get("node", {}).get("hardware", {}), "allocated": ctx.get("allocated", {}),
             "faults": ctx.get("faults", []), "private_ip": ctx.get("node", {}).get("private_ip"),
-            "zone": ctx.get("node", {}).get("zone")}
+            "zone": ctx.get("node", {}).get("zone"), "gpu_code": ctx.get("gpu_code")}
     pid = 25 + local_rank * args.nthreads      # container PID namespaces: small, per host
     return [Rank(first_rank + i, host, node, gpus[start + i], pid, proc) for i in range(want)], None
 
