@@ -17,7 +17,11 @@ from typing import Any, Callable
 import pytest
 
 DEFAULT_CUDA_IMAGE = "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
-DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+# AWS's nccl-tests image, pinned by a tag that names what it holds: aws-samples/awsome-distributed-training
+# micro-benchmarks/nccl-tests/buildspec.yaml tags cuda<CUDA>-efa<EFA installer>-ofi<aws-ofi-nccl>-nccl<NCCL>-tests<nccl-tests>;
+# this one is the tag its 1.architectures/3.aws-batch/aws-batch-distributed-training-p6.yaml runs (Dockerfile 0c8089b7,
+# June 2025: GPU code for compute capability 8.0-10.0 only, docs/nccl.md "Images and GPU architectures").
+DEFAULT_NCCL_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4"
 # NVIDIA's CUDA sample image of the GPU Operator docs ("Running Sample GPU Applications"): /cuda-samples/vectorAdd,
 # CUDA 12.5 runtime, so it runs on drivers >= 525 (CUDA 12.x minor version compatibility), the range every
 # EKS GPU AMI of the last years ships; the CUDA 13 images need >= 580.
@@ -118,7 +122,8 @@ OPTIONS: tuple[Option, ...] = (
            "removes it later", default=False, convert=_flag, switch=True),
     Option("--gpucluster-cuda-image", "cuda_image", "image of GPU probe pods (nvidia-smi)", metavar="IMAGE",
            default=DEFAULT_CUDA_IMAGE),
-    Option("--gpucluster-nccl-image", "nccl_image", "image for nccl-tests", metavar="IMAGE",
+    Option("--gpucluster-nccl-image", "nccl_image", "image for nccl-tests (a type whose profile sets `nccl.image` "
+           "uses that one)", metavar="IMAGE",
            default=DEFAULT_NCCL_IMAGE),
     Option("--gpucluster-smoke-image", "smoke_image", "image with python3 + PyTorch: the CUDA smoke check opens a "
            "CUDA context through PyTorch in it instead of running NVIDIA's vectorAdd sample (e.g. "

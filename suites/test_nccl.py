@@ -3,13 +3,14 @@ bandwidth (judges: pytest_gpucluster/checks/nccl.py; the MPIJob: fixtures/mpijob
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pytest
 import yaml
 
 from pytest_gpucluster import nccl
 from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
+from pytest_gpucluster.checks.nccl_run import COMPUTE_CAP
 from pytest_gpucluster.checks.nccl_nodes import (
     Coverage, NodeGroup, cannot_run, gpus_of, multi_node_groups, single_node_targets, waves,
 )
@@ -27,7 +28,22 @@ from pytest_gpucluster.suite import enforce
 pytestmark = pytest.mark.nccl
 
 PERF = "/opt/nccl-tests/build/all_reduce_perf"
+GFD_MAJOR, GFD_MINOR, GFD_PRODUCT = "nvidia.com/gpu.compute.major", "nvidia.com/gpu.compute.minor", "nvidia.com/gpu.product"
 SINGLE_NODE_MEMORY = "16Gi"                   # host memory of the single-node pod (8 GPU contexts + buffers)
+
+
+def _gpu_facts(nodes: Sequence[NodeInfo]) -> dict[str, str]:
+    """The GPUs' compute capability and product from GPU Feature Discovery's node labels (what an image must carry
+    kernels for); empty where GFD does not label the nodes."""
+    caps = sorted({f"{n.labels[GFD_MAJOR]}.{n.labels.get(GFD_MINOR, '0')}" for n in nodes if GFD_MAJOR in n.labels})
+    products = sorted({n.labels[GFD_PRODUCT] for n in nodes if GFD_PRODUCT in n.labels})
+    return {**({COMPUTE_CAP: ", ".join(caps)} if caps else {}), **({"gpu product": ", ".join(products)} if products else {})}
+
+
+def _image(profile: Profile, instance_type: str, default: str) -> str:
+    """The nccl-tests image for a type: its profile's nccl.image (an image built for its GPUs), else the run's."""
+    inst = profile.for_instance(instance_type)
+    return (inst.nccl_image if inst is not None and inst.nccl_image else None) or default
 
 
 def _groups(run: Run) -> tuple[list[NodeGroup], str, Coverage]:
@@ -73,7 +89,8 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
     for node in targets:
         max_size = size_arg(max_bytes(gpu_profile.for_instance(node.instance_type), 1))
         specs[node.name] = ProbeSpec(
-            name="nccl-single-node", node=node.name, image=gpucluster_run.options.nccl_image, gpus=gpus_of(node),
+            name="nccl-single-node", node=node.name, gpus=gpus_of(node),
+            image=_image(gpu_profile, node.instance_type, gpucluster_run.options.nccl_image),
             command=[PERF, "-b", "8", "-e", max_size, "-f", "2", "-g", str(gpus_of(node)), "-c", "1"],
             memory=SINGLE_NODE_MEMORY, ipc_lock=True, env={"NCCL_DEBUG": "INFO"},
             tolerations=tolerations_for([node], extra=gpu_profile.gpu_tolerations()))
@@ -84,7 +101,8 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
         probe = run_fleet(key, specs)[node.name]
         run = NcclRun(node.id, node.instance_type, 1, gpus_of(node), " ".join(specs[node.name].command),
                       log=probe.logs, facts={"pod": f"{probe.namespace}/{probe.pod}", "phase": probe.phase,
-                                             "exit_code": probe.exit_code},
+                                             "exit_code": probe.exit_code, "image": specs[node.name].image,
+                                             **_gpu_facts([node])},
                       node_names=(node.name,), hosts={probe.pod: probe.node} if probe.node else {})
         if not probe.ok:
             run.outcome = (f"{probe.describe()} - see `kubectl -n {probe.namespace} logs {probe.pod}` and "
@@ -109,7 +127,8 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
     def job_for(group: NodeGroup) -> dict[str, Any]:
         return mpijob.render(
             group.nodes, name=mpijob.job_name(group.instance_type, [n.name for n in group.nodes], run_id),
-            namespace=gpucluster_run.namespace, run_id=run_id, image=options.nccl_image,
+            namespace=gpucluster_run.namespace, run_id=run_id,
+            image=_image(gpu_profile, group.instance_type, options.nccl_image),
             gpus=min(gpus_of(n) for n in group.nodes), efa=min(n.efa_allocatable for n in group.nodes),
             max_size=size_arg(max_bytes(gpu_profile.for_instance(group.instance_type), len(group.nodes))),
             deadline_s=int(options.timeout_s),
@@ -125,7 +144,8 @@ def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
         for group in wave:
             gpus = min(gpus_of(n) for n in group.nodes)
             shown = {"nodes": ", ".join(n.name for n in group.nodes),
-                     "multi_node_coverage": coverage.text(group.instance_type)}
+                     "multi_node_coverage": coverage.text(group.instance_type),
+                     "image": _image(gpu_profile, group.instance_type, options.nccl_image), **_gpu_facts(group.nodes)}
             job = jobs.get(group.id)
             if job is None:
                 cache[group.id] = NcclRun(group.id, group.instance_type, len(group.nodes), gpus, "(not submitted)",

@@ -95,10 +95,39 @@ def first_of(lines: Sequence[str]) -> str:
     return f"{lines[0]!r}" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
 
 
+# CUDA's cudaErrorNoKernelImageForDevice text: NCCL WARNs it ("Cuda failure '...'") when the image holds no code
+# for the GPU, and nccl-tests' NCCLCHECK repeats it (docs/nccl.md "Images and GPU architectures").
+NO_KERNEL = "no kernel image is available for execution on the device"
+COMPUTE_CAP = "gpu compute capability"       # facts key: from the nodes' nvidia.com/gpu.compute.* labels
+
+
+def no_kernel(run: NcclRun) -> Verdict | None:
+    """NOT SHOWN when the run's image has no kernels for the GPU: NCCL cannot run there with this image, which says
+    nothing about the cluster (AWS's nccl-tests image holds code for compute capability 8.0-10.0: no T4, no RTX
+    PRO 6000 Blackwell). Else None."""
+    if run.table is not None or NO_KERNEL not in run.log:
+        return None
+    cc = str(run.facts.get(COMPUTE_CAP) or "")
+    product = run.facts.get("gpu product")
+    target = (f"sm_{cc.replace('.', '')} ({product or 'the GPU'}, compute capability {cc})" if cc
+              else "this GPU (compute capability unknown: the node has no nvidia.com/gpu.compute.* labels)")
+    family = run.instance_type.split(".")[0]
+    return Verdict.not_shown(
+        f"all_reduce_perf on {run.where}",
+        f"this image has no kernels for {target}: NCCL reported '{NO_KERNEL}' at its first collective",
+        f"set families.{family}.nccl.image (or instances.{run.instance_type}.nccl.image) in your profile to an "
+        f"nccl-tests image whose NCCL and nccl-tests are built for it (NVCC_GENCODE "
+        f"-gencode=arch=compute_{cc.replace('.', '') or 'XY'},code=sm_{cc.replace('.', '') or 'XY'}) - see docs/nccl.md",
+        facts=warn_facts(run))
+
+
 def no_result(run: NcclRun) -> Verdict | None:
-    """FAIL when there is nothing to judge (pod/job failure without a table, unparseable log), else None."""
+    """FAIL when there is nothing to judge (pod/job failure without a table, unparseable log), else None; NOT SHOWN
+    when the image cannot run on the GPU (no_kernel)."""
     if run.table is not None:
         return None
+    if (unfit := no_kernel(run)) is not None:
+        return unfit
     why = run.outcome or run.parse_error or "the log holds no all_reduce_perf result table"
     tail = "\n".join(run.log.strip().splitlines()[-5:])
     _, telling = classify_warnings(run)

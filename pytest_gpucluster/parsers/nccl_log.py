@@ -109,8 +109,10 @@ def scan_log_line(facts: NcclLogFacts, text: str) -> None:
     if "NCCL INFO" in text and (m := _NRANKS.search(text)):
         facts.nranks = max(facts.nranks or 0, int(m.group(1)))
     stripped = text.strip()
-    if any(p.search(stripped) for p in _ERRORS) and stripped not in facts.errors:
-        facts.errors.append(stripped)
+    # one space between words: an error cut into a table row (nccl-tests issue 79) keeps the row's padding otherwise
+    error = " ".join(stripped.split())
+    if any(p.search(stripped) for p in _ERRORS) and error not in facts.errors:
+        facts.errors.append(error)
     if _WARN.search(stripped) and stripped not in facts.warnings:
         facts.warnings.append(stripped)
 

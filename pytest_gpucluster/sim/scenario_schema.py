@@ -289,10 +289,12 @@ class KubeletSpec:
 
 @dataclass
 class NcclSpec:
-    version: str = "2.27.3"
-    cuda: str = "12.9"
-    tests_version: str = "2.17.6"
-    ofi_plugin_version: str = "1.16.2"
+    # what the default nccl-tests image holds (its tag, options.DEFAULT_NCCL_IMAGE: cuda12.8.1, aws-ofi-nccl v1.16.0,
+    # NCCL v2.27.5-1, nccl-tests v2.16.4)
+    version: str = "2.27.5"
+    cuda: str = "12.8"
+    tests_version: str = "2.16.4"
+    ofi_plugin_version: str = "1.16.0"
     libfabric_version: str = "2.1"
     intra_efficiency: float = 0.53     # busbw reached at large sizes / NVLink GB/s per GPU
     # busbw reached at large sizes / (per-node EFA Gbps / 8). Above 1 on purpose: the bus-bandwidth

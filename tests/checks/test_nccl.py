@@ -347,7 +347,9 @@ PUBLISHED = [
 # Left out, with why: no known instance type / network for these runs, so no honest ceiling.
 UNKNOWN_LINKS = {"allreduce-a100-80gb-2node-pairwise-gcm-fixture.txt": "on-prem network of unknown bandwidth",
                  "allreduce-karpenter-eks-efa-elided.txt": "2 ranks of an unnamed instance type",
-                 "allreduce-gh200-2node-cuda-busy-failure.txt": "no result table"}
+                 "allreduce-gh200-2node-cuda-busy-failure.txt": "no result table",
+                 "allreduce-k80-no-kernel-image-nccl-tests-issue79.txt": "no result table",
+                 "allreduce-rtx3090-unhandled-cuda-error-nccl-tests-issue124.txt": "no result table"}
 
 
 def test_every_sample_is_either_judged_against_a_ceiling_or_named_as_unknown() -> None:

@@ -47,6 +47,17 @@ G5_WITH_FLOORS = custom("g5-with-floors", "", f"suites/{MODULE}.py", extends="g5
 # (tests/report/test_verdict_e2e.py reads it too)
 NO_MPI_OPERATOR = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", f"suites/{MODULE}.py",
                          extra=("--gpucluster-partial",))
+# g4dn (T4, sm_75) with a per-family nccl-tests image built for it: a scenario image that holds the nccl-tests tools
+# (declared images carry no GPU code list, so they run on every GPU) and the profile key that picks it for g4dn.
+SM75_IMAGE = "registry.example/nccl-tests-sm75:nccl2.27.5-tests2.16.4"
+G4DN_OWN_IMAGE = custom("g4dn-own-nccl-image", f"""\
+kubelet:
+  images:
+    "registry.example/nccl-tests-sm75:*":
+      /opt/nccl-tests/build/all_reduce_perf: fake:all_reduce_perf
+      /opt/amazon/openmpi/bin/mpirun: fake:mpirun
+      /usr/sbin/sshd: fake:sshd
+""", f"suites/{MODULE}.py", extends="g4dn-12xlarge", profile=f"families:\n  g4dn:\n    nccl: {{image: '{SM75_IMAGE}'}}\n")
 
 
 @dataclass
@@ -208,3 +219,17 @@ def test_nothing_from_the_run_remains(pytester: pytest.Pytester, plugin_args: li
             assert left == {kind: [] for kind in left}
         finally:
             cluster.close()
+
+
+@pytest.mark.suites(G4DN_OWN_IMAGE)
+def test_a_family_with_its_own_nccl_image_runs_nccl_where_the_default_image_cannot(
+        custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> None:
+    """g4dn-12xlarge is NOT SHOWN with AWS's image (no sm_75 kernels); with families.g4dn.nccl.image set, both runs
+    use that image, and correctness and the network path are judged (bandwidth: no published g4dn floor)."""
+    run = Results(custom_suite_result(G4DN_OWN_IMAGE), MODULE)
+    cases = cases_of(run)
+    assert outcomes(cases) == {ONE_CORRECT: {PASSED}, ONE_BW: {SKIPPED}, MULTI_CORRECT: {PASSED}, MULTI_EFA: {PASSED},
+                               MULTI_BW: {SKIPPED}}, run
+    assert all("no floor" in c.message for c in cases if c.outcome == SKIPPED)
+    summary = (run.report_folder() / "summary.json").read_text()
+    assert f'"image": "{SM75_IMAGE}"' in summary and "nccl-tests:cuda12.8.1" not in summary

@@ -94,7 +94,8 @@ def test_nccl_column_widths_do_not_matter(name: str, widths: list[int]) -> None:
     table_line = re.compile(r"^(\s*(?:\[\d+,\d+\]<stdout>:|\d+: )?)(#\s+size\s.*|#\s+\(B\).*|\s*\d+\s+\d+\s+[a-z].*)$")
     lines = []
     for line in original.splitlines():
-        m = table_line.match(line)
+        # a row cut by an error message (nccl-tests issue 79): the message is not table columns, its spaces stay
+        m = table_line.match(line) if " failure " not in line else None
         lines.append(m.group(1) + _respace(m.group(2), widths) if m else line)
     assert parse_nccl("\n".join(lines)).to_json() == parse_nccl(original).to_json()
 

@@ -41,7 +41,7 @@ def test_defaults(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
     opts = _options(result)
     assert opts["sim"] is None and opts["kubeconfig"] is None and opts["keep"] is False
     assert opts["cuda_image"] == "nvidia/cuda:13.0.2-runtime-ubuntu22.04"
-    assert opts["nccl_image"] == "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+    assert opts["nccl_image"] == "public.ecr.aws/hpc-cloud/nccl-tests:cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4"
     assert opts["timeout_s"] == 600.0 and opts["costly"] is False and opts["sample"] is None
 
 

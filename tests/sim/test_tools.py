@@ -161,7 +161,7 @@ def test_mpirun_two_nodes_over_efa(bin_dir: Path, tmp_path: Path, healthy: Scena
     assert all(line.startswith("[1,") for line in out.stdout.splitlines() if line)
     result = parse_nccl(out.stdout)
     assert result.transport == "efa" and result.gdrdma is True
-    assert result.log.ofi_nics == 32 and result.log.nccl_version == "2.27.3+cuda12.9"
+    assert result.log.ofi_nics == 32 and result.log.nccl_version == "2.27.5+cuda12.8"
     assert 420 < (result.peak_busbw or 0) < 490           # published 2x p5: 465.87 at 4 GB (nccl_curves.P5_2)
     assert "Warning: Permanently added 'nccl-worker-1'" in out.stderr
 
@@ -281,3 +281,28 @@ def test_a_slow_efa_on_one_node_slows_the_multi_node_run_only() -> None:
     assert 0.25 * base < degraded < 0.35 * base
     one = _ranks("p5.48xlarge", 1, faults={0: slow[1]})
     assert (parse_nccl(_allreduce(one)).peak_busbw or 0) > 400
+
+
+# -- an image without kernels for the GPU (issue 24 item 5) -----------------------------------------------------
+@pytest.mark.parametrize("itype,runs", [("g4dn.12xlarge", False), ("g7e.12xlarge", False), ("g6e.12xlarge", True),
+                                        ("p6-b300.48xlarge", True)])
+def test_all_reduce_fails_as_nccl_does_where_the_image_has_no_kernel(itype: str, runs: bool) -> None:
+    """AWS's nccl-tests image (cubins for 8.0-10.0): on a T4 (7.5) or an RTX PRO 6000 Blackwell (12.0) NCCL's first
+    collective WARNs 'Cuda failure' and nccl-tests stops before its first row with 'Test NCCL failure', exit 3."""
+    from pytest_gpucluster.options import DEFAULT_NCCL_IMAGE
+    from pytest_gpucluster.sim.tools.fake import nccl as fake
+    from pytest_gpucluster.sim.tools.images import lookup
+    ranks = _ranks(itype, 1)
+    for r in ranks:
+        r.node["gpu_code"] = lookup(DEFAULT_NCCL_IMAGE).gpu_code
+    args = fake.parse_args(["-b", "8", "-e", "1G", "-f", "2", "-g", str(len(ranks))], "all_reduce_perf")
+    out, _, code = fake.generate("all_reduce_perf", args, ranks, fake.config({}), {"NCCL_DEBUG": "INFO"})
+    text = "\n".join(line for _, line in out)
+    if runs:
+        assert code == 0 and parse_nccl(text).collective("all_reduce") is not None
+        return
+    assert code == 3 and parse_nccl(text).collective("all_reduce") is None
+    assert "enqueue.cc:1558 NCCL WARN Cuda failure 'no kernel image is available for execution on the device'" in text
+    assert ("Test NCCL failure common.cu:411 'unhandled cuda error (run with NCCL_DEBUG=INFO for details) / Cuda "
+            "failure 'no kernel image is available for execution on the device''") in text        # -g > 1: group end
+    assert text.rstrip().endswith("Test failure common.cu:937")                                 # main() in 2.16.4

@@ -35,7 +35,7 @@ LONG = {"nthreads": "t", "ngpus": "g", "minbytes": "b", "maxbytes": "e", "stepby
 
 # Defaults of the bandwidth model; the scenario's `nccl` section (sim.scenario_schema.NcclSpec) overrides.
 DEFAULTS: dict[str, Any] = {
-    "version": "2.27.3", "cuda": "12.9", "tests_version": "2.17.6", "ofi_plugin_version": "1.16.2",
+    "version": "2.27.5", "cuda": "12.8", "tests_version": "2.16.4", "ofi_plugin_version": "1.16.0",
     "libfabric_version": "2.1", "intra_efficiency": 0.53, "inter_efficiency": 1.11, "pcie_efficiency": 0.75,
     "latency_us": 12.0, "inter_latency_us": 30.0, "noise": 0.02, "socket_gbs": 1.2,
     "low_bandwidth_factor": 0.4, "seed": 0,
