@@ -13,8 +13,10 @@ from typing import Any, Callable, Sequence, cast
 import pytest
 import yaml
 
+from .tiers import Tiers, new_entries_without_reason, validate_tiers
+
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
-TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances", "required"}
+TOP_KEYS = {"cluster", "probes", "defaults", "families", "instances", "required", "tiers"}
 # `required:` items (what a run must show to be ACCEPTED; report/coverage.py judges them, docs/report.md documents them)
 REQUIRED_KEYS = {"tests", "scope", "nodes", "only", "min_nodes", "how"}
 REQUIRED_SCOPES = ("node", "type", "group", "cluster")
@@ -22,7 +24,7 @@ REQUIRED_NODES = ("gpu", "efa", "cpu")
 REQUIRED_ONLY = ("multi-gpu", "floor-1", "floor-multi", "nvlink")
 PROBE_KEYS = {"unschedulable_grace_s", "smoke_image_cuda", "cuda_min_driver"}
 DEFAULT_UNSCHEDULABLE_GRACE_S = 45.0
-CLUSTER_KEYS = {"gpu_taints", "name", "flavours"}
+CLUSTER_KEYS = {"gpu_taints", "name", "flavours", "multi_tenant"}
 # Cluster flavours with their own GPU-taint convention (a node's flavour: its labels, see checks/taints.flavour_of).
 FLAVOURS = {"standard", "auto-mode"}
 FLAVOUR_KEYS = {"gpu_taints", "gpu_taint_from_nodepool"}
@@ -90,17 +92,24 @@ class Profile:
     """The effective (merged, validated) profile."""
 
     def __init__(self, data: dict[str, Any], sources: list[Path], shipped_required: dict[str, Any] | None = None,
-                 required_from: Sequence[str] = ()) -> None:
+                 required_from: Sequence[str] = (), shipped_tiers: dict[str, Any] | None = None) -> None:
         self.data = data
         self.sources = sources
-        # the shipped default's `required:` and the layers (files, overlays) that changed it: a report names them
+        # the shipped default's `required:` and `tiers:`, and the layers that changed `required:` (a report names them)
         self.shipped_required = copy.deepcopy(shipped_required if shipped_required is not None
                                               else data.get("required") or {})
         self.required_from = list(required_from)
+        self.shipped_tiers = copy.deepcopy(shipped_tiers if shipped_tiers is not None else data.get("tiers") or {})
         files = [p for p in sources if p.suffix.lower() in (".yaml", ".yml")]   # overlays are labels, not files
         self.path = str(files[-1]) if files else None
         canonical = json.dumps(data, sort_keys=True, default=str).encode()
         self.sha256 = hashlib.sha256(canonical).hexdigest()
+
+    @property
+    def tiers(self) -> Tiers:
+        """Each check's tier (blocking / advisory) in this cluster (tiers.py; cluster.multi_tenant picks the column)."""
+        multi_tenant = bool((self.data.get("cluster") or {}).get("multi_tenant"))
+        return Tiers(self.data.get("tiers"), self.shipped_tiers, multi_tenant)
 
     @property
     def gpu_taints(self) -> list[dict[str, str]]:
@@ -333,6 +342,7 @@ class _Validator:
     def document(self, data: dict[str, Any]) -> None:
         self.keys(data, TOP_KEYS, ())
         cluster = self.keys(data.get("cluster"), CLUSTER_KEYS, ("cluster",))
+        validate_tiers(self, data.get("tiers"), cluster.get("multi_tenant"))
         taints = cluster.get("gpu_taints")
         if taints is not None and not isinstance(taints, list):
             self.fail(("cluster", "gpu_taints"), "expected a list of taints")
@@ -368,6 +378,7 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
     _Validator(default_path, lines).document(data)
     sources = [default_path]
     shipped_required, required_from = copy.deepcopy(data.get("required") or {}), []
+    shipped_tiers = copy.deepcopy(data.get("tiers") or {})
     for label, overlay in overlays:
         _Validator(Path(label), {}).document(overlay)
         data = deep_merge(data, overlay)
@@ -388,4 +399,6 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
         if item is not None and "tests" not in item:
             raise pytest.UsageError(f"{sources[-1]}: required.{name}: a new required item needs `tests` "
                                     "(`test_module.py::test_function`, ...)")
-    return Profile(data, sources, shipped_required, required_from)
+    if unexplained := new_entries_without_reason(data.get("tiers"), shipped_tiers):
+        raise pytest.UsageError(f"{sources[-1]}: tiers: a new entry needs `tier` and `reason`: {', '.join(unexplained)}")
+    return Profile(data, sources, shipped_required, required_from, shipped_tiers)

@@ -1,5 +1,6 @@
 """`gpucluster profile show`: the effective acceptance profile (defaults <- family <- instance, then the user's
-profile), one line per value with where it comes from (the `sources:` entries beside it in the profile)."""
+profile), one line per value with where it comes from (the `sources:` entries beside it in the profile), and each
+check's tier with its default and reason."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ import pytest
 
 from pytest_gpucluster.checks.nccl import physical_ceiling, size_arg
 from pytest_gpucluster.profile import InstanceProfile, Profile, load_profile
+from pytest_gpucluster.tiers import BLOCKING, UNLISTED_REASON
 
 FIELDS = ("gpus", "gpu_product", "gpu_memory_mib", "efa", "gdrdma", "nvlink", "nvlink_gbs", "nvlink_sharp",
           "network_gbps", "ecc_required", "driver_min", "busbw_ceiling_gbs", "multi_node_coverage", "provisioning_budget_s")
@@ -52,6 +54,21 @@ def lines(profile: Profile, itype: str) -> list[str]:
     return out
 
 
+def tier_lines(profile: Profile) -> list[str]:
+    """Each check's tier in this profile, the shipped default and the reason (the profile's `tiers:` section)."""
+    tiers = profile.tiers
+    out = [f"cluster.multi_tenant: {str(tiers.multi_tenant).lower()}    # true: `when_multi_tenant` tiers apply",
+           "tiers (blocking: a failure is NOT ACCEPTED; advisory: a failure is a WARN that leaves the verdict alone):"]
+    for tier in tiers.rows():
+        default = f"default {tier.default}" + (", changed by your profile" if tier.changed_by_profile else "")
+        other = tiers.effective[tier.check].get("when_multi_tenant")
+        if other and not tiers.multi_tenant:
+            default += f"; {other} when cluster.multi_tenant is true"
+        out.append(f"  {tier.check}: {tier.tier} ({default})    # {tier.reason}")
+    out.append(f"  any other check: {BLOCKING}    # {UNLISTED_REASON}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "action", None) != "show":
         print("usage: gpucluster profile show [--instance-type T] [--profile FILE]", file=sys.stderr)
@@ -63,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 4
     types = [args.instance_type] if args.instance_type else profile.instance_types()
     print(f"# effective profile: {' <- '.join(str(p) for p in profile.sources)} (sha256 {profile.sha256[:12]})")
+    if not args.instance_type:
+        print("\n".join(tier_lines(profile)))
     for itype in types:
         try:
             print("\n".join(lines(profile, itype)))

@@ -18,11 +18,13 @@ from pytest_gpucluster.report.areas import check_name, nodes_of, split_nodeid
 from pytest_gpucluster.report.coverage import nodes_missing, requirement_line
 from pytest_gpucluster.report.evidence_files import EvidenceFolder, check_text, file_name
 from pytest_gpucluster.report.grid import grid_block
-from pytest_gpucluster.report.runinfo import new_run_id, run_info
+from pytest_gpucluster.report.runinfo import get_run, new_run_id, run_info
 from pytest_gpucluster.report.summary import (
-    ACCEPTED, INCOMPLETE, INCOMPLETE_EXIT, NOT_ACCEPTED, CheckResult, build_summary, verdict_line, write_summary,
+    ACCEPTED, INCOMPLETE, INCOMPLETE_EXIT, NOT_ACCEPTED, WARNED, CheckResult, apply_tier, build_summary, verdict_line,
+    write_summary,
 )
 from pytest_gpucluster.runner import in_suites
+from pytest_gpucluster.tiers import Tiers
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
 NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
@@ -80,16 +82,17 @@ def _first_line(report: pytest.TestReport | pytest.CollectReport) -> str | None:
 
 
 def exit_code(verdict: str, status: int | pytest.ExitCode, reported: bool) -> int | pytest.ExitCode:
-    """The exit code follows the verdict of a run that reports one (a suite run, or a report was asked for): a run
-    pytest would end with 0 exits 6 when INCOMPLETE and 1 when NOT ACCEPTED (everything skipped, a known failure that
-    passed, objects left on the cluster); pytest's own non-zero codes (interrupted 2, usage 4, ...) stay."""
-    if not reported or status != pytest.ExitCode.OK:
+    """The exit code follows the verdict of a run that reports one (a suite run, or a report was asked for), where
+    pytest's own code is 0 or 1 (tests passed / failed): ACCEPTED 0 (also when the only failures were advisory
+    checks), INCOMPLETE 6, NOT ACCEPTED 1 (everything skipped, a known failure that passed, objects left on the
+    cluster). pytest's other codes (interrupted 2, internal error 3, usage 4, nothing collected 5) stay."""
+    if not reported or status not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return status
     if verdict == INCOMPLETE:
         return INCOMPLETE_EXIT      # a nightly job must not pass on missing evidence (docs/report.md)
     if verdict == NOT_ACCEPTED:
         return pytest.ExitCode.TESTS_FAILED
-    return status
+    return pytest.ExitCode.OK
 
 
 class ReportCollector:
@@ -156,10 +159,16 @@ class ReportCollector:
         if report.when == "teardown":
             self._finish(check, self.phases.pop(report.nodeid))
 
+    def _tiers(self) -> Tiers | None:
+        """The profile's tiers (read when a check finishes: the Run's profile gains a scenario overlay on connect)."""
+        tiers = getattr(getattr(get_run(self.config), "profile", None), "tiers", None)
+        return tiers if isinstance(tiers, Tiers) else None
+
     def _finish(self, check: CheckResult, reports: list[pytest.TestReport]) -> None:
         """The check is complete: evidence file, headline data, row or no row, then keep only what summary.json
         and the grid need in memory."""
         state, ev = self.state, check.evidence
+        apply_tier(check, self._tiers())
         nodes: list[str | None] = list(nodes_of(check.nodeid, check.node, check.nodes)) or [None]
         longrepr = "\n".join(r.longreprtext for r in reports if r.failed and r.longreprtext)
         if state.evidence is not None:
@@ -185,6 +194,7 @@ class ReportCollector:
             from pytest_html import extras
 
             block = html_parts.evidence_block(ev, failed=check.outcome not in ("passed", "xfailed"),
+                                              warned=check.tier_reason if check.outcome == WARNED else None,
                                               anchor=anchor(check.nodeid), full=full,
                                               evidence_file=file_name(nodes[0]) if state.evidence else None,
                                               shown=state.shown_texts, owner=check.nodeid.split("::")[-1])
@@ -262,6 +272,9 @@ class ReportCollector:
         altered = requirement_line(doc.get("requirements"))
         if altered:
             tr.write_line(f"  ! {altered}", yellow=True)
+        for w in doc.get("warnings") or ():
+            tr.write_line(f"  WARN (advisory, does not block) {w['check']} on {w['count']} check(s): {w['reason']}",
+                          yellow=True)
         if doc["verdict"] == INCOMPLETE:
             tr.write_line(f"exit {INCOMPLETE_EXIT}: required evidence is missing; get it as said above, or pass "
                           "--gpucluster-partial if the run was narrowed on purpose (docs/report.md)", yellow=True)

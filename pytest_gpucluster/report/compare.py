@@ -40,7 +40,8 @@ def _fold(doc: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[str, str], tu
     """Outcome per check key (worst wins) and per (key, measurement) the worst value with its unit."""
     outcomes: dict[str, str] = {}
     values: dict[tuple[str, str], tuple[float, str]] = {}
-    rank = {"error": 0, "failed": 1, "xpassed": 2, "skipped": 3, "xfailed": 4, "passed": 5}
+    # worst first; an advisory warning (warned) showed evidence, so it ranks above the checks that showed nothing
+    rank = {"error": 0, "failed": 1, "xpassed": 2, "skipped": 3, "xfailed": 4, "warned": 5, "passed": 6}
     for check in doc["checks"]:
         key = check_key(check)
         outcome = check["outcome"]

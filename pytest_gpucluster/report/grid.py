@@ -11,11 +11,14 @@ from pytest_gpucluster.report.areas import AREAS, CLUSTER, area_of, nodes_of
 from pytest_gpucluster.report.summary import CheckResult
 
 # cell states, worst first; a cell shows the worst state of its area's checks on that node. A known failure
-# (xfailed) shows nothing about the check: it is drawn apart from a pass and makes the node incomplete.
-FAIL, KNOWN, NOT_SHOWN, PASS = "fail", "known failure", "not shown", "pass"
-_RANK = {FAIL: 0, KNOWN: 1, NOT_SHOWN: 2, PASS: 3}
-_STATE = {"failed": FAIL, "error": FAIL, "xpassed": FAIL, "xfailed": KNOWN, "skipped": NOT_SHOWN, "passed": PASS}
-_MARK = {FAIL: ("gc-f", "\u2717"), KNOWN: ("gc-k", "xf"), NOT_SHOWN: ("gc-n", "?"), PASS: ("gc-p", "\u2713")}
+# (xfailed) shows nothing about the check: it is drawn apart from a pass and makes the node incomplete. WARN: an
+# advisory check (the profile's tiers:) failed; shown, not blocking.
+FAIL, KNOWN, NOT_SHOWN, WARN, PASS = "fail", "known failure", "not shown", "warn", "pass"
+_RANK = {FAIL: 0, KNOWN: 1, NOT_SHOWN: 2, WARN: 3, PASS: 4}
+_STATE = {"failed": FAIL, "error": FAIL, "xpassed": FAIL, "xfailed": KNOWN, "skipped": NOT_SHOWN, "warned": WARN,
+          "passed": PASS}
+_MARK = {FAIL: ("gc-f", "\u2717"), KNOWN: ("gc-k", "xf"), NOT_SHOWN: ("gc-n", "?"), WARN: ("gc-w", "!"),
+         PASS: ("gc-p", "\u2713")}
 FOLD_AT = 6                       # passing nodes of one type and zone: more than this fold into one line
 
 Link = Callable[[CheckResult, "str | None"], str]   # (check, row's node) -> href
@@ -51,8 +54,9 @@ class Row:
 
 def node_state(row: Row, uniform: frozenset[tuple[str, str]], missing: frozenset[str] = frozenset()) -> str:
     """FAIL if any check failed or errored on the node; NOT_SHOWN if evidence the profile requires of this node is
-    missing (`missing`: report/coverage.nodes_missing), or a check could not be judged on this node while it could
-    on others of its type (a not-shown check on every node of a type says nothing about one node); else PASS."""
+    missing (`missing`: report/coverage.nodes_missing), a known failure stands in for a check, or a check could not
+    be judged on this node while it could on others of its type (a not-shown check on every node of a type says
+    nothing about one node); else WARN if an advisory check warned, else PASS."""
     states = [c.state for c in row.cells.values()]
     if FAIL in states:
         return FAIL
@@ -60,7 +64,7 @@ def node_state(row: Row, uniform: frozenset[tuple[str, str]], missing: frozenset
         return NOT_SHOWN
     if any(c.state == NOT_SHOWN and (row.instance_type, a) not in uniform for a, c in row.cells.items()):
         return NOT_SHOWN
-    return PASS
+    return WARN if WARN in states else PASS
 
 
 def blame(row: Row) -> tuple[int, int]:
@@ -114,8 +118,8 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
 
     bad = sorted((r for r in rows if r.state == FAIL), key=lambda r: (*blame(r), *key(r)))
     incomplete = sorted((r for r in rows if r.state == NOT_SHOWN), key=key)
-    groups: dict[tuple[str, str], list[Row]] = {}
-    for r in sorted((r for r in rows if r.state == PASS), key=key):
+    groups: dict[tuple[str, str], list[Row]] = {}      # nodes with no failure: passing, or advisory warnings only
+    for r in sorted((r for r in rows if r.state in (PASS, WARN)), key=key):
         groups.setdefault((r.instance_type, r.zone), []).append(r)
     small = [r for g in groups.values() if len(g) <= FOLD_AT for r in g]
     folded = {k: g for k, g in groups.items() if len(g) > FOLD_AT}
@@ -125,9 +129,11 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
     counts = Counter(r.state for r in rows)
     out = ['<div class="gc-section" id="gc-grid"><h3>Nodes and checks</h3>',
            f'<p class="gc-legend">{len(rows)} nodes: {counts[FAIL]} failing, {counts[NOT_SHOWN]} incomplete, '
-           f'{counts[PASS]} passing. <span class="gc-p">\u2713</span> pass <span class="gc-f">\u2717</span> fail '
-           '<span class="gc-n">?</span> not shown (could not be judged) <span class="gc-k">xf</span> known failure '
-           '(xfail: not evidence). A mark links to the check in this report '
+           + (f'{counts[WARN]} with advisory warnings, ' if counts[WARN] else '')
+           + f'{counts[PASS]} passing. <span class="gc-p">\u2713</span> pass '
+           '<span class="gc-f">\u2717</span> fail <span class="gc-n">?</span> not shown (could not be judged) '
+           '<span class="gc-k">xf</span> known failure (xfail: not evidence) <span class="gc-w">!</span> WARN (an '
+           'advisory check failed: shown, not blocking). A mark links to the check in this report '
            'or to the node\'s complete evidence file.</p>',
            f'<table class="gc-grid" style="width:{width}em">{head}']
     for r in bad:
@@ -141,8 +147,12 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
         skipped = sorted({a for a in areas if (itype, a) in uniform})
         note = f"; not shown on every node: {', '.join(skipped)}" if skipped else ""
         where = f" in {zone}" if zone else ""
-        out.append(f'<details class="gc-fold"><summary>{len(group)} {escape(itype)} nodes{escape(where)}: all pass'
-                   f'{escape(note)}</summary><table class="gc-grid" style="width:{width}em">')
+        warned = [r for r in group if r.state == WARN]
+        areas_warned = sorted({a for r in warned for a, c in r.cells.items() if c.state == WARN})
+        verdict = (f"no failure; advisory warnings on {len(warned)} ({', '.join(areas_warned)})" if warned
+                   else "all pass")
+        out.append(f'<details class="gc-fold"><summary>{len(group)} {escape(itype)} nodes{escape(where)}: '
+                   f'{escape(verdict)}{escape(note)}</summary><table class="gc-grid" style="width:{width}em">')
         out.extend(_row_html(r, areas, link, evidence_file(r.node), terse=True) for r in group)
         out.append("</table></details>")
     out.append("</div>")

@@ -113,14 +113,15 @@ def _health_figures(checks: Sequence[CheckResult]) -> Iterable[tuple[str, str]]:
     names = list(dict.fromkeys(split_nodeid(c.nodeid)[1] for c in health))
     state: dict[str, dict[str, str]] = {}
     for c in health:
-        word = {"passed": "pass", "skipped": "not shown", "xfailed": "known failure"}.get(c.outcome, "fail")
+        word = {"passed": "pass", "skipped": "not shown", "xfailed": "known failure", "warned": "warn"}.get(
+            c.outcome, "fail")
         for node in c.nodes or str(c.node).split("+"):
             cells = state.setdefault(node, {})
             name = split_nodeid(c.nodeid)[1]
             if cells.get(name) != "fail":
-                cells[name] = word if cells.get(name) in (None, "pass") else cells[name]
-    rank = {"fail": 0, "known failure": 1, "not shown": 2, "pass": 3}
-    nodes = sorted(state, key=lambda n: (min(rank.get(s, 3) for s in state[n].values()), n))
+                cells[name] = word if cells.get(name) in (None, "pass", "warn") else cells[name]
+    rank = {"fail": 0, "known failure": 1, "not shown": 2, "warn": 3, "pass": 4}
+    nodes = sorted(state, key=lambda n: (min(rank.get(s, 4) for s in state[n].values()), n))
     grid = [[state[n].get(name, "") for n in nodes] for name in names]
     bad = sum(1 for n in nodes if "fail" in state[n].values())
     title = f"Node health: {len(nodes)} nodes x {len(names)} checks, {bad} node(s) failing"

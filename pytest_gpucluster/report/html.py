@@ -51,6 +51,8 @@ table.gc-grid td a { text-decoration: none; display: block; font-weight: bold; }
 .gc-p, .gc-p a { color: #1e7b34; } .gc-f, .gc-f a { color: #fff; } td.gc-f { background: #b3261e; }
 .gc-n, .gc-n a { color: #7a5200; } td.gc-n { background: #f6d98b; }
 .gc-k, .gc-k a { color: #fff; } td.gc-k { background: #7b5ea7; } .gc-legend .gc-k { background: #7b5ea7; }
+.gc-w, .gc-w a { color: #5c4a00; } td.gc-w { background: #fff1a8; } .gc-legend .gc-w { background: #fff1a8; }
+p.gc-warn { background: #fff1a8; padding: 4px 8px; } tr.gc-warn th { background: #fffbe0; }
 .gc-legend span { padding: 0 3px; } .gc-legend .gc-f { background: #b3261e; } .gc-legend .gc-n { background: #f6d98b; }
 tr.gc-fail th { background: #fbe3e1; } tr.gc-not-shown th { background: #fdf3d8; }
 details.gc-fold > summary { cursor: pointer; padding: 3px 4px; color: #1e7b34; font-weight: bold; }
@@ -109,7 +111,8 @@ def verdict_block(summary: dict[str, Any]) -> str:
     counts = "".join(
         f"<span>{c.get(k, 0)} {label}</span>"
         for k, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored"), ("skipped", "skipped"),
-                         ("xfailed", "known failures (xfailed)"), ("xpassed", "known failures passed (xpassed)"))
+                         ("xfailed", "known failures (xfailed)"), ("xpassed", "known failures passed (xpassed)"),
+                         ("warned", "advisory warnings (WARN)"))
     )
     altered = requirement_line(summary.get("requirements"))
     html = [
@@ -121,6 +124,7 @@ def verdict_block(summary: dict[str, Any]) -> str:
         "</div>",
     ]
     html.append(coverage_block(summary.get("coverage") or []))
+    html.append(warnings_block(summary.get("warnings") or []))
     skips = summary.get("skips", [])
     if skips:
         html.append('<div class="gc-section" id="gc-skips"><h3>Skipped checks and why</h3>')
@@ -131,6 +135,15 @@ def verdict_block(summary: dict[str, Any]) -> str:
 
 SKIP_ROWS = 20
 _COVERAGE_CSS = {"shown": "gc-pass", "failed": "gc-fail", "missing": "gc-missing", "not applicable": ""}
+
+
+def warnings_block(warnings: list[dict[str, Any]]) -> str:
+    """Advisory checks that failed (the profile's tiers:): shown, and why they do not block."""
+    if not warnings:
+        return ""
+    rows = [(w["check"], str(w["count"]), w.get("message") or "", w.get("reason") or "") for w in warnings]
+    return ('<div class="gc-section" id="gc-warnings"><h3>Advisory warnings (WARN: shown, not blocking)</h3>'
+            + _table(("check", "checks", "first message", "why advisory (profile tiers:)"), rows) + "</div>")
 
 
 def coverage_block(coverage: list[dict[str, Any]]) -> str:
@@ -236,7 +249,7 @@ def fingerprint_block(summary: dict[str, Any]) -> str:
 
 def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None = None,
                    evidence_file: str | None = None, full: bool = True,
-                   shown: dict[str, str] | None = None, owner: str = "") -> str:
+                   shown: dict[str, str] | None = None, owner: str = "", warned: str | None = None) -> str:
     """Per-test extras: measurements, parsed facts, raw outputs, plots; events/conditions on failure.
 
     `anchor` is the block's id (the grid links to it); `evidence_file` the node's complete evidence beside the
@@ -245,6 +258,8 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None
     already shown in full by another check (the health checks of one node share one probe's output) by a pointer."""
     ident = f' id="{escape(anchor)}"' if anchor else ""
     out = [f'<div class="gc-evidence"{ident}>']
+    if warned is not None:
+        out.append(f'<p class="gc-warn"><b>WARN: advisory check, does not block acceptance</b> ({_e(warned)})</p>')
     if evidence_file:
         out.append(f'<p>Complete evidence of this node: <a href="{escape(evidence_file)}">{escape(evidence_file)}</a></p>')
     ms = evidence.get("measurements", [])

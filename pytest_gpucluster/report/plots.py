@@ -158,7 +158,7 @@ def busbw_curves_svg(curves: Mapping[str, Sequence[Point]], *, failing: Iterable
 
 
 HEALTH_COLOURS = {"pass": (0.12, 0.48, 0.20), "fail": (0.70, 0.15, 0.12), "not shown": (0.93, 0.66, 0.10),
-                  "known failure": (0.48, 0.37, 0.65), "": (0.90, 0.90, 0.90)}
+                  "known failure": (0.48, 0.37, 0.65), "warn": (0.98, 0.90, 0.45), "": (0.90, 0.90, 0.90)}
 
 
 def health_strip_svg(nodes: Sequence[str], checks: Sequence[str], states: Sequence[Sequence[str]], *,

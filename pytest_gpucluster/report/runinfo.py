@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from pytest_gpucluster.tiers import Tiers
+
 
 @dataclass
 class RunInfo:
@@ -32,6 +34,7 @@ class RunInfo:
     required_shipped: dict[str, Any] | None = None                # the shipped default's `required:` (None: unknown)
     required_from: list[str] = field(default_factory=list)        # profile layers that changed `required:`
     leftovers: list[str] = field(default_factory=list)            # objects the teardown could not delete
+    tiers: Tiers | None = None                                    # each check's tier (None: every check blocks)
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -74,6 +77,8 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     shipped = getattr(profile, "shipped_required", None)
     info.required_shipped = dict(shipped) if isinstance(shipped, dict) else None
     info.required_from = [str(x) for x in getattr(profile, "required_from", None) or []]
+    tiers = getattr(profile, "tiers", None)
+    info.tiers = tiers if isinstance(tiers, Tiers) else None
     teardown = getattr(run, "teardown_report", None)
     info.leftovers = [str(x) for x in getattr(teardown, "leftovers", None) or []]
     info.profile_path = _str_or_none(getattr(run, "profile_path", None) or getattr(profile, "path", None))

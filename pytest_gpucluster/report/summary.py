@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from pytest_gpucluster.report.areas import split_nodeid
 from pytest_gpucluster.report.coverage import (FAILED, MISSING, Outcome, judge_coverage, missing_lines,
                                                requirement_changes)
 from pytest_gpucluster.report.redact import redact_obj
 from pytest_gpucluster.report.runinfo import RunInfo
+from pytest_gpucluster.tiers import BLOCKING, Tiers
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")  # JSON Schema of this version (shipped)
@@ -17,7 +19,9 @@ ACCEPTED = "ACCEPTED"
 NOT_ACCEPTED = "NOT ACCEPTED"
 INCOMPLETE = "INCOMPLETE"         # nothing failed, but required evidence is missing (exit INCOMPLETE_EXIT)
 INCOMPLETE_EXIT = 6               # pytest's own codes are 0-5; docs/report.md "Exit codes"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+# warned: an advisory check (the profile's tiers:) that failed; shown as WARN, it does not change the verdict
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "warned")
+WARNED = "warned"
 
 
 class SummaryError(ValueError):
@@ -40,6 +44,8 @@ class CheckResult:
     nodes: list[str] = field(default_factory=list)        # every node of a multi-node check
     zones: dict[str, str] = field(default_factory=dict)   # node -> zone, for groups
     kept: bool = True                          # has a row in the HTML results table (else: grid + evidence file)
+    tier: str = BLOCKING                       # the profile's tier of this check (tiers.py)
+    tier_reason: str = ""
     headline: dict[str, Any] = field(default_factory=dict)  # what the summary plots need (not in summary.json)
 
     @property
@@ -60,6 +66,7 @@ class CheckResult:
             "instance_type": self.instance_type,
             "zone": self.zone,
             "outcome": self.outcome,
+            "tier": self.tier,
             "duration_s": round(self.duration_s, 3),
             "skip_reason": self.skip_reason,
             "message": self.message,
@@ -121,11 +128,41 @@ def verdict(counts: dict[str, int], interrupted: bool, coverage: list[dict[str, 
 
 
 def verdict_line(doc: dict[str, Any]) -> str:
-    """How the verdict reads: `ACCEPTED`, `INCOMPLETE`, or `ACCEPTED (partial: nccl-multi-node not shown)`."""
+    """How the verdict reads: `ACCEPTED`, `INCOMPLETE`, `ACCEPTED (partial: nccl-multi-node not shown)`,
+    `ACCEPTED (2 advisory warnings)`."""
+    notes = []
     partial = doc.get("partial") or []
     if doc.get("verdict") == ACCEPTED and partial:
-        return f"{ACCEPTED} (partial: {', '.join(partial)} not shown)"
-    return str(doc.get("verdict"))
+        notes.append(f"partial: {', '.join(partial)} not shown")
+    warned = int((doc.get("counts") or {}).get(WARNED) or 0)
+    if warned:
+        notes.append(f"{warned} advisory warning{'s' if warned > 1 else ''}")
+    return f"{doc.get('verdict')} ({'; '.join(notes)})" if notes else str(doc.get("verdict"))
+
+
+def apply_tier(check: CheckResult, tiers: Tiers | None) -> None:
+    """The check's tier from the profile; an advisory check that failed becomes `warned` (idempotent)."""
+    if tiers is None:
+        return
+    tier = tiers.of(*split_nodeid(check.nodeid))
+    check.tier, check.tier_reason = tier.tier, tier.reason
+    if tier.advisory and check.outcome == "failed":
+        check.outcome = WARNED
+
+
+def warnings_of(checks: list[CheckResult], limit: int = 20) -> list[dict[str, Any]]:
+    """summary.json `warnings`: one entry per advisory check that warned (its nodes, the tier's reason, a message)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for c in checks:
+        if c.outcome != WARNED:
+            continue
+        name = c.nodeid.split("[", 1)[0]
+        group = groups.setdefault(name, {"check": name, "tier": c.tier, "reason": c.tier_reason, "count": 0,
+                                         "nodeids": [], "message": c.message})
+        group["count"] += 1
+        if len(group["nodeids"]) < limit:
+            group["nodeids"].append(c.nodeid)
+    return list(groups.values())
 
 
 def outcomes_of(checks: list[CheckResult]) -> list[Outcome]:
@@ -156,6 +193,8 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
                   deselected: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """The summary.json document (already redacted). `judge_required`: the run included the acceptance suites, so
     the profile's required evidence is judged (a plugin test or a user's own suite is not held to it)."""
+    for check in checks:
+        apply_tier(check, run.tiers)
     counts = count_outcomes(checks)
     coverage = judge_coverage(run.required, run.nodes, outcomes_of(checks), deselected or ()) if judge_required else []
     result, reasons = verdict(counts, run.interrupted, coverage, run.partial, run.leftovers)
@@ -178,6 +217,7 @@ def build_summary(run: RunInfo, checks: list[CheckResult], *, started: str, fini
         "coverage": coverage,
         **({"requirements": requirements} if requirements is not None else {}),
         "teardown_leftovers": list(run.leftovers),
+        "warnings": warnings_of(checks),
         "counts": counts,
         "skips": [{"nodeid": c.nodeid, "reason": c.skip_reason} for c in checks if c.outcome == "skipped"],
         "fingerprint": fingerprint(run, checks),

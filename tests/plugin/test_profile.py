@@ -144,7 +144,7 @@ def test_the_plugin_reports_profile_errors_as_usage_errors(pytester: pytest.Pyte
 
 def test_default_profile_is_plain_yaml() -> None:
     data = yaml.safe_load(DEFAULT_PROFILE.read_text())
-    assert set(data) == {"cluster", "probes", "defaults", "families", "instances", "required"}
+    assert set(data) == {"cluster", "probes", "defaults", "families", "instances", "required", "tiers"}
 
 
 @pytest.mark.parametrize("text, expected", [("8", 8), ("512M", 512 * 1024**2), ("2G", 2 * 1024**3),

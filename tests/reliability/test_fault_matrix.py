@@ -78,6 +78,10 @@ def test_suite_outcome_matches_table(scenario: str, suite_result: Callable[[str]
     assert run.cases, f"`pytest suites --sim={scenario}` produced no JUnit results.\n{_explain(run)}"
     wrong = judge_row(row, run.cases)
     summary = _summary(run)
+    if row.verdict == "ACCEPTED":      # a test that fails without blocking is advisory, and says so (WARN)
+        blocking = [c["nodeid"] for c in summary.get("checks", []) if c["outcome"] in ("failed", "error")]
+        wrong += [f"{n} failed under {scenario} (ACCEPTED) without being advisory (summary.json outcome warned)"
+                  for n in blocking]
     if summary.get("verdict") != row.verdict:
         wrong.append(f"the verdict of {scenario} must be {row.verdict}, summary.json says "
                      f"{summary.get('verdict', 'nothing (no summary.json)')}: {summary.get('verdict_reasons')}")
