@@ -57,13 +57,45 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str] | str]] = [
     (_KEY_VALUE, _mask_value),
 ]
 
+# What a text must contain for each rule to match at all (substrings of every match; `lower` for the case-insensitive
+# rules): checked in C before the rule's regex scans the text. Redaction was 40% of the report plugin's CPU on
+# nvidia-smi and NCCL outputs, which hold none of these.
+_RUN_40 = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])")   # a run of exactly 40 (_AWS_SECRET)
+_KEY_WORDS = ("key-data", "certificate-data", "authority-data", "aws_", "secret", "token", "passw", "api_key",
+              "api-key", "apikey")      # every _SECRET_KEYS alternative holds one
+_NEEDED: dict[re.Pattern[str], Callable[[str, str], bool]] = {
+    _PEM: lambda t, low: "-----BEGIN " in t,
+    _JWT: lambda t, low: "eyJ" in t,
+    _BEARER: lambda t, low: "bearer" in low or "basic" in low,
+    _TOKEN_FLAG: lambda t, low: "--token" in t or "--password" in t,
+    _AWS_SESSION: lambda t, low: "FwoGZXIvYXdzE" in t or "IQoJb3JpZ2lu" in t,
+    _AWS_KEY_ID: lambda t, low: any(p in t for p in ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA",
+                                                       "APKA")),
+    _AWS_SECRET: lambda t, low: _RUN_40.search(t) is not None,
+    _KEY_VALUE: lambda t, low: any(w in low for w in _KEY_WORDS),
+}
+
+
+def redact_all_rules(text: str) -> str:
+    """Every rule over the whole text: what redact() must equal (tests compare them)."""
+    for pattern, repl in _RULES:
+        text = pattern.sub(repl, text)
+    return text
+
 
 def redact(text: str) -> str:
     """Return `text` with secrets replaced by `[REDACTED]`; other text is left byte-for-byte."""
     if not text:
         return text
+    lower: str | None = None
     for pattern, repl in _RULES:
-        text = pattern.sub(repl, text)
+        if lower is None:    # re.IGNORECASE also matches i and s to the dotless i and the long s
+            lower = text.lower().replace("\u0131", "i").replace("\u017f", "s")
+        if not _NEEDED[pattern](text, lower):
+            continue
+        new = pattern.sub(repl, text)
+        if new != text:
+            text, lower = new, None
     return text
 
 
