@@ -30,6 +30,8 @@ EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: s
 NODE_ATTR = "gpucluster_node"            # {"node": ..., "instance_type": ..., "zone": ..., "nodes": [...]}
 KEEP_PASSING_ROWS = 150                  # passing checks kept as rows (summarised) before only one per test and type
 FULL_PER_CHECK = 5                       # failing / not-shown checks of one test and type with their outputs in full
+ROWS_PER_CHECK = 20                      # ... with a row at all; past it, the results note lists the nodes, linked
+                                         # to their evidence files (a test failing on 200 nodes: 5 MB of rows)
 
 
 @dataclass
@@ -182,10 +184,11 @@ class ReportCollector:
             state.shown_in_full.add(key)
             check.kept = full or state.kept_passing < KEEP_PASSING_ROWS
             state.kept_passing += check.kept
-        else:   # every failing and not-shown check keeps its row; the first few of a test and type in full
+        else:   # failing and not-shown checks keep their rows, the first few of a test and type in full, up to a cap
             key = (check_name(check.nodeid), f"{check.instance_type}:{check.outcome}")
             state.full_counts[key] = state.full_counts.get(key, 0) + 1
             full = state.full_counts[key] <= FULL_PER_CHECK
+            check.kept = state.full_counts[key] <= ROWS_PER_CHECK
         if not check.kept:
             state.dropped.add(check.nodeid)
         elif self.html:
@@ -320,15 +323,16 @@ class HtmlHooks:
                        grid_block(checks, link, evidence_file, nodes_missing(doc.get("coverage") or [])),
                        headline.headline_block(checks, (doc.get("profile") or {}).get("values") or {}),
                        html_parts.criteria_block(doc), html_parts.fingerprint_block(doc),
-                       html_parts.results_note(shown, len(checks))])
+                       html_parts.results_note(shown, len(checks), checks, evidence_file)])
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         cells.insert(2, "<th>Key figures</th>")
 
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        if report.nodeid in self.state.dropped and report.passed:   # folded into the grid and the evidence file
-            if report.when == "call" and self.report_data is not None:
-                self.report_data.outcomes = "passed"    # pytest-html's counter still counts it
+        if report.nodeid in self.state.dropped:     # folded into the grid, the results note and the evidence file
+            counted = report.when == "call" or report.when in ("setup", "teardown") and not report.passed
+            if counted and self.report_data is not None:
+                self.report_data.outcomes = html_parts.html_outcome(report)   # pytest-html's counter still counts it
             cells.clear()
             return
         ev = getattr(report, EVIDENCE_ATTR, None) or {}

@@ -133,8 +133,8 @@ def grid_block(checks: Sequence[CheckResult], link: Link, evidence_file: Callabl
            + f'{counts[PASS]} passing. <span class="gc-p">\u2713</span> pass '
            '<span class="gc-f">\u2717</span> fail <span class="gc-n">?</span> not shown (could not be judged) '
            '<span class="gc-k">xf</span> known failure (xfail: not evidence) <span class="gc-w">!</span> WARN (an '
-           'advisory check failed: shown, not blocking). A mark links to the check in this report '
-           'or to the node\'s complete evidence file.</p>',
+           'advisory check failed: shown, not blocking). A mark other than a pass links to the check in this report '
+           '(or the node\'s evidence file); a node\'s name links to its complete evidence file.</p>',
            f'<table class="gc-grid" style="width:{width}em">{head}']
     for r in bad:
         out.append(_row_html(r, areas, link, evidence_file(r.node)))
@@ -173,16 +173,22 @@ def _row_html(row: Row, areas: Sequence[str], link: Link, file: str | None, cls:
             cells.append("<td></td>")
             continue
         css, mark = _MARK[cell.state]
+        if cell.state == PASS:
+            # A pass mark would link to the node's evidence file, which the node's name links to already: ~0.6 KB
+            # per node of links and tooltips repeated in every row of a 200-node grid.
+            cells.append(f'<td class="{css}">{mark}</td>')
+            continue
         worst = cell.worst
-        title = "" if terse and cell.state == PASS else f' title="{escape(_tip(cell, worst), quote=True)}"'
         node = None if row.node == CLUSTER else row.node
-        cells.append(f'<td class="{css}"><a href="{escape(link(worst, node))}"{title}>{mark}</a></td>')
+        cells.append(f'<td class="{css}"><a href="{escape(link(worst, node))}" '
+                     f'title="{escape(_tip(cell, worst, row.node), quote=True)}">{mark}</a></td>')
     return f'<tr class="{cls or "gc-" + row.state.replace(" ", "-")}">{head}{"".join(cells)}</tr>'
 
 
-def _tip(cell: Cell, worst: CheckResult) -> str:
+def _tip(cell: Cell, worst: CheckResult, node: str) -> str:
+    """`3 check(s): 1 fail, 2 pass. test_x: failed: <message>`: the row names the node, so the tip does not."""
     n = Counter(_STATE.get(c.outcome, FAIL) for c in cell.checks)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(n.items(), key=lambda kv: _RANK[kv[0]]))
-    name = worst.name
-    text = worst.message or worst.skip_reason or ""
+    name = worst.name.split("[", 1)[0]
+    text = (worst.message or worst.skip_reason or "").replace(f"{node}/{worst.instance_type}: ", "")
     return f"{len(cell.checks)} check(s): {counts}. {name}: {worst.outcome}" + (f": {text[:160]}" if text else "")

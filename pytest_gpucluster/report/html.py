@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 from html import escape
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from pytest_gpucluster.report.coverage import requirement_line
 from pytest_gpucluster.report.evidence_files import summarise
 from pytest_gpucluster.report.redact import redact
-from pytest_gpucluster.report.summary import ACCEPTED, INCOMPLETE, verdict_line
+from pytest_gpucluster.report.summary import ACCEPTED, INCOMPLETE, CheckResult, verdict_line
 
 # Inline styles (the report stays one self-contained file). `body` becomes a flex column so the
 # verdict/criteria block (pytest-html's summary section) is the first thing under the title,
@@ -304,14 +304,47 @@ def evidence_block(evidence: dict[str, Any], *, failed: bool, anchor: str | None
     return "".join(out)
 
 
-def results_note(shown: int, total: int) -> str:
-    """Above pytest-html's table, when passing checks were folded out of it."""
+def results_note(shown: int, total: int, checks: Sequence[CheckResult] = (),
+                 evidence_file: Callable[[str | None], str | None] = lambda node: None) -> str:
+    """Above pytest-html's table, when checks were folded out of it: what the table holds, and per test and type the
+    failing / not-shown checks past its rows (each node linked to its evidence file)."""
     if shown >= total:
         return ""
-    return (f'<div class="gc-section" id="gc-results-note"><p>The results table below lists {shown} of {total} '
-            "checks: every failing, errored and not-shown check, and one passing check of each test and instance "
-            "type in full. The other passing checks are marks in the grid above; their complete evidence is in "
-            "evidence/&lt;node&gt;.txt.gz beside this report and their measurements in summary.json.</p></div>")
+    folded: dict[tuple[str, str, str], list[CheckResult]] = {}
+    for c in checks:
+        if not c.kept and c.outcome not in ("passed", "xfailed"):
+            folded.setdefault((c.name.split("[", 1)[0], c.instance_type or "", c.outcome), []).append(c)
+    out = [f'<div class="gc-section" id="gc-results-note"><p>The results table below lists {shown} of {total} '
+           "checks: failing, errored and not-shown checks (the first few of each test and instance type in full, at "
+           "most a few dozen rows each), and one passing check of each test and instance type in full. The other "
+           "checks are marks in the grid above; their complete evidence is in evidence/&lt;node&gt;.txt.gz beside "
+           "this report and their measurements and messages in summary.json.</p>"]
+    if folded:
+        rows = []
+        for (name, itype, outcome), members in sorted(folded.items()):
+            links = []
+            for c in members:
+                node = c.node or ""
+                href = evidence_file(c.nodes[0] if c.nodes else c.node)
+                label = escape(node.replace("+", " + "))
+                links.append(f'<a href="{escape(href)}">{label}</a>' if href else label)
+            word = "not shown" if outcome == "skipped" else outcome
+            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(itype)}</td><td>{_e(word)}</td><td>{len(members)}</td>"
+                        f"<td>{', '.join(links)}</td></tr>")
+        head = "".join(f"<th>{h}</th>" for h in ("check", "instance type", "outcome", "more", "on (evidence file)"))
+        out.append("<h3>Also failing or not shown, without a row below</h3>"
+                   f'<table class="gc"><tr>{head}</tr>{"".join(rows)}</table>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def html_outcome(report: Any) -> str:
+    """pytest-html's outcome word for a phase report (its counters' key): Error for a failed setup/teardown."""
+    if report.when in ("setup", "teardown") and report.failed:
+        return "Error"
+    if hasattr(report, "wasxfail"):
+        return "XPassed" if report.outcome in ("passed", "failed") else "XFailed"
+    return str(report.outcome).capitalize()
 
 
 ATTACHMENT_LIMIT = 256 * 1024
