@@ -9,6 +9,10 @@ CPU on the 2-core VM, so 1,000 is synthesised by default; the table says which e
     python benchmarks/report_scale.py                    # real 10 and 200, synthesised 1000 (from the 10-node run)
     python benchmarks/report_scale.py --real 10 --synth 10 200 1000
     python benchmarks/report_scale.py --keep /tmp/reports   # keep the report folders
+    python benchmarks/report_scale.py --real --synth 200 --bad-night --capture tests/report/data/capture-healthy.jsonl.gz
+
+Multi-node checks are replayed over the fleet in disjoint groups of the captured group's size (100 pairs at 200
+nodes); --bad-night adds, per size, a run where the checks of BAD_NIGHT fail on every node and group.
 
 Columns: nodes, checks, grid rows (nodes), results-table rows, report.html size, evidence folder size,
 summary.json size and per node, headless Chromium wall time to load and render (`--dump-dom`, median of 3).
@@ -16,6 +20,8 @@ summary.json size and per node, headless Chromium wall time to load and render (
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import gzip
 import json
 import os
 import re
@@ -30,6 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE_ENV = "GPUCLUSTER_REPORT_CAPTURE"     # the capture plugin's output file (JSON lines)
+# A bad night at fleet scale: node health and nvidia-smi fail on every node, both multi-node NCCL checks on every group.
+BAD_NIGHT = {"test_nvlink_and_fabric_ready": 1.0, "test_nvidia_smi_sees_every_gpu": 1.0,
+             "test_bus_bandwidth_across_nodes_meets_floor": 1.0, "test_all_reduce_is_correct_across_nodes": 1.0}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--virtual-time-budget=5000"]
@@ -71,7 +80,7 @@ class G:
 TEMPLATES = json.load(open({templates!r}))[{module!r}]
 NODES = json.load(open({nodes!r}))
 
-def _replay(t, subs, evidence):
+def _replay(t, subs, evidence, failing=False):
     def s(x):
         if isinstance(x, str):
             for a, b in subs:
@@ -95,6 +104,9 @@ def _replay(t, subs, evidence):
     for node, conds in ev.get("conditions", {{}}).items():
         evidence.node_conditions(node, conds)
     evidence.versions(**ev.get("versions", {{}}))
+    if failing:                               # an injected failure (--fail): the check's own evidence, failed
+        pytest.fail(f"synthesised failure of {{t['function']}}: " + s(t["message"] or "as captured, but failed"),
+                    pytrace=False)
     if t["outcome"] == "failed":
         pytest.fail(s(t["message"]), pytrace=False)
     if t["outcome"] == "skipped":
@@ -102,21 +114,26 @@ def _replay(t, subs, evidence):
 
 def _params(t):
     node = t["node"]
+    fail = t.get("fail", 0)
     if node is None:
-        return [pytest.param(None, [], id=t["id"])]
-    if len(node.get("nodes") or []) > 1:      # a multi-node group: as many groups as the real run had
-        names = node["nodes"]
-        return [pytest.param(G(node["instance_type"], tuple(N(n, node["instance_type"], node.get("zone") or "")
-                                                             for n in names)), [], id=t["id"])]
+        return [pytest.param(None, [], fail > 0, id=t["id"])]
+    if len(node.get("nodes") or []) > 1:      # a multi-node group: the fleet in disjoint groups of that size
+        names, itype = node["nodes"], node["instance_type"]
+        size = len(names)
+        groups = [NODES[i:i + size] for i in range(0, len(NODES) - size + 1, size)]
+        return [pytest.param(G(itype, tuple(N(m["name"], itype, m["zone"]) for m in g)),
+                             list(zip(names, [m["name"] for m in g])), i < fail,
+                             id="+".join(m["name"] for m in g) + "/" + itype) for i, g in enumerate(groups)]
     if t["per_type"]:                         # one node per instance type (single-node NCCL)
-        return [pytest.param(N(node["node"], node["instance_type"], node.get("zone") or ""), [], id=t["id"])]
-    return [pytest.param(N(n["name"], n["instance_type"], n["zone"]), [(node["node"], n["name"])],
-                         id=f"{{n['name']}}/{{n['instance_type']}}") for n in NODES]
+        return [pytest.param(N(node["node"], node["instance_type"], node.get("zone") or ""), [], fail > 0,
+                             id=t["id"])]
+    return [pytest.param(N(n["name"], n["instance_type"], n["zone"]), [(node["node"], n["name"])], i < fail,
+                         id=f"{{n['name']}}/{{n['instance_type']}}") for i, n in enumerate(NODES)]
 
 def _make(t):
-    @pytest.mark.parametrize("target,subs", _params(t))
-    def test(target, subs, evidence):
-        _replay(t, subs, evidence)
+    @pytest.mark.parametrize("target,subs,failing", _params(t))
+    def test(target, subs, failing, evidence):
+        _replay(t, subs, evidence, failing)
     test.__name__ = t["function"]
     return test
 
@@ -133,7 +150,8 @@ def pytest_addoption(parser):
 
 def templates(capture: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """One template per test function (the first node's report), grouped by module; and the template node name."""
-    rows = [json.loads(line) for line in capture.read_text().splitlines() if line.strip()]
+    text = gzip.decompress(capture.read_bytes()).decode() if capture.suffix == ".gz" else capture.read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     last: dict[str, dict[str, Any]] = {}
     for r in rows:                      # the call report, or the setup report of a check skipped/failed there
         last[r["nodeid"]] = r
@@ -160,23 +178,31 @@ def templates(capture: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
     return out, first_node
 
 
-def synthesise(capture: Path, n: int, work: Path) -> Path:
-    """Write and run the replay suite over n nodes; returns the report folder."""
+def synthesise(capture: Path, n: int, work: Path, fail: dict[str, float] | None = None,
+               extra: list[str] | None = None) -> Path:
+    """Write and run the replay suite over n nodes; returns the report folder. `fail`: test function name glob ->
+    fraction of its nodes (or groups) made to fail with their captured evidence (a bad night's run)."""
     suite = work / f"synth-{n}"
     suite.mkdir(parents=True)
     tmpl, _ = templates(capture)
+    for module in tmpl.values():
+        for t in module:
+            fraction = max((f for glob, f in (fail or {}).items() if fnmatch.fnmatchcase(t["function"], glob)),
+                           default=0.0)
+            t["fail"] = int(round(fraction * n))
     (suite / "templates.json").write_text(json.dumps(tmpl))
     nodes = [{"name": f"ip-10-{i // 65025 % 256}-{i // 255 % 255}-{i % 255 + 1}.us-west-2.compute.internal",
               "instance_type": "p5.48xlarge", "zone": "us-west-2a"} for i in range(n)]
     (suite / "nodes.json").write_text(json.dumps(nodes))
     (suite / "conftest.py").write_text(SYNTH_CONFTEST)
+    (suite / "pytest.ini").write_text("[pytest]\n")
     for module in tmpl:
         (suite / f"{module}.py").write_text(SYNTH_MODULE.format(templates=str(suite / "templates.json"),
                                                                  nodes=str(suite / "nodes.json"), module=module))
     reports = work / f"reports-synth-{n}"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:gpucluster", "-p", "pytest_gpucluster.report.plugin",
-           "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir", str(suite), "-c", str(suite / "conftest.py"),
-           "--gpucluster-report-dir", str(reports), str(suite)]
+           "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir", str(suite), "-c", str(suite / "pytest.ini"),
+           "--gpucluster-report-dir", str(reports), *(extra or []), str(suite)]
     subprocess.run(cmd, cwd=suite, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
                    stderr=subprocess.STDOUT, check=False)
     return _only_dir(reports)
@@ -276,8 +302,13 @@ def main() -> int:
     ap.add_argument("--synth", type=int, nargs="*", default=[1000], help="sizes synthesised from the smallest real run")
     ap.add_argument("--keep", type=Path, help="keep the report folders (and the capture) here")
     ap.add_argument("--render-only", type=Path, nargs="*", help="only measure these kept report folders")
-    ap.add_argument("--capture", type=Path, help="synthesise from this capture (capture.jsonl of a kept run)")
+    ap.add_argument("--capture", type=Path, help="synthesise from this capture (capture.jsonl[.gz] of a kept run)")
+    ap.add_argument("--fail", nargs="*", default=[], metavar="TEST=FRACTION",
+                    help="also synthesise each size with these tests failing on that fraction of nodes / groups "
+                         f"(default with --bad-night: {' '.join(f'{k}={v:g}' for k, v in BAD_NIGHT.items())})")
+    ap.add_argument("--bad-night", action="store_true", help="add a synthesised row per size with --fail's failures")
     args = ap.parse_args()
+    failures = {k: float(v) for k, _, v in (f.partition("=") for f in args.fail)} or dict(BAD_NIGHT)
     if args.render_only:
         rows = [measure(f, f.parent.name) for f in args.render_only]
         render_all(rows)
@@ -298,6 +329,9 @@ def main() -> int:
         for n in sorted(args.synth):
             rows.append(measure(synthesise(capture, n, work), f"synthesised {n}"))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+            if args.bad_night:
+                rows.append(measure(synthesise(capture, n, work / "bad", failures), f"synthesised {n}, bad night"))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
         render_all(rows)
         print()
         print(table(rows))
