@@ -216,6 +216,19 @@ def test_torch_reports_allocated_gpus(bin_dir: Path, tmp_path: Path, healthy: Sc
     assert pod.run("python3", "-c", "import torch; print(torch.cuda.device_count())").stdout.strip() == "0"
 
 
+def test_torch_matmul_load_waits_for_the_gpu_instead_of_spinning_the_host(bin_dir: Path, tmp_path: Path,
+                                                                         healthy: Scenario) -> None:
+    """The node-health probe's load loop (kube/healthprobes.LOAD, here for 1 s): a 4096^3 matmul takes ~2 ms on an
+    H100's FP32 units (67 TFLOPS), the 8 GPUs work in parallel and synchronize() waits for the queued work, so the
+    loop gets through at most ~490 rounds a second; a matmul that cost nothing let it spin a host core instead."""
+    code = ("import time, torch\nxs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(8)]\n"
+            "t, rounds = time.time(), 0\nwhile time.time() - t < 1:\n    [x @ x for x in xs]\n"
+            "    torch.cuda.synchronize()\n    rounds += 1\nprint(rounds)")
+    out = Pod(bin_dir, tmp_path, healthy).run("python3", "-c", code, env={"NVIDIA_VISIBLE_DEVICES": "x"})
+    assert out.returncode == 0, out.stderr
+    assert 1 <= int(out.stdout) <= 500, out.stdout
+
+
 def test_tool_output_override_replays_a_real_file(bin_dir: Path, tmp_path: Path) -> None:
     sample = SAMPLES / "nvidia-smi" / "h100-x8-550-no-date-no-procs.txt"
     scenario_file = tmp_path / "replay.yaml"

@@ -1,6 +1,7 @@
 """torch.cuda of the fake torch: the pod's allocated GPUs as NVIDIA_VISIBLE_DEVICES exposes them."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -21,7 +22,23 @@ class _DeviceProperties(NamedTuple):
     uuid: str
 
 
+# FP32 (non-tensor-core) peak throughput per GPU, FLOP/s, from NVIDIA's datasheets (H100 SXM5: 67 TFLOPS; H200 SXM:
+# 67; A100: 19.5; L40S: 91.6; A10G/A10: 31.2; L4: 30.3); other GPUs: the A100's. What a queued matmul takes.
+_FP32_FLOPS = {"H100": 67e12, "H200": 67e12, "A100": 19.5e12, "L40S": 91.6e12, "A10G": 31.2e12, "L4": 30.3e12}
+_busy_until: dict[int, float] = {}       # device -> when the work queued on it so far is done (time.monotonic)
+
+
+def enqueue(device: int, flop: float) -> None:
+    """Queue `flop` of work on the device's stream: it finishes after the work already queued."""
+    name = str(_get(device)["name"])
+    rate = next((v for k, v in _FP32_FLOPS.items() if k in name.split()), 19.5e12)
+    start = max(time.monotonic(), _busy_until.get(device, 0.0))
+    _busy_until[device] = start + flop / rate
+
+
+@functools.lru_cache(maxsize=1)
 def _gpus() -> list[dict[str, Any]]:
+    """The pod's GPUs, read once per process (the context file is written before the container starts)."""
     path = os.environ.get("GPUCLUSTER_SIM_CONTEXT")
     if not path or os.environ.get("NVIDIA_VISIBLE_DEVICES") in (None, "", "void", "none"):
         return []
@@ -77,7 +94,12 @@ def get_device_properties(device: int = 0) -> _DeviceProperties:
 
 
 def synchronize(device: int | None = None) -> None:
-    _get(device or 0)
+    """Wait for the work queued on the device (the current one, 0, by default), without spending host CPU."""
+    index = device or 0
+    _get(index)
+    remaining = _busy_until.get(index, 0.0) - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
 
 
 def _start(device: int) -> None:
