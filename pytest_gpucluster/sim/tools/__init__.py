@@ -1,6 +1,7 @@
 """The fake tools (one wrapper each) the image catalog (images.py) places in an image, and absolute-path mapping."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -33,13 +34,27 @@ _DEV_NVIDIA = re.compile(r"(?<![\w./-])/dev/nvidia")
 _TMP = re.compile(r"(?<![\w./-])/tmp(?![\w.+-])")
 
 
+TOOL_CPU_ENV = "GPUCLUSTER_SIM_TOOL_CPU"   # benchmarks/scenario_cost.py: a file each wrapper appends its CPU to
+
+
+def wrapper_text(name: str, call: str) -> str:
+    """A fake tool's executable: this interpreter, isolated (-I -S), with the fake package on its path. When the
+    simulated cluster runs under benchmarks/scenario_cost.py (TOOL_CPU_ENV set here; the pod's own environment is
+    scrubbed), the wrapper also appends `<tool> <CPU seconds>` to that file at exit."""
+    measure = os.environ.get(TOOL_CPU_ENV)
+    probe = "" if not measure else (
+        "import atexit, resource\n"
+        f"atexit.register(lambda: open({measure!r}, 'a').write('{name} %.4f\\n' % "
+        "sum(resource.getrusage(resource.RUSAGE_SELF)[:2])))\n")
+    return f"#!{sys.executable} -IS\nimport sys\n{probe}sys.path.insert(0, {str(TOOLS_DIR)!r})\n{call}\n"
+
+
 def install_tools(dest: Path) -> Path:
     """Write one executable wrapper per tool into `dest` (started with this interpreter, -I -S)."""
     dest.mkdir(parents=True, exist_ok=True)
     for name, call in TOOLS.items():
         path = dest / name
-        path.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(TOOLS_DIR)!r})\n{call}\n",
-                        encoding="utf-8")
+        path.write_text(wrapper_text(name, call), encoding="utf-8")
         path.chmod(0o755)
     return dest
 

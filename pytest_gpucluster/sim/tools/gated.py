@@ -3,11 +3,10 @@ nv-hostengine live in NVIDIA's DCGM image): dmesg in a privileged pod that mount
 kernel-log reader)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-from . import TOOLS_DIR
+from . import wrapper_text
 
 # group -> tool -> python call run by the wrapper
 GATED: dict[str, dict[str, str]] = {
@@ -23,8 +22,7 @@ def install(root: Path) -> dict[str, Path]:
         dest.mkdir(parents=True, exist_ok=True)
         for name, call in tools.items():
             path = dest / name
-            path.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(TOOLS_DIR)!r})\n{call}\n",
-                            encoding="utf-8")
+            path.write_text(wrapper_text(name, call), encoding="utf-8")
             path.chmod(0o755)
         out[group] = dest
     return out
