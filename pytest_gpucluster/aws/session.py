@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import boto3
 import botocore.exceptions
+import botocore.session
 import yaml
 from botocore.config import Config
 
@@ -194,6 +195,24 @@ _UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions
 _PAGE_TOKENS = {"list_objects_v2": ("ContinuationToken", "NextContinuationToken")}
 
 
+_LOADER: Any = None     # botocore's service-model loader, shared by every session of this process
+
+
+def _boto_session(**kwargs: Any) -> boto3.Session:
+    """A boto3 session whose service-model loader is shared by every session this process opens: each new session
+    read and decoded the EC2 and STS models again (megabytes of JSON that never change during a run)."""
+    global _LOADER
+    core = botocore.session.Session()
+    if _LOADER is None:
+        _LOADER = core.get_component("data_loader")
+    else:
+        core.register_component("data_loader", _LOADER)
+    session = boto3.Session(botocore_session=core, **kwargs)
+    _LOADER.search_paths[:] = list(dict.fromkeys(_LOADER.search_paths))   # boto3 adds its folder per session
+    core.get_scoped_config()   # reads the profile now: an unknown one raises ProfileNotFound, as boto3.Session does
+    return session
+
+
 def open_session(*, profile: str | None = None, region: str | None = None,
                  target: ClusterTarget | None = None, env: Mapping[str, str] | None = None,
                  verify: bool = True) -> AwsSession:
@@ -216,13 +235,13 @@ def _open_session(*, profile: str | None, region: str | None, target: ClusterTar
     endpoint = None
     try:
         if env:
-            boto = boto3.Session(aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            boto = _boto_session(aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
                                  aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
                                  aws_session_token=env.get("AWS_SESSION_TOKEN"),
                                  region_name=env.get("AWS_DEFAULT_REGION"))
             endpoint = env.get("AWS_ENDPOINT_URL")
         else:
-            boto = boto3.Session(profile_name=profile or target.profile)
+            boto = _boto_session(profile_name=profile or target.profile)
     except botocore.exceptions.ProfileNotFound as exc:
         raise NoCredentials(f"AWS profile {profile or target.profile!r} is not in ~/.aws/config or "
                             "~/.aws/credentials; fix --gpucluster-aws-profile / AWS_PROFILE") from exc
