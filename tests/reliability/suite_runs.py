@@ -108,7 +108,13 @@ def plugin_args() -> list[str]:
 
 
 def env_for_child(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ, **NO_WAIT_ENV, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    # Bytecode caches are written, even where the environment says not to (PYTHONDONTWRITEBYTECODE: this one was set
+    # here too): each of the ~40 suite runs of a CI run otherwise compiled the package from source in the pytest and
+    # the simulated cluster's processes and rewrote the asserts of every plugin module pytest rewrites (the suites,
+    # pytest_gpucluster, hypothesis). __pycache__ is git-ignored; writers replace cache files atomically, so
+    # concurrent runs are safe.
+    env = dict(os.environ, **NO_WAIT_ENV, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_ADDOPTS", None)
     env.update(extra or {})
@@ -122,8 +128,9 @@ def suite_command(target: Sequence[str], out_dir: Path, *paths: str, extra: Sequ
                   via: str = PYTEST) -> list[str]:
     """`python -m pytest <paths> <target> --junitxml=... --gpucluster-report-dir=...` with the checkout's suites, or
     the nightly job's `gpucluster run <modules> <target> ...` (the installed suites folder as rootdir)."""
+    # hypothesis (a test dependency, not the suites') imports itself at every run's terminal summary: ~1 s of CPU
     outputs = [f"--junitxml={out_dir / 'junit.xml'}", f"--gpucluster-report-dir={out_dir / 'reports'}",
-               "-p", "no:cacheprovider", "-q", "-rA"]
+               "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-rA"]
     if via == GPUCLUSTER_RUN:
         modules = [Path(p).name for p in paths]
         return [sys.executable, "-m", "pytest_gpucluster.cli", "run", *modules, *target, *outputs, *extra]
