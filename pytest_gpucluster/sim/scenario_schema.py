@@ -41,12 +41,14 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "dcgm-diag-fail": frozenset({"gpu_index", "test"}),
     "driver-mismatch": frozenset({"version"}),
     "gpu-throttled": frozenset({"gpu_index", "reason"}),
+    # a node cordoned and tainted karpenter.sh/disrupted once `after_probes` of the run's probe pods finished on it
+    "node-disrupted": frozenset({"after_probes"}),
 }
 # Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
                          "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow",
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
-                         "driver-mismatch", "gpu-throttled"})
+                         "driver-mismatch", "gpu-throttled", "node-disrupted"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
 
 

@@ -8,6 +8,7 @@ from pytest_gpucluster.sim.controllers.base import Controller
 from pytest_gpucluster.sim.controllers.daemonsets import DaemonSetController
 from pytest_gpucluster.sim.controllers.jobs import JobController
 from pytest_gpucluster.sim.controllers.karpenter import Karpenter
+from pytest_gpucluster.sim.controllers.karpenter_disruption import Disruption
 from pytest_gpucluster.sim.controllers.mpi_operator import MpiOperator
 from pytest_gpucluster.sim.controllers.deviceplugins import DevicePluginController, NodeFacts, plugin_fault_behaviour
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
@@ -38,6 +39,7 @@ def build_controllers(store: Any, scenario: Any, workdir: Path, aws: Any | None)
         DaemonSetController(store, scenario, behaviour=plugin_fault_behaviour(facts)),
         DevicePluginController(store, scenario, facts),
         PodGarbageCollector(store, scenario),
+        Disruption(store, scenario),
     ]
     controllers.extend(_optional_controllers(store, scenario, workdir, aws, facts))
     from pytest_gpucluster.sim.kubelet import Kubelet  # the world engineer's; imported late on purpose
