@@ -7,7 +7,7 @@ import pytest
 
 from .kube import errors, kubeconfig
 from .kube.client import Cluster
-from .kube.discovery import Inventory, NodeInfo
+from .kube.discovery import Inventory, NodeInfo, TransitionWatch
 from .kube.plugins import Plugins, find_plugins
 from .kube.probes import ProbeContext, ProbeResult, ProbeSpec
 from .profile import Profile
@@ -46,7 +46,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         attr, words = NODE_PARAMS[name]
         nodes: list[NodeInfo] = getattr(inventory, attr)
         if nodes:
-            metafunc.parametrize(name, nodes, ids=[n.id for n in nodes])
+            metafunc.parametrize(name, [pytest.param(n, marks=pytest.mark.skip(reason=in_transition(n.id, n.transition)))
+                                        if n.transition else n for n in nodes], ids=[n.id for n in nodes])
         else:
             scope = f" matching {inventory.selector!r}" if inventory.selector else ""
             reason = f"no {words}{scope} in the cluster ({len(inventory.all_nodes)} nodes discovered)"
@@ -56,6 +57,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                            "profile does not require it for their type (efa_required)")
             metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
                                  ids=[f"no-{name.replace('_node', '')}-nodes"])
+
+
+def in_transition(node_id: str, why: str) -> str:
+    """The skip reason of a check on a node in transition (kube/discovery.transition_of): not shown, never failed."""
+    return (f"{node_id} is in transition ({why}): its checks are not shown; run again once it is Ready, uncordoned "
+            "and initialised, or once it is replaced")
+
+
+def nodes_of(request: pytest.FixtureRequest) -> list[NodeInfo]:
+    """The nodes a test is about: its NodeInfo parameters and the members of group parameters (`.nodes`)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {}) or {}
+    out: list[NodeInfo] = []
+    for value in params.values():
+        members = value.nodes if isinstance(getattr(value, "nodes", None), tuple) else (value,)
+        out.extend(m for m in members if isinstance(m, NodeInfo))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _nodes_in_transition(request: pytest.FixtureRequest) -> None:
+    """A check on a node that went into transition during the run (cordoned, disrupted, NotReady) is not shown with
+    the reason, never failed. Runs after the module's probe fleets (function scope comes last), so what the fleets
+    met on that node is judged as the node's transition."""
+    nodes = nodes_of(request)
+    if not nodes:
+        return
+    watch: TransitionWatch = request.getfixturevalue("node_transitions")
+    moving = watch.of([n.name for n in nodes])
+    if moving:
+        pytest.skip("; ".join(in_transition(n.id, moving[n.name]) for n in nodes if n.name in moving))
+
+
+@pytest.fixture(scope="session")
+def node_transitions(cluster: Cluster, inventory: Inventory) -> TransitionWatch:
+    """Which nodes are in transition now (one node list per second at most), written onto the inventory."""
+    return TransitionWatch(cluster, inventory)
 
 
 @pytest.fixture(scope="session")

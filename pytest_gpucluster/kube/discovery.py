@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from . import errors
 from .client import Cluster
@@ -18,12 +19,36 @@ GPU_COUNT_LABELS = ("karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/i
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 NODECLAIMS = "nodeclaims.karpenter.sh"
+NODEPOOLS = "nodepools.karpenter.sh"
+DISRUPTED_TAINT = "karpenter.sh/disrupted"
+INITIALIZED_LABEL = "karpenter.sh/initialized"
 
 
 class HardwareProfile(Protocol):
     """What discovery needs from the acceptance profile (duck-typed to keep kube/ free of profile.py)."""
 
     def for_instance(self, instance_type: str) -> Any: ...
+
+
+def transition_of(node: dict[str, Any]) -> str | None:
+    """Why a node is in transition, or None: NotReady, cordoned (spec.unschedulable), marked for disruption by
+    Karpenter (taint karpenter.sh/disrupted, kubernetes-sigs/karpenter pkg/apis/v1/taints.go), or a Karpenter node
+    not initialised yet (no karpenter.sh/initialized=true: Karpenter sets it once the node is Ready, its startup
+    taints are gone and every requested resource is registered, pkg/controllers/nodeclaim/lifecycle/initialization.go).
+    Its checks are not shown, never failed: it is not the node the cluster will keep, or not yet."""
+    meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    labels = meta.get("labels") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    reasons = []
+    if ready is None or ready.get("status") != "True":
+        reasons.append(f"NotReady ({(ready or {}).get('reason') or 'no Ready condition'})")
+    if spec.get("unschedulable"):
+        reasons.append("cordoned")
+    if any(t.get("key") == DISRUPTED_TAINT for t in spec.get("taints") or []):
+        reasons.append("being disrupted by Karpenter (karpenter.sh/disrupted)")
+    if labels.get(NODEPOOL_LABEL) and labels.get(INITIALIZED_LABEL) != "true":
+        reasons.append("not initialised by Karpenter yet (no karpenter.sh/initialized=true)")
+    return ", ".join(reasons) or None
 
 
 def _time(value: Any) -> float | None:
@@ -63,6 +88,8 @@ class NodeInfo:
     efa_launched: int = 0             # EFA interfaces its Karpenter NodeClaim says were attached (status.capacity)
     ready_since: float | None = None  # the Ready condition's lastTransitionTime (when the node booted, or recovered)
     os_image: str = ""                # status.nodeInfo.osImage (`Amazon Linux 2023...`, `Bottlerocket OS ...`)
+    transition: str | None = None     # why the node is in transition (transition_of), None when it is settled
+    startup_taints: list[dict[str, Any]] = field(default_factory=list)   # its NodePool's spec.template startupTaints
 
     @property
     def id(self) -> str:
@@ -87,7 +114,7 @@ class NodeInfo:
             zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
             expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0),
             efa_required=bool(getattr(inst, "efa_required", False)), ready_since=_time(ready.get("lastTransitionTime")),
-            os_image=str((status.get("nodeInfo") or {}).get("osImage") or ""))
+            os_image=str((status.get("nodeInfo") or {}).get("osImage") or ""), transition=transition_of(node))
 
     @property
     def is_gpu(self) -> bool:
@@ -149,6 +176,12 @@ class Inventory:
     def by_name(self) -> dict[str, NodeInfo]:
         return {n.name: n for n in self.all_nodes}
 
+    @property
+    def transition(self) -> dict[str, str]:
+        """Node name -> why it is in transition (at discovery, or since: TransitionWatch updates the nodes)."""
+        return {n.name: n.transition for n in self.all_nodes if n.transition}
+
+
     def summary_lines(self) -> list[str]:
         """Report-header lines: what was covered and what was not."""
         def types(nodes: list[NodeInfo]) -> str:
@@ -162,6 +195,9 @@ class Inventory:
                                            f"sample {self.sample} per instance type" if self.sample else "") if x)
             lines.append(f"covered {len(self.gpu_nodes)} of {self.total_gpu_nodes} GPU nodes ({how}): "
                          f"{', '.join(n.id for n in self.gpu_nodes[:20])}{' ...' if len(self.gpu_nodes) > 20 else ''}")
+        moving = [f"{n.id} ({n.transition})" for n in self.all_nodes if n.transition]
+        if moving:
+            lines.append(f"in transition (their checks are not shown): {'; '.join(moving)}")
         bare = [n for n in self.all_nodes if n.is_gpu and n.efa_not_needed]
         if bare:
             lines.append(f"not EFA nodes (no EFA attached, not required on their type by the profile): {types(bare)}")
@@ -183,13 +219,25 @@ def launched_efa(cluster: Cluster) -> dict[str, int]:
             for c in claims if (c.get("status") or {}).get("nodeName")}
 
 
+def startup_taints(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
+    """NodePool name -> its spec.template.spec.startupTaints: taints a node carries until an agent is ready on it,
+    which a probe must not tolerate (a probe landing there would judge a node that is not ready for work)."""
+    try:
+        pools = cluster.items(NODEPOOLS)
+    except (errors.NotFound, errors.Forbidden):
+        return {}
+    return {str(p["metadata"]["name"]): list((((p.get("spec") or {}).get("template") or {}).get("spec") or {})
+                                             .get("startupTaints") or []) for p in pools}
+
+
 def discover(cluster: Cluster, profile: HardwareProfile | None = None, *, selector: str | None = None,
              sample: int | None = None) -> Inventory:
-    """One node list, one NodeClaim list (plus one selected list when a selector is given) -> Inventory."""
+    """One node list, one NodeClaim and one NodePool list (plus one selected list when a selector is given)."""
     everything = [NodeInfo.from_node(n, profile) for n in cluster.items("nodes")]
-    efa = launched_efa(cluster)
+    efa, startup = launched_efa(cluster), startup_taints(cluster)
     for node in everything:
         node.efa_launched = efa.get(node.name, 0)
+        node.startup_taints = list(startup.get(node.nodepool or "", []))
     if selector:
         wanted = {n["metadata"]["name"] for n in cluster.items("nodes", label_selector=selector)}
         selected = [n for n in everything if n.name in wanted]
@@ -206,3 +254,29 @@ def discover(cluster: Cluster, profile: HardwareProfile | None = None, *, select
         cpu_nodes=sample_nodes([n for n in selected if not n.is_gpu], sample),
         selector=selector, sample=sample, unknown_instance_types=unknown,
         total_gpu_nodes=len(gpu_all), total_efa_nodes=len(efa_all))
+
+
+class TransitionWatch:
+    """Whether nodes are in transition now (they may enter it during the run): one node list, reused for
+    `max_age_s`; what it sees is written onto the inventory's nodes, so the report lists them."""
+
+    def __init__(self, cluster: Cluster, inventory: Inventory, max_age_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cluster, self.inventory, self.max_age_s, self.clock = cluster, inventory, max_age_s, clock
+        self._read_at: float | None = None
+        self._now: dict[str, str | None] = {}
+
+    def of(self, names: Iterable[str]) -> dict[str, str]:
+        """Node name -> why it is in transition now, for those of `names` that are (a vanished node: it left)."""
+        if self._read_at is None or self.clock() - self._read_at > self.max_age_s:
+            self._now = {n["metadata"]["name"]: transition_of(n) for n in self.cluster.items("nodes")}
+            self._read_at = self.clock()
+        out = {}
+        for name in names:
+            why = self._now.get(name, "left the cluster") if self._now else None
+            if why:
+                out[name] = why
+                node = self.inventory.by_name.get(name)
+                if node is not None:
+                    node.transition = why
+        return out

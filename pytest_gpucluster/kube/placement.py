@@ -29,13 +29,16 @@ def toleration_for(taint: Mapping[str, Any]) -> dict[str, str]:
 
 def tolerations_for(nodes: Iterable[Tainted], extra: Sequence[Mapping[str, str]] = ()) -> list[dict[str, str]]:
     """Tolerations for a probe pinned to `nodes`: `extra` (e.g. the profile's GPU tolerations) plus one per
-    blocking workload taint of those nodes (GPU, EFA, Auto Mode, site taints), never the lifecycle ones.
+    blocking workload taint of those nodes (GPU, EFA, Auto Mode, site taints), never the lifecycle ones nor the
+    node's NodePool startupTaints (a node still carrying one is not ready for work: Karpenter has not initialised it).
     Tolerating the node's own taints lets visibility/EFA/NCCL be judged even where the taints are wrong;
     whether they are right is the taints suite's question."""
     out: list[dict[str, str]] = [dict(t) for t in extra]
     for node in nodes:
+        startup = {(t.get("key"), t.get("effect")) for t in getattr(node, "startup_taints", None) or []}
         for taint in node.taints:
-            if taint.get("effect") not in BLOCKING_EFFECTS or is_lifecycle_taint(taint):
+            if (taint.get("effect") not in BLOCKING_EFFECTS or is_lifecycle_taint(taint)
+                    or (taint.get("key"), taint.get("effect")) in startup):
                 continue
             tol = toleration_for(taint)
             if tol not in out and {"key": tol["key"], "operator": "Exists"} not in out:

@@ -2,6 +2,8 @@
 flight will change ends after a grace period with the scheduler's message, the node's allocatable and the
 device-plugin pods' state, instead of waiting out the probe deadline.
 
+A node in transition (kube/discovery.transition_of: cordoned, disrupted, NotReady, not initialised) ends the pod
+after the grace period too, saying so: its checks are not shown (fixtures.py), so waiting for it helps nothing.
 "Nothing in flight" means: the node exists and is Ready, its NodeClaim (if Karpenter launched it) is initialised,
 no device-plugin pod on it is still starting, and the rejection is one the node itself causes: it has less of an
 extended resource than the pod requests (a GPU/EFA device plugin that is down or never registered), or a taint the
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 from . import errors
 from .client import Cluster
+from .discovery import transition_of
 from .plugins import plugin_role, pod_ready, pod_state
 from .quantity import quantity_or
 from .taints import refused_for_a_taint
@@ -96,6 +99,11 @@ class UnschedulableWatch:
         node = self.cluster.get_or_none("nodes", node_name)
         if node is None:
             return False                      # the fleet's NodeGone check reports a vanished node
+        moving = transition_of(node)
+        if moving:   # cordoned, disrupted, NotReady, not initialised: its checks are not shown (fixtures.py)
+            self.stuck[pod_name] = (f"node {node_name} is in transition ({moving}): scheduler says {message!r}; its "
+                                    "checks are not shown")
+            return True
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         cause = blocking_cause(message, extended_requests(pod), allocatable)
         if cause is None:

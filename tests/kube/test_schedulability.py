@@ -98,3 +98,16 @@ def test_watch_keeps_waiting_while_the_plugin_starts_and_forgets_a_pod_that_sche
     now[0] = 10
     assert not watch.check("p", POD, "n1", INSUFFICIENT)
     assert not watch.check("p", POD, "n1", None) and "p" not in watch.first_seen
+
+
+def test_a_probe_pinned_to_a_node_in_transition_ends_after_the_grace_saying_so() -> None:
+    """A cordoned node refuses with `node(s) were unschedulable`, which nothing in the fail-fast knew: the probe
+    waited out its deadline (600 s by default, per fleet)."""
+    now = [0.0]
+    cordoned = {**READY_NODE, "spec": {"unschedulable": True}}
+    watch = UnschedulableWatch(FakeCluster(cordoned, []), grace_s=3, clock=lambda: now[0])  # type: ignore[arg-type]
+    message = "0/4 nodes are available: 1 node(s) were unschedulable, 3 node(s) didn't match Pod's node affinity."
+    watch.check("p", {"spec": {"containers": [{}]}}, "n1", message)
+    now[0] = 4
+    assert watch.check("p", {"spec": {"containers": [{}]}}, "n1", message)
+    assert watch.stuck["p"].startswith("node n1 is in transition (cordoned)")
