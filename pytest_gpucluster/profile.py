@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
 import pytest
-import yaml
 
+from .profile_yaml import deep_merge, read_yaml
 from .tiers import Tiers, new_entries_without_reason, validate_tiers
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.yaml"
@@ -185,54 +185,6 @@ class Profile:
         return copy.deepcopy(self.data)
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Override wins per key; mappings merge recursively; lists and scalars replace."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-# -- loading with line numbers -------------------------------------------------------------------------
-def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (str(key_node.value),)
-            out[path + key] = key_node.start_mark.line + 1
-            _line_map(value_node, path + key, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, path + (str(i),), out)
-
-
-def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise pytest.UsageError(f"--gpucluster-profile must be a readable YAML file, given: {path} ({exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        column = f", column {mark.column + 1}" if mark else ""
-        raise pytest.UsageError(f"{where}: invalid YAML in acceptance profile: {problem}{column}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise pytest.UsageError(f"{path}:1: an acceptance profile is a YAML mapping (cluster/defaults/families/instances)")
-    lines: dict[tuple[str, ...], int] = {}
-    if node is not None:
-        _line_map(node, (), lines)
-    return data, lines
-
-
 def _non_negative_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -374,7 +326,7 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
                  overlays: Sequence[tuple[str, dict[str, Any]]] = ()) -> Profile:
     """Default profile <- overlays (e.g. a simulated scenario's `profile:` section, labelled) <- the user's
     profile, each deep-merged over the last. UsageError names file, line and key."""
-    data, lines = _read(default_path)
+    data, lines = read_yaml(default_path)
     _Validator(default_path, lines).document(data)
     sources = [default_path]
     shipped_required, required_from = copy.deepcopy(data.get("required") or {}), []
@@ -389,7 +341,7 @@ def load_profile(user_path: str | Path | None = None, *, default_path: Path = DE
         path = Path(user_path).expanduser()
         if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):
             raise pytest.UsageError(f"--gpucluster-profile must be a YAML file (.yaml/.yml), given: {user_path}")
-        user, user_lines = _read(path)
+        user, user_lines = read_yaml(path)
         _Validator(path, user_lines).document(user)
         data = deep_merge(data, user)
         sources.append(path)
