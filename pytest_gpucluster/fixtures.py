@@ -7,7 +7,8 @@ import pytest
 
 from .kube import errors, kubeconfig
 from .kube.client import Cluster
-from .kube.discovery import Inventory, NodeInfo, TransitionWatch
+from .kube.discovery import Inventory, TransitionWatch
+from .kube.objects import NodeInfo
 from .kube.plugins import Plugins, find_plugins
 from .kube.probes import ProbeContext, ProbeResult, ProbeSpec
 from .profile import Profile
@@ -60,7 +61,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def in_transition(node_id: str, why: str) -> str:
-    """The skip reason of a check on a node in transition (kube/discovery.transition_of): not shown, never failed."""
+    """The skip reason of a check on a node in transition (kube/objects.transition_of): not shown, never failed."""
     return (f"{node_id} is in transition ({why}): its checks are not shown; run again once it is Ready, uncordoned "
             "and initialised, or once it is replaced")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Callable
 
 import pytest
@@ -13,7 +12,8 @@ import pytest
 from pytest_gpucluster.checks.karpenter import MARKS
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.nodepool import GPU, NODEPOOLS, PROBE_POOL_LABEL, condition
+from pytest_gpucluster.kube.nodepool import NODEPOOLS, PROBE_POOL_LABEL
+from pytest_gpucluster.kube.objects import GPU_RESOURCE, condition, container_state, is_true, started, timestamp
 from pytest_gpucluster.kube.plugins import Plugins, admits, ds_ref
 from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.kube.taints import taint_text
@@ -22,28 +22,6 @@ from pytest_gpucluster.run import Run
 
 OBSERVE_FACTOR = 1.5      # keep watching a slow launch up to 1.5x the total budget, to report every phase
 POLL_S = 2.0              # each watch request is re-opened at least this often (ends threads promptly)
-
-
-def _ts(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
-
-
-def container_state(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses: list[dict[str, Any]] = (pod.get("status") or {}).get("containerStatuses") or []
-    return dict(statuses[0].get("state") or {}) if statuses else {}
-
-
-def started(state: dict[str, Any]) -> dict[str, Any] | None:
-    """The running or terminated state of a container that did start (a StartError never ran: the runtime refused it)."""
-    if state.get("running"):
-        return dict(state["running"])
-    term = state.get("terminated") or {}
-    return dict(term) if term and term.get("reason") != "StartError" else None
-
-
-def _true(obj: dict[str, Any] | None, ctype: str) -> bool:
-    cond = condition(obj, ctype)
-    return bool(cond and cond.get("status") == "True")
 
 
 @dataclass
@@ -58,7 +36,7 @@ class Seen:
 
     def claim(self) -> dict[str, Any] | None:
         """The NodeClaim that got furthest (the one serving the pod), else the latest."""
-        ranked = sorted(self.claims.values(), key=lambda c: (sum(_true(c, t) for t in ("Launched", "Registered",
+        ranked = sorted(self.claims.values(), key=lambda c: (sum(is_true(c, t) for t in ("Launched", "Registered",
                         "Initialized", "Ready")), c["metadata"].get("creationTimestamp", "")))
         return ranked[-1] if ranked else None
 
@@ -70,29 +48,30 @@ class Seen:
         claim, node, pod = self.claim(), self.node(), self.pod or {}
         state = container_state(pod)
         return {"Nominated": any(e.get("reason") == "Nominated" for e in self.events.values()),
-                "NodeClaim created": claim is not None, "Launched": _true(claim, "Launched"),
-                "Registered": _true(claim, "Registered"), "Initialized": _true(claim, "Initialized"),
-                "NodeClaim Ready": _true(claim, "Ready"), "Node Ready": _true(node, "Ready"),
-                "GPU allocatable": count(((node or {}).get("status") or {}).get("allocatable", {}).get(GPU)) > 0,
+                "NodeClaim created": claim is not None, "Launched": is_true(claim, "Launched"),
+                "Registered": is_true(claim, "Registered"), "Initialized": is_true(claim, "Initialized"),
+                "NodeClaim Ready": is_true(claim, "Ready"), "Node Ready": is_true(node, "Ready"),
+                "GPU allocatable": count(((node or {}).get("status") or {}).get("allocatable", {})
+                                         .get(GPU_RESOURCE)) > 0,
                 "pod scheduled": bool((pod.get("spec") or {}).get("nodeName")),
                 "container started": started(state) is not None,
-                "pod Ready": _true(pod, "Ready")}
+                "pod Ready": is_true(pod, "Ready")}
 
     def cluster_times(self) -> dict[str, float]:
         """The same marks from the objects' own timestamps (whole seconds; none for GPU allocatable)."""
         claim, node, pod = self.claim() or {}, self.node() or {}, self.pod or {}
         state = container_state(pod)
         nominated = [e for e in self.events.values() if e.get("reason") == "Nominated"]
-        when = {"pod created": _ts(pod.get("metadata", {}).get("creationTimestamp")),
-                "Nominated": _ts(nominated[0].get("firstTimestamp") or nominated[0].get("eventTime")) if nominated else None,
-                "NodeClaim created": _ts(claim.get("metadata", {}).get("creationTimestamp")),
-                "container started": _ts((started(state) or {}).get("startedAt"))}
+        when = {"pod created": timestamp(pod.get("metadata", {}).get("creationTimestamp")),
+                "Nominated": timestamp(nominated[0].get("firstTimestamp") or nominated[0].get("eventTime")) if nominated else None,
+                "NodeClaim created": timestamp(claim.get("metadata", {}).get("creationTimestamp")),
+                "container started": timestamp((started(state) or {}).get("startedAt"))}
         for mark, obj, ctype in (("Launched", claim, "Launched"), ("Registered", claim, "Registered"),
                                  ("Initialized", claim, "Initialized"), ("NodeClaim Ready", claim, "Ready"),
                                  ("Node Ready", node, "Ready"), ("pod scheduled", pod, "PodScheduled"),
                                  ("pod Ready", pod, "Ready")):
-            if _true(obj, ctype):
-                when[mark] = _ts((condition(obj, ctype) or {}).get("lastTransitionTime"))
+            if is_true(obj, ctype):
+                when[mark] = timestamp((condition(obj, ctype) or {}).get("lastTransitionTime"))
         return {k: v for k, v in when.items() if v is not None}
 
 
@@ -286,11 +265,11 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
         return ("instance launched but never registered as a node: check the node's bootstrap (EC2 console "
                 "output), the node role's EKS access entry, and that the security groups reach the API server.")
     if not marks["Initialized"]:
-        alloc = ((node or {}).get("status") or {}).get("allocatable", {}).get(GPU, "absent")
+        alloc = ((node or {}).get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, "absent")
         taints = [taint_text(t) for t in ((node or {}).get("spec") or {}).get("taints") or []]
         if not marks["GPU allocatable"]:
-            return (f"Registered but never Initialized: the node shows {GPU} allocatable {alloc}, so the NVIDIA "
-                    "device plugin never made its GPUs allocatable (not scheduled on the node - tolerations? - or "
+            return (f"Registered but never Initialized: the node shows {GPU_RESOURCE} allocatable {alloc}, so the "
+                    "NVIDIA device plugin never made its GPUs allocatable (not scheduled on the node - tolerations? - or "
                     f"crash-looping on the driver). Node taints: {taints}.")
         cond = condition(claim, "Initialized") or {}
         if cond.get("reason") not in (None, "", "AwaitingReconciliation"):   # what it waits for (initialization.go)

@@ -16,7 +16,8 @@ from pytest_gpucluster.checks import aws as checks
 from pytest_gpucluster.checks.aws import NodeClassRefs
 from pytest_gpucluster.kube import errors, kubeconfig
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import Inventory
+from pytest_gpucluster.kube.objects import NodeInfo
 from pytest_gpucluster.run import RUN_KEY, Run
 from pytest_gpucluster.suite import enforce
 

@@ -1,17 +1,19 @@
 """Your own checks next to ours: pytest-kubernetes' `k8s` fixture points at the same cluster as --kubeconfig/--sim.
 
 Copy this file, rename it, and write checks with `k8s.kubectl([...])` (parsed JSON by default,
-`as_dict=False` for text). The plugin gives `k8s` a copy of the run's kubeconfig and context, so these
-checks see exactly the cluster the acceptance suites check.
+`as_dict=False` for text; `pytest_gpucluster.kube.objects` reads conditions, timestamps and container state).
+The plugin gives `k8s` a copy of the run's kubeconfig and context, so these checks see exactly the cluster the
+acceptance suites check.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from pytest_gpucluster.kube.objects import is_true
+
 
 def _not_ready(node: dict[str, Any]) -> bool:
-    conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-    return conditions.get("Ready") != "True"
+    return not is_true(node, "Ready")
 
 
 def test_every_node_is_ready(k8s: Any) -> None:

@@ -11,7 +11,7 @@ from pytest_gpucluster.checks import device_plugins as judge
 from pytest_gpucluster.checks.device_plugins import NodeFacts, PluginOnNode, PodFacts
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import NodeInfo
+from pytest_gpucluster.kube.objects import NodeInfo, phase, pod_ready
 from pytest_gpucluster.kube.placement import BLOCKING_EFFECTS
 from pytest_gpucluster.kube.plugins import (
     Plugins,
@@ -20,7 +20,6 @@ from pytest_gpucluster.kube.plugins import (
     ds_tolerations,
     install_method,
     plugin_healthy,
-    pod_ready,
     pod_state,
 )
 from pytest_gpucluster.kube.quantity import count
@@ -50,7 +49,7 @@ def node_now(cluster: Cluster, node: NodeInfo) -> NodeFacts:
 
 
 def pod_facts(pod: dict[str, Any], ready_since: float | None = None) -> PodFacts:
-    return PodFacts(pod["metadata"]["name"], (pod.get("status") or {}).get("phase", "Pending"), pod_ready(pod),
+    return PodFacts(pod["metadata"]["name"], phase(pod), pod_ready(pod),
                     plugin_healthy(pod, ready_since=ready_since), pod_state(pod, ready_since=ready_since))
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from pytest_gpucluster.checks import efa as judge
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import Inventory
+from pytest_gpucluster.kube.objects import EFA_RESOURCE, HUGEPAGES_2MI, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.kube.quantity import count, mebibytes
@@ -18,8 +19,6 @@ from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.efa
 
-EFA = judge.EFA
-HUGEPAGES = "hugepages-2Mi"
 HUGEPAGES_REQUEST = "128Mi"   # a probe-sized share of the node's 2 MiB huge pages (libfabric bounce buffers)
 # One script, three sections, each closed by its exit code; `fi_info` errors go to stderr (same log). It runs in the
 # NCCL image (the EFA installer's libfabric: fi_info under /opt/amazon/efa/bin) or --gpucluster-efa-image.
@@ -51,7 +50,7 @@ def efa_spec(node: NodeInfo, image: str) -> tuple[ProbeSpec, int]:
     """The probe for one node: as many EFA devices as the profile expects and the node can give; the node's own
     workload taints tolerated (the EFA probe judges EFA; whether the taints are right is the taints suite's)."""
     requested = min(expected_efa(node), node.efa_allocatable) if node.efa_allocatable > 0 else 0
-    hugepages = HUGEPAGES_REQUEST if mebibytes(node.allocatable.get(HUGEPAGES)) >= 128 else None
+    hugepages = HUGEPAGES_REQUEST if mebibytes(node.allocatable.get(HUGEPAGES_2MI)) >= 128 else None
     spec = ProbeSpec(name="efa-fi-info", command=["sh", "-c", SCRIPT], node=node.name, efa=requested, image=image,
                      hugepages_2mi=hugepages, memory="512Mi" if hugepages else None, ipc_lock=True,
                      tolerations=tolerations_for([node]))
@@ -74,10 +73,10 @@ def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, Prob
 def _probe(efa_probes: dict[str, EfaProbe], node: NodeInfo, evidence: Any) -> EfaProbe:
     probe = efa_probes[node.name]
     evidence.fact("probe pod", probe.result.describe())
-    evidence.fact(f"{EFA} requested by the probe", probe.requested)
-    evidence.fact(f"{HUGEPAGES} requested by the probe", probe.hugepages or
-                  f"none: the node advertises {HUGEPAGES}={node.allocatable.get(HUGEPAGES, '0')} (libfabric falls "
-                  "back to regular pages for its bounce buffers)")
+    evidence.fact(f"{EFA_RESOURCE} requested by the probe", probe.requested)
+    evidence.fact(f"{HUGEPAGES_2MI} requested by the probe", probe.hugepages or
+                  f"none: the node advertises {HUGEPAGES_2MI}={node.allocatable.get(HUGEPAGES_2MI, '0')} "
+                  "(libfabric falls back to regular pages for its bounce buffers)")
     if probe.result.logs:
         evidence.attach(f"EFA probe on {node.name} (fi_info -p efa; ls /dev/infiniband; ulimit -l)",
                         probe.result.logs, kind="fi_info")
@@ -91,7 +90,7 @@ def _probe(efa_probes: dict[str, EfaProbe], node: NodeInfo, evidence: Any) -> Ef
 def _hint(node: NodeInfo, cluster: Cluster) -> str:
     """Why a pod may see fewer EFA devices, from what the node advertises now."""
     current = cluster.get("nodes", node.name)
-    return judge.why_no_efa(str(((current.get("status") or {}).get("allocatable") or {}).get(EFA, "0")))
+    return judge.why_no_efa(str(((current.get("status") or {}).get("allocatable") or {}).get(EFA_RESOURCE, "0")))
 
 
 # -- checks --------------------------------------------------------------------------------------------
@@ -101,8 +100,8 @@ def test_efa_allocatable_matches_profile(efa_node: NodeInfo, gpu_profile: Profil
     inst = gpu_profile.for_instance(efa_node.instance_type)
     expected = inst.efa if inst is not None else None
     status = (cluster.get("nodes", efa_node.name) if expected else {}).get("status") or {}
-    got = count((status.get("allocatable") or {}).get(EFA))
-    capacity = str((status.get("capacity") or {}).get(EFA, "0"))
+    got = count((status.get("allocatable") or {}).get(EFA_RESOURCE))
+    capacity = str((status.get("capacity") or {}).get(EFA_RESOURCE, "0"))
     hint = _hint(efa_node, cluster) if expected and got != expected else ""
     enforce(judge.allocatable(efa_node.id, efa_node.instance_type, expected, got, capacity, hint, gpu_profile.path),
             evidence)

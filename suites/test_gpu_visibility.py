@@ -18,7 +18,8 @@ from pytest_gpucluster.checks.gpu_probes import (
     split_output,
 )
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import Inventory
+from pytest_gpucluster.kube.objects import MIG_RESOURCE_PREFIX, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.plugins import gpus_to_request as plugin_gpus
@@ -30,7 +31,6 @@ from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.gpu
 
-GPU = judge.GPU
 SMI_FLEET_KEY = "gpu-visibility/nvidia-smi"   # benchmarks/fleet_scale.py times this fleet (and SMI_SCRIPT)
 Fleet = Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
 
@@ -111,7 +111,7 @@ def test_gpu_facts_match_profile(gpu_node: NodeInfo, smi_fleet: dict[str, ProbeR
     result = smi_fleet.get(gpu_node.name)
     attach_smi(gpu_node, result, evidence)
     labels = cluster.get("nodes", gpu_node.name)["metadata"].get("labels") or {}
-    mig_resources = any(k.startswith("nvidia.com/mig-") for k in gpu_node.allocatable)
+    mig_resources = any(k.startswith(MIG_RESOURCE_PREFIX) for k in gpu_node.allocatable)
     enforce(judge.judge_gpu_facts(gpu_node.id, result, gpu_profile.for_instance(gpu_node.instance_type), labels,
                                   mig_resources), evidence)
 

@@ -14,6 +14,7 @@ from pytest_gpucluster.karpenter import (OBSERVE_FACTOR, Budget, Observer, diagn
 from pytest_gpucluster.kube import errors, kubeconfig, nodepool
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.nodepool import NODEPOOLS, PROBE_POOL_LABEL
+from pytest_gpucluster.kube.objects import EFA_RESOURCE, GPU_RESOURCE, NODEPOOL_LABEL, condition_texts
 from pytest_gpucluster.kube.placement import toleration_for
 from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeSpec, pod_name, render
@@ -69,7 +70,7 @@ def test_gpu_nodepool_can_launch(gpu_pool: PoolTarget, evidence: Any) -> None:
 def test_gpu_nodeclass_resolves_and_is_ready(gpu_pool: PoolTarget, cluster: Cluster, evidence: Any) -> None:
     """The NodePool's nodeClassRef names an existing EC2NodeClass (or Auto Mode NodeClass) that is Ready."""
     ref, kind, obj = nodepool.nodeclass(cluster, _require_pool(gpu_pool))
-    enforce(judge.nodeclass_ready(gpu_pool, ref, kind, obj, nodepool.conditions(obj)), evidence)
+    enforce(judge.nodeclass_ready(gpu_pool, ref, kind, obj, condition_texts(obj)), evidence)
 
 
 def test_gpu_nodepool_taints_match_profile(gpu_pool: PoolTarget, gpu_profile: Profile, evidence: Any) -> None:
@@ -105,14 +106,14 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     tolerations = [toleration_for(t) for t in judge.pool_gpu_taints(source, itype, gpu_profile)]
     # What a pod of the workload requests: all the GPUs and EFA where the profile requires it and a plugin serves it.
     labels = {**launch_pool.node_labels, **((body["spec"]["template"].get("metadata") or {}).get("labels") or {}),
-              "karpenter.sh/nodepool": pool}
+              NODEPOOL_LABEL: pool}
     efa = efa_request(itype, inst.efa if inst is not None else 0, bool(inst is not None and inst.efa_required), pool,
                       labels, list(judge.template_spec(body).get("taints") or []), device_plugins)
     spec = ProbeSpec("karpenter-latency", ["sh", "-c", "nvidia-smi -L; exec sleep 3600"], gpus=gpus, efa=efa.count,
                      node_selector={PROBE_POOL_LABEL: pool_id}, timeout_s=total * OBSERVE_FACTOR,
                      tolerations=tolerations)
-    evidence.fact("probe requests", {"nvidia.com/gpu": gpus, "vpc.amazonaws.com/efa": efa.count})
-    evidence.fact("vpc.amazonaws.com/efa requested", efa.why)
+    evidence.fact("probe requests", {GPU_RESOURCE: gpus, EFA_RESOURCE: efa.count})
+    evidence.fact(f"{EFA_RESOURCE} requested", efa.why)
     manifest = render(spec, gpucluster_run.probe_context(), name=name, fleet=fleet)
 
     def remove() -> None:   # on any exit, interrupt included; teardown also deletes NodePools by run label

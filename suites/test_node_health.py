@@ -24,12 +24,12 @@ from pytest_gpucluster.checks import kernel_log
 from pytest_gpucluster.checks import node_health as judge
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import Inventory
+from pytest_gpucluster.kube.objects import NodeInfo
 from pytest_gpucluster.kube.healthprobes import (DCGM_IMAGE, DCGM_RUNTIME_S, HOSTLOG_SCRIPT, LOAD_WAIT_S,
                                                   health_script, health_spec, loads)
 from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.parsers import ParseError
 from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
 from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth, parse_smi_health
@@ -97,16 +97,11 @@ def hostlog_fleet(inventory: Inventory, run_fleet: Fleet) -> dict[str, ProbeResu
         return f"the cluster refused a privileged pod reading /dev/kmsg: {exc}"
 
 
-def _mig(node: NodeInfo) -> dict[str, int]:
-    """MIG devices the node advertises (`nvidia.com/mig-<profile>`: the device plugin's mixed strategy)."""
-    return {k: count(v) for k, v in node.allocatable.items() if k.startswith("nvidia.com/mig-") and count(v)}
-
-
 def _no_probe(node: NodeInfo, what: str, evidence: Any) -> None:
     """Ends the test of a node that got no probe: not shown on a MIG mixed node (no whole GPU to request), failed
     otherwise."""
-    if _mig(node):
-        enforce(judge.mig_mixed(node.id, what, _mig(node)), evidence)
+    if node.mig_devices:
+        enforce(judge.mig_mixed(node.id, what, node.mig_devices), evidence)
     enforce(judge.not_run(node.id, what, "no probe: the node has no allocatable GPU from a healthy device plugin "
                           "(see the device plugin suite)", None, "-"), evidence)
 

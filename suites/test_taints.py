@@ -9,7 +9,8 @@ from pytest_gpucluster.checks import taints as judge
 from pytest_gpucluster.kube import nodepool
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.decisions import DECISION_TIMEOUT_S, Decision, pinned, place
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
+from pytest_gpucluster.kube.discovery import Inventory
+from pytest_gpucluster.kube.objects import GPU_RESOURCE, NodeInfo
 from pytest_gpucluster.kube.placement import toleration_for
 from pytest_gpucluster.kube.probes import ProbeContext
 from pytest_gpucluster.profile import Profile
@@ -17,7 +18,6 @@ from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.taints
 
-GPU = judge.GPU
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,8 @@ def test_gpu_pod_not_placed_on_cpu_node(cpu_node: NodeInfo, gpu_request_on_cpu: 
                                         evidence: Any) -> None:
     """A pod requesting a GPU never lands on a CPU-only node (refused for Insufficient nvidia.com/gpu)."""
     decision = gpu_request_on_cpu[cpu_node.name]
-    enforce(judge.gpu_pod_on_cpu(cpu_node.id, cpu_node.allocatable.get(GPU, "0"), decision.node, decision.message),
-            evidence)
+    enforce(judge.gpu_pod_on_cpu(cpu_node.id, cpu_node.allocatable.get(GPU_RESOURCE, "0"), decision.node,
+                                 decision.message), evidence)
 
 
 def test_cpu_node_has_no_gpu_taint(cpu_node: NodeInfo, gpu_profile: Profile, evidence: Any) -> None:

@@ -6,14 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..kube.objects import EFA_RESOURCE, GPU_RESOURCE
 from ..parsers import product_matches
 from .verdict import Criterion, Verdict
 
 if TYPE_CHECKING:   # the profile module imports pytest; a judge only needs the type
     from ..profile import InstanceProfile
 
-GPU = "nvidia.com/gpu"
-EFA = "vpc.amazonaws.com/efa"
 RESTART_WINDOW_MIN = 10   # kube/plugins.py RESTART_WINDOW_S: a plugin restarted within it is not healthy
 # GFD driver version labels: old (<= v0.14) and new naming; both must agree when both are present.
 DRIVER_LABELS_OLD = ("nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor", "nvidia.com/cuda.driver.rev")
@@ -124,7 +123,7 @@ def mig_slices(profile: str) -> int:
 def judge_nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_plugins: str | None) -> Verdict:
     """A healthy NVIDIA device-plugin pod on the node; where the host runs the plugin (`host_plugins`:
     "EKS Auto Mode" / "Bottlerocket", no DaemonSet) at least one GPU allocatable."""
-    gpus = node.allocatable.get(GPU, 0)
+    gpus = node.allocatable.get(GPU_RESOURCE, 0)
     facts: dict[str, Any]
     if not daemonsets and host_plugins is None:
         return Verdict.failed(
@@ -132,20 +131,20 @@ def judge_nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], hos
             expected="a DaemonSet (Helm chart nvdp/nvidia-device-plugin, the static nvidia-device-plugin.yml "
                      "in kube-system, or the GPU Operator)",
             observed=f"none in any namespace and the node is not EKS Auto Mode/Bottlerocket (allocatable "
-                     f"{GPU}={gpus})",
+                     f"{GPU_RESOURCE}={gpus})",
             fix=f"Install the device plugin: {NVIDIA_INSTALL}", facts={"nvidia device plugin": "no DaemonSet visible"})
     if host_plugins is not None:   # decided per node: its host runs the plugin, whatever DaemonSets others use
         on_node = [line for ds, line in zip(daemonsets, describe_plugins(daemonsets)) if ds.pods]
         facts = {"nvidia device plugin": f"on the host ({host_plugins})",
                  "judged by": f"{host_plugins}: plugin runs on the host without a DaemonSet; judged by allocatable",
                  **({"DaemonSet pods on the node too": on_node} if on_node else {})}
-        crit = (Criterion(f"{GPU} allocatable", gpus, "GPUs", 1, ">=",
+        crit = (Criterion(f"{GPU_RESOURCE} allocatable", gpus, "GPUs", 1, ">=",
                           f"{host_plugins} has no visible device plugin: at least one GPU must be allocatable"),)
         if gpus > 0:
-            return Verdict.passed(node.id, f"{GPU} allocatable > 0", str(gpus), criteria=crit, facts=facts)
+            return Verdict.passed(node.id, f"{GPU_RESOURCE} allocatable > 0", str(gpus), criteria=crit, facts=facts)
         return Verdict.failed(
             node.id, summary=f"No GPUs advertised by the {host_plugins} node",
-            expected=f"{GPU} allocatable > 0 (the host's device plugin registers them)", observed=str(gpus),
+            expected=f"{GPU_RESOURCE} allocatable > 0 (the host's device plugin registers them)", observed=str(gpus),
             fix=f"Look at the node's conditions and `kubectl describe node {node.name}`; on Auto Mode check the "
                 "NodePool allows GPU instance types; on Bottlerocket the settings.kubelet-device-plugins.nvidia.",
             criteria=crit, facts=facts)
@@ -192,10 +191,10 @@ def judge_gpu_allocatable(node: NodeFacts, inst: InstanceProfile | None, profile
     if sharing.mig_strategy == "single":
         profile = node.labels.get("nvidia.com/gpu.product", "").rsplit("-MIG-", 1)[-1]
         expected = inst.gpus * mig_slices(profile) * sharing.replicas
-    got, capacity = node.allocatable.get(GPU, 0), node.capacity.get(GPU, 0)
-    crit = (Criterion(f"{GPU} allocatable", got, "GPUs", expected, "==",
+    got, capacity = node.allocatable.get(GPU_RESOURCE, 0), node.capacity.get(GPU_RESOURCE, 0)
+    crit = (Criterion(f"{GPU_RESOURCE} allocatable", got, "GPUs", expected, "==",
                       f"profile {inst.instance_type} gpus={inst.gpus} x {sharing.describe()}"),)
-    want = f"{GPU} allocatable {expected} (profile gpus {inst.gpus}, {sharing.describe()})"
+    want = f"{GPU_RESOURCE} allocatable {expected} (profile gpus {inst.gpus}, {sharing.describe()})"
     if got == expected:
         return Verdict.passed(node.id, want, str(got), criteria=crit, facts=facts)
     fix = ("The device plugin has not registered any GPU: see test_nvidia_device_plugin_runs_on and the plugin pod's "
@@ -218,15 +217,15 @@ def judge_gfd_labels(node: NodeFacts, inst: InstanceProfile | None) -> Verdict:
         return Verdict.not_shown(node.id, "no GPU Feature Discovery labels (GFD not installed): nothing to compare")
     problems: list[str] = []
     sharing = gpu_sharing(labels, node.allocatable)
-    count, alloc = gfd.get("nvidia.com/gpu.count"), node.allocatable.get(GPU, 0)
+    count, alloc = gfd.get("nvidia.com/gpu.count"), node.allocatable.get(GPU_RESOURCE, 0)
     if count is not None and sharing.mig_strategy is None:
         # GFD counts physical GPUs: compare with the profile (the hardware), else with what the plugin advertises.
         if inst is not None and inst.gpus:
             if not count.isdigit() or int(count) != inst.gpus:
                 problems.append(f"nvidia.com/gpu.count={count} but the profile says {inst.gpus} GPUs")
         elif alloc and (not count.isdigit() or int(count) * sharing.replicas != alloc):
-            problems.append(f"nvidia.com/gpu.count={count} (x{sharing.replicas} replicas) but {GPU} allocatable "
-                            f"is {alloc}")
+            problems.append(f"nvidia.com/gpu.count={count} (x{sharing.replicas} replicas) but {GPU_RESOURCE} "
+                            f"allocatable is {alloc}")
     product = gfd.get("nvidia.com/gpu.product")
     if product and inst is not None and inst.gpu_product:
         base = product.split("-MIG-", 1)[0].split("-SHARED", 1)[0]
@@ -293,14 +292,15 @@ def judge_efa_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_p
                      expected_efa: int) -> Verdict:
     """The EFA device plugin tolerates the node's taints and runs healthy there (Auto Mode: no DaemonSet), and the
     node advertises the profile's EFA interfaces."""
-    efa, want = node.allocatable.get(EFA, 0), max(1, expected_efa)
-    crit = (Criterion(f"{EFA} allocatable", efa, "interfaces", want, ">=", f"profile {node.instance_type} efa"),)
+    efa, want = node.allocatable.get(EFA_RESOURCE, 0), max(1, expected_efa)
+    crit = (Criterion(f"{EFA_RESOURCE} allocatable", efa, "interfaces", want, ">=",
+                      f"profile {node.instance_type} efa"),)
     if not daemonsets:
         if host_plugins is None or efa <= 0:
             return Verdict.failed(
                 node.id, summary="No EFA device plugin",
                 expected="a DaemonSet aws-efa-k8s-device-plugin (Helm chart eks/aws-efa-k8s-device-plugin) or EKS "
-                         "Auto Mode", observed=f"none, {EFA} allocatable {efa}",
+                         "Auto Mode", observed=f"none, {EFA_RESOURCE} allocatable {efa}",
                 fix=f"Install it with tolerations for your GPU taint: {EFA_INSTALL}", criteria=crit)
         facts: dict[str, Any] = {"EFA device plugin": f"no DaemonSet visible ({host_plugins}): judged by allocatable"}
     else:
@@ -312,24 +312,24 @@ def judge_efa_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_p
             ref, missing = daemonsets[0].ref, daemonsets[0].untolerated
             return Verdict.failed(
                 node.id, summary="EFA device plugin cannot run",
-                expected=f"the plugin DaemonSet to tolerate the node's taints and {EFA}={expected_efa}",
+                expected=f"the plugin DaemonSet to tolerate the node's taints and {EFA_RESOURCE}={expected_efa}",
                 observed=f"DaemonSet {ref} does not tolerate the node's taint(s) {', '.join(missing)}, so the node "
-                         f"advertises {EFA}={efa}",
+                         f"advertises {EFA_RESOURCE}={efa}",
                 fix="The Helm chart's default tolerations omit the GPU taint: add `tolerations: [{key: nvidia.com/gpu, "
                     "operator: Exists, effect: NoSchedule}]` to its values.", criteria=crit, facts=facts)
         if not ok:
             return Verdict.failed(
                 node.id, summary="EFA device plugin not ready", expected="a Ready plugin pod on the node",
-                observed=f"{' | '.join(lines)}; {EFA} allocatable {efa}",
+                observed=f"{' | '.join(lines)}; {EFA_RESOURCE} allocatable {efa}",
                 fix="Look at the plugin pod's logs (`kubectl -n kube-system logs`) and whether the instance has EFA "
                     "interfaces attached (launch template / NodeClass).", criteria=crit, facts=facts)
     if efa < want:
         return Verdict.failed(
-            node.id, summary="EFA interfaces missing", expected=f"{EFA} allocatable >= {want} (profile "
+            node.id, summary="EFA interfaces missing", expected=f"{EFA_RESOURCE} allocatable >= {want} (profile "
                                                                  f"{node.instance_type} efa)",
             observed=f"{efa} with a healthy EFA device plugin",
             fix="The plugin advertises the EFA interfaces attached to the instance: check the launch template / "
                 "NodeClass attaches all of them (`fi_info -p efa` on the node) and the plugin pod's logs.",
             criteria=crit, facts=facts)
-    return Verdict.passed(node.id, f"a healthy EFA device plugin and {EFA} >= {want}", str(efa), criteria=crit,
+    return Verdict.passed(node.id, f"a healthy EFA device plugin and {EFA_RESOURCE} >= {want}", str(efa), criteria=crit,
                           facts=facts)

@@ -6,9 +6,9 @@ import re
 import shlex
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
+from pytest_gpucluster.kube.objects import EFA_RESOURCE
 from pytest_gpucluster.parsers import ParseError, parse_fi_info
 
-EFA = "vpc.amazonaws.com/efa"
 SECTIONS = ("fi_info", "dev-infiniband", "memlock")
 _SECTION = re.compile(r"^### (?P<name>[\w-]+)\n(?P<body>.*?)^### rc=(?P<rc>\d+)$", re.M | re.S)
 SG_HINT = ("the security group of EFA nodes must allow ALL traffic to and from itself (a self-referencing "
@@ -23,12 +23,12 @@ def split_sections(logs: str) -> dict[str, tuple[str, int]]:
 def why_no_efa(allocatable: str) -> str:
     """Hints for a node whose pod sees fewer EFA devices than expected, from what the node advertises now."""
     if allocatable in ("0", ""):
-        return (f"The node advertises {EFA}={allocatable}: the EFA device plugin is not running on it (does its "
-                "DaemonSet tolerate the node's GPU taint? see test_efa_device_plugin_runs_on) or the instance "
+        return (f"The node advertises {EFA_RESOURCE}={allocatable}: the EFA device plugin is not running on it "
+                "(does its DaemonSet tolerate the node's GPU taint? see test_efa_device_plugin_runs_on) or the instance "
                 "has no EFA interfaces attached (instance type without EFA support, or a launch template / "
                 "NodeClass without EFA network interfaces).")
-    return (f"The node advertises {EFA}={allocatable}: fewer interfaces attached than the instance type supports "
-            "(check the launch template's network interfaces with InterfaceType=efa, one per network card), "
+    return (f"The node advertises {EFA_RESOURCE}={allocatable}: fewer interfaces attached than the instance type "
+            "supports (check the launch template's network interfaces with InterfaceType=efa, one per network card), "
             "or the EFA device plugin registered only some of them (see its logs on the node).")
 
 
@@ -37,18 +37,18 @@ def allocatable(subject: str, instance_type: str, expected: int | None, got: int
     if not expected:
         return Verdict.not_shown(subject, f"{instance_type} has no EFA count in the acceptance profile "
                                  f"({profile_path})", f"add `instances: {{{instance_type}: {{efa: N}}}}` to judge it")
-    crit = Criterion(f"{EFA} allocatable", got, "interfaces", threshold=expected, op="==",
+    crit = Criterion(f"{EFA_RESOURCE} allocatable", got, "interfaces", threshold=expected, op="==",
                      source=f"profile {instance_type} efa")
-    facts = {f"{EFA} capacity": capacity}
+    facts = {f"{EFA_RESOURCE} capacity": capacity}
     if got == expected:
         return Verdict.passed(subject, f"{expected}", f"{got}", criteria=(crit,), facts=facts)
-    return Verdict.failed(subject, f"{EFA} allocatable {expected} (profile {instance_type} efa)",
+    return Verdict.failed(subject, f"{EFA_RESOURCE} allocatable {expected} (profile {instance_type} efa)",
                           f"allocatable {got}, capacity {capacity}", hint, summary="EFA count mismatch",
                           criteria=(crit,), facts=facts)
 
 
 def not_run(subject: str, requested: int, describe: str, namespace: str | None, pod: str) -> Verdict:
-    return Verdict.failed(subject, f"the probe pod (requesting {requested} {EFA}, IPC_LOCK, the node's taints "
+    return Verdict.failed(subject, f"the probe pod (requesting {requested} {EFA_RESOURCE}, IPC_LOCK, the node's taints "
                           "tolerated) to run `fi_info -p efa`", describe,
                           f"Look at `kubectl -n {namespace} describe pod {pod}` (kept only with --gpucluster-keep) and "
                           "the node's events.", summary="EFA probe did not run")
@@ -71,8 +71,8 @@ def fi_info(subject: str, output: str, rc: int, want: int, requested: int, insta
     if parsed.error is not None or "efa" not in parsed.provider_names():
         error = f"fi_getinfo {parsed.error.code} ({parsed.error.message})" if parsed.error else f"exit code {rc}"
         return Verdict.failed(subject, f"`fi_info -p efa` to list {want} EFA device(s) (profile)",
-                              f"{error} with {requested} {EFA} requested", hint + " If the node does advertise EFA, "
-                              "check the instance type supports EFA (aws suite: test_instance_type_supports_efa).",
+                              f"{error} with {requested} {EFA_RESOURCE} requested",
+                              hint + " If the node does advertise EFA, check the instance type supports EFA (aws suite: test_instance_type_supports_efa).",
                               summary="No EFA provider in a pod", criteria=(crit,), facts=facts)
     problems = []
     if nics != want:
@@ -97,7 +97,7 @@ def infiniband(subject: str, output: str, rc: int, want: int, requested: int, in
                      source=f"profile {instance_type} efa")
     listing = shlex.join(entries) if entries else output or "empty"
     return Verdict.from_problems(
-        subject, f"{want} uverbs device(s) in a pod given {requested} {EFA} (profile {want})",
+        subject, f"{want} uverbs device(s) in a pod given {requested} {EFA_RESOURCE} (profile {want})",
         [] if len(uverbs) == want else [f"{len(uverbs)} ({listing})"],
         "The EFA device plugin mounts /dev/infiniband/uverbsN for each allocated device: check that it runs on "
         "the node and that the node advertises every EFA interface.", observed_ok=f"{len(uverbs)} ({listing})",

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from .gpu_probes import EXIT_NOT_FOUND, SAMPLE_OK, SMOKE_OK, csv_column, parse_or_none, read_listing, split_output
+from ..kube.objects import GPU_RESOURCE
 from .verdict import Criterion, Verdict
 
 if TYPE_CHECKING:   # the profile module imports pytest; a judge only needs the type
     from ..profile import InstanceProfile
 
-GPU = "nvidia.com/gpu"
 JUDGED_BY_SMI = "judged by test_nvidia_smi_sees_every_gpu"
 # nvidia-container-cli's refusal of an image whose NVIDIA_REQUIRE_CUDA the driver cannot meet, as the kubelet reports
 # the prestart hook's failure (StartError): `requirement error: unsatisfied condition: cuda>=13.0, please update ...`
@@ -37,8 +37,8 @@ class Probe(Protocol):
 def no_gpus_to_probe(node_id: str, *, judged_here: bool) -> Verdict:
     """The node advertises no GPU, so no probe pod could take one. The count check fails on it; the checks that
     need a GPU in a pod cannot judge and point at it."""
-    text = (f"no stable {GPU} allocatable on {node_id}: no probe pod can get a GPU there; the device plugin has "
-            "not registered the GPUs or is restarting (see test_device_plugins.py::test_nvidia_device_plugin_runs_on "
+    text = (f"no stable {GPU_RESOURCE} allocatable on {node_id}: no probe pod can get a GPU there; the device plugin "
+            "has not registered the GPUs or is restarting (see test_device_plugins.py::test_nvidia_device_plugin_runs_on "
             "for this node)")
     if judged_here:
         return Verdict.failed(node_id, "the profile's GPUs allocatable", text, summary="GPU count mismatch")
@@ -70,7 +70,7 @@ def judge_smi_sees_every_gpu(node_id: str, probe: Probe | None, requested: int,
     seen = len(smi.gpus)
     crit = (Criterion("GPUs seen by nvidia-smi", seen, "GPUs", expected if expected is not None else requested, "==",
                       f"profile {inst.instance_type} gpus" if inst is not None and expected is not None
-                      else f"{GPU} allocatable (instance type not in the profile)"),)
+                      else f"{GPU_RESOURCE} allocatable (instance type not in the profile)"),)
     facts = {"driver version": smi.driver_version}
     problems = []
     if seen != requested:
@@ -173,7 +173,7 @@ def judge_one_gpu(node_id: str, probe: Probe | None) -> Verdict:
     crit = (Criterion("GPUs visible with 1 requested", len(seen.gpus), "GPUs", 1, "==",
                       "a pod sees exactly what it requested"),)
     facts = {"NVIDIA_VISIBLE_DEVICES": seen.env}
-    expected = f"a pod requesting 1 {GPU} to see exactly 1 GPU"
+    expected = f"a pod requesting 1 {GPU_RESOURCE} to see exactly 1 GPU"
     if probe.ok and len(seen.gpus) == 1:
         return Verdict.passed(node_id, expected, seen.gpus[0], criteria=crit, facts=facts)
     return Verdict.failed(
@@ -210,7 +210,7 @@ def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
     facts = {"NVIDIA_VISIBLE_DEVICES": seen.env,
              "NVIDIA device nodes in the pod": (", ".join(f"/dev/{d}" for d in seen.devices) or "none")
              if seen.devices is not None else f"not listed ({seen.dev_text[:160] or 'no output'})"}
-    expected = f"no GPU and no GPU device node in a pod requesting no {GPU}"
+    expected = f"no GPU and no GPU device node in a pod requesting no {GPU_RESOURCE}"
     if probe.phase != "Succeeded":
         return Verdict.failed(node_id, "the no-GPU probe to finish", probe.describe(),
                               summary="The no-GPU probe did not run", facts=facts)

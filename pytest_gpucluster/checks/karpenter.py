@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from pytest_gpucluster.checks.taints import accepted_gpu_taints, accepts, blocking, texts
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
+from pytest_gpucluster.kube.objects import GPU_RESOURCE, INSTANCE_TYPE_LABEL, ZONE_LABEL, condition
 from pytest_gpucluster.kube.quantity import parse_quantity
 from pytest_gpucluster.kube.taints import taint_text
-from pytest_gpucluster.profile import Profile
 
-GPU = "nvidia.com/gpu"
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"
-ARCH, OS, ZONE, ZONE_ID = "kubernetes.io/arch", "kubernetes.io/os", "topology.kubernetes.io/zone", "topology.k8s.aws/zone-id"
+if TYPE_CHECKING:   # the profile module imports pytest (usage errors); a judge only needs the type
+    from pytest_gpucluster.profile import Profile
+
+ARCH, OS, ZONE_ID = "kubernetes.io/arch", "kubernetes.io/os", "topology.k8s.aws/zone-id"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
 # Karpenter's well-known labels: the core ones (sigs.k8s.io/karpenter pkg/apis/v1/labels.go: instance-type, arch,
 # os, zone, capacity-type) and the AWS provider's (aws/karpenter-provider-aws pkg/apis/v1/labels.go:
@@ -56,7 +57,7 @@ def instance_facts(itype: str, gpus: int, product: str | None, live: Mapping[str
     family, _, size = itype.partition(".")
     match = re.match(r"^([a-z]+)(\d+)([a-z-]*)$", family)
     category, generation, extra = (match.group(1), match.group(2), match.group(3)) if match else (family[:1], "", "")
-    facts = {INSTANCE_TYPE: itype, ARCH: "arm64" if "g" in extra else "amd64"}
+    facts = {INSTANCE_TYPE_LABEL: itype, ARCH: "arm64" if "g" in extra else "amd64"}
     name = gpu_name(product)
     for prefix in INSTANCE_PREFIXES:
         facts.update({f"{prefix}instance-family": family, f"{prefix}instance-category": category,
@@ -91,7 +92,7 @@ def evaluate(req: Mapping[str, Any], facts: Mapping[str, str], zones: Mapping[st
         return FITS, f"{text}: user label, put on the node"
     if key in OFFERINGS:
         return (FITS, text) if _some(op, OFFERINGS[key], values) else (BLOCKS, text)
-    if key in (ZONE, ZONE_ID):
+    if key in (ZONE_LABEL, ZONE_ID):
         seen = zones.get(key) or set()
         if op == "DoesNotExist":
             return BLOCKS, text
@@ -171,7 +172,8 @@ def pool_targets(nodepools: Sequence[dict[str, Any]], nodes: Sequence[Node], pro
         node = live.get(itype)
         inst = profile.for_instance(itype)
         facts = instance_facts(itype, gpus(itype), inst.gpu_product if inst else None, node.labels if node else None)
-        zones = {k: {n.labels[k] for n in nodes if n.instance_type == itype and n.labels.get(k)} for k in (ZONE, ZONE_ID)}
+        zones = {k: {n.labels[k] for n in nodes if n.instance_type == itype and n.labels.get(k)}
+                 for k in (ZONE_LABEL, ZONE_ID)}
         fits = {np["metadata"]["name"]: fit(np, facts, zones) for np in ordered}
         excluded = {name: f.blocked for name, f in fits.items() if f.blocked}
         open_ = [np for np in ordered if not fits[np["metadata"]["name"]].blocked]
@@ -182,10 +184,6 @@ def pool_targets(nodepools: Sequence[dict[str, Any]], nodes: Sequence[Node], pro
         kept = [t for t in targets if t.nodepool is not None]
         return kept or [PoolTarget("any-profile-gpu-type", None, {})]
     return targets
-
-
-def condition(obj: Mapping[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 def can_launch(target: PoolTarget) -> Verdict:
@@ -202,7 +200,7 @@ def can_launch(target: PoolTarget) -> Verdict:
         return Verdict.failed(
             f"No NodePool can launch {itype}", "a NodePool whose requirements (instance-type / instance-family / "
             "instance-category, karpenter.k8s.aws/* or eks.amazonaws.com/*) admit it", reasons,
-            f"Add it to your GPU NodePool, e.g. `{{key: {INSTANCE_TYPE}, operator: In, values: [{itype}]}}`.",
+            f"Add it to your GPU NodePool, e.g. `{{key: {INSTANCE_TYPE_LABEL}, operator: In, values: [{itype}]}}`.",
             facts=facts)
     spec, tspec = target.nodepool.get("spec") or {}, template_spec(target.nodepool)
     disruption = spec.get("disruption") or {}
@@ -290,7 +288,7 @@ def limits_room(target: PoolTarget, gpus: int) -> Verdict:
     assert target.nodepool is not None
     limits = (target.nodepool.get("spec") or {}).get("limits") or {}
     used = (target.nodepool.get("status") or {}).get("resources") or {}
-    one_more = {**target.node_capacity, GPU: str(gpus), "nodes": "1"}
+    one_more = {**target.node_capacity, GPU_RESOURCE: str(gpus), "nodes": "1"}
     facts: dict[str, Any] = {"limits": limits or "none (unlimited)", "in use (status.resources)": used}
     crits, full = [], []
     for resource, limit in limits.items():

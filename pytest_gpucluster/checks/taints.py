@@ -2,16 +2,17 @@
 pods that do or do not tolerate it (pure: node facts, scheduler decisions and the profile in, a Verdict out)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Verdict
+from pytest_gpucluster.kube.objects import AUTO_MODE_LABEL, GPU_RESOURCE
 from pytest_gpucluster.kube.placement import BLOCKING_EFFECTS
 from pytest_gpucluster.kube.taints import refused_for_a_taint, taint_text, tolerates, untolerated_taint_keys
-from pytest_gpucluster.profile import Profile
 
-GPU = "nvidia.com/gpu"
+if TYPE_CHECKING:   # the profile module imports pytest (usage errors); a judge only needs the type
+    from pytest_gpucluster.profile import Profile
+
 Taint = Mapping[str, Any]
-AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")   # every EKS Auto Mode node carries it
 
 _FIX_PROFILE = ("Add the taint to the NodePool (spec.template.spec.taints) or node group; if your cluster uses "
                 "another key, set cluster.gpu_taints in the profile.")
@@ -110,7 +111,7 @@ def gpu_request_behaviour(subject: str, taints: Sequence[Taint], tolerations: Se
                           bound_to: str | None, message: str | None, timeout_s: float) -> Verdict:
     """A 1-GPU pod without tolerations of its own: admitted (ExtendedResourceToleration added one) or refused
     by an untolerated taint; never bound while a taint it does not tolerate stays, never refused for else."""
-    added = [t for t in tolerations if t.get("key") == GPU]
+    added = [t for t in tolerations if t.get("key") == GPU_RESOURCE]
     behaviour = ("ExtendedResourceToleration active: the API server added toleration "
                  + ", ".join(f"{t.get('key')} {t.get('operator', 'Equal')}" for t in added)) if added \
         else "ExtendedResourceToleration not active: GPU pods must carry their own tolerations"
@@ -128,8 +129,8 @@ def gpu_request_behaviour(subject: str, taints: Sequence[Taint], tolerations: Se
                               "Check the scheduler's events.", summary="No scheduling decision for a 1-GPU pod",
                               facts=facts)
     by_taint, _ = refused_by_taint(message, untolerated)
-    if f"Insufficient {GPU}" in message and not by_taint:
-        return Verdict.not_shown(subject, f"the node has no free {GPU} ({message!r})",
+    if f"Insufficient {GPU_RESOURCE}" in message and not by_taint:
+        return Verdict.not_shown(subject, f"the node has no free {GPU_RESOURCE} ({message!r})",
                                  "judged by test_device_plugins.py", facts=facts)
     if untolerated and by_taint:
         note = f"GPU pods need a toleration for {texts(untolerated)}" + (" (ERT only tolerates nvidia.com/gpu)"
@@ -137,7 +138,7 @@ def gpu_request_behaviour(subject: str, taints: Sequence[Taint], tolerations: Se
         return Verdict.passed(subject, "refused by an untolerated taint", message, facts={**facts, "note": note})
     return Verdict.failed(
         subject, f"either admission ({'ERT added a toleration' if added else 'with ERT'}) or a FailedScheduling "
-        "naming an untolerated taint", repr(message), f"'Insufficient {GPU}': the device plugin advertises no "
+        "naming an untolerated taint", repr(message), f"'Insufficient {GPU_RESOURCE}': the device plugin advertises no "
         "free GPU (see test_device_plugins.py).", summary="A 1-GPU pod was refused for another reason than a taint",
         facts=facts)
 
@@ -146,14 +147,14 @@ def gpu_pod_on_cpu(subject: str, advertised: str, bound_to: str | None, message:
     facts = {"scheduler": message or f"bound to {bound_to}"}
     if bound_to is not None:
         return Verdict.failed(subject, "a pod requesting 1 GPU to stay Pending on a CPU-only node",
-                              f"it was placed there; the node advertises {GPU}={advertised}",
+                              f"it was placed there; the node advertises {GPU_RESOURCE}={advertised}",
                               "A device plugin on a CPU node advertising GPUs, or a fake extended resource patched "
                               "onto the node, would cause this.", summary="GPU pod placed on a CPU-only node",
                               facts=facts)
-    if not message or GPU not in message:
-        return Verdict.failed(subject, f"'Insufficient {GPU}'", repr(message),
+    if not message or GPU_RESOURCE not in message:
+        return Verdict.failed(subject, f"'Insufficient {GPU_RESOURCE}'", repr(message),
                               summary="Pod requesting a GPU refused for an unexpected reason", facts=facts)
-    return Verdict.passed(subject, f"'Insufficient {GPU}'", message, facts=facts)
+    return Verdict.passed(subject, f"'Insufficient {GPU_RESOURCE}'", message, facts=facts)
 
 
 def cpu_node_untainted(subject: str, taints: Sequence[Taint], gpu_keys: Iterable[str]) -> Verdict:

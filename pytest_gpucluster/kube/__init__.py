@@ -1,12 +1,3 @@
-"""Cluster access layer: the only package that imports `kubernetes` (client, errors, probes, fleets, discovery)."""
-from __future__ import annotations
-
-from .client import Cluster
-from .errors import (AlreadyExists, ClusterError, Conflict, Forbidden, Gone, Invalid, NotFound, ServerError,
-                     TooManyRequests, Unauthorized, Unreachable)
-from .kubeconfig import KubeconfigError
-from .probes import ProbeContext, ProbeResult, ProbeSpec
-
-__all__ = ["AlreadyExists", "Cluster", "ClusterError", "Conflict", "Forbidden", "Gone", "Invalid",
-           "KubeconfigError", "NotFound", "ProbeContext", "ProbeResult", "ProbeSpec", "ServerError",
-           "TooManyRequests", "Unauthorized", "Unreachable"]
+"""Cluster access layer: the only package that imports `kubernetes` (client.py, kubeconfig.py; the modules that call
+the API build on them). Importing the package loads no client: the I/O-free modules (objects, quantity, taints,
+placement, resources, errors) are what the pure judges in checks/ may import."""

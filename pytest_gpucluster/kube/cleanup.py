@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from . import errors, kubeconfig
 from .client import Cluster
+from .objects import timestamp
 from .probes import MANAGED_BY, RUN_LABEL
 from .progress import QUIET, Progress, ProgressFactory
 from .resources import CREATED_KINDS, resource
@@ -115,8 +116,7 @@ def run_started(obj: dict[str, Any]) -> float | None:
     match = RUN_ID_RE.match((meta.get("labels") or {}).get(RUN_LABEL, ""))
     if match:
         return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
-    created = meta.get("creationTimestamp")
-    return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() if created else None
+    return timestamp(meta.get("creationTimestamp"))
 
 
 def find_leftovers(cluster: Cluster, older_than_s: float, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:

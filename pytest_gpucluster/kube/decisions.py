@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from pytest_gpucluster.kube import watching
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.fleets import fleet_label
+from pytest_gpucluster.kube.objects import pending_reason
 from pytest_gpucluster.kube.probes import FLEET_LABEL, RUN_LABEL, ProbeContext, ProbeSpec, pod_name, render
 
 DECISION_TIMEOUT_S = 60.0        # how long the scheduler gets to place or refuse a pod
@@ -24,14 +25,6 @@ class Decision:
     @property
     def tolerations(self) -> list[dict[str, Any]]:
         return list(self.pod.get("spec", {}).get("tolerations") or [])
-
-
-def refusal(pod: dict[str, Any]) -> str | None:
-    """The PodScheduled=False message (the scheduler's reason), if the pod was refused."""
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-            return str(cond.get("message") or cond.get("reason") or "Unschedulable")
-    return None
 
 
 def pinned(node: str, name: str, **kwargs: Any) -> ProbeSpec:
@@ -53,7 +46,7 @@ def place(cluster: Cluster, ctx: ProbeContext, key: str, specs: Mapping[str, Pro
 
     def all_decided(objs: dict[str, dict[str, Any]]) -> bool:
         pods = [objs[n] for n in wanted if n in objs]
-        return len(pods) == len(wanted) and all(p.get("spec", {}).get("nodeName") or refusal(p) for p in pods)
+        return len(pods) == len(wanted) and all(p.get("spec", {}).get("nodeName") or pending_reason(p) for p in pods)
 
     selector = f"{RUN_LABEL}={ctx.run_id},{FLEET_LABEL}={fleet}"
     try:
@@ -67,7 +60,7 @@ def place(cluster: Cluster, ctx: ProbeContext, key: str, specs: Mapping[str, Pro
     for node, name in names.items():
         pod = seen.get(name) or {"metadata": {"name": name}, "spec": {}}
         failed = [e.get("message", "") for e in events if e["involvedObject"]["name"] == name]
-        message = refusal(pod) or (failed[-1] if failed else None)
+        message = pending_reason(pod) or (failed[-1] if failed else None)
         bound = pod.get("spec", {}).get("nodeName")
         out[node] = Decision(pod=pod, node=bound, message=message, decided=bool(bound or message))
         if not ctx.keep:

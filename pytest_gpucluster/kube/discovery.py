@@ -1,147 +1,21 @@
 """Node discovery: the Inventory of GPU, EFA and CPU-only nodes, node selection and deterministic sampling."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable
 
 from . import errors
 from .client import Cluster
-from .probes import EFA_RESOURCE, GPU_RESOURCE
+from .objects import EFA_RESOURCE, HardwareProfile, transition_of
+# NodeInfo is defined with the other I/O-free views in kube/objects.py; kube/mpijob.py and the NCCL suite import it here
+from .objects import NodeInfo as NodeInfo
+from .quantity import count
 
-INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
-GFD_PRESENT = "nvidia.com/gpu.present"
-GPU_COUNT_LABELS = ("karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/instance-gpu-count",
-                    "nvidia.com/gpu.count")
-NODEPOOL_LABEL = "karpenter.sh/nodepool"
-NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 NODECLAIMS = "nodeclaims.karpenter.sh"
 NODEPOOLS = "nodepools.karpenter.sh"
-DISRUPTED_TAINT = "karpenter.sh/disrupted"
-INITIALIZED_LABEL = "karpenter.sh/initialized"
-
-
-class HardwareProfile(Protocol):
-    """What discovery needs from the acceptance profile (duck-typed to keep kube/ free of profile.py)."""
-
-    def for_instance(self, instance_type: str) -> Any: ...
-
-
-def transition_of(node: dict[str, Any]) -> str | None:
-    """Why a node is in transition, or None: NotReady, cordoned (spec.unschedulable), marked for disruption by
-    Karpenter (taint karpenter.sh/disrupted, kubernetes-sigs/karpenter pkg/apis/v1/taints.go), or a Karpenter node
-    not initialised yet (no karpenter.sh/initialized=true: Karpenter sets it once the node is Ready, its startup
-    taints are gone and every requested resource is registered, pkg/controllers/nodeclaim/lifecycle/initialization.go).
-    Its checks are not shown, never failed: it is not the node the cluster will keep, or not yet."""
-    meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
-    labels = meta.get("labels") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    reasons = []
-    if ready is None or ready.get("status") != "True":
-        reasons.append(f"NotReady ({(ready or {}).get('reason') or 'no Ready condition'})")
-    if spec.get("unschedulable"):
-        reasons.append("cordoned")
-    if any(t.get("key") == DISRUPTED_TAINT for t in spec.get("taints") or []):
-        reasons.append("being disrupted by Karpenter (karpenter.sh/disrupted)")
-    if labels.get(NODEPOOL_LABEL) and labels.get(INITIALIZED_LABEL) != "true":
-        reasons.append("not initialised by Karpenter yet (no karpenter.sh/initialized=true)")
-    return ", ".join(reasons) or None
-
-
-def _time(value: Any) -> float | None:
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else None
-    except ValueError:
-        return None
-
-
-def _quantity(value: Any) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return 0
-
-
-@dataclass
-class NodeInfo:
-    name: str
-    instance_type: str
-    labels: dict[str, str]
-    taints: list[dict[str, Any]]
-    allocatable: dict[str, str]
-    capacity: dict[str, str]
-    gpus_allocatable: int
-    efa_allocatable: int
-    nodepool: str | None
-    provider_id: str | None
-    conditions: dict[str, str]
-    ready: bool
-    unschedulable: bool = False
-    zone: str | None = None
-    nodegroup: str | None = None
-    expected_gpus: int = 0            # from the profile (0 when the instance type is unknown to it)
-    expected_efa: int = 0
-    efa_required: bool = False        # the profile requires EFA attached on the type (profile `efa_required`)
-    efa_launched: int = 0             # EFA interfaces its Karpenter NodeClaim says were attached (status.capacity)
-    ready_since: float | None = None  # the Ready condition's lastTransitionTime (when the node booted, or recovered)
-    os_image: str = ""                # status.nodeInfo.osImage (`Amazon Linux 2023...`, `Bottlerocket OS ...`)
-    transition: str | None = None     # why the node is in transition (transition_of), None when it is settled
-    startup_taints: list[dict[str, Any]] = field(default_factory=list)   # its NodePool's spec.template startupTaints
-
-    @property
-    def id(self) -> str:
-        """Test id: `ip-10-0-3-17/p5.48xlarge`."""
-        return f"{self.name}/{self.instance_type}"
-
-    @classmethod
-    def from_node(cls, node: dict[str, Any], profile: HardwareProfile | None = None) -> "NodeInfo":
-        meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
-        labels = dict(meta.get("labels") or {})
-        itype = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), "unknown")
-        conditions = {c.get("type", ""): c.get("status", "") for c in status.get("conditions") or []}
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        inst = profile.for_instance(itype) if profile is not None else None
-        return cls(
-            name=meta.get("name", ""), instance_type=itype, labels=labels, taints=list(spec.get("taints") or []),
-            allocatable=dict(status.get("allocatable") or {}), capacity=dict(status.get("capacity") or {}),
-            gpus_allocatable=_quantity((status.get("allocatable") or {}).get(GPU_RESOURCE)),
-            efa_allocatable=_quantity((status.get("allocatable") or {}).get(EFA_RESOURCE)),
-            nodepool=labels.get(NODEPOOL_LABEL), provider_id=spec.get("providerID"), conditions=conditions,
-            ready=conditions.get("Ready") == "True", unschedulable=bool(spec.get("unschedulable")),
-            zone=labels.get("topology.kubernetes.io/zone"), nodegroup=labels.get(NODEGROUP_LABEL),
-            expected_gpus=int(getattr(inst, "gpus", 0) or 0), expected_efa=int(getattr(inst, "efa", 0) or 0),
-            efa_required=bool(getattr(inst, "efa_required", False)), ready_since=_time(ready.get("lastTransitionTime")),
-            os_image=str((status.get("nodeInfo") or {}).get("osImage") or ""), transition=transition_of(node))
-
-    @property
-    def is_gpu(self) -> bool:
-        if self.gpus_allocatable > 0 or _quantity(self.capacity.get(GPU_RESOURCE)) > 0:
-            return True
-        if self.labels.get(GFD_PRESENT) == "true" or self.expected_gpus > 0:
-            return True
-        return any(_quantity(self.labels.get(k)) > 0 for k in GPU_COUNT_LABELS)
-
-    @property
-    def efa_attached(self) -> bool:
-        """The node has EFA interfaces: it advertises them, or its NodeClaim says the launch attached them (a plugin
-        that never registered them does not make a node without EFA)."""
-        return self.efa_allocatable > 0 or _quantity(self.capacity.get(EFA_RESOURCE)) > 0 or self.efa_launched > 0
-
-    @property
-    def is_efa(self) -> bool:
-        """Judged as an EFA node: EFA attached, or required on its type by the profile. EFA is attached when asked
-        for (Karpenter: a pod requesting vpc.amazonaws.com/efa or an EC2NodeClass with network interfaces; managed
-        node groups: the launch template), not because the type could have it: an EFA-capable node without EFA whose
-        type does not require it is not an EFA node."""
-        return self.efa_attached or self.efa_required
-
-    @property
-    def efa_not_needed(self) -> bool:
-        """EFA-capable type, none attached, and the profile does not require it: not an EFA node, and the report says so."""
-        return self.expected_efa > 0 and not self.is_efa
 
 
 def sample_nodes(nodes: list[NodeInfo], per_type: int | None) -> list[NodeInfo]:
@@ -215,7 +89,7 @@ def launched_efa(cluster: Cluster) -> dict[str, int]:
         claims = cluster.items(NODECLAIMS)
     except (errors.NotFound, errors.Forbidden):
         return {}
-    return {str(c["status"]["nodeName"]): _quantity(((c.get("status") or {}).get("capacity") or {}).get(EFA_RESOURCE))
+    return {str(c["status"]["nodeName"]): count(((c.get("status") or {}).get("capacity") or {}).get(EFA_RESOURCE))
             for c in claims if (c.get("status") or {}).get("nodeName")}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .discovery import NodeInfo
+from .objects import NodeInfo
 from .placement import tolerations_for
 from .probes import ProbeSpec
 

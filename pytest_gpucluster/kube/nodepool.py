@@ -1,4 +1,4 @@
-"""Karpenter NodePools as the suites read them: listing, conditions, the template, node classes, the probe clone."""
+"""Karpenter NodePools as the suites read them: listing, the template, node classes, the probe clone."""
 from __future__ import annotations
 
 import copy
@@ -9,25 +9,13 @@ import yaml
 
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
+from pytest_gpucluster.kube.objects import GPU_RESOURCE, INSTANCE_TYPE_LABEL
 from pytest_gpucluster.kube.probes import RUN_LABEL, manifests_dir
 
-GPU = "nvidia.com/gpu"
 NODEPOOLS = "nodepools.karpenter.sh"
-NODEPOOL_LABEL = "karpenter.sh/nodepool"
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 PROBE_POOL_LABEL = "gpucluster.io/probe-pool"
 NODECLASS_KINDS = {("karpenter.k8s.aws", "EC2NodeClass"): "ec2nodeclasses.karpenter.k8s.aws",
                    ("eks.amazonaws.com", "NodeClass"): "nodeclasses.eks.amazonaws.com"}
-
-
-def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def conditions(obj: dict[str, Any] | None) -> dict[str, str]:
-    """`{type: "status reason"}` of an object's status conditions."""
-    return {str(c.get("type")): f"{c.get('status')} {c.get('reason', '')}".strip()
-            for c in ((obj or {}).get("status") or {}).get("conditions") or []}
 
 
 def template_spec(nodepool: dict[str, Any]) -> dict[str, Any]:
@@ -68,12 +56,12 @@ def probe_nodepool(source: dict[str, Any], itype: str, gpus: int, run_id: str) -
     meta["name"] = f"gc-probe-{pool_id}"
     meta["labels"][RUN_LABEL] = run_id
     meta["annotations"]["gpucluster.io/cloned-from"] = source["metadata"]["name"]
-    spec["limits"] = {GPU: str(gpus)}
+    spec["limits"] = {GPU_RESOURCE: str(gpus)}
     template = spec["template"]
     template["metadata"]["labels"].update({RUN_LABEL: run_id, PROBE_POOL_LABEL: pool_id})
     src = copy.deepcopy(template_spec(source))
-    reqs = [r for r in src.pop("requirements", []) or [] if r.get("key") != INSTANCE_TYPE]
-    reqs += [{"key": INSTANCE_TYPE, "operator": "In", "values": [itype]},
+    reqs = [r for r in src.pop("requirements", []) or [] if r.get("key") != INSTANCE_TYPE_LABEL]
+    reqs += [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [itype]},
              {"key": PROBE_POOL_LABEL, "operator": "In", "values": [pool_id]}]
     src.pop("expireAfter", None)
     template["spec"].update({**src, "requirements": reqs})

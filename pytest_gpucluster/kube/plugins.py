@@ -1,17 +1,16 @@
 """Device-plugin DaemonSets and their pods, and the ONE definition of "this node's device plugin is healthy"."""
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from . import watching
 from .client import Cluster
+from .objects import AUTO_MODE_LABEL, GPU_RESOURCE, container_statuses, phase, pod_ready, timestamp, waiting_reasons
 from .quantity import allocatable
 from .taints import selects, taint_text, tolerates
 
-AUTO_MODE_LABEL = ("eks.amazonaws.com/compute-type", "auto")
 AUTO_MODE_NAME = "EKS Auto Mode"
 SETTLE_TIMEOUT_S = 30.0   # plugin pods still starting get this long to become Ready or visibly fail
 # A plugin container that restarted within this window is not healthy: a crash-looping plugin is briefly Running
@@ -81,20 +80,11 @@ def selector_string(ds: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-def _ts(value: Any) -> float | None:
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else None
-
-
 def at_boot(cs: dict[str, Any], ready_since: float | None, now: float) -> bool:
     """The container's last restart was the node's boot: it ended within BOOT_MARGIN_S of the node's Ready
     transition and the container has been running for STABLE_S since."""
-    finished = _ts(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
-    running = _ts(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+    finished = timestamp(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+    running = timestamp(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
     return (ready_since is not None and finished is not None and running is not None
             and finished <= ready_since + BOOT_MARGIN_S and now - running >= STABLE_S)
 
@@ -105,10 +95,10 @@ def recent_restarts(pod: dict[str, Any], now: float | None = None, window_s: flo
     node's boot (`ready_since`: when the node turned Ready; see at_boot)."""
     now = time.time() if now is None else now
     count = 0
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+    for cs in container_statuses(pod):
         if not cs.get("restartCount"):
             continue
-        finished = _ts(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        finished = timestamp(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         if finished is None:      # restarted, but when is unknown: count it (cannot show it is old)
             count += int(cs["restartCount"])
         elif now - finished <= window_s and not at_boot(cs, ready_since, now):
@@ -119,16 +109,15 @@ def recent_restarts(pod: dict[str, Any], now: float | None = None, window_s: flo
 def plugin_healthy(pod: dict[str, Any], now: float | None = None, ready_since: float | None = None) -> bool:
     """THE definition used by every suite: Running, Ready now, no restart in the last RESTART_WINDOW_S but the one at
     the node's boot (`ready_since`: the node's Ready transition)."""
-    return ((pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
+    return (phase(pod) == "Running" and pod_ready(pod)
             and recent_restarts(pod, now, ready_since=ready_since) == 0)
 
 
 def pod_state(pod: dict[str, Any], now: float | None = None, ready_since: float | None = None) -> str:
     """`Running (ready)`, `Running (not ready, CrashLoopBackOff, 7 restarts, 2 in the last 10 min)`, `Pending` ..."""
-    status = pod.get("status") or {}
     now = time.time() if now is None else now
     details = ["ready" if pod_ready(pod) else "not ready"]
-    for cs in status.get("containerStatuses") or []:
+    for cs in container_statuses(pod):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason"):
             details.append(waiting["reason"])
@@ -136,18 +125,15 @@ def pod_state(pod: dict[str, Any], now: float | None = None, ready_since: float 
             boot = " (at the node's boot: history)" if at_boot(cs, ready_since, now) else ""
             details.append(f"{cs['restartCount']} restarts, {recent_restarts(pod, now, ready_since=ready_since)} in "
                            f"the last {RESTART_WINDOW_S / 60:.0f} min{boot}")
-    return f"{status.get('phase', 'Pending')} ({', '.join(details)})"
+    return f"{phase(pod)} ({', '.join(details)})"
 
 
 def settled(pod: dict[str, Any]) -> bool:
     """Ready, or in a state that will not change by itself soon (crash loop, image error, failed)."""
-    if pod_ready(pod) or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+    if pod_ready(pod) or phase(pod) in ("Failed", "Succeeded"):
         return True
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing") or cs.get("restartCount"):
-            return True
-    return False
+    return (any(reason not in (None, "ContainerCreating", "PodInitializing") for reason in waiting_reasons(pod))
+            or any(cs.get("restartCount") for cs in container_statuses(pod)))
 
 
 @dataclass
@@ -235,5 +221,5 @@ def find_plugins(cluster: Cluster, gpu_nodes: Sequence[LabelledNode] = (), *, se
 def gpus_to_request(cluster: Cluster, plugins: Plugins, node_names: Iterable[str]) -> dict[str, int]:
     """Per node, all the GPUs it advertises now (asking for more than allocatable never schedules); 0 where its
     NVIDIA device plugin is not healthy (its GPUs come and go: a probe asking for them could stay Pending)."""
-    return {name: allocatable(cluster.get("nodes", name), "nvidia.com/gpu") if plugins.healthy_on("nvidia", name)
+    return {name: allocatable(cluster.get("nodes", name), GPU_RESOURCE) if plugins.healthy_on("nvidia", name)
             else 0 for name in node_names}

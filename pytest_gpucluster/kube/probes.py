@@ -6,22 +6,25 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
 from ..packaged import MANIFESTS_PACKAGE, package_folder
+from .objects import HUGEPAGES_2MI, condition, phase, timestamp
+# Re-exported: kube/fleets.py and kube/mpijob.py read these here.
+from .objects import EFA_RESOURCE as EFA_RESOURCE
+from .objects import GPU_RESOURCE as GPU_RESOURCE
+from .objects import HOSTNAME_LABEL as HOSTNAME_LABEL
+from .objects import container_state as container_state
+from .objects import pending_reason as pending_reason
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "pytest-gpucluster")
 RUN_LABEL = "gpucluster.io/run"
 FLEET_LABEL = "gpucluster.io/fleet"
 PROBE_LABEL = "gpucluster.io/probe"
-GPU_RESOURCE = "nvidia.com/gpu"
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 IMAGE_PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                                "RegistryUnavailable"})
 CONTAINER_CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -171,7 +174,7 @@ def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict
     if spec.efa:
         extended[EFA_RESOURCE] = str(spec.efa)
     if spec.hugepages_2mi:
-        extended["hugepages-2Mi"] = spec.hugepages_2mi
+        extended[HUGEPAGES_2MI] = spec.hugepages_2mi
     if spec.memory:
         requests["memory"] = limits["memory"] = spec.memory
     requests.update(extended)
@@ -186,29 +189,10 @@ def render(spec: ProbeSpec, ctx: ProbeContext, *, name: str, fleet: str) -> dict
     return pod
 
 
-def _ts(value: str | None) -> float | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _condition(pod: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for cond in pod.get("status", {}).get("conditions") or []:
-        if cond.get("type") == ctype:
-            return cast(dict[str, Any], cond)
-    return None
-
-
-def container_state(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    return statuses[0].get("state", {}) if statuses else {}
-
-
 def classify(pod: dict[str, Any]) -> tuple[bool, str | None, str | None]:
     """(terminal, reason, message). Terminal = Succeeded/Failed, or an image/config error that will not heal."""
-    status = pod.get("status", {})
-    phase = status.get("phase", "Pending")
-    if phase in ("Succeeded", "Failed"):
+    status = pod.get("status") or {}
+    if phase(pod) in ("Succeeded", "Failed"):
         term = container_state(pod).get("terminated") or {}
         return True, term.get("reason") or status.get("reason"), term.get("message") or status.get("message")
     waiting = container_state(pod).get("waiting") or {}
@@ -220,30 +204,22 @@ def classify(pod: dict[str, Any]) -> tuple[bool, str | None, str | None]:
     return False, None, None
 
 
-def pending_reason(pod: dict[str, Any]) -> str | None:
-    cond = _condition(pod, "PodScheduled")
-    if cond and cond.get("status") == "False":
-        return cond.get("message") or cond.get("reason")
-    return None
-
-
 def timings(pod: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, float]:
-    status = pod.get("status", {})
+    status = pod.get("status") or {}
     state = container_state(pod)
     started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
     finished = (state.get("terminated") or {}).get("finishedAt")
-    sched = _condition(pod, "PodScheduled")
+    sched = condition(pod, "PodScheduled")
     out: dict[str, float | None] = {
-        "created": _ts(pod.get("metadata", {}).get("creationTimestamp")),
-        "scheduled": _ts(sched.get("lastTransitionTime")) if sched and sched.get("status") == "True" else None,
-        "started": _ts(started) or _ts(status.get("startTime")),
-        "finished": _ts(finished),
+        "created": timestamp(pod.get("metadata", {}).get("creationTimestamp")),
+        "scheduled": timestamp(sched.get("lastTransitionTime")) if sched and sched.get("status") == "True" else None,
+        "started": timestamp(started) or timestamp(status.get("startTime")),
+        "finished": timestamp(finished),
     }
     return {k: v for k, v in out.items() if v is not None}
 
 
 def result_from_pod(pod: dict[str, Any], logs: str, events: list[dict[str, Any]], *, timed_out: bool) -> ProbeResult:
-    status = pod.get("status", {})
     terminal, reason, message = classify(pod)
     term = container_state(pod).get("terminated") or {}
     pend = pending_reason(pod)
@@ -255,6 +231,6 @@ def result_from_pod(pod: dict[str, Any], logs: str, events: list[dict[str, Any]]
         message = message or "probe did not finish before its deadline"
     return ProbeResult(
         pod=pod["metadata"]["name"], node=pod.get("spec", {}).get("nodeName"),
-        phase=status.get("phase", "Pending"), exit_code=term.get("exitCode"), reason=reason, logs=logs,
+        phase=phase(pod), exit_code=term.get("exitCode"), reason=reason, logs=logs,
         events=events, timings=timings(pod, events), pending_reason=pend, message=message,
         image=pod["spec"]["containers"][0].get("image"), namespace=pod["metadata"].get("namespace"))

@@ -2,7 +2,7 @@
 flight will change ends after a grace period with the scheduler's message, the node's allocatable and the
 device-plugin pods' state, instead of waiting out the probe deadline.
 
-A node in transition (kube/discovery.transition_of: cordoned, disrupted, NotReady, not initialised) ends the pod
+A node in transition (kube/objects.transition_of: cordoned, disrupted, NotReady, not initialised) ends the pod
 after the grace period too, saying so: its checks are not shown (fixtures.py), so waiting for it helps nothing.
 "Nothing in flight" means: the node exists and is Ready, its NodeClaim (if Karpenter launched it) is initialised,
 no device-plugin pod on it is still starting, and the rejection is one the node itself causes: it has less of an
@@ -18,14 +18,12 @@ from typing import Any, Callable
 
 from . import errors
 from .client import Cluster
-from .discovery import transition_of
-from .plugins import plugin_role, pod_ready, pod_state
+from .objects import condition, karpenter_uninitialised, phase, pod_ready, restarts, transition_of, waiting_reasons
+from .plugins import plugin_role, pod_state
 from .quantity import quantity_or
 from .taints import refused_for_a_taint
 
 STARTING_REASONS = ("ContainerCreating", "PodInitializing")
-KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
-KARPENTER_INITIALIZED = "karpenter.sh/initialized"
 
 
 def extended_requests(pod: dict[str, Any]) -> dict[str, float]:
@@ -42,20 +40,14 @@ def extended_requests(pod: dict[str, Any]) -> dict[str, float]:
 
 def in_flight(node: dict[str, Any], plugin_pods: list[dict[str, Any]]) -> str | None:
     """What may still change the node's schedulability by itself, or None when nothing will."""
-    status = node.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is None or ready.get("status") != "True":
+    if (condition(node, "Ready") or {}).get("status") != "True":
         return "the node is not Ready yet"
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if labels.get(KARPENTER_NODEPOOL) and labels.get(KARPENTER_INITIALIZED) != "true":
+    if karpenter_uninitialised((node.get("metadata") or {}).get("labels") or {}):
         return "its NodeClaim is still initialising"
     for pod in plugin_pods:
-        phase = (pod.get("status") or {}).get("phase")
-        waiting = [((cs.get("state") or {}).get("waiting") or {}).get("reason")
-                   for cs in (pod.get("status") or {}).get("containerStatuses") or []]
-        restarts = sum(int(cs.get("restartCount") or 0) for cs in (pod.get("status") or {}).get("containerStatuses") or [])
-        starting = phase == "Pending" and not any(w not in (None, *STARTING_REASONS) for w in waiting)
-        warming = phase == "Running" and not pod_ready(pod) and restarts == 0 and not any(waiting)
+        waiting = waiting_reasons(pod)
+        starting = phase(pod) == "Pending" and not any(w not in (None, *STARTING_REASONS) for w in waiting)
+        warming = phase(pod) == "Running" and not pod_ready(pod) and restarts(pod) == 0 and not any(waiting)
         if starting or warming:
             return f"device-plugin pod {pod['metadata']['name']} is starting"
     return None

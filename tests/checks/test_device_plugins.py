@@ -6,8 +6,6 @@ from typing import Any
 import pytest
 
 from pytest_gpucluster.checks.device_plugins import (
-    EFA,
-    GPU,
     NodeFacts,
     PluginOnNode,
     PodFacts,
@@ -21,6 +19,8 @@ from pytest_gpucluster.checks.device_plugins import (
     operator_namespace,
 )
 from pytest_gpucluster.checks.verdict import Status
+from pytest_gpucluster.kube.objects import EFA_RESOURCE as EFA
+from pytest_gpucluster.kube.objects import GPU_RESOURCE as GPU
 from pytest_gpucluster.profile import load_profile
 
 NAME = "ip-10-0-3-17"

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_gpucluster.checks import karpenter as judge
 from pytest_gpucluster.checks.verdict import Status
+from pytest_gpucluster.kube.objects import ZONE_LABEL
 from pytest_gpucluster.profile import load_profile
 
 PROFILE = load_profile()
@@ -38,7 +39,7 @@ def req(key: str, op: str, *values: str) -> dict[str, Any]:
 
 
 P5 = judge.instance_facts("p5.48xlarge", 8, "NVIDIA H100 80GB HBM3", None)
-ZONES = {judge.ZONE: {"us-west-2a"}}
+ZONES = {ZONE_LABEL: {"us-west-2a"}}
 
 
 # -- 19b: can-launch under Karpenter's semantics ---------------------------------------------------------

@@ -5,7 +5,8 @@ import kubernetes_validate
 import pytest
 
 from pytest_gpucluster.kube import cleanup, probes
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo, sample_nodes
+from pytest_gpucluster.kube.discovery import Inventory, sample_nodes
+from pytest_gpucluster.kube.objects import NodeInfo
 from pytest_gpucluster.profile import load_profile
 
 CTX = probes.ProbeContext(namespace="gpucluster-20261123-160000-abcd", run_id="20261123-160000-abcd",

@@ -1,11 +1,12 @@
-"""Nodes in transition (kube/discovery.transition_of, TransitionWatch) and what probes tolerate (kube/placement)."""
+"""Nodes in transition (kube/objects.transition_of, TransitionWatch) and what probes tolerate (kube/placement)."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from pytest_gpucluster.kube.discovery import Inventory, NodeInfo, TransitionWatch, transition_of
+from pytest_gpucluster.kube.discovery import Inventory, TransitionWatch
+from pytest_gpucluster.kube.objects import NodeInfo, transition_of
 from pytest_gpucluster.kube.placement import tolerations_for
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
