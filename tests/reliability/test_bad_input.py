@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_gpucluster.report.summary import INCOMPLETE_EXIT
 from pytest_gpucluster.sim.launcher import SimCluster
 
 from .conftest import labelled_objects, node_names, sim_target
@@ -171,8 +172,11 @@ def test_unpullable_image_reports_errimagepull_with_the_image(live_sim: SimClust
 
 
 def test_node_that_disappears_mid_run(live_sim: SimCluster) -> None:
-    """Delete a GPU node the moment the fleet's probe pod for it is created: its check must fail naming the node
-    within the probe timeout, the other node's check must pass, and teardown must be clean."""
+    """Delete a GPU node the moment the fleet's probe pod for it is created: a node that leaves the cluster is in
+    transition (as a Karpenter scale-down or a replaced node), so its check is not shown naming the node and why,
+    never failed nor passed; the run is INCOMPLETE (exit 6: the node's required evidence is missing, which
+    --gpucluster-partial does not forgive), within the probe timeout; the other node's check passes; teardown is
+    clean."""
     victim, survivor = node_names(live_sim, "p5.48xlarge")[:2]
 
     def on_commit(etype: str, key: str, obj: dict) -> None:
@@ -192,10 +196,10 @@ def test_node_that_disappears_mid_run(live_sim: SimCluster) -> None:
                                         "--gpucluster-timeout", "10", *sim_target(live_sim))
     finally:
         live_sim.call(unsubscribe)
-    assert code == pytest.ExitCode.TESTS_FAILED, out[-3000:]
-    assert f"FAILED suites/test_gpu_visibility.py::test_nvidia_smi_sees_every_gpu[{victim}/p5.48xlarge]" in out
+    assert code == INCOMPLETE_EXIT, out[-3000:]
+    assert f"FAILED suites/test_gpu_visibility.py::test_nvidia_smi_sees_every_gpu[{victim}" not in out, out[-3000:]
     assert f"PASSED suites/test_gpu_visibility.py::test_nvidia_smi_sees_every_gpu[{survivor}/p5.48xlarge]" in out
-    assert_clear(out, f"nvidia-smi did not run on {victim}/p5.48xlarge", f"node {victim} disappeared",
-                 "Unschedulable", "gpucluster: teardown clean")
+    assert_clear(out, f"{victim}/p5.48xlarge is in transition (left the cluster)", "gpucluster verdict: INCOMPLETE",
+                 "gpucluster: teardown clean")
     assert seconds < 60, f"took {seconds:.0f} s with a 10 s probe timeout"
     assert not labelled_objects(live_sim)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +150,10 @@ def test_sigkill_pods_expire_and_cleanup_removes_the_rest(live_sim: SimCluster, 
 def test_two_runs_at_once_do_not_touch_each_others_objects(live_sim: SimCluster, tmp_path: Path) -> None:
     """Run A holds a pod until run B (the taints suite) has started, probed and torn down. A's pod and namespace
     must survive B's teardown (A passes only if its pod ran to the end), and both end clean. The simulated
-    kubelet runs pod processes on this machine, so A's pod waits for a file the test creates after B ended."""
-    gate = tmp_path / "b-finished"
+    kubelet runs pod processes on this machine, so A's pod waits for a file the test creates after B ended. The gate
+    lies outside /tmp: a container's /tmp is its own (the simulated kubelet maps it into the pod's scratch)."""
+    gates = Path(tempfile.mkdtemp(prefix="gpucluster-gate-", dir=Path.home()))
+    gate = gates / "b-finished"
     running = Arrival(live_sim, "pods", lambda etype, obj: _running_pod(obj))
     first = _start_sleeper(live_sim, tmp_path, wait=f"while [ ! -e {gate} ]; do sleep 0.1; done", timeout_s=120)
     pod_a = running.wait(timeout_s=60)
@@ -163,6 +167,7 @@ def test_two_runs_at_once_do_not_touch_each_others_objects(live_sim: SimCluster,
     finally:
         gate.touch()
     code_a = stop_process(first, timeout_s=120)
+    shutil.rmtree(gates, ignore_errors=True)
     out_b = (tmp_path / "b" / "output.txt").read_text()
     out_a = (tmp_path / "sleeper-output.txt").read_text()
     assert code_b == 0 and "gpucluster: teardown clean" in out_b, f"run B (taints) exit {code_b}:\n{out_b[-3000:]}"
