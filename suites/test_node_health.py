@@ -30,9 +30,8 @@ from pytest_gpucluster.kube.healthprobes import (DCGM_IMAGE, DCGM_RUNTIME_S, HOS
                                                   health_script, health_spec, loads)
 from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.parsers import ParseError
+from pytest_gpucluster.parsers import ParseError, SmiLog, parse_smi_log
 from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
-from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth, parse_smi_health
 from pytest_gpucluster.parsers.nvlink import parse_nvlink
 from pytest_gpucluster.parsers.topo import parse_topo
 from pytest_gpucluster.profile import Profile
@@ -106,7 +105,7 @@ def _no_probe(node: NodeInfo, what: str, evidence: Any) -> None:
                           "(see the device plugin suite)", None, "-"), evidence)
 
 
-def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any) -> tuple[dict, SmiHealth | None]:
+def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any) -> tuple[dict, SmiLog | None]:
     result = health_fleet.get(node.name)
     if result is None:
         _no_probe(node, "node-health", evidence)
@@ -120,7 +119,7 @@ def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any)
     evidence.attach(f"nvidia-smi -q under load on {node.name}", text, kind="nvidia-smi")
     evidence.fact("load wait", sections.get("load-wait", ("not printed", 1))[0])
     try:
-        health = parse_smi_health(text)
+        health = parse_smi_log(text)
     except ParseError:
         return sections, None
     evidence.fact("node health (probe checks)", judge.summary_row({   # compact per-node row for the report
@@ -146,7 +145,7 @@ def test_dcgm_diagnostics_pass(gpu_node: NodeInfo, dcgm_fleet: dict, health_flee
         problem = f"{exc}; {result.describe()}"
     gpus = None
     if gpu_node.name in health_fleet:
-        gpus = judge.gpus_seen((judge.smi_health_of(health_fleet[gpu_node.name].logs) or SmiHealth()).gpus)
+        gpus = judge.gpus_seen((judge.smi_health_of(health_fleet[gpu_node.name].logs) or SmiLog()).gpus)
     enforce(dcgm_judge.dcgm(gpu_node.id, parsed, level, duration, result.exit_code or 0, problem,
                             gpus_held[gpu_node.name], gpus), evidence)
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.parsers.dcgm_diag import DcgmDiagResult, DcgmTestResult
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu
 
 ERRORS_DOC = "https://docs.nvidia.com/datacenter/dcgm/latest/reference/diagnostics/errors.html"
 # The tests each run level always includes (DCGM user guide, "Run Levels"; dcgmi diag reference: 1 quick =
@@ -29,7 +29,7 @@ def canonical(result: DcgmTestResult) -> str:
     return _ALIASES.get(name, name)
 
 
-def _label(index: int | None, gpus: Mapping[int, GpuHealth]) -> str:
+def _label(index: int | None, gpus: Mapping[int, SmiGpu]) -> str:
     g = gpus.get(index) if index is not None else None
     if index is None:
         return "all GPUs"
@@ -42,7 +42,7 @@ def _why(r: DcgmTestResult) -> str:
 
 
 def dcgm(subject: str, parsed: DcgmDiagResult | None, level: int, duration_s: float | None, rc: int,
-         problem: str | None, held: int, gpus: Mapping[int, GpuHealth] | None = None) -> Verdict:
+         problem: str | None, held: int, gpus: Mapping[int, SmiGpu] | None = None) -> Verdict:
     """Every test of `dcgmi diag -r <level> -j` passed or warned on each of the `held` GPUs (DCGM entity ids
     0..held-1: inside the container NVML enumerates only the pod's GPUs); a failure fails with DCGM's message; a
     skip, a test not run, or a GPU without a result is not shown; a non-zero exit with nothing failed or warned is a

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Verdict
-from pytest_gpucluster.parsers.nvidia_smi_health import SmiHealth
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiLog
 
 SOFTWARE_KEYS = ("driver", "cuda", "kernel", "efa driver")
 FIRMWARE_KEYS = ("vbios",)
@@ -68,7 +68,7 @@ def uniformity(subject: str, node: str, instance_type: str, versions: Mapping[st
     return Verdict.passed(subject, f"the same {what} as the other {instance_type} nodes", observed, facts=facts)
 
 
-def versions_of(health: SmiHealth | None, host: str) -> dict[str, str]:
+def versions_of(health: SmiLog | None, host: str) -> dict[str, str]:
     """The values fleet uniformity compares, from `nvidia-smi -q` and the probe's host section."""
     out: dict[str, str] = {}
     if health is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth, SmiHealth
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
 from pytest_gpucluster.parsers.xid import XidEvent, XidLog, parse_xid, pci_key
 
 XID_CATALOG = "https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"
@@ -78,7 +78,7 @@ def classify_xid(event: XidEvent) -> XidClass:
     return XID_CLASSES.get(event.code, XidClass("warn", f"Xid {event.code}", f"look it up in {XID_CATALOG}"))
 
 
-def _clean(g: GpuHealth) -> bool:
+def _clean(g: SmiGpu) -> bool:
     """NVML reports no recovery action, no uncorrectable error since the last reset and nothing pending on this GPU:
     what a GPU reset leaves behind (the volatile ECC counters and the recovery action reset with the GPU)."""
     return ((g.recovery_action or "").lower() == "none" and not g.ecc_volatile_uncorrectable
@@ -102,7 +102,7 @@ def _number(sections: dict[str, tuple[str, int]], name: str) -> float | None:
         return None
 
 
-def from_reader(subject: str, sections: dict[str, tuple[str, int]], window_h: float | None, health: SmiHealth | None,
+def from_reader(subject: str, sections: dict[str, tuple[str, int]], window_h: float | None, health: SmiLog | None,
                 not_run: Verdict) -> tuple[Verdict, XidLog | None]:
     """The verdict on a kernel-log reader's sections (`uptime`, `now`, `dmesg`; kube/healthprobes.HOSTLOG_SCRIPT):
     a reader that never printed its log section did not run: `not_run` (a failure, like every other probe); a
@@ -118,7 +118,7 @@ def from_reader(subject: str, sections: dict[str, tuple[str, int]], window_h: fl
 
 
 def xid(subject: str, log: XidLog | None, uptime_s: float | None, window_h: float | None,
-        health: SmiHealth | None, why_not: str | None = None, now_epoch: float | None = None) -> Verdict:
+        health: SmiLog | None, why_not: str | None = None, now_epoch: float | None = None) -> Verdict:
     """No Xid the NVIDIA catalog says needs a reset/replacement in the kernel log (all of it, or the last N hours).
     An empty log is not shown; the evidence says how far back the log reaches (the ring buffer drops old lines)."""
     if log is None:

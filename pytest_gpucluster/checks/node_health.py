@@ -9,8 +9,9 @@ import re
 from typing import Any, Mapping, Sequence
 
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
-from pytest_gpucluster.parsers._text import ParseError
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth, SmiHealth, parse_smi_health
+from pytest_gpucluster.parsers import ParseError
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
+from pytest_gpucluster.parsers.nvidia_smi_q import parse_smi_log
 from pytest_gpucluster.parsers.nvlink import NvlinkResult
 from pytest_gpucluster.parsers.topo import TopoMatrix
 
@@ -33,10 +34,10 @@ def split_sections(logs: str) -> dict[str, tuple[str, int]]:
     return {m["name"]: (m["body"].rstrip("\n"), int(m["rc"])) for m in _SECTION.finditer(logs)}
 
 
-def smi_health_of(logs: str) -> SmiHealth | None:
+def smi_health_of(logs: str) -> SmiLog | None:
     """The `nvidia-smi -q` health sections of a node-health probe's log (None when absent or unreadable)."""
     try:
-        return parse_smi_health(split_sections(logs).get("smi-q", ("", 1))[0])
+        return parse_smi_log(split_sections(logs).get("smi-q", ("", 1))[0])
     except ParseError:
         return None
 
@@ -47,13 +48,13 @@ def load_running(text: str) -> set[int]:
 
 
 # -- naming GPUs -------------------------------------------------------------------------------------
-def gpu_label(index: int | None, g: GpuHealth | None, bus: str | None = None) -> str:
+def gpu_label(index: int | None, g: SmiGpu | None, bus: str | None = None) -> str:
     if g is None:
         return f"GPU {index if index is not None else '?'}" + (f" (bus {bus})" if bus else "")
     return f"GPU {index} ({g.uuid or 'no UUID'}, bus {g.bus_id})"
 
 
-def gpus_seen(sequence: Sequence[GpuHealth]) -> dict[int, GpuHealth]:
+def gpus_seen(sequence: Sequence[SmiGpu]) -> dict[int, SmiGpu]:
     return dict(enumerate(sequence))
 
 
@@ -84,7 +85,7 @@ def _no_q(subject: str, what: str) -> Verdict:
 
 
 # -- CUDA -----------------------------------------------------------------------------------------------
-def cuda_usable(subject: str, load_out: str, load_rc: int, held: int, health: SmiHealth | None,
+def cuda_usable(subject: str, load_out: str, load_rc: int, held: int, health: SmiLog | None,
                 image: str | None = None) -> Verdict:
     """The CUDA load announced it runs on each of the `held` GPUs (a CUDA context and kernels on every GPU, whatever
     the interconnect: on PCIe-only types this is the only check that sees CUDA fail)."""
@@ -114,7 +115,7 @@ def cuda_usable(subject: str, load_out: str, load_rc: int, held: int, health: Sm
 
 # -- NVLink and fabric ------------------------------------------------------------------------------
 def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlink: NvlinkResult | None,
-                  health: SmiHealth | None, cuda_out: str) -> Verdict:
+                  health: SmiLog | None, cuda_out: str) -> Verdict:
     """On NVSwitch types: every GPU that `nvidia-smi -q` lists has all its links up at the profile's speed in
     `nvlink -s`; fabric state Completed/Success where the GPU reports one (NVML GPU fabric info is for Hopper and
     later: A100 prints `N/A`); and CUDA did not fail with error 802 (the fabric manager has not trained the NVSwitch
@@ -168,7 +169,7 @@ def nvlink_fabric(subject: str, links: int | None, link_gbs: float | None, nvlin
 
 
 # -- memory ---------------------------------------------------------------------------------------------
-def ecc_memory(subject: str, health: SmiHealth | None) -> Verdict:
+def ecc_memory(subject: str, health: SmiLog | None) -> Verdict:
     """What makes a GPU unfit now: uncorrectable ECC errors since the last reset (volatile), a failed row remap,
     banks with no spare row left, and NVIDIA's replacement flags (590-series drivers: `SRAM Threshold Exceeded`,
     `Unrepairable Memory`)."""
@@ -197,7 +198,7 @@ def ecc_memory(subject: str, health: SmiHealth | None) -> Verdict:
         observed_ok="clean", summary="GPU memory errors", facts=facts)
 
 
-def memory_history(subject: str, health: SmiHealth | None) -> Verdict:
+def memory_history(subject: str, health: SmiLog | None) -> Verdict:
     """What is history or waits for the next reset: aggregate (lifetime) uncorrectable ECC counts, pages retired for
     double-bit errors, a pending row remap or page retirement. NVML: "A pending remapping won't affect future work
     on the GPU" (nvmlDeviceGetRemappedRows); NVIDIA's Error Recovery and Response Flags page: new workloads can be
@@ -223,7 +224,7 @@ def memory_history(subject: str, health: SmiHealth | None) -> Verdict:
 
 
 # -- PCIe -----------------------------------------------------------------------------------------------
-def pcie(subject: str, health: SmiHealth | None, gen: int | None, width: int | None) -> Verdict:
+def pcie(subject: str, health: SmiLog | None, gen: int | None, width: int | None) -> Verdict:
     """Every GPU's PCIe link at the profile's width, and at its generation on the GPUs read under load (P0, not
     idle): idle GPUs downshift the generation to save power. A value printed N/A, or a GPU not read under load, is
     not shown."""
@@ -266,7 +267,7 @@ def pcie(subject: str, health: SmiHealth | None, gen: int | None, width: int | N
 
 
 # -- clocks, power, persistence ---------------------------------------------------------------------
-def clocks(subject: str, health: SmiHealth | None, power_limit_w: float | None) -> Verdict:
+def clocks(subject: str, health: SmiLog | None, power_limit_w: float | None) -> Verdict:
     """On the GPUs read under load: no hardware slowdown / thermal / power-brake clock event reason; on every GPU:
     persistence mode on and the power limit at the product default (and the profile's value). GPUs not read under
     load are named and the check is not shown for them."""

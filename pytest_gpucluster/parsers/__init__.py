@@ -9,7 +9,8 @@ from .dcgm_diag import DcgmDiagResult, DcgmTestResult, parse_dcgm_diag
 from .dcgm_diag_text import parse_dcgm_diag_output, parse_dcgm_diag_text
 from .nccl import NcclCollective, NcclResult, NcclRow, parse_nccl
 from .nvidia_smi import Gpu, NvidiaSmiResult, parse_nvidia_smi, product_key, product_matches
-from .nvidia_smi_health import GpuHealth, SmiHealth, parse_smi_health
+from .nvidia_smi_model import SmiGpu, SmiLog
+from .nvidia_smi_q import parse_smi_log
 from .nvlink import NvlinkGpu, NvlinkResult, parse_nvlink
 from .topo import TopoMatrix, parse_topo
 from .xid import XidEvent, XidLog, parse_xid
@@ -21,7 +22,7 @@ __all__ = [
     "parse_nccl", "NcclResult", "NcclCollective", "NcclRow",
     "parse_dcgm_diag", "parse_dcgm_diag_text", "parse_dcgm_diag_output", "DcgmDiagResult", "DcgmTestResult",
     "parse_xid", "XidLog", "XidEvent",
-    "parse_nvlink", "NvlinkResult", "NvlinkGpu", "parse_topo", "TopoMatrix", "parse_smi_health", "SmiHealth", "GpuHealth",
+    "parse_nvlink", "NvlinkResult", "NvlinkGpu", "parse_topo", "TopoMatrix", "parse_smi_log", "SmiLog", "SmiGpu",
 ]
 
 # CLI kind name -> parser

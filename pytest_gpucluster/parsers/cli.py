@@ -10,7 +10,7 @@ from typing import Any
 
 from . import KINDS, ParseError, parse
 from .nvidia_smi import parse_nvidia_smi
-from .nvidia_smi_health import parse_smi_health
+from .nvidia_smi_q import parse_smi_log
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     data = result.to_json()
     if args.kind == "nvidia-smi" and data.get("format") in ("query", "xml"):
-        # the -q health sections (ECC, row remapper, PCIe, clocks event reasons, power, fabric) per GPU
-        data["health"] = parse_smi_health(text).to_json()["gpus"]
+        # everything -q prints per GPU (ECC, row remapper, PCIe, clocks event reasons, power, fabric...)
+        data["health"] = parse_smi_log(text).to_json()["gpus"]
     print(json.dumps(data, indent=args.indent or None))
     return 0

@@ -1,9 +1,10 @@
-"""nvidia-smi: typed result, format detection, error outputs, `-L` lists and GPU product names."""
+"""nvidia-smi: which output a text is (table, -L, CSV, -q, -q -x, an error) and its reading; `-L` lists and error
+outputs are read here, the other formats by their own reader."""
 from __future__ import annotations
 
 import re
 
-from . import nvidia_smi_query, nvidia_smi_table
+from . import nvidia_smi_csv, nvidia_smi_q, nvidia_smi_table
 from ._text import Line, ParseError, is_prompt, split_lines
 from .nvidia_smi_model import (
     KIND,
@@ -85,17 +86,20 @@ def parse_nvidia_smi(text: str, *, fields: list[str] | None = None) -> NvidiaSmi
     """
     lines = split_lines(text)
     joined = "\n".join(ln.text for ln in lines)
-    if "<nvidia_smi_log" in joined:
-        return nvidia_smi_query.parse_xml(joined)
-    if re.search(r"NVSMI LOG|^\s*Attached GPUs\s+:", joined, re.M):
-        return nvidia_smi_query.parse_query_text(lines)
+    if nvidia_smi_q.XML_ROOT in joined:
+        return nvidia_smi_q.as_result(nvidia_smi_q.read_xml(joined), "xml")
+    if nvidia_smi_q.HEADER.search(joined):
+        log = nvidia_smi_q.read_text(lines)
+        if not log.gpus and log.driver_version is None:
+            raise ParseError(KIND, "-q output without GPU sections or driver version")
+        return nvidia_smi_q.as_result(log, "query")
     if re.search(r"^\s*[|+].*NVIDIA-SMI", joined, re.M) or re.search(r"^\s*\|.*Bus-Id", joined, re.M):
         result = nvidia_smi_table.parse_table(lines)
         if result.gpus or result.driver_version or result.processes:
             return result
     if any(_LIST_GPU.match(ln.text) for ln in lines):
         return parse_list(lines)
-    csv_result = nvidia_smi_query.parse_csv(lines, fields)
+    csv_result = nvidia_smi_csv.parse_csv(lines, fields)
     if csv_result is not None:
         return csv_result
     error = detect_error(lines)

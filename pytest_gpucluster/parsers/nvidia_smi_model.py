@@ -1,9 +1,11 @@
-"""The nvidia-smi result model (GPUs, MIG devices, processes, errors, product names); filled by the readers in
-nvidia_smi.py (dispatch, -L, errors), nvidia_smi_table.py and nvidia_smi_query.py, which import this module."""
+"""The nvidia-smi result models, filled by the readers that import this module: NvidiaSmiResult (GPUs, MIG devices,
+processes, errors, product names: any output, read by nvidia_smi.py for -L and errors, nvidia_smi_table.py,
+nvidia_smi_csv.py and nvidia_smi_q.py) and SmiLog / SmiGpu (everything `nvidia-smi -q` and `-q -x` print per GPU,
+read by nvidia_smi_q.py only)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KIND = "nvidia-smi"
@@ -141,6 +143,73 @@ class NvidiaSmiResult:
         }
 
 
+@dataclass
+class SmiGpu:
+    """One GPU section of `nvidia-smi -q` (text) or `-q -x` (XML), as printed."""
+
+    bus_id: str
+    index: int | None = None           # the section's position, when `Attached GPUs` equals the number of sections
+    name: str | None = None
+    uuid: str | None = None
+    vbios: str | None = None
+    persistence_mode: str | None = None       # Enabled | Disabled | N/A
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    mig_mode: str | None = None               # Enabled | Disabled | None (N/A: the GPU has no MIG)
+    mig_mode_pending: str | None = None       # the pending mode when it differs from the current one
+    ecc_mode: str | None = None
+    ecc_volatile_uncorrectable: int | None = None
+    ecc_aggregate_uncorrectable: int | None = None
+    retired_sbe: int | None = None
+    retired_dbe: int | None = None
+    retired_pending: str | None = None
+    remapped_correctable: int | None = None
+    remapped_uncorrectable: int | None = None
+    remap_pending: str | None = None
+    remap_failure: str | None = None
+    remap_histogram: dict[str, int] = field(default_factory=dict)
+    pcie_gen_max: int | None = None
+    pcie_gen_current: int | None = None
+    pcie_width_max: int | None = None
+    pcie_width_current: int | None = None
+    clock_events_active: list[str] = field(default_factory=list)   # the active reasons, named as printed
+    clock_event_reasons: dict[str, str] = field(default_factory=dict)  # every reason, XML short name -> its value
+    power_limit_w: float | None = None
+    power_limit_default_w: float | None = None
+    fabric_state: str | None = None
+    fabric_status: str | None = None
+    performance_state: str | None = None       # P0 (maximum performance) .. P12
+    recovery_action: str | None = None         # NVML GPU recovery action: None, Reset, Reboot, Drain P2P, ...
+    sram_threshold_exceeded: str | None = None  # ECC Errors > Aggregate (590-series drivers): Yes = replace
+    unrepairable_memory: str | None = None      # ECC Errors (590-series drivers): Yes = replace
+
+    @property
+    def busy(self) -> bool:
+        """Read while working: performance state P0 and the Idle clocks event reason not active (an idle GPU can sit
+        in P0 with `Idle : Active`, as the H200 capture q-h200-590-idle.txt shows)."""
+        idle = any(r in ("Idle", "gpu_idle") for r in self.clock_events_active)
+        return self.performance_state == "P0" and not idle
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SmiLog:
+    """`nvidia-smi -q` / `-q -x` output (NVIDIA calls it the NVSMI log): versions, GPU sections, their processes and
+    MIG devices."""
+
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    gpus: list[SmiGpu] = field(default_factory=list)
+    processes: list[GpuProcess] = field(default_factory=list)
+    mig_devices: list[MigDevice] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"driver_version": self.driver_version, "cuda_version": self.cuda_version,
+                "gpus": [g.to_json() for g in self.gpus]}
+
+
 def normalise_bus_id(bus_id: str) -> str:
     """`00000000:53:00.0` and `0000:53:00.0` -> `0000:53:00.0` (lower-case, 4-digit domain)."""
     m = re.match(r"^([0-9a-fA-F]+):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$", bus_id.strip())
@@ -158,7 +227,3 @@ def version_or_none(raw: str | None) -> str | None:
     # KMD Version instead]` (tests/data/nvidia-smi/q-header-610-deprecated-version-notes-excerpt.txt): keep the version.
     match = re.match(r"^\d+(?:\.\d+)*", raw.strip())
     return match.group(0) if match else None
-
-
-# ---------------------------------------------------------------------------------------------
-# error outputs

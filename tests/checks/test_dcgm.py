@@ -8,7 +8,7 @@ from pytest_gpucluster.checks.dcgm import canonical, dcgm
 from pytest_gpucluster.checks.verdict import Status
 from pytest_gpucluster.parsers import parse_dcgm_diag
 from pytest_gpucluster.parsers.dcgm_diag import DcgmDiagResult
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu
 
 from tests.parsers._data import sample
 
@@ -64,7 +64,7 @@ def test_nonzero_exit_with_every_test_passing_is_a_contradiction() -> None:
 
 
 def test_failure_names_gpu_test_and_dcgms_message() -> None:
-    gpus = {0: GpuHealth(bus_id="00000000:53:00.0", uuid="GPU-00000000")}
+    gpus = {0: SmiGpu(bus_id="00000000:53:00.0", uuid="GPU-00000000")}
     v = dcgm(S, parse_dcgm_diag(sample("dcgm-diag", "gb10-dcgm452-level2-tabs-software-fail.json")), 2, 30.0, 226,
              None, 1, gpus)
     assert v.status is Status.FAIL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytest_gpucluster.checks.fleet import FIRMWARE_KEYS, uniformity, versions_of
 from pytest_gpucluster.checks.verdict import Status
-from pytest_gpucluster.parsers import parse_smi_health
+from pytest_gpucluster.parsers import parse_smi_log
 
 from tests.parsers._data import sample
 
@@ -45,7 +45,7 @@ def test_vbios_is_its_own_check_and_a_lone_node_passes() -> None:
 
 
 def test_versions_from_a_real_capture() -> None:
-    q = parse_smi_health(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
+    q = parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
     assert versions_of(q, "kernel=6.1.0\nefa driver=2.13.0g\n") == {
         "driver": "590.48.01", "cuda": "13.1", "vbios": "96.00.A5.00.01", "kernel": "6.1.0", "efa driver": "2.13.0g"}
     assert versions_of(None, "kernel=6.1.0\nefa driver=\n") == {"kernel": "6.1.0"}

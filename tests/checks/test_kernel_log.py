@@ -5,8 +5,8 @@ import dataclasses
 
 from pytest_gpucluster.checks.kernel_log import classify_xid, from_reader, xid
 from pytest_gpucluster.checks.verdict import Status, Verdict
-from pytest_gpucluster.parsers import parse_smi_health, parse_xid
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth, SmiHealth
+from pytest_gpucluster.parsers import parse_smi_log, parse_xid
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
 
 from tests.parsers._data import sample
 
@@ -17,17 +17,17 @@ XID154 = "[ 7200.0] NVRM: Xid (PCI:0000:53:00): 154, GPU recovery action changed
 SXID = "[ 12.5] nvidia-nvswitch3: SXid (PCI:0000:86:00.0): {code}, {severity}, Link 44 LTSSM Fault Up\n"
 
 
-def gpu(i: int = 0, **kw: object) -> GpuHealth:
+def gpu(i: int = 0, **kw: object) -> SmiGpu:
     base: dict = dict(bus_id=f"00000000:{0x53 + i:02X}:00.0", uuid=f"GPU-{i:08d}", ecc_volatile_uncorrectable=0,
                       remap_pending="No")
     base.update(kw)
-    return GpuHealth(**base)
+    return SmiGpu(**base)
 
 
 def test_xid_79_fails_with_nvidia_action_and_gpu_named() -> None:
     log = parse_xid("[ 3600.000000] NVRM: Xid (PCI:0000:56:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen "
                     "off the bus.\n")
-    v = xid(S, log, 10800.0, None, SmiHealth(gpus=[gpu(0), gpu(3)]))
+    v = xid(S, log, 10800.0, None, SmiLog(gpus=[gpu(0), gpu(3)]))
     assert v.status is Status.FAIL
     assert "Xid 79 (GPU has fallen off the bus) on GPU 1 (GPU-00000003, bus 00000000:56:00.0), 2.0 h ago" in v.message
     assert "RESTART_BM" in v.message
@@ -77,13 +77,13 @@ def test_a_reset_xid_that_a_later_reset_cleared_is_history() -> None:
     """Xid 48 on GPU 0; -q (real 590 capture layout) now reports recovery action None and no uncorrectable error or
     pending remap since the reset: history, not a failure. Without that NVML evidence it still fails."""
     log = parse_xid("[ 100.0] NVRM: Xid (PCI:0000:00:09): 48, pid=1, name=x, DBE\n")
-    q = parse_smi_health(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
+    q = parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
     assert q.gpus[0].recovery_action == "None"
     v = xid(S, log, 7200.0, None, q)
     assert v.ok and v.facts["Xids cleared by a later GPU reset (NVML state clean now)"]
-    pending = SmiHealth(gpus=[dataclasses.replace(q.gpus[0], remap_pending="Yes")])
+    pending = SmiLog(gpus=[dataclasses.replace(q.gpus[0], remap_pending="Yes")])
     assert xid(S, log, 7200.0, None, pending).status is Status.FAIL
-    older_driver = SmiHealth(gpus=[dataclasses.replace(q.gpus[0], recovery_action=None)])
+    older_driver = SmiLog(gpus=[dataclasses.replace(q.gpus[0], recovery_action=None)])
     assert xid(S, log, 7200.0, None, older_driver).status is Status.FAIL
     fell_off = parse_xid("[ 100.0] NVRM: Xid (PCI:0000:00:09): 79, GPU has fallen off the bus.\n")
     assert xid(S, fell_off, 7200.0, None, q).status is Status.FAIL    # RESTART_BM: a reboot would have cleared it

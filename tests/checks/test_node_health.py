@@ -6,15 +6,15 @@ import dataclasses
 
 from pytest_gpucluster.checks import node_health as j
 from pytest_gpucluster.checks.verdict import Status
-from pytest_gpucluster.parsers import parse_nvlink, parse_smi_health, parse_topo
-from pytest_gpucluster.parsers.nvidia_smi_health import GpuHealth, SmiHealth
+from pytest_gpucluster.parsers import parse_nvlink, parse_smi_log, parse_topo
+from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
 
 from tests.parsers._data import sample
 
 S = "ip-10-0-3-17/p5.48xlarge"
 
 
-def gpu(i: int = 0, **kw: object) -> GpuHealth:
+def gpu(i: int = 0, **kw: object) -> SmiGpu:
     base: dict = dict(bus_id=f"00000000:{0x53 + i:02X}:00.0", name="NVIDIA H100 80GB HBM3", uuid=f"GPU-{i:08d}",
                       persistence_mode="Enabled", ecc_mode="Enabled", ecc_volatile_uncorrectable=0,
                       ecc_aggregate_uncorrectable=0, remap_pending="No", remap_failure="No",
@@ -23,16 +23,16 @@ def gpu(i: int = 0, **kw: object) -> GpuHealth:
                       fabric_state="Completed", fabric_status="Success", vbios="96.00.A5.00.01",
                       performance_state="P0")
     base.update(kw)
-    return GpuHealth(**base)
+    return SmiGpu(**base)
 
 
-def smi(*gpus: GpuHealth, driver: str = "580.105.08") -> SmiHealth:
-    return SmiHealth(driver_version=driver, cuda_version="13.0", gpus=list(gpus) or [gpu(0), gpu(1)])
+def smi(*gpus: SmiGpu, driver: str = "580.105.08") -> SmiLog:
+    return SmiLog(driver_version=driver, cuda_version="13.0", gpus=list(gpus) or [gpu(0), gpu(1)])
 
 
-def real_h100(**kw: object) -> SmiHealth:
+def real_h100(**kw: object) -> SmiLog:
     """The real 590 H100 -q under load, one field changed where a shape has no public capture."""
-    q = parse_smi_health(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
+    q = parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
     q.gpus = [dataclasses.replace(q.gpus[0], **kw)]
     return q
 
@@ -166,7 +166,7 @@ def test_pcie_width_and_generation_under_load() -> None:
 
 def test_pcie_and_clocks_on_gpus_not_read_under_load_are_not_shown() -> None:
     """The real idle H200 -q (P0 with `Idle : Active`): the old judge took "the load printed OK" for load and passed."""
-    idle = parse_smi_health(sample("nvidia-smi", "q-h200-590-idle.txt"))
+    idle = parse_smi_log(sample("nvidia-smi", "q-h200-590-idle.txt"))
     v = j.pcie(S, idle, 5, 16)
     assert v.status is Status.NOT_SHOWN and "not read under load" in v.message and "GPU 0 (" in v.message
     c = j.clocks(S, idle, 700)
@@ -175,7 +175,7 @@ def test_pcie_and_clocks_on_gpus_not_read_under_load_are_not_shown() -> None:
     assert downshifted.status is Status.NOT_SHOWN and "GPU 1" in downshifted.facts["GPUs not read under load"][0]
     narrow_idle = j.pcie(S, smi(gpu(0), gpu(1, performance_state="P8", pcie_width_current=8)), 5, 16)
     assert narrow_idle.status is Status.FAIL                      # width is judged idle or not
-    busy = parse_smi_health(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
+    busy = parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
     assert j.pcie(S, busy, 5, 16).ok and j.clocks(S, busy, 700).ok
 
 

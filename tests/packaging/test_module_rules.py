@@ -1,7 +1,9 @@
-"""The judges are pure: every `pytest_gpucluster.checks.*` module imports where neither `kubernetes` nor `pytest`
-(nor boto3) can be imported, and no module of the package outside the simulated cluster passes 400 lines."""
+"""Rules that keep the package's shape: the judges are pure (every `pytest_gpucluster.checks.*` module imports where
+neither `kubernetes` nor `pytest` nor boto3 can be imported), no module outside the simulated cluster passes 400
+lines, and no module imports another module's private names."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +46,19 @@ def test_modules_outside_the_simulated_cluster_stay_under_400_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
             if PACKAGE / "sim" not in p.parents and (n := len(p.read_text().splitlines())) >= MAX_LINES}
     assert long == {}, f"split these by concern (docs/design.md): {long}"
+
+
+def private_imports(folder: Path) -> dict[str, list[str]]:
+    """Module -> the `_private` names it imports from another module of the package (`from .x import _y`)."""
+    out: dict[str, list[str]] = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("pytest_gpucluster")):
+                names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if names:
+                    out.setdefault(str(path.relative_to(ROOT)), []).extend(names)
+    return out
+
+
+def test_no_parser_imports_another_parsers_private_names() -> None:
+    assert private_imports(PACKAGE / "parsers") == {}
