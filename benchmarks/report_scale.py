@@ -173,7 +173,7 @@ def templates(capture: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
             out.setdefault(module, []).append({
                 "function": fn, "id": nodeid.split("[", 1)[1].rstrip("]") if "[" in nodeid else "x",
                 "outcome": r["outcome"], "message": r["message"], "node": r["node"], "evidence": r["evidence"],
-                # a test run on one node of a type only (single-node NCCL without --gpucluster-nccl-every-node)
+                # a test run on one node of a type only (single-node NCCL with --gpucluster-nccl-sample-nodes)
                 "per_type": bool(node_rs) and per_node_count == 1 and len(singles) == len(node_rs)})
     return out, first_node
 

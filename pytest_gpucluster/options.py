@@ -141,9 +141,12 @@ OPTIONS: tuple[Option, ...] = (
            metavar="N", convert=_positive_int(1), default_text="all"),
     Option("--gpucluster-nccl-nodes", "nccl_nodes", "nodes per multi-node NCCL all-reduce (MPIJob workers)",
            metavar="N", default=2, convert=_positive_int(2), env="GPUCLUSTER_NCCL_NODES"),
-    Option("--gpucluster-nccl-every-node", "nccl_every_node", "run the single-node NCCL test on every GPU node "
-           "(default: one node per instance type)", default=False, convert=_flag, switch=True,
-           env="GPUCLUSTER_NCCL_EVERY_NODE"),
+    Option("--gpucluster-nccl-sample-nodes", "nccl_sample_nodes", "run the single-node NCCL test on one node per "
+           "instance type (default: every GPU node, which is how a node with slow NVLink is found)", default=False,
+           convert=_flag, switch=True, env="GPUCLUSTER_NCCL_SAMPLE_NODES"),
+    Option("--gpucluster-nccl-full", "nccl_full", "also run one all-reduce over every EFA node of each instance type "
+           "in a zone (the training shape; holds all of them at once)", default=False, convert=_flag, switch=True,
+           env="GPUCLUSTER_NCCL_FULL"),
     Option("--gpucluster-aws-profile", "aws_profile", "AWS profile for the aws checks", metavar="NAME",
            default_text="boto3's chain (`AWS_PROFILE`, the kubeconfig's exec env)"),
     Option("--gpucluster-region", "region", "AWS region of the cluster", metavar="REGION", convert=_region,
@@ -185,7 +188,8 @@ class RunOptions:
     nodes: str | None = None
     sample: int | None = None
     nccl_nodes: int = 2
-    nccl_every_node: bool = False
+    nccl_sample_nodes: bool = False
+    nccl_full: bool = False
     aws_profile: str | None = None
     region: str | None = None
     report_dir: str | None = None

@@ -30,7 +30,7 @@ FLAVOURS = {"standard", "auto-mode"}
 FLAVOUR_KEYS = {"gpu_taints", "gpu_taint_from_nodepool"}
 TAINT_KEYS = {"key", "value", "effect"}
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
-NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs", "multi_node_coverage", "image"}
+NCCL_KEYS = {"all_reduce_busbw_floor_gbs", "busbw_ceiling_gbs", "multi_node_coverage", "image", "localise"}
 COVERAGE = ("all", "sample")          # nccl.multi_node_coverage: every EFA node in a multi-node run, or the first pair
 BUDGET_KEYS = {"launched", "registered", "initialized", "total"}
 INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_pct", "efa", "gdrdma", "nvlink",
@@ -76,6 +76,7 @@ class InstanceProfile:
     health: dict[str, Any] = field(default_factory=dict)    # HEALTH_KEYS: node-health expectations
     multi_node_coverage: str = "all"     # nccl.multi_node_coverage
     nccl_image: str | None = None        # nccl.image: the nccl-tests image for this type (None: --gpucluster-nccl-image)
+    nccl_localise: bool = True           # nccl.localise: re-test a failed group's nodes with good partners
     driver_min: str | None = None        # lowest NVIDIA driver the GPU needs (e.g. "570.133.20" for B200)
     sources: dict[str, str] = field(default_factory=dict)   # key -> where its value comes from (profile show)
 
@@ -147,7 +148,8 @@ class Profile:
         return InstanceProfile(instance_type=instance_type, nccl_floors=floors,
                                busbw_ceiling_gbs=nccl.get("busbw_ceiling_gbs"),
                                multi_node_coverage=str(nccl.get("multi_node_coverage") or "all"),
-                               nccl_image=nccl.get("image"), **merged)
+                               nccl_image=nccl.get("image"), nccl_localise=nccl.get("localise", True) is not False,
+                               **merged)
 
     def flavour(self, name: str) -> dict[str, Any]:
         return dict((self.data.get("cluster", {}).get("flavours") or {}).get(name) or {})
@@ -242,6 +244,7 @@ class _Validator:
         self.typed(nccl, "multi_node_coverage", lambda v: v in COVERAGE, "all or sample", where + ("nccl",))
         self.typed(nccl, "image", lambda v: isinstance(v, str) and bool(v.strip()), "an image reference",
                    where + ("nccl",))
+        self.typed(nccl, "localise", lambda v: isinstance(v, bool), "true or false", where + ("nccl",))
         self.typed(inst, "sources", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                    "a mapping of key -> source text", where)
         floors = self.keys(nccl.get("all_reduce_busbw_floor_gbs"), set(map(str, nccl.get("all_reduce_busbw_floor_gbs") or {})),

@@ -1,26 +1,26 @@
-"""NCCL all-reduce (marker nccl): single-node probe pods and multi-node MPIJobs, judged on correctness, network path,
-bandwidth (judges: pytest_gpucluster/checks/nccl.py; the MPIJob: fixtures/mpijob-nccl.yaml, kube/mpijob.py)."""
+"""NCCL all-reduce (marker nccl): single-node probe pods on every GPU node and multi-node MPIJobs per group of EFA
+nodes, judged on correctness, network path, bandwidth; a failed group's nodes re-tested with good partners so the bad
+node is named (judges: pytest_gpucluster/checks/nccl*.py; the MPIJobs: pytest_gpucluster/nccl_rounds.py,
+fixtures/mpijob-nccl.yaml)."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import pytest
-import yaml
 
 from pytest_gpucluster import nccl
 from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
-from pytest_gpucluster.checks.nccl_run import COMPUTE_CAP
-from pytest_gpucluster.checks.nccl_nodes import (
-    Coverage, NodeGroup, cannot_run, gpus_of, multi_node_groups, single_node_targets, waves,
-)
+from pytest_gpucluster.checks.nccl_localise import Localisation, judge_node
+from pytest_gpucluster.checks.nccl_nodes import Coverage, NodeGroup, full_groups, gpus_of, multi_node_groups, single_node_targets
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.kube import mpijob
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
-from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
+from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
+from pytest_gpucluster.nccl_rounds import MultiNodeRunner, gpu_facts, image_for, localise
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.run import RUN_KEY, Run
 from pytest_gpucluster.suite import enforce
@@ -28,22 +28,7 @@ from pytest_gpucluster.suite import enforce
 pytestmark = pytest.mark.nccl
 
 PERF = "/opt/nccl-tests/build/all_reduce_perf"
-GFD_MAJOR, GFD_MINOR, GFD_PRODUCT = "nvidia.com/gpu.compute.major", "nvidia.com/gpu.compute.minor", "nvidia.com/gpu.product"
 SINGLE_NODE_MEMORY = "16Gi"                   # host memory of the single-node pod (8 GPU contexts + buffers)
-
-
-def _gpu_facts(nodes: Sequence[NodeInfo]) -> dict[str, str]:
-    """The GPUs' compute capability and product from GPU Feature Discovery's node labels (what an image must carry
-    kernels for); empty where GFD does not label the nodes."""
-    caps = sorted({f"{n.labels[GFD_MAJOR]}.{n.labels.get(GFD_MINOR, '0')}" for n in nodes if GFD_MAJOR in n.labels})
-    products = sorted({n.labels[GFD_PRODUCT] for n in nodes if GFD_PRODUCT in n.labels})
-    return {**({COMPUTE_CAP: ", ".join(caps)} if caps else {}), **({"gpu product": ", ".join(products)} if products else {})}
-
-
-def _image(profile: Profile, instance_type: str, default: str) -> str:
-    """The nccl-tests image for a type: its profile's nccl.image (an image built for its GPUs), else the run's."""
-    inst = profile.for_instance(instance_type)
-    return (inst.nccl_image if inst is not None and inst.nccl_image else None) or default
 
 
 def _groups(run: Run) -> tuple[list[NodeGroup], str, Coverage]:
@@ -54,28 +39,34 @@ def _groups(run: Run) -> tuple[list[NodeGroup], str, Coverage]:
     return multi_node_groups(inventory.efa_nodes, run.options.nccl_nodes, modes)
 
 
+def _param(metafunc: pytest.Metafunc, name: str, values: list[object], ids: list[str], none: str, why: str) -> None:
+    if values:
+        metafunc.parametrize(name, values, ids=ids)
+    else:
+        metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=why))], ids=[none])
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`nccl_node`: one GPU node per instance type (every node with --gpucluster-nccl-every-node);
-    `nccl_group`: the node groups of the multi-node job. Ids name the nodes and instance type."""
-    if not {"nccl_node", "nccl_group"} & set(metafunc.fixturenames):
+    """`nccl_node`: every GPU node (one per type with --gpucluster-nccl-sample-nodes); `nccl_group`: the groups of
+    the multi-node runs; `nccl_efa_node`: every EFA node in a group (its own multi-node result); `nccl_full_group`:
+    every EFA node of a type in a zone (--gpucluster-nccl-full). Ids name the nodes and instance type."""
+    if not {"nccl_node", "nccl_group", "nccl_efa_node", "nccl_full_group"} & set(metafunc.fixturenames):
         return
     run: Run = metafunc.config.stash[RUN_KEY]
     inventory = run.discover_inventory()
     if "nccl_node" in metafunc.fixturenames:
-        nodes = single_node_targets(inventory.gpu_nodes, run.options.nccl_every_node)
-        if nodes:
-            metafunc.parametrize("nccl_node", nodes, ids=[n.id for n in nodes])
-        else:
-            metafunc.parametrize("nccl_node", [pytest.param(None, marks=pytest.mark.skip(
-                reason=f"no GPU nodes in the cluster ({len(inventory.all_nodes)} nodes discovered)"))],
-                ids=["no-gpu-nodes"])
+        nodes = single_node_targets(inventory.gpu_nodes, not run.options.nccl_sample_nodes)
+        _param(metafunc, "nccl_node", list(nodes), [n.id for n in nodes], "no-gpu-nodes",
+               f"no GPU nodes in the cluster ({len(inventory.all_nodes)} nodes discovered)")
+    groups, why, _ = _groups(run)
     if "nccl_group" in metafunc.fixturenames:
-        groups, why, _ = _groups(run)
-        if groups:
-            metafunc.parametrize("nccl_group", groups, ids=[g.id for g in groups])
-        else:
-            metafunc.parametrize("nccl_group", [pytest.param(None, marks=pytest.mark.skip(reason=why))],
-                                 ids=["no-efa-node-group"])
+        _param(metafunc, "nccl_group", list(groups), [g.id for g in groups], "no-efa-node-group", why)
+    if "nccl_efa_node" in metafunc.fixturenames:
+        in_groups = sorted({n.name: n for g in groups for n in g.nodes}.values(), key=lambda n: n.name)
+        _param(metafunc, "nccl_efa_node", list(in_groups), [n.id for n in in_groups], "no-efa-node-group", why)
+    if "nccl_full_group" in metafunc.fixturenames:
+        full = full_groups(inventory.efa_nodes)
+        _param(metafunc, "nccl_full_group", list(full), [g.id for g in full], "no-efa-node-group", why)
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +74,14 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
                      run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
                      ) -> Callable[[NodeInfo], NcclRun]:
     """Factory: the single-node run of a node. The first call runs every target node at once (one fleet)."""
-    targets = [n for n in single_node_targets(inventory.gpu_nodes, gpucluster_run.options.nccl_every_node)
-               if gpus_of(n) >= 2]
+    options = gpucluster_run.options
+    targets = [n for n in single_node_targets(inventory.gpu_nodes, not options.nccl_sample_nodes) if gpus_of(n) >= 2]
     specs: dict[str, ProbeSpec] = {}
     for node in targets:
         max_size = size_arg(max_bytes(gpu_profile.for_instance(node.instance_type), 1))
         specs[node.name] = ProbeSpec(
             name="nccl-single-node", node=node.name, gpus=gpus_of(node),
-            image=_image(gpu_profile, node.instance_type, gpucluster_run.options.nccl_image),
+            image=image_for(gpu_profile, node.instance_type, options.nccl_image),
             command=[PERF, "-b", "8", "-e", max_size, "-f", "2", "-g", str(gpus_of(node)), "-c", "1"],
             memory=SINGLE_NODE_MEMORY, ipc_lock=True, env={"NCCL_DEBUG": "INFO"},
             tolerations=tolerations_for([node], extra=gpu_profile.gpu_tolerations()))
@@ -102,7 +93,7 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
         run = NcclRun(node.id, node.instance_type, 1, gpus_of(node), " ".join(specs[node.name].command),
                       log=probe.logs, facts={"pod": f"{probe.namespace}/{probe.pod}", "phase": probe.phase,
                                              "exit_code": probe.exit_code, "image": specs[node.name].image,
-                                             **_gpu_facts([node])},
+                                             **gpu_facts([node])},
                       node_names=(node.name,), hosts={probe.pod: probe.node} if probe.node else {})
         if not probe.ok:
             run.outcome = (f"{probe.describe()} - see `kubectl -n {probe.namespace} logs {probe.pod}` and "
@@ -113,57 +104,22 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
 
 
 @pytest.fixture(scope="module")
-def multi_node_runs(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile,
-                    device_plugins: Plugins) -> Callable[[NodeGroup], NcclRun]:
-    """Factory: the MPIJob run of a node group, run once per module and shared by its tests. Skips (with the
-    install hint) when the cluster does not serve kubeflow.org/v2beta1 MPIJobs."""
+def multi_node(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile, device_plugins: Plugins
+               ) -> MultiNodeRunner:
+    """The module's MPIJob runner (each group run once, shared by its tests). Skips (with the install hint) when the
+    cluster does not serve kubeflow.org/v2beta1 MPIJobs."""
     if not mpijob.served(cluster, gpucluster_run.namespace):
         pytest.skip(f"multi-node NCCL skipped: the MPI operator is not installed (no {mpijob.MPIJOB}/v2beta1 API); "
                     f"{mpijob.INSTALL_HINT}")
-    cache: dict[str, NcclRun] = {}
-    options, run_id = gpucluster_run.options, gpucluster_run.run_id
-    groups, _, coverage = _groups(gpucluster_run)
+    options = gpucluster_run.options
+    return MultiNodeRunner(cluster, gpu_profile, device_plugins, gpucluster_run.namespace, gpucluster_run.run_id,
+                           options.nccl_image, options.timeout_s, coverage=_groups(gpucluster_run)[2])
 
-    def job_for(group: NodeGroup) -> dict[str, Any]:
-        return mpijob.render(
-            group.nodes, name=mpijob.job_name(group.instance_type, [n.name for n in group.nodes], run_id),
-            namespace=gpucluster_run.namespace, run_id=run_id,
-            image=_image(gpu_profile, group.instance_type, options.nccl_image),
-            gpus=min(gpus_of(n) for n in group.nodes), efa=min(n.efa_allocatable for n in group.nodes),
-            max_size=size_arg(max_bytes(gpu_profile.for_instance(group.instance_type), len(group.nodes))),
-            deadline_s=int(options.timeout_s),
-            tolerations=tolerations_for(group.nodes, extra=gpu_profile.gpu_tolerations()))
 
-    def run_wave(wave: list[NodeGroup]) -> None:
-        """Every group of the wave at once (disjoint nodes); a group that could never schedule is not submitted."""
-        gpus_now = gpus_to_request(cluster, device_plugins, sorted({n.name for g in wave for n in g.nodes}))
-        blocked = {g.id: cannot_run(g, gpus_now) for g in wave}
-        jobs = {g.id: job_for(g) for g in wave if blocked[g.id] is None}
-        done = mpijob.run_all(cluster, list(jobs.values()), timeout_s=options.timeout_s + 30,
-                              progress=gpucluster_run.progress, what=f"NCCL multi-node wave ({len(jobs)} MPIJobs)")
-        for group in wave:
-            gpus = min(gpus_of(n) for n in group.nodes)
-            shown = {"nodes": ", ".join(n.name for n in group.nodes),
-                     "multi_node_coverage": coverage.text(group.instance_type),
-                     "image": _image(gpu_profile, group.instance_type, options.nccl_image), **_gpu_facts(group.nodes)}
-            job = jobs.get(group.id)
-            if job is None:
-                cache[group.id] = NcclRun(group.id, group.instance_type, len(group.nodes), gpus, "(not submitted)",
-                                          outcome=blocked[group.id] or "", facts=shown)
-                continue
-            result = done[job["metadata"]["name"]]
-            cache[group.id] = NcclRun(
-                group.id, group.instance_type, len(group.nodes), gpus, mpijob.launcher_command(job),
-                log=result.log, outcome=result.outcome, manifest=yaml.safe_dump(job, sort_keys=False),
-                facts={**result.facts, **shown, "efa_per_worker": min(n.efa_allocatable for n in group.nodes)},
-                node_names=tuple(n.name for n in group.nodes), hosts=result.workers).parse()
-
-    def get(group: NodeGroup) -> NcclRun:
-        if group.id not in cache:
-            run_wave(next((w for w in waves(groups) if any(g.id == group.id for g in w)), [group]))
-        return cache[group.id]
-
-    return get
+@pytest.fixture(scope="module")
+def localisation(multi_node: MultiNodeRunner, gpucluster_run: Run) -> tuple[Localisation, dict[str, list[str]]]:
+    """Every group run, then the extra rounds that name the bad node (checks/nccl_localise.py), once per module."""
+    return localise(multi_node, _groups(gpucluster_run)[0])
 
 
 def _single(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun], evidence: Evidence) -> NcclRun:
@@ -175,8 +131,8 @@ def _single(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun]
     return run
 
 
-def _multi(nccl_group: NodeGroup, multi_node_runs: Callable[[NodeGroup], NcclRun], evidence: Evidence) -> NcclRun:
-    run = multi_node_runs(nccl_group)
+def _multi(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_run: Run, evidence: Evidence) -> NcclRun:
+    run = multi_node.get(nccl_group, _groups(gpucluster_run)[0])
     nccl.record(run, evidence)
     return run
 
@@ -199,20 +155,43 @@ def test_bus_bandwidth_on_one_node_meets_floor(nccl_node: NodeInfo, single_node_
     _bandwidth(_single(nccl_node, single_node_runs, evidence), gpu_profile, evidence)
 
 
-def test_all_reduce_is_correct_across_nodes(nccl_group: NodeGroup, multi_node_runs: Callable[[NodeGroup], NcclRun],
-                                            evidence: Evidence) -> None:
+def test_all_reduce_is_correct_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
+                                            gpucluster_run: Run, evidence: Evidence) -> None:
     """The MPIJob's all_reduce_perf (one rank per GPU, every node of the group) has no wrong elements."""
-    enforce(judge_correctness(_multi(nccl_group, multi_node_runs, evidence)), evidence)
+    enforce(judge_correctness(_multi(nccl_group, multi_node, gpucluster_run, evidence)), evidence)
 
 
-def test_nccl_uses_efa_across_nodes(nccl_group: NodeGroup, multi_node_runs: Callable[[NodeGroup], NcclRun],
+def test_nccl_uses_efa_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_run: Run,
                                     gpu_profile: Profile, evidence: Evidence) -> None:
     """NCCL's own log shows OFI/Libfabric with provider efa, with GPUDirect RDMA where the type supports it."""
-    run = _multi(nccl_group, multi_node_runs, evidence)
+    run = _multi(nccl_group, multi_node, gpucluster_run, evidence)
     enforce(judge_network(run, gpu_profile.for_instance(run.instance_type)), evidence)
 
 
-def test_bus_bandwidth_across_nodes_meets_floor(nccl_group: NodeGroup, multi_node_runs: Callable[[NodeGroup], NcclRun],
-                                                gpu_profile: Profile, evidence: Evidence) -> None:
+def test_bus_bandwidth_across_nodes_meets_floor(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
+                                                gpucluster_run: Run, gpu_profile: Profile,
+                                                evidence: Evidence) -> None:
     """Out-of-place bus bandwidth across the nodes at the profile's sizes, against its floor for that node count."""
-    _bandwidth(_multi(nccl_group, multi_node_runs, evidence), gpu_profile, evidence)
+    _bandwidth(_multi(nccl_group, multi_node, gpucluster_run, evidence), gpu_profile, evidence)
+
+
+def test_node_passes_nccl_across_nodes(nccl_efa_node: NodeInfo, localisation: tuple[Localisation, dict[str, list[str]]],
+                                       evidence: Evidence) -> None:
+    """This node's own multi-node result: it passed with a partner (first round, or re-tested with a good partner
+    after its group failed: cleared); fails only when it fails with every partner; not shown when the failure of
+    its zone is not attributable to one node."""
+    loc, good = localisation
+    enforce(judge_node(nccl_efa_node, loc, good), evidence)
+
+
+def test_bus_bandwidth_over_every_efa_node_of_a_type(nccl_full_group: NodeGroup, multi_node: MultiNodeRunner,
+                                                      gpucluster_run: Run, gpu_profile: Profile,
+                                                      evidence: Evidence) -> None:
+    """--gpucluster-nccl-full: one all-reduce over every EFA node of the type in the zone (the training shape),
+    against the profile's floor for that node count where it has one and the derived ceiling always."""
+    if not gpucluster_run.options.nccl_full:
+        pytest.skip("the whole-type all-reduce runs with --gpucluster-nccl-full (it holds every node of the type)")
+    multi_node.run_groups([nccl_full_group])
+    run = multi_node.cache[nccl_full_group.id]
+    nccl.record(run, evidence)
+    _bandwidth(run, gpu_profile, evidence)

@@ -23,7 +23,7 @@ from .signing import Signer, SigningError, load_signer
 BUNDLE_KEY = pytest.StashKey["BundleState"]()
 # what the replay takes from the recorded run (it decides what the gather code asks); the rest is the judge's
 RECORDED_OPTIONS = ("kubeconfig", "context", "sim", "namespace", "keep", "cuda_image", "nccl_image", "smoke_image",
-                    "efa_image", "timeout_s", "costly", "nodes", "sample", "nccl_nodes", "nccl_every_node",
+                    "efa_image", "timeout_s", "costly", "nodes", "sample", "nccl_nodes", "nccl_sample_nodes", "nccl_full",
                     "aws_profile", "region")
 KUBECTL_FIXTURE = "k8s"      # pytest-kubernetes: kubectl talks to the cluster past our boundary
 

@@ -159,3 +159,14 @@ def cannot_run(group: NodeGroup, gpus_now: Mapping[str, int]) -> str | None:
                       f"asks for {wanted})" for n in short)
     return (f"not run: {names}; an MPIJob worker would never schedule there. Check the NVIDIA device plugin on the "
             f"node - see test_nvidia_device_plugin_runs_on")
+
+
+def full_groups(efa_nodes: Iterable[NodeInfo]) -> list[NodeGroup]:
+    """One group per instance type and zone holding every ready, schedulable EFA GPU node there (>= 2 nodes): the
+    training shape, one ring over many nodes (--gpucluster-nccl-full)."""
+    by_key: dict[tuple[str, str], list[NodeInfo]] = {}
+    for node in efa_nodes:
+        if node.is_gpu and node.ready and not node.unschedulable:
+            by_key.setdefault((node.instance_type, _partition_key(node)[0]), []).append(node)
+    return [NodeGroup(itype, tuple(sorted(nodes, key=lambda n: n.name)))
+            for (itype, _), nodes in sorted(by_key.items()) if len(nodes) >= 2]

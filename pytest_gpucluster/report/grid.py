@@ -75,6 +75,24 @@ def blame(row: Row) -> tuple[int, int]:
     return -alone, -sum(1 for c in row.cells.values() if c.state == FAIL)
 
 
+# A node's own multi-node NCCL result (suites/test_nccl.py: a failed group's nodes are re-tested with good partners)
+# decides its cell, not the result of the group it happened to be paired into, so the healthy partner stays green.
+OWN_RESULT = "::test_node_passes_nccl_across_nodes["
+
+
+def _follow_own_result(row: Row) -> None:
+    for cell in row.cells.values():
+        own = [c for c in cell.checks if OWN_RESULT in c.nodeid]
+        if not own:
+            continue
+        kept = [c for c in cell.checks if "+" not in (c.node or "")]
+        cell.state = PASS
+        for check in kept:
+            state = _STATE.get(check.outcome, FAIL)
+            if _RANK[state] < _RANK[cell.state]:
+                cell.state = state
+
+
 def build_rows(checks: Iterable[CheckResult], missing: frozenset[str] = frozenset()
                ) -> tuple[list[Row], Row | None, frozenset[tuple[str, str]]]:
     """Rows per node (multi-node checks mark every node of their group), the cluster-wide row, and the
@@ -93,6 +111,8 @@ def build_rows(checks: Iterable[CheckResult], missing: frozenset[str] = frozense
                 zone = (check.zones or {}).get(name) or check.zone or ""
                 row = rows[name] = Row(name, check.instance_type or "unknown", zone)
             row.add(area, check)
+    for row in rows.values():
+        _follow_own_result(row)
     per_type: dict[str, list[Row]] = {}
     for row in rows.values():
         per_type.setdefault(row.instance_type, []).append(row)

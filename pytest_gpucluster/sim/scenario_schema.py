@@ -30,6 +30,9 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "nccl-wrong-results": frozenset({"wrong"}),
     "nccl-low-bandwidth": frozenset({"factor"}),
     "efa-slow": frozenset({"factor"}),      # this node's EFA carries `factor` of its bandwidth (multi-node runs)
+    # this node's NVLink/NVSwitch carries `factor` of its bandwidth: its single-node all-reduce shows it, a
+    # network-bound multi-node run does not
+    "nvlink-degraded": frozenset({"factor"}),
     "karpenter-slow": frozenset({"phase", "seconds"}),
     "karpenter-no-capacity": frozenset({"instance_types", "zones"}),
     "api-flaky": frozenset(),
@@ -46,7 +49,7 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
 }
 # Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
-                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow",
+                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow", "nvlink-degraded",
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
                          "driver-mismatch", "gpu-throttled", "node-disrupted"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")

@@ -21,7 +21,8 @@ ONE_BW = "test_bus_bandwidth_on_one_node_meets_floor"
 MULTI_CORRECT = "test_all_reduce_is_correct_across_nodes"
 MULTI_EFA = "test_nccl_uses_efa_across_nodes"
 MULTI_BW = "test_bus_bandwidth_across_nodes_meets_floor"
-ALL = {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_EFA, MULTI_BW}
+NODE_MULTI = "test_node_passes_nccl_across_nodes"
+ALL = {ONE_CORRECT, ONE_BW, MULTI_CORRECT, MULTI_EFA, MULTI_BW, NODE_MULTI}
 
 
 def _p5_floors_at_2g() -> dict[int, float]:
@@ -49,6 +50,10 @@ NO_MPI_OPERATOR = custom("no-mpi-operator", "operators: {mpi_operator: false}\n"
                          extra=("--gpucluster-partial",))
 # g4dn (T4, sm_75) with a per-family nccl-tests image built for it: a scenario image that holds the nccl-tests tools
 # (declared images carry no GPU code list, so they run on every GPU) and the profile key that picks it for g4dn.
+# --gpucluster-nccl-full on 4 p5 nodes (the nvlink-degraded scenario: its NVLink fault does not touch multi-node runs)
+FULL = custom("nccl-full-4-nodes", "", f"suites/{MODULE}.py", extra=("--gpucluster-nccl-full",),
+              extends="nvlink-degraded-node")
+FULL_BW = "test_bus_bandwidth_over_every_efa_node_of_a_type"
 SM75_IMAGE = "registry.example/nccl-tests-sm75:nccl2.27.5-tests2.16.4"
 G4DN_OWN_IMAGE = custom("g4dn-own-nccl-image", f"""\
 kubelet:
@@ -85,9 +90,11 @@ def shipped(suite_result: Callable[[str], SuiteRun]) -> Callable[[str], tuple[li
 
 
 def outcomes(cases: list[Case]) -> dict[str, set[str]]:
+    """Outcomes per test function; the whole-type run (off without --gpucluster-nccl-full) is left out."""
     out: dict[str, set[str]] = {}
     for case in cases:
-        out.setdefault(case.test, set()).add(case.outcome)
+        if case.test != FULL_BW:
+            out.setdefault(case.test, set()).add(case.outcome)
     return out
 
 
@@ -99,6 +106,7 @@ def check_every_nccl_check_passes(cases: list[Case], run: Results, itype: str) -
     assert outcomes(cases) == {name: {PASSED} for name in ALL}, run
     for case in cases:  # ids name the node(s) and the instance type
         assert case.id.endswith(f"/{itype}") and case.id.count("/") == 1, case.id
+    cases = [c for c in cases if c.test != FULL_BW]
     multi = next(c for c in cases if c.test == MULTI_BW)
     assert len(multi.id.split("/")[0].split("+")) == 2
     # plausible numbers: at or above the floor, far below the profile's implausibility ceiling
@@ -150,6 +158,8 @@ def test_fault_fails_its_checks(shipped: Callable[[str], tuple[list[Case], Resul
     cases, run = shipped(scenario)
     seen = outcomes(cases)
     assert {name for name, o in seen.items() if "failed" in o} == failing, run
+    # two nodes, one failing pair: no good partner to re-test with, so each node's own result is not attributable
+    assert seen.pop(NODE_MULTI) == {SKIPPED}, run
     assert all(o == {PASSED} for name, o in seen.items() if name not in failing), run
     failures = "\n".join(c.message for c in cases if c.outcome == "failed")
     for message in messages:
@@ -163,7 +173,7 @@ def test_without_mpi_operator_multi_node_skips_with_install_hint(
     cases = cases_of(run)
     seen = outcomes(cases)
     assert seen == {ONE_CORRECT: {PASSED}, ONE_BW: {PASSED}, MULTI_CORRECT: {SKIPPED},
-                    MULTI_EFA: {SKIPPED}, MULTI_BW: {SKIPPED}}, run
+                    MULTI_EFA: {SKIPPED}, MULTI_BW: {SKIPPED}, NODE_MULTI: {SKIPPED}}, run
     for case in cases:
         if case.outcome == SKIPPED:
             assert "the MPI operator is not installed (no mpijobs.kubeflow.org/v2beta1 API)" in case.message
@@ -229,7 +239,62 @@ def test_a_family_with_its_own_nccl_image_runs_nccl_where_the_default_image_cann
     run = Results(custom_suite_result(G4DN_OWN_IMAGE), MODULE)
     cases = cases_of(run)
     assert outcomes(cases) == {ONE_CORRECT: {PASSED}, ONE_BW: {SKIPPED}, MULTI_CORRECT: {PASSED}, MULTI_EFA: {PASSED},
-                               MULTI_BW: {SKIPPED}}, run
+                               MULTI_BW: {SKIPPED}, NODE_MULTI: {PASSED}}, run
     assert all("no floor" in c.message for c in cases if c.outcome == SKIPPED)
     summary = (run.report_folder() / "summary.json").read_text()
     assert f'"image": "{SM75_IMAGE}"' in summary and "nccl-tests:cuda12.8.1" not in summary
+
+
+@pytest.mark.suites(FULL)
+def test_the_whole_type_all_reduce_is_judged_against_its_ceiling(custom_suite_result: Callable[[SuiteSpec], SuiteRun]
+                                                                 ) -> None:
+    """One all-reduce over the 4 p5 nodes of the zone: no published 4-node floor, so the floor is not shown, but the
+    peak is judged against the 4-node ceiling (400 x 4/3 x 31/32 = 516.7 GB/s) and stays below it."""
+    run = Results(custom_suite_result(FULL), MODULE)
+    (full,) = [c for c in cases_of(run) if c.test == FULL_BW]
+    assert full.outcome == SKIPPED and "no floor for 4 node(s)" in full.message, full
+    assert full.id.count("+") == 3
+    assert "pass" in full.properties["peak busbw / physical ceiling"] and 0 < value(full, "peak busbw / physical ceiling") <= 100
+
+
+def _node_results(run: Results) -> dict[str, dict[str, object]]:
+    """summary.json's entries of the per-node multi-node test, by node."""
+    import json
+    summary = json.loads((run.report_folder() / "summary.json").read_text())
+    out: dict[str, dict[str, object]] = {}
+
+    def walk(obj: object) -> None:
+        if isinstance(obj, dict):
+            if f"::{NODE_MULTI}[" in str(obj.get("nodeid", "")):
+                out[str(obj["nodeid"]).split("[", 1)[1].split("/", 1)[0]] = obj
+                return
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+    walk(summary)
+    return out
+
+
+@pytest.mark.suites("nic-degraded-node")
+def test_the_degraded_nic_is_named_and_its_first_partner_cleared(
+        shipped: Callable[[str], tuple[list[Case], Results]]) -> None:
+    cases, run = shipped("nic-degraded-node")
+    own = {c.id.split("/")[0]: c for c in cases if c.test == NODE_MULTI}
+    assert {n for n, c in own.items() if c.outcome == "failed"} == {"p5-slow-7"}, run
+    assert "fails with every partner" in own["p5-slow-7"].message
+    results = _node_results(run)
+    partner = next(n for n in own if n.startswith("ip-10-0-39-66"))
+    facts = str(results[partner])
+    assert "'localisation': 'cleared'" in facts and "round 1 with p5-slow-7: fail" in facts
+    assert "extra rounds node-minutes" in facts and "'rounds': 3" in facts
+
+
+@pytest.mark.suites("efa-sg-no-self-rule-zone")
+def test_a_zone_where_every_pair_fails_is_not_attributable_to_one_node(
+        shipped: Callable[[str], tuple[list[Case], Results]]) -> None:
+    cases, run = shipped("efa-sg-no-self-rule-zone")
+    own = [c for c in cases if c.test == NODE_MULTI]
+    assert len(own) == 4 and all(c.outcome == SKIPPED and "not attributable to one node" in c.message
+                                 for c in own), run

@@ -73,6 +73,17 @@ def test_multi_node_checks_mark_every_node_of_the_group_and_cluster_checks_get_t
     assert "(cluster-wide)" in page and "evidence/cluster.txt.gz" in page
 
 
+def test_a_nodes_own_multi_node_result_decides_its_nccl_cell_not_its_failed_pair():
+    """suites/test_nccl.py re-tests a failed pair's nodes with good partners: the cleared partner is green, the
+    node that fails with every partner red, although both are in the failed group check."""
+    group = "suites/test_nccl.py::test_bus_bandwidth_across_nodes_meets_floor[a+slow/p5.48xlarge]"
+    own = "suites/test_nccl.py::test_node_passes_nccl_across_nodes"
+    checks = [check(group, "a+slow", "failed"), check(f"{own}[a/p5.48xlarge]", "a"),
+              check(f"{own}[slow/p5.48xlarge]", "slow", "failed")]
+    rows, _, _ = grid.build_rows(checks)
+    assert {r.node: r.cells["NCCL multi"].state for r in rows} == {"a": grid.PASS, "slow": grid.FAIL}
+
+
 def test_a_check_not_shown_on_every_node_of_a_type_does_not_make_them_incomplete():
     checks = [check(f"suites/test_device_plugins.py::test_gpu_operator_ready_on[n{i}/p5.48xlarge]", f"n{i}", "skipped")
               for i in range(10)]

@@ -319,3 +319,27 @@ def test_all_reduce_fails_as_nccl_does_where_the_image_has_no_kernel(itype: str,
     assert ("Test NCCL failure common.cu:411 'unhandled cuda error (run with NCCL_DEBUG=INFO for details) / Cuda "
             "failure 'no kernel image is available for execution on the device''") in text        # -g > 1: group end
     assert text.rstrip().endswith("Test failure common.cu:937")                                 # main() in 2.16.4
+
+
+@pytest.mark.parametrize("nodes", [4, 8])
+def test_a_ring_over_many_nodes_keeps_the_published_share_of_its_lower_ceiling(nodes: int) -> None:
+    """No published run of more than 2 nodes: the 2-node run is stretched to the same share of the N-node network
+    ceiling (B_net x N/(N-1) x (n-1)/n), which falls with N, so the simulated figure stays below it."""
+    from pytest_gpucluster.checks.nccl import physical_ceiling
+    from pytest_gpucluster.profile import load_profile
+    two = parse_nccl(_allreduce(_ranks("p5.48xlarge", 2)))
+    many = parse_nccl(_allreduce(_ranks("p5.48xlarge", nodes)))
+    inst = load_profile().for_instance("p5.48xlarge")
+    c2, cn = physical_ceiling(inst, 2, 8)[0], physical_ceiling(inst, nodes, 8)[0]
+    assert c2 is not None and cn is not None
+    share2, share = (two.busbw_at(2 << 30) or 0) / c2, (many.busbw_at(2 << 30) or 0) / cn
+    assert abs(share - share2) < 0.05 and (many.peak_busbw or 0) < cn
+
+
+def test_a_security_group_without_its_self_rule_fails_nccl_across_nodes_only() -> None:
+    sg = {h: [{"kind": "aws-sg-no-self-rule", "params": {}}] for h in range(2)}
+    across = _allreduce(_ranks("p5.48xlarge", 2, faults=sg))
+    assert parse_nccl(across).collective("all_reduce") is None
+    assert "NCCL WARN NET/OFI Unable to insert remote address into address vector for device 1. RC: 0" in across
+    assert "Test NCCL failure all_reduce.cu:44 'internal error - please report this issue to the NCCL developers" in across
+    assert parse_nccl(_allreduce(_ranks("p5.48xlarge", 1, faults={0: sg[0]}))).collective("all_reduce") is not None

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import ctx as simctx
 from .nccl_curves import CURVES, time_us
-from .nccl_kernels import EXIT_NCCL_ERROR, code_of, failure_lines, runs_on
+from .nccl_kernels import EXIT_NCCL_ERROR, SG_NCCL_ERROR, SG_WARN, SG_WARN_SITE, code_of, failure_lines, runs_on
 
 # program -> (redop, root, bus factor kind, count divides by nranks)
 COLLECTIVES: dict[str, tuple[str, int, str, bool]] = {
@@ -230,18 +230,43 @@ def comm_transport(ranks: list[Rank], node: dict[str, Any]) -> str:
     return "socket" if transport(node) == "socket" or (multi and crosses_zones(ranks)) else "efa"
 
 
-def published_curve(ranks: list[Rank]) -> list[tuple[int, float]] | None:
-    """The published run of these nodes' instance type (1 node, or 2+ nodes), when it has the same rank count."""
+def published_curve(ranks: list[Rank]) -> tuple[list[tuple[int, float]], float] | None:
+    """The published run of these nodes' instance type (1 node, or 2 nodes) when it has the same ranks per node, and
+    the factor its times take for this run: 1 on its own node count; on N > 2 nodes the 2-node run is stretched so
+    its bus bandwidth keeps the same share of the network ceiling, B_net x N/(N-1) x (n-1)/n (docs/nccl.md), which
+    falls from ~2 B_net on 2 nodes towards B_net: no published run of more nodes of these types was found, and a
+    large ring reaching the 2-node run's share of its ceiling is the kindest honest assumption."""
     hosts = {r.host: r.node for r in ranks}
     types = {str(n.get("hardware", {}).get("instance_type")) for n in hosts.values()}
     if len(types) != 1:
         return None
-    entry = CURVES.get(types.pop(), {}).get(1 if len(hosts) == 1 else 2)
-    return entry[0] if entry is not None and entry[1] == len(ranks) else None
+    nodes = len(hosts)
+    entry = CURVES.get(types.pop(), {}).get(1 if nodes == 1 else 2)
+    if entry is None or entry[1] * nodes != len(ranks) * (1 if nodes == 1 else 2):     # same GPUs per node
+        return None
+    if nodes <= 2:
+        return entry[0], 1.0
+    n2, n = entry[1], len(ranks)
+
+    def ceiling(nn: int, ranks_: int) -> float:
+        return nn / (nn - 1) * (ranks_ - 1) / ranks_
+
+    bus = bus_factor("allreduce", n) / bus_factor("allreduce", n2)
+    return entry[0], bus * ceiling(2, n2) / ceiling(nodes, n)
+
+
+def sg_blocks_efa(ranks: list[Rank]) -> bool:
+    """EFA between nodes whose security group lacks its self-referencing rules (fault aws-sg-no-self-rule): the
+    traffic is dropped (AWS EFA user guide: the rules 'are required for EFA to work'), so a run across nodes over
+    EFA fails (fake/nccl_kernels.py SG_WARN); inside one node, and over Socket, nothing changes."""
+    hosts = {r.host: r.node for r in ranks}
+    return (len(hosts) > 1 and not any(comm_transport(ranks, n) == "socket" for n in hosts.values())
+            and any(_fault(n, "aws-sg-no-self-rule") is not None for n in hosts.values()))
 
 
 def slowdown(ranks: list[Rank], cfg: dict[str, Any]) -> float:
-    """Bandwidth factor of the faults on these nodes: nccl-low-bandwidth anywhere, efa-slow across nodes."""
+    """Bandwidth factor of the faults on these nodes: nccl-low-bandwidth anywhere, efa-slow across nodes,
+    nvlink-degraded inside one node (a multi-node run is bound by the network: it does not show it)."""
     factor = 1.0
     hosts = {r.host: r.node for r in ranks}
     for node in hosts.values():
@@ -251,6 +276,9 @@ def slowdown(ranks: list[Rank], cfg: dict[str, Any]) -> float:
         slow = _fault(node, "efa-slow")
         if slow is not None and len(hosts) > 1:
             factor = min(factor, float(slow.get("factor", 0.5)))
+        nvlink = _fault(node, "nvlink-degraded")
+        if nvlink is not None and len(hosts) == 1:
+            factor = min(factor, float(nvlink.get("factor", 0.5)))
     return factor
 
 
@@ -397,6 +425,10 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
     if not all(runs_on(code_of(r.node), str(r.gpu.get("compute_cap", ""))) for r in ranks):
         out += failure_lines(ranks, str(cfg["tests_version"]), args.ngpus, debug)     # the warm-up's first collective
         return out, [], EXIT_NCCL_ERROR
+    if sg_blocks_efa(ranks):
+        out += failure_lines(ranks, str(cfg["tests_version"]), args.ngpus, debug, warn_site=SG_WARN_SITE,
+                             warn=SG_WARN, nccl_error=SG_NCCL_ERROR)
+        return out, [], EXIT_NCCL_ERROR
     tsize = TYPE_SIZES[args.dtype]
     total_bw, count_bw, errors = 0.0, 0, 0
     for size in sizes(args):
@@ -409,7 +441,7 @@ def generate(prog: str, args: Args, ranks: list[Rank], cfg: dict[str, Any], env:
                 algbw = busbw = 0.0
             else:
                 if curve is not None and not socket:
-                    us = time_us(curve, size) / slow * noise    # a published run of this type (nccl_curves)
+                    us = time_us(curve[0], size) * curve[1] / slow * noise    # a published run (nccl_curves)
                 else:
                     us = (latency + size * max(factor, 1e-9) / (peak * 1e3)) * noise
                 algbw = size / us / 1e3
