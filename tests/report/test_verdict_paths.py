@@ -158,7 +158,9 @@ def _suite_functions() -> dict[str, set[str]]:
 
 # Tests a cluster may lack by design (the profile's `required:` header says why each is left out)
 NOT_REQUIRED = {"test_device_plugins.py::test_gpu_operator_ready_on", "test_device_plugins.py::test_gfd_labels_agree_with_node",
-                "test_karpenter.py::test_gpu_node_provisioning_latency", "test_custom_example.py::*"}
+                "test_karpenter.py::test_gpu_node_provisioning_latency", "test_custom_example.py::*",
+                "test_nccl.py::test_bus_bandwidth_over_every_efa_node_of_a_type",
+                "test_nccl.py::test_node_passes_nccl_across_nodes"}
 
 
 def test_the_default_requirements_cover_every_shipped_check() -> None:
