@@ -36,6 +36,23 @@ def collects_suites(config: pytest.Config) -> bool:
     return False
 
 
+def suite_args(config: pytest.Config) -> list[str]:
+    """The run's file and test arguments that lie in the shipped suites, relative to them ("." for all of them,
+    "test_nccl.py", "test_nccl.py::test_x"): what `gpucluster judge` collects again. Arguments outside the shipped
+    suites (a site's own test files) are left out: this tool's judges cannot re-judge them."""
+    try:
+        root = suites_dir().resolve()
+    except FileNotFoundError:
+        return []
+    out = []
+    for arg in config.args:
+        path, sep, rest = str(arg).partition("::")
+        where = (config.invocation_params.dir / path).resolve()
+        if where == root or root in where.parents:
+            out.append(where.relative_to(root).as_posix() + sep + rest)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Everything after `run` belongs to pytest (`gpucluster run --sim -m gpu`, `gpucluster run --help`):
     # with no prefix characters argparse treats every word as a positional, so REMAINDER takes them all.

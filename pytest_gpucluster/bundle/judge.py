@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     folder = Path(args.report_dir)
     try:
-        Recording.load(folder)
+        recording = Recording.load(folder)
     except RecordingError as exc:
         print(f"gpucluster judge: {exc}", file=sys.stderr)
         return 2
@@ -38,9 +38,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     target = suites_dir()
     extra = ["-q"] if args.quiet else []
+    # the suite files and tests the recorded run collected (recordings without the list: all of them); anything else
+    # would ask questions the recorded run never asked
+    recorded = (recording.index.get("selection") or {}).get("suites")
+    if recorded is not None and not recorded:
+        print(f"gpucluster judge: {folder}: the recorded run ran none of the shipped suites (only a site's own test "
+              "files): there is nothing this tool's judges can re-judge", file=sys.stderr)
+        return 2
+    paths = [str(target) if a in (".", "") else f"{target}/{a}" for a in recorded or ["."]]
     # rootdir above suites/: test ids read suites/test_x.py::..., as in the recorded run, and the report judges the
     # profile's required evidence (report/collector.in_suites)
-    argv = [str(target), "--rootdir", str(target.parent), f"--gpucluster-replay={folder.resolve()}",
+    argv = [*paths, "--rootdir", str(target.parent), f"--gpucluster-replay={folder.resolve()}",
             f"--gpucluster-report-dir={Path(args.out).resolve()}", "-p", "no:cacheprovider", *extra]
     if args.profile:
         argv.append(f"--gpucluster-profile={Path(args.profile).resolve()}")

@@ -12,6 +12,7 @@ from typing import Any, Generator
 import pytest
 
 from .. import __version__
+from ..runner import suite_args
 from ..aws import session as aws_session
 from ..report.redact import redact_obj
 from .manifest import ENVELOPE, MANIFEST
@@ -108,7 +109,8 @@ def _start_replay(config: pytest.Config, run: Any, state: BundleState, folder: P
     state.rejudged = {"from_run": index["run_id"], "recorded": index["recorded"]["started"],
                       "recording": str(folder), "profile": {"path": run.profile.path, "sha256": run.profile.sha256},
                       "recorded_profile": index.get("profile", {}).get("sha256")}
-    for option, value in (index.get("selection") or {}).items():   # the recorded run's -m / -k
+    for option in ("markexpr", "keyword"):              # the recorded run's -m / -k
+        value = (index.get("selection") or {}).get(option)
         if value and not getattr(config.option, option, None):
             setattr(config.option, option, value)
 
@@ -151,7 +153,7 @@ def _meta(run: Any, config: pytest.Config, state: BundleState) -> dict[str, Any]
         "profile": {"path": run.profile.path, "sha256": run.profile.sha256,
                     "overlays": [[label, data] for label, data in state.overlays]},
         "selection": {"markexpr": getattr(config.option, "markexpr", "") or "",
-                      "keyword": getattr(config.option, "keyword", "") or ""},
+                      "keyword": getattr(config.option, "keyword", "") or "", "suites": suite_args(config)},
     })
     return meta
 
