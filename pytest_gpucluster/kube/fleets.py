@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from . import errors, probes
 from .client import Cluster
-from .progress import QUIET, ProgressFactory, current_module
+from .progress import QUIET, Progress, ProgressFactory, current_module
 from .schedulability import UnschedulableWatch
 from .watching import WATCH_PERIOD_S, Watcher, WatchState
 
@@ -50,13 +50,16 @@ class FleetRunner:
         manifests = {node: probes.render(spec, self.ctx, name=names[node], fleet=fleet)
                      for node, spec in specs.items()}
         by_pod = {names[node]: node for node in specs}
-        create_errors = self._create_all(manifests)
         timeout = max((s.timeout_s or self.ctx.timeout_s) for s in specs.values())
         purposes = sorted({s.name for s in specs.values()})
         module = current_module()
         what = f"{module + ' ' if module else ''}probe pods ({', '.join(purposes)})"
         pinned = {names[node]: spec.node for node, spec in specs.items() if spec.node}
-        state, gone = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, what, pinned)
+        with self.progress(what, total=len(specs)) as bar:      # creating them is part of the wait a person sees
+            bar.update(note="creating")
+            create_errors = self._create_all(manifests)
+            bar.update(note="", done=len(create_errors))
+            state, gone = self._wait(fleet, set(by_pod) - {names[n] for n in create_errors}, timeout, bar, pinned)
         return self._collect(state, by_pod, create_errors, gone)
 
     def _create_all(self, manifests: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -78,7 +81,7 @@ class FleetRunner:
                     failures[node] = failure
         return failures
 
-    def _wait(self, fleet: str, pods: set[str], timeout_s: float, what: str,
+    def _wait(self, fleet: str, pods: set[str], timeout_s: float, bar: Progress,
               pinned: Mapping[str, str]) -> tuple[WatchState, dict[str, tuple[str, str]]]:
         """Watch the fleet until every pod is terminal, or can never schedule on its pinned node (the node is gone:
         looked up once per pod; or the scheduler keeps refusing it for a reason nothing in flight will change:
@@ -90,66 +93,66 @@ class FleetRunner:
         stuck = UnschedulableWatch(self.cluster, self.ctx.unschedulable_grace_s)
         if not pods:
             return watcher.state, gone
-        with self.progress(what, total=len(pods)) as bar:
-            def cannot_run(name: str, pod: dict[str, Any]) -> bool:
-                reason = probes.pending_reason(pod)
-                if name not in pinned or name in gone:
-                    return name in gone
-                if reason and name not in checked:
-                    checked.add(name)
-                    if self.cluster.get_or_none("nodes", pinned[name]) is None:
-                        why = (f"node {pinned[name]} disappeared while its probe pod waited (Unschedulable: "
-                               f"{reason}); check `kubectl get node {pinned[name]}` and the node's NodeClaim / "
-                               "Auto Scaling group")
-                        gone[name] = ("NodeGone", why)
-                        return True
-                if stuck.check(name, pod, pinned[name], reason):
-                    gone[name] = ("Unschedulable", stuck.stuck[name])
+
+        def cannot_run(name: str, pod: dict[str, Any]) -> bool:
+            reason = probes.pending_reason(pod)
+            if name not in pinned or name in gone:
                 return name in gone
+            if reason and name not in checked:
+                checked.add(name)
+                if self.cluster.get_or_none("nodes", pinned[name]) is None:
+                    why = (f"node {pinned[name]} disappeared while its probe pod waited (Unschedulable: "
+                           f"{reason}); check `kubectl get node {pinned[name]}` and the node's NodeClaim / "
+                           "Auto Scaling group")
+                    gone[name] = ("NodeGone", why)
+                    return True
+            if stuck.check(name, pod, pinned[name], reason):
+                gone[name] = ("Unschedulable", stuck.stuck[name])
+            return name in gone
 
-            # Kept per event for the pod that changed (a fleet of N pods sees ~4N events: a scan of every pod per
-            # event made the wait O(N^2) in the plugin); the whole state is read again only after a relist.
-            phases: dict[str, str] = {}
-            ended: set[str] = set()
+        # Kept per event for the pod that changed (a fleet of N pods sees ~4N events: a scan of every pod per
+        # event made the wait O(N^2) in the plugin); the whole state is read again only after a relist.
+        phases: dict[str, str] = {}
+        ended: set[str] = set()
 
-            def observe(pod: dict[str, Any]) -> None:
-                name = pod.get("metadata", {}).get("name", "")
-                if name in pods:
-                    phases[name] = _display_phase(pod)
-                    (ended.add if probes.classify(pod)[0] else ended.discard)(name)
+        def observe(pod: dict[str, Any]) -> None:
+            name = pod.get("metadata", {}).get("name", "")
+            if name in pods:
+                phases[name] = _display_phase(pod)
+                (ended.add if probes.classify(pod)[0] else ended.discard)(name)
 
-            def finished(state: WatchState) -> bool:
-                if len(phases) < len(pods):
+        def finished(state: WatchState) -> bool:
+            if len(phases) < len(pods):
+                return False
+            for name in pods - ended:       # short-circuits at the first pod that can still run
+                pod = state.objects.get((self.ctx.namespace, name))
+                if pod is None or not cannot_run(name, pod):
                     return False
-                for name in pods - ended:       # short-circuits at the first pod that can still run
-                    pod = state.objects.get((self.ctx.namespace, name))
-                    if pod is None or not cannot_run(name, pod):
-                        return False
-                return True
+            return True
 
-            def on_event(etype: str, pod: dict[str, Any], state: WatchState) -> bool:
-                if etype == "SYNC":
-                    phases.clear()
-                    ended.clear()
-                    for obj in state.objects.values():
-                        observe(obj)
-                elif etype == "DELETED":
-                    name = pod.get("metadata", {}).get("name", "")
-                    phases.pop(name, None)
-                    ended.discard(name)
-                else:
-                    observe(pod)
-                return finished(state)
+        def on_event(etype: str, pod: dict[str, Any], state: WatchState) -> bool:
+            if etype == "SYNC":
+                phases.clear()
+                ended.clear()
+                for obj in state.objects.values():
+                    observe(obj)
+            elif etype == "DELETED":
+                name = pod.get("metadata", {}).get("name", "")
+                phases.pop(name, None)
+                ended.discard(name)
+            else:
+                observe(pod)
+            return finished(state)
 
-            def snapshot() -> dict[str, Any]:
-                waiting = {n: phases.get(n, "Pending") for n in pods - ended - set(gone)}
-                return {"counts": Counter(waiting.values()), "done": len(pods) - len(waiting),
-                        "pending": {pinned.get(n, n): phase for n, phase in waiting.items()}}
-            bar.follow(snapshot)
+        def snapshot() -> dict[str, Any]:
+            waiting = {n: phases.get(n, "Pending") for n in pods - ended - set(gone)}
+            return {"counts": Counter(waiting.values()), "done": (bar.total or len(pods)) - len(waiting),
+                    "pending": {pinned.get(n, n): phase for n, phase in waiting.items()}}
+        bar.follow(snapshot)
 
-            window = min(WATCH_PERIOD_S, max(1.0, self.ctx.unschedulable_grace_s / 3)) if pinned else WATCH_PERIOD_S
-            watcher.run(on_event, deadline=time.monotonic() + timeout_s, on_idle=lambda: finished(watcher.state),
-                        window_s=window)
+        window = min(WATCH_PERIOD_S, max(1.0, self.ctx.unschedulable_grace_s / 3)) if pinned else WATCH_PERIOD_S
+        watcher.run(on_event, deadline=time.monotonic() + timeout_s, on_idle=lambda: finished(watcher.state),
+                    window_s=window)
         return watcher.state, gone
 
     def _collect(self, state: WatchState, by_pod: dict[str, str], create_errors: dict[str, str],

@@ -145,7 +145,14 @@ class Kubelet:
     def _forget(self, run: PodRun) -> None:
         self.runs.pop(run.uid, None)
         self.allocations.get(run.node, {}).pop(run.uid, None)
-        sandbox.remove_scratch(run.scratch)
+        # Removing a scratch dir (the EFA pods' 32 device files, the context, /tmp) on the loop thread blocked the API
+        # for ~30 s when a 200-node run's teardown deleted its 2,200 pods at once. The dir is renamed first (a pod of
+        # the same name may be created again at once and gets a fresh dir), then removed on a worker thread.
+        try:
+            gone = run.scratch.rename(run.scratch.with_name(f".gone-{run.uid}"))
+        except OSError:
+            return
+        asyncio.get_running_loop().run_in_executor(None, sandbox.remove_scratch, gone)
 
     def _delete_pod(self, namespace: str, name: str) -> None:
         try:
