@@ -66,6 +66,13 @@ class TerminalOut:
         except OSError:          # the terminal or the CI log pipe went away: progress is not worth failing over
             self.close()
 
+    def columns(self) -> int:
+        """The terminal's width (80 when it cannot be read)."""
+        try:
+            return os.get_terminal_size(self.fd).columns if self.fd >= 0 else 80
+        except OSError:
+            return 80
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -79,11 +86,14 @@ def current_module() -> str:
 
 
 def slowest(pending: Mapping[str, str]) -> str | None:
-    """`ip-10-0-3-17 (ContainerCreating)`: of the things still pending (name -> state), the least advanced one."""
+    """`ip-10-0-3-17 (ContainerCreating)`: of the things still pending (name -> state), the least advanced one; a node
+    by the first label of its name (EC2's `ip-10-0-3-17.us-west-2.compute.internal` is unique by its first), a group
+    of nodes `a+b` by theirs."""
     if not pending:
         return None
     name = min(pending, key=lambda n: (_STAGE.get(pending[n], 1), n))
-    return f"{name} ({pending[name]})"
+    short = "+".join(part.split(".", 1)[0] for part in name.split("+"))
+    return f"{short} ({pending[name]})"
 
 
 class Progress:
@@ -143,6 +153,10 @@ class Progress:
             if note is not None:
                 self.note = note
 
+    def _columns(self) -> int:
+        columns = getattr(self.writer, "columns", None)
+        return int(columns()) if callable(columns) else 10**6
+
     def follow(self, source: Callable[[], Mapping[str, Any]]) -> None:
         """Read the state from `source()` (update's keywords) when a line is written, not on every change: a
         waiter seeing thousands of events pays for one snapshot per second."""
@@ -160,7 +174,8 @@ class Progress:
         now = self.clock()
         with self._lock:
             if self.tty:
-                text = self.line()
+                # a line longer than the terminal wraps, and \r then rewrites only its last row
+                text = self.line()[:max(20, self._columns() - 1)]
                 pad = max(0, self._width - len(text))
                 self._width = len(text)
                 # The first line starts on a fresh line; later ones rewrite it in place.

@@ -36,6 +36,8 @@ def test_line_names_the_phase_done_of_total_states_and_the_slowest_pending_node(
 
 def test_slowest_is_the_least_advanced_then_the_first_by_name() -> None:
     assert slowest({"b": "Running", "a": "Running"}) == "a (Running)"
+    assert slowest({"ip-10-0-1-5.us-west-2.compute.internal+ip-10-0-1-9.us-west-2.compute.internal": "Created"}) \
+        == "ip-10-0-1-5+ip-10-0-1-9 (Created)"
     assert slowest({"b": "Running", "c": "Unschedulable", "a": "ContainerCreating"}) == "c (Unschedulable)"
     assert slowest({}) is None
 
@@ -73,6 +75,18 @@ def test_tty_rewrites_one_line_in_place_and_leaves_the_final_state() -> None:
     assert out.chunks[0].startswith("\ngpucluster: probe pods (x): 0/1 done, 1 Pending; slowest: n1 (Pending); 0s")
     assert out.chunks[1].startswith("\rgpucluster: probe pods (x): 1/1 done; 3s")
     assert out.chunks[-1] == "\n"
+
+
+def test_a_tty_line_never_wraps_past_the_terminal_width() -> None:
+    class Narrow(Recorder):
+        def columns(self) -> int:
+            return 40
+
+    out, clock = Narrow(), Clock()
+    with Progress(out, "test_efa.py probe pods (efa-fi-info)", tty=True, total=200, clock=clock, tick=False) as bar:
+        bar.update({"ContainerCreating": 150}, done=50, pending={"ip-10-0-1-5.us-west-2.compute.internal": "Running"})
+        bar._emit(force=False)
+    assert all(len(c.lstrip("\r\n")) <= 39 for c in out.chunks), out.chunks
 
 
 def test_a_followed_source_is_read_when_a_line_is_written() -> None:
