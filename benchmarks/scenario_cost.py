@@ -63,14 +63,17 @@ def run_scenario(scenario: str, out: Path, tools: bool) -> dict[str, object]:
             "tools": {k: (len(v), sum(v)) for k, v in sorted(per_tool.items(), key=lambda kv: -sum(kv[1]))}}
 
 
-def run_reliability() -> tuple[float, float, int]:
-    cmd = [sys.executable, "-m", "pytest", "tests/reliability", "-n", "2", "-q", "-p", "no:cacheprovider"]
+def run_reliability() -> tuple[float, float, int, str]:
+    """`pytest tests/reliability -n 2`: wall, CPU of the whole process tree, exit code, its failure lines."""
+    cmd = [sys.executable, "-m", "pytest", "tests/reliability", "-n", "2", "-q", "-p", "no:cacheprovider", "-rf"]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t0, _cpu(usage), os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        failures = [line for line in log.read().decode(errors="replace").splitlines() if line.startswith("FAILED")]
+    return time.perf_counter() - t0, _cpu(usage), os.waitstatus_to_exitcode(status), "\n".join(failures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             count, seconds = sum(c for c, _ in values) / runs, sum(s for _, s in values) / runs
             print(f"| {name} | {count:.0f} | {seconds:.2f} | {1000 * seconds / max(count, 1):.0f} |")
     if args.reliability:
-        wall, cpu, code = run_reliability()
+        wall, cpu, code, failures = run_reliability()
         print(f"\n`pytest tests/reliability -n 2`: wall {wall:.0f} s, CPU {cpu:.0f} s, exit {code} "
               f"(load average now {os.getloadavg()[0]:.1f})")
+        if failures:
+            print(failures)
     return 0
 
 
