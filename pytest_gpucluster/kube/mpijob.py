@@ -212,8 +212,6 @@ def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: floa
     names = [j["metadata"]["name"] for j in jobs]
     served = launcher_policy_served(cluster)
     policies = {job["metadata"]["name"]: fit_launcher_policy(job, served) for job in jobs}
-    for job in jobs:
-        cluster.create(MPIJOB, job, namespace)
     final: dict[str, dict[str, Any]] = {}
     out: dict[str, MpiJobRun] = {n: MpiJobRun(n, namespace, facts={"mpijob": f"{namespace}/{n}",
                                                                    "launcher policy": policies[n]}) for n in names}
@@ -229,8 +227,14 @@ def run_all(cluster: Cluster, jobs: Sequence[dict[str, Any]], *, timeout_s: floa
     def all_finished(seen: dict[str, dict[str, Any]]) -> bool:
         latest[0] = seen
         return all(n in seen and bool(_finished(seen[n])) for n in names)
+
+    bar = progress(what, total=len(names))
     try:
-        with progress(what, total=len(names)) as bar:
+        with bar:                        # creating the jobs is part of the wait a person sees
+            bar.update(note="creating")
+            for job in jobs:
+                cluster.create(MPIJOB, job, namespace)
+            bar.update(note="")
             bar.follow(snapshot)
             final = eventually(cluster, MPIJOB, namespace, all_finished,
                                timeout_s=timeout_s, description=f"MPIJob(s) {', '.join(names)} to succeed or fail",
