@@ -25,6 +25,7 @@ MARKERS = {
     "aws": "checks against AWS APIs (EC2, quotas, capacity)",
     "health": "GPU node health beyond nvidia-smi: DCGM diag, Xid, NVLink/fabric, ECC, PCIe, clocks, topology, uniformity",
     "costly": "launches nodes (costs money): runs only with --gpucluster-costly, or by default with --sim",
+    "live_only(why)": "evidence a replay cannot reproduce (gpucluster judge shows the check as not shown, with why)",
 }
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)

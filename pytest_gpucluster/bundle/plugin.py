@@ -105,7 +105,6 @@ def _start_replay(config: pytest.Config, run: Any, state: BundleState, folder: P
     overlays = [(str(label), dict(data)) for label, data in (index.get("profile") or {}).get("overlays") or []]
     run.profile = load_profile(run.options.profile, overlays=overlays)
     run.replay = state.replay
-    _pace_karpenter_observer(state.replay)
     state.rejudged = {"from_run": index["run_id"], "recorded": index["recorded"]["started"],
                       "recording": str(folder), "profile": {"path": run.profile.path, "sha256": run.profile.sha256},
                       "recorded_profile": index.get("profile", {}).get("sha256")}
@@ -113,35 +112,6 @@ def _start_replay(config: pytest.Config, run: Any, state: BundleState, folder: P
         value = (index.get("selection") or {}).get(option)
         if value and not getattr(config.option, option, None):
             setattr(config.option, option, value)
-
-
-def _pace_karpenter_observer(replay: Replay) -> None:
-    """The Karpenter observer is the one place the suites wait on their own threads (four watches) rather than on the
-    cluster: in a replay its wait lets recorded time pass at the main flow's pace (Replay.main_wait), so a node that
-    launched after the budget in the recorded run is still late."""
-    from .. import karpenter
-
-    original_start, original_stop = karpenter.Observer.start, karpenter.Observer.stop
-
-    def start(self: Any, created_at: float) -> None:
-        with replay._gate:      # the threads wait at the gate from their first answer on
-            replay.horizon = replay.clock.elapsed
-            original_start(self, created_at)
-            replay.hold(self.threads)
-
-    def wait(self: Any, timeout_s: float) -> None:
-        replay.main_wait(timeout_s, self.changed, self.threads)
-        self.changed.clear()
-        if self.failures:
-            raise self.failures[0]
-
-    def stop(self: Any) -> Any:
-        replay.release()
-        return original_stop(self)
-
-    karpenter.Observer.start = start  # type: ignore[method-assign]
-    karpenter.Observer.wait = wait  # type: ignore[method-assign]
-    karpenter.Observer.stop = stop  # type: ignore[method-assign]
 
 
 def _meta(run: Any, config: pytest.Config, state: BundleState) -> dict[str, Any]:
@@ -215,9 +185,14 @@ class TestHooks:
         self.state = state
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if self.state.replay is not None and KUBECTL_FIXTURE in getattr(item, "fixturenames", ()):
+        if self.state.replay is None:
+            return
+        if KUBECTL_FIXTURE in getattr(item, "fixturenames", ()):
             pytest.skip("not shown in a re-judged run: kubectl checks (pytest-kubernetes `k8s`) talk to the cluster "
                         "past the recorded boundary")
+        live = item.get_closest_marker("live_only")
+        if live is not None:
+            pytest.skip(f"not shown in a re-judged run: {live.args[0] if live.args else 'measured live only'}")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:

@@ -139,12 +139,6 @@ class Replay:
                                       deque()).append(c)
         self.missing: list[str] = []
         self._lock = threading.Lock()
-        # Threads beside the main flow (the Karpenter observer's watchers) see recorded time no further than the main
-        # flow has let pass: `horizon` is how far it waits (main_wait), `blocked` where each of them waits to go on.
-        self._gate = threading.Condition()
-        self.horizon = 0.0
-        self.blocked: dict[int, float] = {}
-        self.watchers: set[int] = set()       # thread idents of the watchers beside the main flow
 
     def _pop(self, key: str, what: str) -> dict[str, Any]:
         with self._lock:
@@ -154,49 +148,10 @@ class Replay:
             self.missing.append(what)
         raise NotRecorded(f"the recording has no answer to {what}")
 
-    # -- time beside the main flow --------------------------------------------------------------------
     def _arrive(self, t: float) -> None:
-        """Move the clock to an answer's time. The main flow moves it; another thread waits until the main flow has
-        let time pass that far (in the recorded run it could not have seen the answer earlier)."""
-        me = threading.get_ident()
-        with self._gate:
-            if me in self.watchers:      # not the main flow, nor a pool it waits on (creates, log reads)
-                self.blocked[me] = t
-                self._gate.notify_all()
-                while t > max(self.horizon, self.clock.elapsed):
-                    self._gate.wait(0.05)
-                del self.blocked[me]
+        """Move the clock to an answer's time (suites marked live_only, whose threads beside the main flow would race
+        for it, are not replayed: bundle/plugin.py)."""
         self.clock.at(t)
-
-    def main_wait(self, timeout_s: float, changed: threading.Event, watchers: list[threading.Thread]) -> None:
-        """The main flow waits up to `timeout_s` of recorded time for a change its watcher threads report: they go on
-        up to that horizon; when none of them can (each waits for a later answer, or has ended) the time passes."""
-        horizon = self.clock.elapsed + max(0.0, timeout_s)
-        with self._gate:
-            self.horizon = max(self.horizon, horizon)
-            self._gate.notify_all()
-        while not changed.is_set():
-            with self._gate:
-                alive = [t for t in watchers if t.is_alive()]
-                stuck = all(self.blocked.get(t.ident or -1, 0.0) > horizon for t in alive)
-            if stuck:
-                if changed.wait(0.02):      # a last answer in flight
-                    break
-                self.clock.at(horizon)
-                break
-            changed.wait(0.005)
-
-    def hold(self, threads: list[threading.Thread]) -> None:
-        """Watcher threads beside the main flow have started: they see no further than the main flow's present."""
-        with self._gate:
-            self.horizon = self.clock.elapsed
-            self.watchers |= {t.ident for t in threads if t.ident is not None}
-
-    def release(self) -> None:
-        """The main flow stopped its watchers: they may take their next answer and end, as in the recorded run."""
-        with self._gate:
-            self.horizon = float("inf")
-            self._gate.notify_all()
 
     # -- kube ----------------------------------------------------------------------------------------
     def request(self, method: str, path: str, query: dict[str, Any], body: Any, site: Any,
@@ -217,10 +172,6 @@ class Replay:
             queue = self.queues.get(key)
             call = queue.popleft() if queue else None
         if call is None:
-            if threading.get_ident() in self.watchers:
-                # a watcher beside the main flow (the Karpenter observer) was stopped by it here in the recorded
-                # run: it ends rather than move the shared clock past what the main flow waits for
-                raise NotRecorded(f"the recording has no more of the watch on {path} from {role}")
             self.clock.advance(timeout_s)     # nothing more happened on this watch: the window passes in silence
             return
         self._arrive(call.get("t", 0.0))

@@ -135,8 +135,11 @@ class TransitionWatch:
     `max_age_s`; what it sees is written onto the inventory's nodes, so the report lists them."""
 
     def __init__(self, cluster: Cluster, inventory: Inventory, max_age_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.cluster, self.inventory, self.max_age_s, self.clock = cluster, inventory, max_age_s, clock
+                 clock: Callable[[], float] | None = None) -> None:
+        # time.monotonic looked up at each call, not bound here: a replay (bundle/replay.py) installs its virtual
+        # clock after import, and the node lists it answers must be asked as often as the recorded run asked them
+        self.cluster, self.inventory, self.max_age_s = cluster, inventory, max_age_s
+        self.clock: Callable[[], float] = clock or (lambda: time.monotonic())
         self._read_at: float | None = None
         self._now: dict[str, str | None] = {}
 
