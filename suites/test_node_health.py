@@ -124,7 +124,7 @@ def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any)
         return sections, None
     evidence.fact("node health (probe checks)", judge.summary_row({   # compact per-node row for the report
         "ecc": judge.ecc_memory(node.id, health), "pcie": judge.pcie(node.id, health, None, None),
-        "clocks": judge.clocks(node.id, health, None)}))
+        "clocks": judge.clocks(node.id, health)}))
     return sections, health
 
 
@@ -206,10 +206,22 @@ def test_pcie_links_at_full_speed(gpu_node: NodeInfo, health_fleet: dict, gpu_pr
     enforce(judge.pcie(gpu_node.id, health, h.get("pcie_gen"), h.get("pcie_width")), evidence)
 
 
-def test_clocks_not_throttled(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
-    """Under load: no hardware slowdown/thermal/power-brake clock events; persistence on; power limit as profiled."""
+def test_clocks_not_throttled(gpu_node: NodeInfo, health_fleet: dict, evidence: Any) -> None:
+    """Under load: no hardware slowdown, thermal or power-brake clock event on the GPUs read busy."""
     _, health = _health(health_fleet, gpu_node, evidence)
-    enforce(judge.clocks(gpu_node.id, health, _inst(gpu_profile, gpu_node).get("power_limit_w")), evidence)
+    enforce(judge.clocks(gpu_node.id, health), evidence)
+
+
+def test_power_limit_as_profiled(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:
+    """Every GPU's power limit at the profile's `power_limit_w`, else at the product default."""
+    _, health = _health(health_fleet, gpu_node, evidence)
+    enforce(judge.power_limit(gpu_node.id, health, _inst(gpu_profile, gpu_node).get("power_limit_w")), evidence)
+
+
+def test_persistence_mode_enabled(gpu_node: NodeInfo, health_fleet: dict, evidence: Any) -> None:
+    """Persistence mode Enabled on every GPU (advisory tier: a DCGM warning, not a blocker)."""
+    _, health = _health(health_fleet, gpu_node, evidence)
+    enforce(judge.persistence_mode(gpu_node.id, health), evidence)
 
 
 def test_topology_matches_profile(gpu_node: NodeInfo, health_fleet: dict, gpu_profile: Profile, evidence: Any) -> None:

@@ -266,11 +266,10 @@ def pcie(subject: str, health: SmiLog | None, gen: int | None, width: int | None
     return Verdict.passed(subject, expected, ", ".join(links) + " under load", criteria=(crit,), facts=facts)
 
 
-# -- clocks, power, persistence ---------------------------------------------------------------------
-def clocks(subject: str, health: SmiLog | None, power_limit_w: float | None) -> Verdict:
-    """On the GPUs read under load: no hardware slowdown / thermal / power-brake clock event reason; on every GPU:
-    persistence mode on and the power limit at the product default (and the profile's value). GPUs not read under
-    load are named and the check is not shown for them."""
+# -- clocks, power limit, persistence mode: one check each ------------------------------------------------
+def clocks(subject: str, health: SmiLog | None) -> Verdict:
+    """On the GPUs read under load: no hardware slowdown / thermal / power-brake clock event reason. GPUs not read
+    under load are named and the check is not shown for them."""
     if health is None or not health.gpus:
         return _no_q(subject, "clocks event reasons")
     problems, idle = [], []
@@ -280,30 +279,67 @@ def clocks(subject: str, health: SmiLog | None, power_limit_w: float | None) -> 
             idle.append(gpu_label(i, g))
         elif bad:
             problems.append(f"{gpu_label(i, g)}: clock event reasons active under load: {', '.join(bad)}")
-        if g.persistence_mode and g.persistence_mode != "Enabled":
-            problems.append(f"{gpu_label(i, g)}: persistence mode {g.persistence_mode}")
-        want = power_limit_w or g.power_limit_default_w
-        if want and g.power_limit_w is not None and abs(g.power_limit_w - want) > 1:
-            problems.append(f"{gpu_label(i, g)}: power limit {g.power_limit_w:g} W, expected {want:g} W")
     facts: dict[str, Any] = {
         "clock event reasons active": sorted({r for g in health.gpus for r in g.clock_events_active}) or "none",
-        "power limits": sorted({f"{g.power_limit_w:g} W" for g in health.gpus if g.power_limit_w}),
         "GPUs read under load": sum(1 for g in health.gpus if g.busy)}
     if idle:
         facts["GPUs not read under load"] = idle
-    expected = f"no hardware slowdown under load, persistence mode on, power limit {power_limit_w or 'default'} W"
     if problems:
-        return Verdict.failed(subject, expected, "; ".join(problems),
+        return Verdict.failed(subject, "no hardware slowdown, thermal or power-brake clock event under load",
+                              "; ".join(problems),
                               "HW Slowdown / Power Brake: the board asserts it (power supply, cooling, sensor): drain "
-                              "the node and replace the instance. Thermal: check cooling. Power limit: `nvidia-smi -pl "
-                              "<W>` was changed on the node (reset it, or fix the AMI/user data). Persistence mode: "
-                              "run nvidia-persistenced (EKS GPU AMIs do).", summary="GPU clocks throttled", facts=facts)
+                              "the node and replace the instance. Thermal: check cooling.", summary="GPU clocks throttled",
+                              facts=facts)
     if idle:
         return Verdict.not_shown(subject, f"throttling under load not observed on {', '.join(idle)}: not read under "
                                  "load (performance state not P0 or Idle active)", "see "
                                  "test_cuda_usable_on_every_gpu: the load must run on every GPU while -q is read",
                                  facts=facts)
-    return Verdict.passed(subject, expected, "no throttling under load", facts=facts)
+    return Verdict.passed(subject, "no hardware slowdown, thermal or power-brake clock event under load",
+                          "no throttling under load", facts=facts)
+
+
+def power_limit(subject: str, health: SmiLog | None, power_limit_w: float | None) -> Verdict:
+    """Every GPU's enforced power limit at the profile's value, else at the product default `-q` reports. A limit
+    `-q` does not print (N/A) is not shown, never taken as right."""
+    if health is None or not health.gpus:
+        return _no_q(subject, "power limits")
+    problems, unread = [], []
+    for i, g in enumerate(health.gpus):
+        want = power_limit_w or g.power_limit_default_w
+        if g.power_limit_w is None or not want:
+            unread.append(gpu_label(i, g))
+        elif abs(g.power_limit_w - want) > 1:
+            problems.append(f"{gpu_label(i, g)}: power limit {g.power_limit_w:g} W, expected {want:g} W")
+    expected = f"power limit {f'{power_limit_w:g} W (profile)' if power_limit_w else 'at the product default'}"
+    facts: dict[str, Any] = {"power limits": sorted({f"{g.power_limit_w:g} W" for g in health.gpus if g.power_limit_w})}
+    if problems:
+        return Verdict.failed(subject, expected, "; ".join(problems), "`nvidia-smi -pl <W>` was changed on the node: "
+                              "reset it, or fix the AMI / user data that sets it.", summary="GPU power limit changed",
+                              facts=facts)
+    if unread:
+        return Verdict.not_shown(subject, f"power limit or its default not printed by nvidia-smi -q on "
+                                 f"{', '.join(unread)}", "read `nvidia-smi -q -d POWER` on the node", facts=facts)
+    return Verdict.passed(subject, expected, ", ".join(facts["power limits"]), facts=facts)
+
+
+def persistence_mode(subject: str, health: SmiLog | None) -> Verdict:
+    """Persistence mode Enabled on every GPU (`nvidia-smi -q` Persistence Mode; DCGM's deployment check warns on it).
+    `N/A` or a GPU without the line is not shown, never taken as on."""
+    if health is None or not health.gpus:
+        return _no_q(subject, "persistence mode")
+    off = [f"{gpu_label(i, g)}: {g.persistence_mode}" for i, g in enumerate(health.gpus)
+           if g.persistence_mode and g.persistence_mode not in ("Enabled", "N/A")]
+    unread = [gpu_label(i, g) for i, g in enumerate(health.gpus) if g.persistence_mode in (None, "", "N/A")]
+    if off:
+        return Verdict.failed(subject, "persistence mode Enabled on every GPU", "persistence mode " + "; ".join(off),
+                              "run nvidia-persistenced on the node (EKS GPU AMIs start it): without it the driver "
+                              "tears down and re-initialises the GPUs whenever no process holds them, which adds "
+                              "seconds to every job start.", summary="GPU persistence mode off")
+    if unread:
+        return Verdict.not_shown(subject, f"persistence mode not reported by nvidia-smi -q on {', '.join(unread)}",
+                                 "read `nvidia-smi -q` on the node")
+    return Verdict.passed(subject, "persistence mode Enabled on every GPU", f"Enabled on {len(health.gpus)} GPUs")
 
 
 # -- topology -------------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     "dcgm-diag-fail": frozenset({"gpu_index", "test"}),
     "driver-mismatch": frozenset({"version"}),
     "gpu-throttled": frozenset({"gpu_index", "reason"}),
+    # nvidia-persistenced not running: -q prints `Persistence Mode : Disabled` (tests/data/nvidia-smi-health/
+    # q-l40s-595-idle.txt), the table `Off`
+    "persistence-off": frozenset({"gpu_index"}),
     # a node cordoned and tainted karpenter.sh/disrupted once `after_probes` of the run's probe pods finished on it
     "node-disrupted": frozenset({"after_probes"}),
 }
@@ -51,7 +54,7 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
                          "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow", "nvlink-degraded",
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
-                         "driver-mismatch", "gpu-throttled", "node-disrupted"})
+                         "driver-mismatch", "gpu-throttled", "node-disrupted", "persistence-off"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
 
 

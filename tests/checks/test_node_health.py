@@ -169,14 +169,14 @@ def test_pcie_and_clocks_on_gpus_not_read_under_load_are_not_shown() -> None:
     idle = parse_smi_log(sample("nvidia-smi", "q-h200-590-idle.txt"))
     v = j.pcie(S, idle, 5, 16)
     assert v.status is Status.NOT_SHOWN and "not read under load" in v.message and "GPU 0 (" in v.message
-    c = j.clocks(S, idle, 700)
+    c = j.clocks(S, idle)
     assert c.status is Status.NOT_SHOWN and "not read under load" in c.message
     downshifted = j.pcie(S, smi(gpu(0), gpu(1, performance_state="P8", pcie_gen_current=1)), 5, 16)
     assert downshifted.status is Status.NOT_SHOWN and "GPU 1" in downshifted.facts["GPUs not read under load"][0]
     narrow_idle = j.pcie(S, smi(gpu(0), gpu(1, performance_state="P8", pcie_width_current=8)), 5, 16)
     assert narrow_idle.status is Status.FAIL                      # width is judged idle or not
     busy = parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))
-    assert j.pcie(S, busy, 5, 16).ok and j.clocks(S, busy, 700).ok
+    assert j.pcie(S, busy, 5, 16).ok and j.clocks(S, busy).ok
 
 
 def test_pcie_printed_na_is_not_shown() -> None:
@@ -185,14 +185,41 @@ def test_pcie_printed_na_is_not_shown() -> None:
 
 
 def test_clocks_every_shape() -> None:
-    assert j.clocks(S, smi(gpu(0, clock_events_active=["SW Power Cap"])), 700).ok
+    assert j.clocks(S, smi(gpu(0, clock_events_active=["SW Power Cap"]))).ok
     for bad, text in ((gpu(0, clock_events_active=["HW Slowdown"]), "HW Slowdown"),
-                      (gpu(0, clock_events_active=["HW Power Brake Slowdown"]), "Power Brake"),
-                      (gpu(0, persistence_mode="Disabled"), "persistence mode Disabled"),
-                      (gpu(0, power_limit_w=500.0), "power limit 500 W, expected 700 W")):
-        v = j.clocks(S, smi(bad), 700)
-        assert v.status is Status.FAIL and text in v.message
-    assert j.clocks(S, None, 700).status is Status.FAIL
+                      (gpu(0, clock_events_active=["HW Power Brake Slowdown"]), "Power Brake")):
+        v = j.clocks(S, smi(bad))
+        assert v.status is Status.FAIL and text in v.message and v.summary == "GPU clocks throttled"
+    # one check per concept: persistence and power limit are their own checks, not a throttled clock
+    assert j.clocks(S, smi(gpu(0, persistence_mode="Disabled", power_limit_w=500.0))).ok
+    assert j.clocks(S, None).status is Status.FAIL
+
+
+def test_power_limit_every_shape() -> None:
+    assert j.power_limit(S, smi(), 700).ok and j.power_limit(S, smi(), None).ok      # profile value, else default
+    v = j.power_limit(S, smi(gpu(0), gpu(1, power_limit_w=500.0)), 700)
+    assert v.status is Status.FAIL and "GPU 1 (GPU-00000001" in v.message and "500 W, expected 700 W" in v.message
+    assert j.power_limit(S, smi(gpu(0, power_limit_w=500.0, power_limit_default_w=500.0)), None).ok
+    assert j.power_limit(S, smi(gpu(0, power_limit_w=500.0, power_limit_default_w=500.0)), 700).status is Status.FAIL
+    unread = j.power_limit(S, smi(gpu(0, power_limit_w=None)), 700)       # printed N/A: never taken as right
+    assert unread.status is Status.NOT_SHOWN and "not printed" in unread.message
+    assert j.power_limit(S, None, 700).status is Status.FAIL
+
+
+def test_persistence_mode_every_shape() -> None:
+    assert j.persistence_mode(S, smi()).ok
+    off = j.persistence_mode(S, smi(gpu(0), gpu(1, persistence_mode="Disabled")))
+    assert off.status is Status.FAIL and "GPU 1 (GPU-00000001" in off.message and "nvidia-persistenced" in off.fix
+    assert j.persistence_mode(S, smi(gpu(0, persistence_mode="N/A"))).status is Status.NOT_SHOWN
+    assert j.persistence_mode(S, smi(gpu(0, persistence_mode=None))).status is Status.NOT_SHOWN
+    assert j.persistence_mode(S, None).status is Status.FAIL
+
+
+def test_persistence_mode_of_a_real_capture() -> None:
+    """Real -q captures: the 590 H100 under load has it Enabled, the 595 L40S Disabled."""
+    assert j.persistence_mode(S, parse_smi_log(sample("nvidia-smi", "q-h100-80gb-hbm3-590-load.txt"))).ok
+    l40s = parse_smi_log(sample("nvidia-smi-health", "q-l40s-595-idle.txt"))
+    assert j.persistence_mode(S, l40s).status is Status.FAIL
 
 
 # -- topology / sections ------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
         "pcie_gen": gen, "pcie_gen_current": gen if busy or not idle_gen else int(idle_gen),
         "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
         "throttle": str(throttled.get("reason", "HW Slowdown")) if throttled else None,
+        "persistence": "Disabled" if _gpu_fault(ctx, "persistence-off", gpu) is not None else "Enabled",
         "fabric": ("Not Started" if fm_down else "Completed") if nvswitch else "N/A",
         "fabric_status": ("N/A" if fm_down else "Success") if nvswitch else "N/A",
     }

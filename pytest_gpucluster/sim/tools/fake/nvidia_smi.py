@@ -49,7 +49,8 @@ def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
              "|=========================================+========================+======================|"]
     for g in gpus:
         name = g["name"] if len(g["name"]) <= 29 else g["name"][:26] + "..."
-        lines.append(f"| {g['index']:>3}  {name:<29}{'On':>4}  |{g['bus_id']:>19} {'Off':<3} |{_ecc(ctx):>21} |")
+        pm = "On" if health.facts(ctx, g)["persistence"] == "Enabled" else "Off"
+        lines.append(f"| {g['index']:>3}  {name:<29}{pm:>4}  |{g['bus_id']:>19} {'Off':<3} |{_ecc(ctx):>21} |")
         power = f"{_power(g)}W / {g['power_cap_w']:>4}W"
         memory = f"{'0MiB':>11} / {str(g['memory_mib']) + 'MiB':>9}"
         pstate = health.facts(ctx, g)["pstate"]
@@ -107,7 +108,7 @@ def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Callable[[d
         "ecc.errors.corrected.volatile.total": ("", lambda g: "0"),
         "ecc.errors.uncorrected.aggregate.total": ("", lambda g: str(_ecc(ctx))),
         "compute_cap": ("", lambda g: g["compute_cap"]),
-        "persistence_mode": ("", lambda g: "Enabled"),
+        "persistence_mode": ("", lambda g: str(health.facts(ctx, g)["persistence"])),
         "pstate": ("", lambda g: str(health.facts(ctx, g)["pstate"])),
         "compute_mode": ("", lambda g: "Default"),
         "temperature.gpu": ("", lambda g: str(_temp(g))),
@@ -156,7 +157,7 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
         used_reserved = min(g["memory_mib"] // 160, 527)
         out += [f"GPU {g['bus_id']}",
                 _kv(1, "Product Name", g["name"]), _kv(1, "Product Brand", "NVIDIA"),
-                _kv(1, "Persistence Mode", "Enabled"),
+                _kv(1, "Persistence Mode", str(health.facts(ctx, g)["persistence"])),
                 _kv(1, "MIG Mode"), _kv(2, "Current", mig), _kv(2, "Pending", mig),
                 _kv(1, "Serial Number", g["serial"]), _kv(1, "GPU UUID", g["uuid"]),
                 _kv(1, "Minor Number", str(g["index"])),
