@@ -240,6 +240,9 @@ def fingerprint_block(summary: dict[str, Any]) -> str:
         rows.append((comp, ", ".join(versions)))
     for key, value in (fp.get("extra") or {}).items():
         rows.append((key, value))
+    moving = fp.get("in_transition") or {}
+    if moving:
+        rows.append(("in transition (checks not shown)", "; ".join(f"{n} ({why})" for n, why in moving.items())))
     rows.append(("profile", f"{prof.get('path') or 'default'} (sha256 {prof.get('sha256') or 'unknown'})"))
     rows.append(("started / finished", f"{summary.get('started')} / {summary.get('finished')}"))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)

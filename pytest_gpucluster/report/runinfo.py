@@ -35,6 +35,7 @@ class RunInfo:
     required_from: list[str] = field(default_factory=list)        # profile layers that changed `required:`
     leftovers: list[str] = field(default_factory=list)            # objects the teardown could not delete
     tiers: Tiers | None = None                                    # each check's tier (None: every check blocks)
+    in_transition: dict[str, str] = field(default_factory=dict)   # node -> why, at discovery or since (not shown)
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -71,6 +72,8 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     info.inventory = inventory_counts(inventory)
     profile = getattr(run, "profile", None)
     info.nodes = node_facts(inventory, profile)
+    moving = getattr(inventory, "transition", None)      # TransitionWatch keeps it current during the run
+    info.in_transition = {str(k): str(v) for k, v in moving.items()} if isinstance(moving, dict) else {}
     data = getattr(profile, "data", None)
     info.required = dict((data.get("required") if isinstance(data, dict) else None) or {})
     info.partial = bool(getattr(getattr(run, "options", None), "partial", False))

@@ -185,6 +185,9 @@ def fingerprint(run: RunInfo, checks: list[CheckResult]) -> dict[str, Any]:
         "simulated": run.simulated,
         "scenario": run.scenario,
         **({"extra": dict(run.extra)} if run.extra else {}),
+        # nodes cordoned, disrupted, NotReady or not initialised at discovery or during the run: their checks are
+        # not shown (kube/objects.transition_of)
+        **({"in_transition": dict(sorted(run.in_transition.items()))} if run.in_transition else {}),
     }
 
 

@@ -23,8 +23,8 @@ NOT_NCCL_PARTIAL = custom("xid-errors-narrowed-partial", "", extends="xid-errors
 NO_MPI_OPERATOR_PARTIAL = custom("no-mpi-operator", "operators: {mpi_operator: false}\n", "suites/test_nccl.py",
                                  extra=("--gpucluster-partial",))
 HEALTH_ITEMS = ["node-health-dcgm", "node-health-xid", "node-health-cuda", "node-health-nvlink", "node-health-ecc",
-                "node-health-memory-history", "node-health-pcie", "node-health-clocks", "node-health-topology",
-                "node-health-uniformity", "node-health-vbios"]
+                "node-health-memory-history", "node-health-pcie", "node-health-clocks", "node-health-power-limit",
+                "node-health-persistence", "node-health-topology", "node-health-uniformity", "node-health-vbios"]
 RELAXED = custom("single-efa-node-relaxed", "", extends="single-efa-node", profile=(
     "required:\n  nccl-multi-node: {min_nodes: 2}\n  nccl-multi-node-bandwidth: {min_nodes: 2}\n"))
 NCCL_ITEMS = ["nccl-single-node", "nccl-single-node-bandwidth", "nccl-multi-node", "nccl-multi-node-bandwidth"]
@@ -116,3 +116,19 @@ def test_partial_does_not_forgive_the_missing_mpi_operator(custom_suite_result: 
     assert doc["verdict"] == "INCOMPLETE" and run.returncode == INCOMPLETE_EXIT, (doc["verdict_reasons"], run.tail())
     assert any("the MPI operator is not installed" in r for r in doc["verdict_reasons"]), doc["verdict_reasons"]
     assert not any(r.startswith("gpu-visibility") for r in doc["verdict_reasons"])      # left out: forgiven
+
+
+def test_a_node_that_enters_transition_during_the_run_is_listed_in_the_fingerprint(
+        suite_result: Callable[[str], SuiteRun]) -> None:
+    """node-disrupted-during-run: the g6e node is cordoned and tainted karpenter.sh/disrupted after the run started
+    (after discovery printed its header): summary.json's fingerprint and the report's fingerprint table list it with
+    why, beside its checks shown as not shown."""
+    run = suite_result("node-disrupted-during-run")
+    folder = Results(run).report_folder()
+    doc: dict[str, Any] = json.loads((folder / "summary.json").read_text())
+    moving = doc["fingerprint"].get("in_transition") or {}
+    assert list(moving) == ["ip-10-0-58-42.us-west-2.compute.internal"], moving
+    assert "karpenter.sh/disrupted" in moving["ip-10-0-58-42.us-west-2.compute.internal"]
+    html = (folder / "report.html").read_text()
+    assert "in transition (checks not shown)" in html and "ip-10-0-58-42.us-west-2.compute.internal (" in html
+
