@@ -21,6 +21,7 @@ def test_the_requirement_reads_as_the_images_print_it() -> None:
     ("13.0", "570.172.08", "12.8", True),     # a forward-compatible branch the image lists
     ("13.0", "580.105.08", "13.0", True),     # the driver's own CUDA is new enough
     ("12.9", "560.35.05", "12.6", True),      # AWS's nccl-tests image (CUDA 12.9.1) lists the 560 branch
+    ("12.8", "560.35.05", "12.6", True),      # the default tag cuda12.8.1-efa...: its 12.8.1 base lists 560 too
     ("12.5", "560.35.05", "12.6", True),      # vectorAdd sample: CUDA 12.5 <= 12.6
     ("12.5", "525.147.05", "12.0", False),
 ])
@@ -42,3 +43,13 @@ def test_refusal_names_the_cuda_condition_and_honours_disable_require() -> None:
                                        ("nvidia/cuda:latest", None)])
 def test_cuda_of_tag(ref: str, cuda: str | None) -> None:
     assert cuda_of_tag(ref) == cuda
+
+
+def test_the_nccl_tests_image_requires_the_cuda_its_tag_names() -> None:
+    from pytest_gpucluster.options import DEFAULT_NCCL_IMAGE
+    from pytest_gpucluster.sim.tools.images import lookup
+    env = lookup(DEFAULT_NCCL_IMAGE).env_for(DEFAULT_NCCL_IMAGE)
+    assert env["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=12.8 ")           # tag cuda12.8.1-...
+    latest = "public.ecr.aws/hpc-cloud/nccl-tests:latest"
+    assert lookup(latest).env_for(latest)["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=12.9 ")   # the Dockerfile's ARG
+

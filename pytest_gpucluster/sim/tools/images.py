@@ -62,12 +62,16 @@ class Image:
     entrypoint: tuple[str, ...] = ()   # Dockerfile ENTRYPOINT (replaced by a pod's `command`)
     size_gb: float = 0.0               # unpacked on the node's disk (0: small next to a node's root volume)
     cmd: tuple[str, ...] = ()          # Dockerfile CMD (replaced by a pod's `args`, dropped with its `command`)
-    cuda: str | None = None            # CUDA the image is built for ("tag": read from the tag): its NVIDIA_REQUIRE_CUDA
+    # CUDA the image is built for, which sets its NVIDIA_REQUIRE_CUDA: "12.9", or "tag" (read from the tag), or
+    # "tag:12.9" (from the tag, else 12.9: a tag like `latest` names none)
+    cuda: str | None = None
 
     def env_for(self, ref: str) -> dict[str, str]:
         """The image's ENV for this reference, NVIDIA_REQUIRE_CUDA included where NVIDIA's CUDA base images set it
         (the runtime refuses the container on a driver that satisfies none of it: cuda_require.py)."""
-        cuda = cuda_of_tag(ref) if self.cuda == "tag" else self.cuda
+        cuda = self.cuda
+        if cuda is not None and cuda.startswith("tag"):
+            cuda = cuda_of_tag(ref) or cuda.partition(":")[2] or None
         return {**self.env, "NVIDIA_REQUIRE_CUDA": require_cuda(cuda)} if cuda else dict(self.env)
     # GPU code the image's CUDA programs carry: compute capabilities with a cubin (`code=sm_XY`) and with PTX
     # (`code=compute_XY`). Empty `sass` and `ptx`: not known, every GPU runs it. See runs_on.
@@ -128,7 +132,9 @@ CATALOG: tuple[Image, ...] = (
                  "/opt/amazon/openmpi/bin/mpirun": "fake:mpirun", "/opt/amazon/openmpi/bin/mpiexec": "fake:mpiexec",
                  "/usr/sbin/sshd": "fake:sshd", "/usr/bin/python3": PYTHON,
                  **{f"{NCCL_TESTS_DIR}/{p}": f"fake:{p}" for p in COLLECTIVES}},
-          cuda="12.9"),     # ARG CUDA_VERSION=12.9.1 at that commit: the base image's NVIDIA_REQUIRE_CUDA
+          # the tag names the CUDA base (cuda12.8.1-efa...: FROM nvcr.io/nvidia/cuda:12.8.1-devel); else the
+          # Dockerfile's ARG CUDA_VERSION=12.9.1 at that commit
+          cuda="tag:12.9"),
     Image("pytorch", ("nvcr.io/nvidia/pytorch:*",),
           "NGC PyTorch release notes (docs.nvidia.com/deeplearning/frameworks/pytorch-release-notes): Ubuntu + CUDA "
           "base (NVIDIA_VISIBLE_DEVICES=all inherited), python3 with torch in /usr/local/lib/python3.*/dist-packages; "
