@@ -478,6 +478,11 @@ def local_ranks(ctx: dict[str, Any], args: Args, host: str, proc: int = 0, local
     start = local_rank * want
     if not gpus:
         return [], f"{host}: Test CUDA failure common.cu:1304 'no CUDA-capable device is detected'"
+    if simctx.fault(ctx, "nvlink-down") is not None:
+        # CUDA error 802 on an NVSwitch node whose fabric manager has not trained the fabric: nccl-tests' first CUDA
+        # call fails, as in NVIDIA/nccl-tests#338 ("gpu: Test CUDA failure common.cu:1030 'system not yet
+        # initialized'") and #264 (resolved by starting nvidia-fabricmanager)
+        return [], f"{host}: Test CUDA failure common.cu:1030 'system not yet initialized'"
     if start + want > len(gpus):
         return [], (f"Invalid number of GPUs: {start + want} requested but only {len(gpus)} were found.\n"
                     "Please check the number of processes and GPUs per process.")
