@@ -2,22 +2,17 @@
 holding the node's EFA devices (pure: counts, probe outputs and the profile's numbers in, a Verdict out)."""
 from __future__ import annotations
 
-import re
 import shlex
 
+from pytest_gpucluster.checks.probe_output import not_run as probe_not_run
+from pytest_gpucluster.checks.probe_output import split_sections as split_sections   # the EFA probe's sections
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.kube.objects import EFA_RESOURCE
 from pytest_gpucluster.parsers import ParseError, parse_fi_info
 
 SECTIONS = ("fi_info", "dev-infiniband", "memlock")
-_SECTION = re.compile(r"^### (?P<name>[\w-]+)\n(?P<body>.*?)^### rc=(?P<rc>\d+)$", re.M | re.S)
 SG_HINT = ("the security group of EFA nodes must allow ALL traffic to and from itself (a self-referencing "
            "inbound and outbound rule; see test_efa_security_group_allows_itself in the aws suite)")
-
-
-def split_sections(logs: str) -> dict[str, tuple[str, int]]:
-    """The probe script's sections: name -> (output, exit code)."""
-    return {m["name"]: (m["body"].rstrip("\n"), int(m["rc"])) for m in _SECTION.finditer(logs)}
 
 
 def why_no_efa(allocatable: str) -> str:
@@ -48,10 +43,8 @@ def allocatable(subject: str, instance_type: str, expected: int | None, got: int
 
 
 def not_run(subject: str, requested: int, describe: str, namespace: str | None, pod: str) -> Verdict:
-    return Verdict.failed(subject, f"the probe pod (requesting {requested} {EFA_RESOURCE}, IPC_LOCK, the node's taints "
-                          "tolerated) to run `fi_info -p efa`", describe,
-                          f"Look at `kubectl -n {namespace} describe pod {pod}` (kept only with --gpucluster-keep) and "
-                          "the node's events.", summary="EFA probe did not run")
+    return probe_not_run(subject, "EFA", describe, namespace, pod, f"the probe pod (requesting {requested} "
+                         f"{EFA_RESOURCE}, IPC_LOCK, the node's taints tolerated) to run `fi_info -p efa`")
 
 
 def fi_info(subject: str, output: str, rc: int, want: int, requested: int, instance_type: str, hint: str) -> Verdict:

@@ -10,6 +10,7 @@ from pytest_gpucluster.checks.nccl_run import (
     size_arg, warn_facts, warnings_text,
 )
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
+from pytest_gpucluster.kube.objects import EFA_RESOURCE
 from pytest_gpucluster.parsers import NcclCollective
 from pytest_gpucluster.parsers.nccl_log import TEST_FAILURE, NcclLogFacts, process_transports
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["NcclRun", "classify_warnings", "warnings_text", "size_arg", "max_bytes", "judge_correctness",
            "judge_network", "judge_bandwidth", "physical_ceiling", "floors_of", "correctness_problems"]
 
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
 DEFAULT_MAX_BYTES = 2 << 30                   # -e 2G unless the profile judges a larger size
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+from pytest_gpucluster.kube.objects import EFA_RESOURCE
+
 if TYPE_CHECKING:
     from pytest_gpucluster.kube.discovery import NodeInfo
-
-EFA_RESOURCE = "vpc.amazonaws.com/efa"
 
 
 def gpus_of(node: NodeInfo) -> int:

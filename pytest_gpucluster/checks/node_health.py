@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
+from pytest_gpucluster.checks.probe_output import not_run as not_run   # the suite's node-health probes
+from pytest_gpucluster.checks.probe_output import split_sections
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.parsers import ParseError
 from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
@@ -15,7 +17,6 @@ from pytest_gpucluster.parsers.nvidia_smi_q import parse_smi_log
 from pytest_gpucluster.parsers.nvlink import NvlinkResult
 from pytest_gpucluster.parsers.topo import TopoMatrix
 
-_SECTION = re.compile(r"^### (?P<name>[\w-]+)\n(?P<body>.*?)^### rc=(?P<rc>\d+)$", re.M | re.S)
 # What each load prints once it runs on a GPU, the GPU index captured: dcgmproftester's per-worker report line
 # `Worker <gpu>:<worker>[<field id>]: ...` (NVIDIA/DCGM dcgmproftester/PhysicalGpu.cpp, a line per report interval
 # once the worker's CUDA load runs; real output in NVIDIA/DCGM issue #239), and the PyTorch load's own marker printed
@@ -27,11 +28,6 @@ BAD_CLOCK_EVENTS = ("HW Slowdown", "HW Thermal Slowdown", "HW Power Brake Slowdo
 FABRIC_NOT_READY = ("system not yet initialized", "Error 802", "cudaErrorSystemNotReady")
 IDLE_LINKS = ("NVIDIA documents that the current PCIe link generation and width \"may be reduced when the GPU is not in "
               "use\" (nvidia-smi manual, GPU Link Info)")
-
-
-def split_sections(logs: str) -> dict[str, tuple[str, int]]:
-    """The probe script's sections: name -> (output, exit code)."""
-    return {m["name"]: (m["body"].rstrip("\n"), int(m["rc"])) for m in _SECTION.finditer(logs)}
 
 
 def smi_health_of(logs: str) -> SmiLog | None:
@@ -56,12 +52,6 @@ def gpu_label(index: int | None, g: SmiGpu | None, bus: str | None = None) -> st
 
 def gpus_seen(sequence: Sequence[SmiGpu]) -> dict[int, SmiGpu]:
     return dict(enumerate(sequence))
-
-
-def not_run(subject: str, what: str, describe: str, namespace: str | None, pod: str) -> Verdict:
-    return Verdict.failed(subject, f"the {what} probe pod to run and print its sections", describe,
-                          f"Look at `kubectl -n {namespace} describe pod {pod}` (kept only with --gpucluster-keep) "
-                          "and the node's events.", summary=f"{what} probe did not run")
 
 
 def mig_mixed(subject: str, what: str, mig: Mapping[str, int]) -> Verdict:

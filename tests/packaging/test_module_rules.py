@@ -1,6 +1,6 @@
 """Rules that keep the package's shape: the judges are pure (every `pytest_gpucluster.checks.*` module imports where
 neither `kubernetes` nor `pytest` nor boto3 can be imported), no module outside the simulated cluster passes 400
-lines, and no module imports another module's private names."""
+lines, no module imports another module's private names, and each small concept has one definition."""
 from __future__ import annotations
 
 import ast
@@ -62,3 +62,22 @@ def private_imports(folder: Path) -> dict[str, list[str]]:
 
 def test_no_parser_imports_another_parsers_private_names() -> None:
     assert private_imports(PACKAGE / "parsers") == {}
+
+
+# Small concepts written once (issue 25): the pattern that would define each again, and where its one definition is.
+ONCE = {
+    r'^\s*def condition\(': "kube/objects.py",                        # the condition lookup
+    r'^\s*def (_ts|timestamp)\(': "kube/objects.py",                    # RFC 3339 timestamps
+    r'"nvidia\.com/gpu"': "kube/objects.py",                            # resource names
+    r'"vpc\.amazonaws\.com/efa"': "kube/objects.py",
+    r'\^### \(\?P<name>': "checks/probe_output.py",                     # the probe-output section splitter
+    r'^\s*def parse_smi_log\(': "parsers/nvidia_smi_q.py",              # the nvidia-smi -q reader
+}
+
+
+@pytest.mark.parametrize("pattern, home", list(ONCE.items()))
+def test_a_small_concept_has_one_definition(pattern: str, home: str) -> None:
+    import re
+    found = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
+             if p.relative_to(PACKAGE).parts[0] != "sim" and re.search(pattern, p.read_text(), re.M)]
+    assert found == [home], f"{pattern!r} is defined in {found}, expected only in {home}"
