@@ -8,7 +8,7 @@ import pytest
 
 from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
 from pytest_gpucluster.aws import options as aws_options
-from pytest_gpucluster.aws.checks import NodeRef, Snapshot, take_snapshot
+from pytest_gpucluster.aws.gather import NodeRef, Snapshot, take_snapshot
 from pytest_gpucluster.aws.session import (
     AwsSession, open_session, require_aws, target_from_kubeconfig, target_from_provider_ids,
 )

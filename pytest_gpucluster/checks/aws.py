@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from pytest_gpucluster.checks.verdict import Verdict
 
 if TYPE_CHECKING:   # the gathered data; aws/ imports boto3, so only its types are used here
-    from pytest_gpucluster.aws.checks import NodeRef
+    from pytest_gpucluster.aws.gather import NodeRef
     from pytest_gpucluster.aws.ec2 import InstanceInfo, InstanceTypeInfo, RoleInfo, Rule, SecurityGroupInfo, TermMatch
 
 DISCOVERY_TAG = "karpenter.sh/discovery"

@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pytest_gpucluster import retry
-from pytest_gpucluster.aws.checks import NodeRef
+from pytest_gpucluster.aws.gather import NodeRef
 from pytest_gpucluster.aws.session import AwsSession, open_session
 from pytest_gpucluster.sim.aws import AwsNodeSeed, AwsSeed, AwsSim, SecurityGroupSeed, start_aws
 

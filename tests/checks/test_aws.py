@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pytest_gpucluster.aws.checks import NodeRef
+from pytest_gpucluster.aws.gather import NodeRef
 from pytest_gpucluster.aws.ec2 import InstanceInfo, InstanceTypeInfo, RoleInfo, Rule, SecurityGroupInfo, TermMatch
 from pytest_gpucluster.checks import Status
 from pytest_gpucluster.checks.aws import (

@@ -6,7 +6,7 @@ from typing import Callable
 import pytest
 
 from pytest_gpucluster.aws import ec2
-from pytest_gpucluster.aws.checks import NodeRef, take_snapshot
+from pytest_gpucluster.aws.gather import NodeRef, take_snapshot
 from pytest_gpucluster.checks import Status
 from pytest_gpucluster.checks import aws as checks
 from pytest_gpucluster.sim.aws import AwsSim
