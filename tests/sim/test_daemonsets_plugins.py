@@ -9,7 +9,7 @@ from pytest_gpucluster.sim.controllers.daemonsets import BEHAVIOUR_ANNOTATION, D
 from pytest_gpucluster.sim.controllers.deviceplugins import DevicePluginController, NodeFacts, plugin_fault_behaviour
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
-from pytest_gpucluster.sim.controllers.testing import FakeKubelet, eventually, find, running
+from tests.sim.controllers_testing import FakeKubelet, eventually, find, running
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store
 

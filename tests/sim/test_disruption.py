@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from pytest_gpucluster.sim.controllers.karpenter_disruption import Disruption
-from pytest_gpucluster.sim.controllers.testing import eventually, running
+from tests.sim.controllers_testing import eventually, running
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.seed import seed_store
 from pytest_gpucluster.sim.store import Store

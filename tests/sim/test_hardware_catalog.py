@@ -10,7 +10,7 @@ from pytest_gpucluster.sim.controllers.karpenter_catalog import (
     instance_allocatable,
     instance_labels,
 )
-from pytest_gpucluster.sim.controllers.testing import eventually, running
+from tests.sim.controllers_testing import eventually, running
 from pytest_gpucluster.sim.hardware import instance_type
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store

@@ -15,7 +15,7 @@ from pytest_gpucluster.sim.controllers.karpenter import Karpenter
 from pytest_gpucluster.sim.controllers.karpenter_catalog import parse_duration
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
-from pytest_gpucluster.sim.controllers.testing import FakeKubelet, eventually, find, running
+from tests.sim.controllers_testing import FakeKubelet, eventually, find, running
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store
 

@@ -10,7 +10,7 @@ from pytest_gpucluster.sim.controllers.jobs import JobController
 from pytest_gpucluster.sim.controllers.mpi_operator import MpiOperator
 from pytest_gpucluster.sim.controllers.podgc import PodGarbageCollector
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
-from pytest_gpucluster.sim.controllers.testing import FakeKubelet, eventually, find, running
+from tests.sim.controllers_testing import FakeKubelet, eventually, find, running
 from pytest_gpucluster.sim.store import Store
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pytest_gpucluster.sim.controllers.base import get_condition
 from pytest_gpucluster.sim.controllers.scheduler import Scheduler
-from pytest_gpucluster.sim.controllers.testing import eventually, find, running
+from tests.sim.controllers_testing import eventually, find, running
 from pytest_gpucluster.sim.scenario import load_scenario
 from pytest_gpucluster.sim.store import Store
 
