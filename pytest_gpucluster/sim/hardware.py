@@ -39,7 +39,7 @@ class GpuModel:
     # current): "These may be reduced when the GPU is not in use"; NVIDIA's forum answer to "Prevent PCIe From
     # Reducing Gen?": "Downgrading the PCIe link when not in use is an important integral part of the GPU's power
     # management", and idle cards show 2.5 GT/s (Gen 1) there. Modelled on the PCIe cards of the g families (T4, A10G,
-    # L4, L40S: issue 24 item 6); the idle H200 HGX capture (tests/data/nvidia-smi/q-h200-590-idle.txt) prints Gen 5.
+    # L4, L40S); the idle H200 HGX capture (tests/data/nvidia-smi/q-h200-590-idle.txt) prints Gen 5.
     idle_pcie_gen: int | None = None
     # NVML GPU fabric info (nvmlDeviceGetGpuFabricInfo, `Fabric / State` in -q) is "for Hopper or newer fully supported
     # devices" (NVML API reference): A100 prints `N/A` there even on NVSwitch boards, as GPUs without it do

@@ -344,7 +344,7 @@ def info_lines(ranks: list[Rank], cfg: dict[str, Any], rank: Rank) -> list[str]:
     out.append(p + f"NET/OFI Using Libfabric version {cfg['libfabric_version']}")
     if sock:
         out.append(p + "NET/OFI No eligible providers were found")
-        # -- issue 14 (image catalog engineer): aws-ofi-nccl gives up at start-up in a pod without an EFA device and
+        # aws-ofi-nccl gives up at start-up in a pod without an EFA device and
         # NCCL goes on without it. Lines of aws-ofi-nccl 1.16.2 verbatim (timestamped, as NCCL prints WARN lines) from
         # gnosia93/training-on-eks@a8bcb517117dac4ab6acfce1c3392461ccdb4772 chapter/c7-training-optimization-nccl.md
         # (also in tests/checks/test_nccl.py OFI_GAVE_UP_G6E); the blank line NCCL prints before each is left out.
@@ -357,7 +357,6 @@ def info_lines(ranks: list[Rank], cfg: dict[str, Any], rank: Rank) -> list[str]:
                         "initialization failed",
                     w + "ncclResult_t nccl_net_ofi_init_v6(ncclDebugLogger_t):166 NCCL WARN NET/OFI Initializing "
                         "plugin failed"]
-        # -- end issue 14 insertion
         out.append(p + "NET/Plugin: Failed to initialize NET plugin Libfabric")
         out.append(p + f"NET/Socket : Using [0]eth0:{node.get('private_ip', '10.0.0.1')}<0>")
         out.append(p + "Initialized NET plugin Socket")

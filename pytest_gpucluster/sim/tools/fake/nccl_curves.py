@@ -1,5 +1,5 @@
 """Published all_reduce_perf runs the fake nccl-tests replays per instance type: (message size in bytes,
-out-of-place time in us) as each run printed them, so every simulated curve is a real one (issue 14).
+out-of-place time in us) as each run printed them, so every simulated curve is a real one.
 Copies of the sources are in tests/data/nccl-tests (SOURCES.md names each file's origin)."""
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ import time
 from . import cuda, distributed, version
 
 # Importing NGC PyTorch takes seconds before any CUDA work starts (modelled: no published figure; with the per-device
-# context cost in cuda.py, eight GPUs take longer than the 4 s the old node-health probe slept, as issue 24 item 6
-# observed on NGC PyTorch).
+# context cost in cuda.py, eight GPUs take longer than a fixed 4 s sleep: a probe must wait for the load's own
+# marker, never for a guessed time).
 IMPORT_S = 3.0
 time.sleep(IMPORT_S)
 
