@@ -10,7 +10,7 @@ import pytest
 
 from pytest_gpucluster import retry
 from tests.reliability.suite_runs import SuiteRun
-from tests.suite_cache import Prefetcher, SuiteSpec, shared_root, specs_of, suite_run
+from tests.suite_cache import Prefetcher, Results, SuiteSpec, shared_root, specs_of, suite_run
 
 # Import once, before pytester snapshots sys.modules: the simulated cluster's TLS setup (cryptography's
 # Rust bindings) breaks when a pytester run re-imports these Python modules around the same native module.
@@ -68,6 +68,30 @@ def custom_suite_result(tmp_path_factory: pytest.TempPathFactory) -> Callable[[S
     same spec, shared by the tests and xdist workers that ask for it."""
     shared = shared_root(tmp_path_factory)
     return lambda spec: suite_run(shared, spec)
+
+
+def _modules_of(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The suite modules a test file reads from a run: its MODULES, or its MODULE (e.g. "test_efa")."""
+    module = request.module
+    found = getattr(module, "MODULES", None) or ((getattr(module, "MODULE"),) if hasattr(module, "MODULE") else ())
+    assert found, f"{module.__name__} uses shipped/custom_run without MODULE or MODULES naming its suite modules"
+    return tuple(found)
+
+
+@pytest.fixture
+def shipped(request: pytest.FixtureRequest, suite_result: Callable[[str], SuiteRun]) -> Callable[[str], Results]:
+    """shipped(scenario): the calling file's suite modules (MODULE / MODULES) in the session's run of a shipped
+    scenario."""
+    modules = _modules_of(request)
+    return lambda scenario: Results(suite_result(scenario), *modules)
+
+
+@pytest.fixture
+def custom_run(request: pytest.FixtureRequest,
+               custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> Callable[[SuiteSpec], Results]:
+    """custom_run(spec): the calling file's suite modules in a custom scenario's run."""
+    modules = _modules_of(request)
+    return lambda spec: Results(custom_suite_result(spec), *modules)
 
 
 @pytest.fixture(scope="session", autouse=True)

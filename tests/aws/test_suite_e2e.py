@@ -30,11 +30,6 @@ def outcomes(run: Results) -> dict[str, set[str]]:
     return out
 
 
-@pytest.fixture
-def shipped(suite_result: Callable[[str], SuiteRun]) -> Callable[[str], Results]:
-    return lambda scenario: Results(suite_result(scenario), MODULE)
-
-
 @pytest.mark.suites("healthy")
 def test_healthy_passes_every_aws_check(shipped: Callable[[str], Results]) -> None:
     run = shipped("healthy")

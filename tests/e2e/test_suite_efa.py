@@ -7,7 +7,6 @@ from typing import Callable
 
 import pytest
 
-from tests.reliability.suite_runs import SuiteRun
 from tests.suite_cache import FAILED, PASSED, SKIPPED, Results, SuiteSpec, custom
 
 MODULE = "test_efa"
@@ -19,16 +18,6 @@ MEMLOCK_64K = custom("memlock-64k", "faults:\n  - {kind: memlock-limited, nodes:
 NO_EFA = custom("no-efa", "nodes:\n  - {instance_type: g5.2xlarge, count: 1, zone: us-west-2a, nodepool: gpu,\n"
                 "     taints: [{key: nvidia.com/gpu, effect: NoSchedule}]}\n"
                 "  - {instance_type: m6i.2xlarge, count: 1, zone: us-west-2a}\n", f"suites/{MODULE}.py")
-
-
-@pytest.fixture
-def shipped(suite_result: Callable[[str], SuiteRun]) -> Callable[[str], Results]:
-    return lambda scenario: Results(suite_result(scenario), MODULE)
-
-
-@pytest.fixture
-def custom_run(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> Callable[[SuiteSpec], Results]:
-    return lambda spec: Results(custom_suite_result(spec), MODULE)
 
 
 def failing(run: Results) -> dict[str, set[str]]:

@@ -7,7 +7,6 @@ from typing import Callable
 
 import pytest
 
-from tests.reliability.suite_runs import SuiteRun
 from tests.suite_cache import FAILED, PASSED, SKIPPED, Results, SuiteSpec, custom
 
 MODULES = ("test_device_plugins", "test_gpu_visibility", "test_taints")
@@ -55,18 +54,6 @@ OPERATOR_NOT_READY = custom("operator-not-ready", "operators:\n  nvidia_device_p
 
 Shipped = Callable[[str], Results]
 Custom = Callable[[SuiteSpec], Results]
-
-
-@pytest.fixture
-def shipped(suite_result: Callable[[str], SuiteRun]) -> Shipped:
-    """shipped(scenario): this file's three modules in the session's run of a shipped scenario."""
-    return lambda scenario: Results(suite_result(scenario), *MODULES)
-
-
-@pytest.fixture
-def custom_run(custom_suite_result: Callable[[SuiteSpec], SuiteRun]) -> Custom:
-    """custom_run(spec): this file's three modules in a custom scenario's run."""
-    return lambda spec: Results(custom_suite_result(spec), *MODULES)
 
 
 def fault_node(run: Results, test: str) -> str:
