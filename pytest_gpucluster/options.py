@@ -71,7 +71,8 @@ def _region(flag: str, raw: Any) -> str:
     return str(raw)
 
 
-def _s3_url(flag: str, raw: Any) -> str:
+def s3_url(flag: str, raw: Any) -> str:
+    """An S3 URL option value (s3://bucket/prefix), or a usage error naming the flag."""
     if not S3_URL.match(str(raw)):
         raise pytest.UsageError(f"{flag} must look like s3://bucket/prefix, given: {raw!r}")
     return str(raw)
@@ -165,7 +166,7 @@ OPTIONS: tuple[Option, ...] = (
            "run (what `gpucluster judge` passes); the suites' requests are answered from its recording/",
            metavar="REPORT_DIR", default_text="off"),
     Option("--gpucluster-upload", "upload", "after the run, upload the report folder to s3://bucket/prefix/<folder>/",
-           metavar="S3_URL", convert=_s3_url, default_text="no upload"),
+           metavar="S3_URL", convert=s3_url, default_text="no upload"),
 )
 
 

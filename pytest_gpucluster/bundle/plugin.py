@@ -56,7 +56,7 @@ def configure(config: pytest.Config, key_path: str | None, report_dir: Path | No
             raise pytest.UsageError(str(exc)) from None
     config.stash[BUNDLE_KEY] = state
     run = _run(config)
-    replay_dir = config.getoption("gpucluster_replay", default=None)
+    replay_dir = run.options.replay if run is not None else None
     if replay_dir and run is not None:
         _start_replay(config, run, state, Path(str(replay_dir)))
     elif report_dir is not None and run is not None:

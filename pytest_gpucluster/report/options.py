@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from ..options import OPTIONS, _s3_url
+from ..options import OPTIONS, s3_url
 
 REPORT_FIELDS = ("report_dir", "no_report", "partial", "sign", "upload")
 
@@ -26,7 +26,7 @@ def upload_url(config: pytest.Config) -> str | None:
     if url is None:
         return None
     url = str(url)
-    return _s3_url("--gpucluster-upload", url)
+    return s3_url("--gpucluster-upload", url)
 
 
 def report_root(config: pytest.Config) -> str | None:
