@@ -83,18 +83,19 @@ class Scenario:
         for gi, group in enumerate(self.nodes):
             base = instance_type(group.instance_type).with_overrides(gpus=group.gpus, efa=group.efa)
             zone = group.zone or self.cluster.zones[0]
-            for _ in range(group.count):
-                out.append(self._make_node(len(out), gi, group, base, zone))
+            for k in range(group.count):
+                out.append(self._make_node(len(out), gi, group, base, zone, group.names[k] if group.names else None))
         return out
 
-    def _make_node(self, index: int, gi: int, group: NodeGroup, it: InstanceType, zone: str) -> NodeSpec:
+    def _make_node(self, index: int, gi: int, group: NodeGroup, it: InstanceType, zone: str,
+                   given: str | None = None) -> NodeSpec:
         zone_index = self.cluster.zones.index(zone) if zone in self.cluster.zones else 0
         salt = int(hashlib.sha256(f"{self.cluster.name}/{self.name}".encode()).hexdigest()[:6], 16)
         offset = (salt + index * 37) % 16000           # 37 is coprime to 16000: unique per zone
         ip = f"10.0.{zone_index * 64 + offset // 250}.{offset % 250 + 4}"
         domain = "ec2.internal" if self.cluster.region == "us-east-1" else f"{self.cluster.region}.compute.internal"
-        name = (f"{group.name_prefix}-{index}" if group.name_prefix
-                else f"ip-{ip.replace('.', '-')}.{domain}")
+        name = given or (f"{group.name_prefix}-{index}" if group.name_prefix
+                         else f"ip-{ip.replace('.', '-')}.{domain}")
         instance_id = "i-" + hashlib.sha256(f"{self.cluster.name}/{name}".encode()).hexdigest()[:17]
         hw = node_hardware(it, name, driver_version=group.driver_version, cuda_version=group.cuda_version,
                            mig_profile=group.mig.profile if group.mig else None)

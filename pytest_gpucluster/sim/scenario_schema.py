@@ -56,6 +56,12 @@ NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", 
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
                          "driver-mismatch", "gpu-throttled", "node-disrupted", "persistence-off"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
+# The tool keys of `tool_output`: the command as the fake tool is run (sim/tools/fake/*: `replay`). A recorded output
+# is printed verbatim, with its exit code, and no fault or generated output applies to that command.
+# nccl-tests binaries are keyed by their name (`all_reduce_perf`, ...: any `*_perf`).
+TOOL_KEYS = frozenset({"nvidia-smi", "nvidia-smi q", "nvidia-smi list", "nvidia-smi query", "nvidia-smi apps",
+                       "nvidia-smi nvlink", "nvidia-smi topo", "fi_info", "dcgmi diag", "dmesg", "mpirun",
+                       "vectorAdd", "dcgmproftester12"})
 
 
 @dataclass
@@ -92,6 +98,20 @@ class MigSpec:
 
 
 @dataclass
+class NodeOutputs:
+    """One named node's own recorded outputs, over its group's `tool_output` (a cluster replayed from a report)."""
+
+    tool_output: dict[str, str] = field(default_factory=dict)   # tool key -> file printed verbatim
+    exit_codes: dict[str, int] = field(default_factory=dict)    # tool key -> the exit status recorded with it
+
+    def _check(self, ctx: Any) -> None:
+        _resolve_outputs(self.tool_output, ctx)
+        for tool in self.exit_codes:
+            if tool not in self.tool_output:
+                ctx.error("exit_codes", f"exit_codes for {tool!r}: no tool_output for it")
+
+
+@dataclass
 class NodeGroup:
     instance_type: str
     count: int = 1
@@ -106,7 +126,12 @@ class NodeGroup:
     driver_version: str | None = None
     cuda_version: str | None = None
     mig: MigSpec | None = None
-    tool_output: dict[str, str] = field(default_factory=dict)   # tool name -> file to replay
+    # tool key -> a real output file the fake prints verbatim instead of rendering one (keys: TOOL_KEYS)
+    tool_output: dict[str, str] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)    # tool key -> exit status printed with it (default 0)
+    # explicit node names, in order (a cluster replayed from a report keeps its recorded names); len == count
+    names: list[str] = field(default_factory=list)
+    node_outputs: dict[str, NodeOutputs] = field(default_factory=dict)   # node name -> its own outputs
     ready_minutes_ago: float | None = None   # the node turned Ready this long before the cluster starts (None: then)
     os: Literal["al2023", "bottlerocket"] | None = None   # the AMI family (None: AL2023; Bottlerocket on Auto Mode)
 
@@ -117,11 +142,28 @@ class NodeGroup:
             ctx.error("instance_type", str(exc))
         if self.count < 0:
             ctx.error("count", f"count must be >= 0, given {self.count}")
-        for tool, ref in self.tool_output.items():
-            path = resolve_sample(ref, ctx.base_dir)
-            if not path.is_file():
-                ctx.error("tool_output", f"tool_output for {tool!r}: file not found: {ref} (looked at {path})")
-            self.tool_output[tool] = str(path)
+        _resolve_outputs(self.tool_output, ctx)
+        if self.names and len(self.names) != self.count:
+            ctx.error("names", f"names lists {len(self.names)} node(s), count is {self.count}")
+        for name in self.node_outputs:
+            if self.names and name not in self.names:
+                ctx.error("node_outputs", f"node_outputs for {name!r}: not one of this group's names {self.names}")
+
+    def outputs_of(self, node: str) -> tuple[dict[str, str], dict[str, int]]:
+        """The tool outputs and exit codes of the named node: its own over the group's."""
+        own = self.node_outputs.get(node) or NodeOutputs()
+        return {**self.tool_output, **own.tool_output}, {**self.exit_codes, **own.exit_codes}
+
+
+def _resolve_outputs(outputs: dict[str, str], ctx: Any) -> None:
+    for tool, ref in outputs.items():
+        if tool not in TOOL_KEYS and not tool.startswith("nvidia-smi q -d ") and not tool.endswith("_perf"):
+            ctx.error("tool_output", f"tool_output key {tool!r} is no tool the fakes replay (known: "
+                                     f"{', '.join(sorted(TOOL_KEYS))}, nvidia-smi q -d <SECTION>, <nccl-test>_perf)")
+        path = resolve_sample(ref, ctx.base_dir)
+        if not path.is_file():
+            ctx.error("tool_output", f"tool_output for {tool!r}: file not found: {ref} (looked at {path})")
+        outputs[tool] = str(path)
 
 
 @dataclass

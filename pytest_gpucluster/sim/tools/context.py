@@ -14,6 +14,7 @@ FILENAME = ".sim-context.json"
 def node_context(scenario: Scenario, node: NodeSpec, gpus: list[int], efa: list[str]) -> dict[str, Any]:
     """The per-node part: hardware, what this pod got, the faults on that node and tool overrides."""
     faults = [{"kind": f.kind, "params": dict(f.params)} for f in scenario.faults_on_node(node.name)]
+    outputs, exits = node.group.outputs_of(node.name)
     return {
         "name": node.name,
         "private_ip": node.private_ip,
@@ -21,7 +22,8 @@ def node_context(scenario: Scenario, node: NodeSpec, gpus: list[int], efa: list[
         "hardware": node.hardware.to_dict(),
         "allocated": {"gpus": list(gpus), "efa": list(efa)},
         "faults": faults,
-        "tool_output": dict(node.group.tool_output),
+        "tool_output": outputs,
+        "tool_exit": exits,
     }
 
 
@@ -37,6 +39,7 @@ def build_context(scenario: Scenario, pod: dict[str, Any], node: NodeSpec, gpus:
         "allocated": here["allocated"],
         "faults": here["faults"],
         "tool_output": here["tool_output"],
+        "tool_exit": here["tool_exit"],
         "nccl": dataclasses.asdict(scenario.nccl),
         "scenario": scenario.name,
         "workers": workers or [],

@@ -15,7 +15,7 @@ def load() -> dict[str, Any]:
     path = os.environ.get(ENV)
     if not path:
         return {"node": {"name": "localhost", "hardware": {}}, "allocated": {"gpus": [], "efa": []},
-                "faults": [], "tool_output": {}, "workers": []}
+                "faults": [], "tool_output": {}, "tool_exit": {}, "workers": []}
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -42,14 +42,17 @@ def visible_gpus(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**g, "index": i, "host_index": g["index"]} for i, g in enumerate(allocated)]
 
 
-def replay(ctx: dict[str, Any], tool: str) -> bool:
-    """Print a scenario-provided real output for `tool` instead of rendering one; True if done."""
+def replay(ctx: dict[str, Any], tool: str) -> int | None:
+    """Print the scenario's real (recorded) output for `tool` verbatim instead of rendering one and return its exit
+    code (the recorded one, else 0); None when the scenario gives none. Callers check this before any fault: what
+    was recorded is what the node printed, faults and all."""
     path = ctx.get("tool_output", {}).get(tool)
     if not path:
-        return False
-    with open(path, encoding="utf-8") as fh:
+        return None
+    with open(path, encoding="utf-8", newline="") as fh:
         sys.stdout.write(fh.read())
-    return True
+    sys.stdout.flush()
+    return int(ctx.get("tool_exit", {}).get(tool, 0))
 
 
 def hostname(ctx: dict[str, Any]) -> str:

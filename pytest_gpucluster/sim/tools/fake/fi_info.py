@@ -94,8 +94,9 @@ def main(argv: list[str]) -> int:
             print(USAGE, file=sys.stderr)
             return 1
         i += 1
-    if simctx.replay(ctx, "fi_info"):
-        return 0
+    recorded = simctx.replay(ctx, "fi_info")
+    if recorded is not None:
+        return recorded
     found = [e for e in entries(ctx)
              if (provider in (None, "efa")) and (ep_type is None or e["type"] == ep_type)
              and (fabric is None or e["fabric"] == fabric) and (domain is None or e["domain"] == domain)]

@@ -197,6 +197,9 @@ def dcgmi(argv: list[str]) -> int:
     if argv[:1] != ["diag"]:
         print(f"dcgmi: the simulated dcgmi only runs `diag` (given {' '.join(argv)})", file=sys.stderr)
         return 2
+    recorded = simctx.replay(ctx, "dcgmi diag")
+    if recorded is not None:
+        return recorded
     if simctx.fault(ctx, "driver-unreachable") is not None:
         print(DCGMI_NO_HOSTENGINE)
         return EXIT_CONNECTION_NOT_VALID
@@ -244,6 +247,9 @@ def nv_hostengine(argv: list[str]) -> int:
 # -- dmesg ---------------------------------------------------------------------------------------------
 def dmesg(argv: list[str]) -> int:
     ctx = simctx.load()
+    recorded = simctx.replay(ctx, "dmesg")
+    if recorded is not None:
+        return recorded
     hw = ctx.get("node", {}).get("hardware", {})
     try:
         with open("/proc/uptime", encoding="ascii") as fh:

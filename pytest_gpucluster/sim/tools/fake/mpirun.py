@@ -148,7 +148,7 @@ def resolve_hosts(opts: Options, ctx: dict[str, Any]) -> list[tuple[str, int, di
         listed = [(h, max(1, len(w.get("allocated", {}).get("gpus", [])))) for h, w in workers.items()]
     local = {"hardware": ctx.get("node", {}).get("hardware", {}), "allocated": ctx.get("allocated", {}),
              "faults": ctx.get("faults", []), "private_ip": ctx.get("node", {}).get("private_ip"),
-             "tool_output": ctx.get("tool_output", {})}
+             "tool_output": ctx.get("tool_output", {}), "tool_exit": ctx.get("tool_exit", {})}
     if not listed:
         return [(simctx.hostname(ctx), max(1, len(local["allocated"].get("gpus", []))), local, False)]
     out = []
@@ -237,7 +237,8 @@ def run_generic(opts: Options, hosts: list[tuple[str, int, dict[str, Any], bool]
         wctx = {**ctx, "node": {"name": host, "private_ip": node.get("private_ip"),
                                 "hardware": node.get("hardware", {})},
                 "allocated": node.get("allocated", {}), "faults": node.get("faults", []),
-                "tool_output": node.get("tool_output", {}), "workers": [], "pod": {"name": host}}
+                "tool_output": node.get("tool_output", {}), "tool_exit": node.get("tool_exit", {}), "workers": [],
+                "pod": {"name": host}}
         path = os.path.join(tmp, f"ctx-{proc}.json")
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(wctx, fh)

@@ -500,8 +500,9 @@ def main(argv: list[str], prog: str) -> int:
         sys.stdout.write(str(exc) if str(exc).endswith("\n") else str(exc) + "\n")
         return 0 if str(exc).startswith("USAGE") else 1
     ctx = simctx.load()
-    if simctx.replay(ctx, prog):
-        return 0
+    recorded = simctx.replay(ctx, prog)
+    if recorded is not None:
+        return recorded
     if simctx.fault(ctx, "driver-unreachable") is not None:
         ctx = {**ctx, "allocated": {**ctx.get("allocated", {}), "gpus": []}}
     host = simctx.hostname(ctx)

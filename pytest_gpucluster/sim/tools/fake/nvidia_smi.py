@@ -183,13 +183,16 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
 def main(argv: list[str]) -> int:
     ctx = simctx.load()
     if argv[:1] in (["nvlink"], ["topo"]):      # subcommands: `nvlink -s`, `topo -m` (node health)
+        recorded = simctx.replay(ctx, f"nvidia-smi {argv[0]}")
+        if recorded is not None:
+            return recorded
         gpus = simctx.visible_gpus(ctx)
         if simctx.fault(ctx, "driver-unreachable") is not None:
             print(DRIVER_ERROR)
             return EXIT_DRIVER
         sys.stdout.write(health.nvlink_status(ctx, gpus) if argv[0] == "nvlink" else health.topo_matrix(ctx, gpus))
         return 0
-    mode, fields, fmt, ids = "table", [], set(), None
+    mode, fields, fmt, ids, display = "table", [], set(), None, None
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -215,7 +218,7 @@ def main(argv: list[str]) -> int:
             elif arg == "--query-compute-apps":
                 mode, fields = "apps", [f.strip() for f in value.split(",") if f.strip()]
             elif arg in ("-d", "--display"):
-                pass                    # -q section filter: the fake -q prints its few sections anyway
+                display = value         # -q section filter: the fake -q prints its few sections anyway
             elif arg == "--format":
                 fmt = {f.strip() for f in value.split(",")}
                 if "csv" not in fmt or fmt - {"csv", "noheader", "nounits"}:
@@ -230,11 +233,13 @@ def main(argv: list[str]) -> int:
     if mode in ("query", "apps") and not fmt:
         print(INVALID_ARGS)
         return EXIT_INVALID
+    key = "nvidia-smi" if mode == "table" else f"nvidia-smi {mode}"
+    recorded = simctx.replay(ctx, f"{key} -d {display}" if mode == "q" and display else key)
+    if recorded is not None:
+        return recorded
     if simctx.fault(ctx, "driver-unreachable") is not None:
         print(DRIVER_ERROR)
         return EXIT_DRIVER
-    if simctx.replay(ctx, "nvidia-smi" if mode == "table" else f"nvidia-smi {mode}"):
-        return 0
     gpus = simctx.visible_gpus(ctx)
     if ids is not None:
         gpus = [g for g in gpus if str(g["index"]) in ids or g["uuid"] in ids or g["bus_id"] in ids]
