@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, help="scratch directory for pods and logs (default: a temp dir)")
     parser.add_argument("--rbac", type=Path, help="restrict the test identity to the rules of this RBAC manifest")
     parser.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
+    parser.add_argument("--from-report", type=Path, metavar="REPORT_DIR",
+                        help="write a scenario from a report folder's recording (its nodes, NodePools, operators and "
+                             "each node's recorded tool outputs), then exit; say what the recording could not give")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="with --from-report: the scenario file to write (default: replay-<run id>.yaml here; "
+                             "the outputs go to <FILE stem>-outputs/ beside it)")
     # The plugin's child mode: print only the manifest's path on stdout, stop when stdin closes (the parent
     # is done or died), ignore the terminal's Ctrl-C (the parent tears down against this cluster first).
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -57,6 +63,9 @@ def _list() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
+    if args.from_report is not None:
+        from .from_report import write
+        return write(args.from_report, args.out)
     missing = missing_sim_module()
     if missing is not None:
         print(sim_extra_message("gpucluster sim", missing), file=sys.stderr)
