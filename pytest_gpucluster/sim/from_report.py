@@ -18,6 +18,10 @@ def write(report_dir: Path, out: Path | None) -> int:
     from ..bundle.to_scenario import build
     from .scenario import ScenarioError, load_scenario
 
+    if not report_dir.is_dir():
+        print(f"gpucluster sim: --from-report {report_dir}: no such folder (expected a report folder, "
+              "reports/<timestamp>/, holding recording/)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         recording = Recording.load(report_dir)
         run_id = str(recording.index.get("run_id") or report_dir.name)

@@ -1,0 +1,56 @@
+"""A failure seen on a cluster becomes a scenario: `gpucluster sim --from-report` builds one from the bundle of the
+dcgm-diag-fail run (the fault matrix's own run, shared), and the node-health suite run against it fails the same
+check for the same node, from the recorded outputs alone (the built scenario has no fault)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from pytest_gpucluster.sim.scenario import load_scenario
+from tests.bundle.test_rejudge import folder_of
+from tests.reliability.suite_runs import BAD, ROOT, SuiteRun, env_for_child, run_suites
+
+MODULE = "test_node_health"
+
+
+def from_report(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_gpucluster.cli", "sim", "--from-report", *args], cwd=ROOT,
+                          env=env_for_child(), capture_output=True, text=True, timeout=120)
+
+
+def failed(run: SuiteRun) -> set[str]:
+    return {c.name for c in run.cases if c.module.endswith(MODULE) and c.outcome in BAD}
+
+
+def test_a_recorded_dcgm_failure_fails_again_on_the_scenario_built_from_its_bundle(
+        suite_result: Callable[[str], SuiteRun], tmp_path: Path) -> None:
+    recorded = suite_result("dcgm-diag-fail")
+    want = failed(recorded)
+    assert want and all(name.startswith("test_dcgm_diagnostics_pass[") for name in want), recorded.tail()
+    out = tmp_path / "replayed.yaml"
+    done = from_report(str(folder_of(recorded)), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "not taken from the recording: operators: how the NVIDIA runtime" in done.stderr
+    raw = yaml.safe_load(out.read_text())
+    assert "faults" not in raw                       # what fails is what the node printed, not a simulated fault
+    scenario = load_scenario(out)
+    bad_node = next(iter(want)).split("[", 1)[1].split("/", 1)[0]
+    assert bad_node in {n.name for n in scenario.expand_nodes()}
+    outputs = {n: o for g in scenario.nodes for n, o in g.node_outputs.items()}
+    assert outputs[bad_node].exit_codes["dcgmi diag"] != 0
+    replayed = run_suites(str(out), tmp_path / "run", f"suites/{MODULE}.py",
+                          extra=("--gpucluster-timeout=20", "--gpucluster-partial"))
+    assert replayed.cases, replayed.tail()
+    assert failed(replayed) == want, replayed.tail()
+
+
+def test_a_folder_without_a_recording_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    for folder in (tmp_path, tmp_path / "missing"):
+        done = from_report(str(folder))
+        assert done.returncode == 4
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"gpucluster sim: --from-report {folder}: ")
