@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks.gpu_probes import ISOLATION_SCRIPT, TABLE_MARK, read_listing, split_output
 from ..checks.node_health import split_sections
 from .recording import read_gz
 from .replay import Recording
@@ -21,8 +22,10 @@ SIM_SET_LABEL_DOMAINS = ("kubernetes.io", "k8s.aws", "karpenter.sh", "nvidia.com
 TRANSIENT_TAINTS = ("node.kubernetes.io/", "karpenter.sh/disrupted", "karpenter.sh/unregistered",
                     "node.cloudprovider.kubernetes.io/")
 # A probe's section (checks/node_health.split_sections) -> the fake tool key that printed it (sim tool_output keys).
-SECTION_TOOLS = {"smi-q": "nvidia-smi q", "nvlink": "nvidia-smi nvlink", "topo": "nvidia-smi topo", "dmesg": "dmesg"}
+SECTION_TOOLS = {"smi-q": "nvidia-smi q", "nvlink": "nvidia-smi nvlink", "topo": "nvidia-smi topo", "dmesg": "dmesg",
+                 "fi_info": "fi_info"}
 _PERF = re.compile(r"\b(\w+_perf)\b")
+NO_OUTPUT = "no recorded output"      # a placement probe (`true`): nothing to replay, nothing lost
 
 
 @dataclass
@@ -34,16 +37,16 @@ class Built:
     gaps: list[str] = field(default_factory=list)
 
 
-def _answers(recording: Recording, path: str) -> list[Any]:
-    """The recorded results of GETs of `path`, in order (errors and watches left out)."""
-    return [c["result"] for c in recording.calls
-            if c.get("verb") == "GET" and c.get("path") == path and "result" in c]
-
-
 def _items(recording: Recording, path: str) -> list[dict[str, Any]] | None:
-    """The items of the last recorded list of `path`; None when never listed."""
-    found = [r for r in _answers(recording, path) if isinstance(r, dict) and "items" in r]
-    return list(found[-1]["items"]) if found else None
+    """The items of the first recorded unfiltered list of `path` (the cluster as the run found it, before its own
+    NodePools and nodes; a list by label or field selector shows only part of it); None when never listed."""
+    for c in recording.calls:
+        query = c.get("query") or {}
+        if (c.get("verb") == "GET" and c.get("path") == path and isinstance(c.get("result"), dict)
+                and "items" in c["result"] and not query.get("label_selector") and not query.get("labelSelector")
+                and not query.get("field_selector") and not query.get("fieldSelector")):
+            return list(c["result"]["items"])
+    return None
 
 
 def _taint(t: dict[str, Any]) -> dict[str, Any]:
@@ -149,28 +152,61 @@ def _operators(recording: Recording, gaps: list[str]) -> dict[str, Any]:
     else:
         gaps.append("operators: the recording does not show whether the MPI operator is installed; the scenario "
                     "keeps it installed")
-    gaps.append("operators: how the NVIDIA runtime hands GPUs to containers is not in a recording; the scenario keeps "
-                "the upstream defaults (envvar, accepted from unprivileged pods), which leak GPUs to pods that did "
-                "not ask for them")
+    runtime = _runtime(recording)
+    if runtime is None:
+        gaps.append("operators: the recording holds no GPU-isolation probe that shows how the NVIDIA runtime hands GPUs "
+                    "to containers; the scenario keeps the upstream defaults (envvar, accepted from unprivileged "
+                    "pods), which leak GPUs to pods that did not ask for them")
+    else:
+        out["nvidia_runtime"] = runtime
     return out
+
+
+def _runtime(recording: Recording) -> dict[str, Any] | None:
+    """The NVIDIA runtime's hand-over as the recorded GPU-isolation probes show it: a pod without a GPU request in the
+    CUDA image (NVIDIA_VISIBLE_DEVICES=all) that saw no GPU means the runtime ignored the variable (the hardened
+    settings); one that saw a GPU means it honoured it (the upstream defaults). None: no such probe recorded."""
+    seen: list[bool] = []
+    for rel in (recording.index.get("nodes") or {}).values():
+        for probe in read_gz(recording.root / rel).get("probes") or []:
+            command = " ".join(str(a) for a in probe.get("command") or [])
+            limits = (probe.get("resources") or {}).get("limits") or {}
+            text = recording.output(probe.get("output"))
+            if ISOLATION_SCRIPT in command and "nvidia.com/gpu" not in limits and isinstance(text, str) and text:
+                listing = read_listing(text)
+                if listing.env not in (None, "<unset>", "void", "none", ""):
+                    seen.append(bool(listing.gpus or listing.gpu_devices))
+    if not seen:
+        return None
+    if any(seen):
+        return {"device_list_strategy": "envvar", "accept_envvar_when_unprivileged": True}
+    return {"device_list_strategy": "volume-mounts", "accept_envvar_when_unprivileged": False}
 
 
 def _probe_outputs(recording: Recording, probe: dict[str, Any]) -> tuple[dict[str, tuple[str, int]], str | None]:
     """The tool key -> (recorded output, exit code) a probe pod's log holds; or why none could be taken."""
     text = recording.output(probe.get("output"))
     if not isinstance(text, str) or not text:
-        return {}, "no recorded output"
+        return {}, NO_OUTPUT
     command = " ".join(str(a) for a in probe.get("command") or [])
     rc = probe.get("exit_code")
+    if TABLE_MARK in command:
+        # the GPU-visibility probe (checks/gpu_probes.SMI_SCRIPT): the query's exit code is the pod's; the table's own
+        # is not in the log
+        query, table = split_output(text)
+        return {"nvidia-smi query": (query + "\n", int(rc or 0)), "nvidia-smi": (table + "\n", 0)}, \
+            None if not rc else "the nvidia-smi table's own exit code is not in the log: it replays with 0"
+    if ISOLATION_SCRIPT in command:
+        return {}, ("a GPU-isolation probe: read for how the NVIDIA runtime hands over GPUs (operators.nvidia_runtime); "
+                    "its nvidia-smi -L is what that pod saw, not what the node's other pods see")
     sections = split_sections(text)
     if not sections:
-        if "dcgmi diag" in command:
-            return {"dcgmi diag": (text, int(rc or 0))}, None
-        if "mpirun" in command:
-            return {"mpirun": (text, int(rc or 0))}, None
-        perf = _PERF.search(command)
-        if perf:
-            return {perf.group(1): (text, int(rc or 0))}, None
+        for tool in ("dcgmi diag", "vectorAdd"):
+            if tool in command:
+                return {tool: (text, int(rc or 0))}, None
+        if "mpirun" in command or _PERF.search(command) or "[1,0]<stdout>" in text:
+            return {}, ("nccl-tests name each rank's host (the recorded pod); a replayed pod has another name, and "
+                        "the NCCL checks rightly refuse ranks on a host that is not the job's: not replayed")
         return {}, "its command prints no output the fakes replay"
     out: dict[str, tuple[str, int]] = {}
     for name, (body, code) in sections.items():
@@ -216,7 +252,7 @@ def build(recording: Recording, outputs_dir: str) -> Built:
     for node, rel in sorted((index.get("nodes") or {}).items()):
         for probe in read_gz(recording.root / rel).get("probes") or []:
             taken, why = _probe_outputs(recording, probe)
-            if why is not None:
+            if why is not None and why != NO_OUTPUT:
                 gaps.append(f"{node}: probe {probe.get('pod')} ({probe.get('image')}): {why}")
             group = by_name.get(node)
             for tool, (text, code) in taken.items():

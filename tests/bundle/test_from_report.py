@@ -34,10 +34,13 @@ def test_a_recorded_dcgm_failure_fails_again_on_the_scenario_built_from_its_bund
     out = tmp_path / "replayed.yaml"
     done = from_report(str(folder_of(recorded)), "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "not taken from the recording: operators: how the NVIDIA runtime" in done.stderr
     raw = yaml.safe_load(out.read_text())
     assert "faults" not in raw                       # what fails is what the node printed, not a simulated fault
     scenario = load_scenario(out)
+    # the cluster as the run found it: its unfiltered NodePool list, the hardened runtime its isolation probes saw
+    assert {p.name for p in scenario.nodepools} == {"gpu", "default"}
+    assert scenario.operators.nvidia_runtime.device_list_strategy == "volume-mounts"
+    assert "nccl-tests name each rank's host" in done.stderr       # said, not replayed under another pod's name
     bad_node = next(iter(want)).split("[", 1)[1].split("/", 1)[0]
     assert bad_node in {n.name for n in scenario.expand_nodes()}
     outputs = {n: o for g in scenario.nodes for n, o in g.node_outputs.items()}
