@@ -1,6 +1,7 @@
-"""A failure seen on a cluster becomes a scenario: `gpucluster sim --from-report` builds one from the bundle of the
-dcgm-diag-fail run (the fault matrix's own run, shared), and the node-health suite run against it fails the same
-check for the same node, from the recorded outputs alone (the built scenario has no fault)."""
+"""A failure seen on a cluster becomes a scenario: `gpucluster sim --from-report` builds one from the bundle of a
+node-health fault's run (the fault matrix's own run, shared: dcgm-diag-fail, whose recorded `dcgmi diag` fails, and
+xid-errors, whose recorded kernel logs hold the Xids), and the node-health suite run against it fails the same check
+for the same nodes, from the recorded outputs alone (the built scenario has no fault)."""
 from __future__ import annotations
 
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import yaml
 
 from pytest_gpucluster.sim.scenario import load_scenario
@@ -26,11 +28,13 @@ def failed(run: SuiteRun) -> set[str]:
     return {c.name for c in run.cases if c.module.endswith(MODULE) and c.outcome in BAD}
 
 
-def test_a_recorded_dcgm_failure_fails_again_on_the_scenario_built_from_its_bundle(
-        suite_result: Callable[[str], SuiteRun], tmp_path: Path) -> None:
-    recorded = suite_result("dcgm-diag-fail")
+@pytest.mark.parametrize("fault, check, tool", [("dcgm-diag-fail", "test_dcgm_diagnostics_pass", "dcgmi diag"),
+                                                ("xid-errors", "test_no_xid_errors", "dmesg")])
+def test_a_recorded_failure_fails_again_on_the_scenario_built_from_its_bundle(
+        suite_result: Callable[[str], SuiteRun], tmp_path: Path, fault: str, check: str, tool: str) -> None:
+    recorded = suite_result(fault)
     want = failed(recorded)
-    assert want and all(name.startswith("test_dcgm_diagnostics_pass[") for name in want), recorded.tail()
+    assert want and all(name.startswith(f"{check}[") for name in want), recorded.tail()
     out = tmp_path / "replayed.yaml"
     done = from_report(str(folder_of(recorded)), "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -41,10 +45,9 @@ def test_a_recorded_dcgm_failure_fails_again_on_the_scenario_built_from_its_bund
     assert {p.name for p in scenario.nodepools} == {"gpu", "default"}
     assert scenario.operators.nvidia_runtime.device_list_strategy == "volume-mounts"
     assert "nccl-tests name each rank's host" in done.stderr       # said, not replayed under another pod's name
-    bad_node = next(iter(want)).split("[", 1)[1].split("/", 1)[0]
-    assert bad_node in {n.name for n in scenario.expand_nodes()}
     outputs = {n: o for g in scenario.nodes for n, o in g.node_outputs.items()}
-    assert outputs[bad_node].exit_codes["dcgmi diag"] != 0
+    for name in want:
+        assert tool in outputs[name.split("[", 1)[1].split("/", 1)[0]].tool_output   # the recorded node, by name
     replayed = run_suites(str(out), tmp_path / "run", f"suites/{MODULE}.py",
                           extra=("--gpucluster-timeout=20", "--gpucluster-partial"))
     assert replayed.cases, replayed.tail()
