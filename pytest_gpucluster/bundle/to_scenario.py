@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks.gpu_probes import ISOLATION_SCRIPT, TABLE_MARK, read_listing, split_output
-from ..checks.node_health import split_sections
+from ..checks.probe_output import split_sections
+from ..kube.objects import GPU_RESOURCE
 from .recording import read_gz
 from .replay import Recording
 
@@ -21,7 +22,7 @@ SIM_SET_LABEL_DOMAINS = ("kubernetes.io", "k8s.aws", "karpenter.sh", "nvidia.com
 # them, as a fresh replay should; a node in transition is a recorded state, not a property of the node.
 TRANSIENT_TAINTS = ("node.kubernetes.io/", "karpenter.sh/disrupted", "karpenter.sh/unregistered",
                     "node.cloudprovider.kubernetes.io/")
-# A probe's section (checks/node_health.split_sections) -> the fake tool key that printed it (sim tool_output keys).
+# A probe's section (checks/probe_output.split_sections) -> the fake tool key that printed it (sim tool_output keys).
 SECTION_TOOLS = {"smi-q": "nvidia-smi q", "nvlink": "nvidia-smi nvlink", "topo": "nvidia-smi topo", "dmesg": "dmesg",
                  "fi_info": "fi_info"}
 _PERF = re.compile(r"\b(\w+_perf)\b")
@@ -137,7 +138,7 @@ def _operators(recording: Recording, gaps: list[str]) -> dict[str, Any]:
         if efa:
             tolerations = efa[0]["spec"]["template"]["spec"].get("tolerations") or []
             out["efa_device_plugin"] = {"installed": True, "tolerates_gpu_taint": any(
-                t.get("key") == "nvidia.com/gpu" or (t.get("operator") == "Exists" and not t.get("key"))
+                t.get("key") == GPU_RESOURCE or (t.get("operator") == "Exists" and not t.get("key"))
                 for t in tolerations)}
         else:
             out["efa_device_plugin"] = {"installed": False}
@@ -172,7 +173,7 @@ def _runtime(recording: Recording) -> dict[str, Any] | None:
             command = " ".join(str(a) for a in probe.get("command") or [])
             limits = (probe.get("resources") or {}).get("limits") or {}
             text = recording.output(probe.get("output"))
-            if ISOLATION_SCRIPT in command and "nvidia.com/gpu" not in limits and isinstance(text, str) and text:
+            if ISOLATION_SCRIPT in command and GPU_RESOURCE not in limits and isinstance(text, str) and text:
                 listing = read_listing(text)
                 if listing.env not in (None, "<unset>", "void", "none", ""):
                     seen.append(bool(listing.gpus or listing.gpu_devices))
@@ -201,9 +202,9 @@ def _probe_outputs(recording: Recording, probe: dict[str, Any]) -> tuple[dict[st
                     "its nvidia-smi -L is what that pod saw, not what the node's other pods see")
     sections = split_sections(text)
     if not sections:
-        for tool in ("dcgmi diag", "vectorAdd"):
-            if tool in command:
-                return {tool: (text, int(rc or 0))}, None
+        for whole in ("dcgmi diag", "vectorAdd"):
+            if whole in command:
+                return {whole: (text, int(rc or 0))}, None
         if "mpirun" in command or _PERF.search(command) or "[1,0]<stdout>" in text:
             return {}, ("nccl-tests name each rank's host (the recorded pod); a replayed pod has another name, and "
                         "the NCCL checks rightly refuse ranks on a host that is not the job's: not replayed")
