@@ -4,6 +4,8 @@ xid-errors, whose recorded kernel logs hold the Xids), and the node-health suite
 for the same nodes, from the recorded outputs alone (the built scenario has no fault)."""
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +62,13 @@ def test_a_folder_without_a_recording_is_one_line_and_exit_4(tmp_path: Path) -> 
         assert done.returncode == 4
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert done.stderr.startswith(f"gpucluster sim: --from-report {folder}: ")
+
+
+def test_a_recording_without_a_node_list_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    (tmp_path / "recording").mkdir()
+    with gzip.open(tmp_path / "recording" / "index.json.gz", "wt", encoding="utf-8") as fh:
+        json.dump({"schema_version": 1, "kind": "pytest-gpucluster-recording", "run_id": "r1", "calls": []}, fh)
+    done = from_report(str(tmp_path), "--out", str(tmp_path / "s.yaml"))
+    assert done.returncode == 4 and "Traceback" not in done.stderr
+    assert "holds no node list (GET /api/v1/nodes): nothing to build a cluster from" in done.stderr
+    assert not (tmp_path / "s.yaml").exists()
