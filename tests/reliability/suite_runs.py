@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from pytest_gpucluster.options import OPTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "suites"
 MATRIX_FILE = Path(__file__).with_name("fault_matrix.yaml")
@@ -107,6 +109,9 @@ def plugin_args() -> list[str]:
     return [] if installed else ["-p", "pytest_gpucluster.plugin"]
 
 
+OPTION_ENV = frozenset(opt.env for opt in OPTIONS if opt.env)
+
+
 def env_for_child(extra: dict[str, str] | None = None) -> dict[str, str]:
     # Bytecode caches are written, even where the environment says not to (PYTHONDONTWRITEBYTECODE: this one was set
     # here too): each of the ~40 suite runs of a CI run otherwise compiled the package from source in the pytest and
@@ -114,6 +119,12 @@ def env_for_child(extra: dict[str, str] | None = None) -> dict[str, str]:
     # pytest_gpucluster, hypothesis). __pycache__ is git-ignored; writers replace cache files atomically, so
     # concurrent runs are safe.
     env = dict(os.environ, **NO_WAIT_ENV, PYTHONPATH=str(ROOT))
+    # A suite run is configured by its arguments only: an option's environment fallback set for a moment by another
+    # test of the same worker (monkeypatch.setenv GPUCLUSTER_CUDA_SMOKE_IMAGE in tests/plugin/test_options.py) would
+    # otherwise reach a run the prefetch thread starts at that moment (it ran the smoke in an image without python3:
+    # StartError on every node of that scenario, now and then in CI).
+    for name in OPTION_ENV:
+        env.pop(name, None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_ADDOPTS", None)
