@@ -30,8 +30,8 @@ NOT_READY = "system not yet initialized"
 def _error(ctx: dict[str, Any]) -> str | None:
     if simctx.fault(ctx, "driver-unreachable") is not None:
         return NO_DEVICE
-    major = health.driver_version(ctx).split(".", 1)[0]
-    if major.isdigit() and int(major) < MIN_DRIVER:
+    major = health.driver_major(ctx)
+    if major is not None and major < MIN_DRIVER:
         return INSUFFICIENT
     if not simctx.visible_gpus(ctx):
         return NO_DEVICE

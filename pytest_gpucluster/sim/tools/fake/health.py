@@ -65,9 +65,10 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _driver_major(ctx: dict[str, Any]) -> int:
+def driver_major(ctx: dict[str, Any]) -> int | None:
+    """The node's driver branch (570 of 570.172.08), None where the node has no driver version."""
     major = driver_version(ctx).split(".", 1)[0]
-    return int(major) if major.isdigit() else 0
+    return int(major) if major.isdigit() else None
 
 
 def recovery_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
@@ -75,7 +76,7 @@ def recovery_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[st
     older capture shows it). An Xid 154 asking for a reset leaves it at `Reset` until the GPU is reset
     (NVIDIA's Error Recovery and Response Flags page; `nvidia-smi -q` reports `GPU Recovery Action : Reset` after
     `Xid 154 ... to 0x1`, as quoted in public post-mortems)."""
-    if _driver_major(ctx) < 590:
+    if (driver_major(ctx) or 0) < 590:
         return []
     asked = [f for f in ctx.get("faults", []) if f.get("kind") == "xid" and int((f.get("params") or {}).get("code", 0))
              == 154 and int((f.get("params") or {}).get("gpu_index", 0)) == int(gpu.get("host_index", gpu["index"]))]
@@ -85,7 +86,7 @@ def recovery_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[st
 def ecc_flag_lines(ctx: dict[str, Any], kv: Any, uncorrectable: int) -> list[str]:
     """The lifetime counts and the replacement flags 590-series drivers print under ECC Errors
     (q-h100-80gb-hbm3-590-load.txt layout); `uncorrectable`: the volatile count (lifetime is at least that)."""
-    if _driver_major(ctx) < 590:
+    if (driver_major(ctx) or 0) < 590:
         return []
     return [kv(2, "Aggregate"), kv(3, "DRAM Correctable", "0"), kv(3, "DRAM Uncorrectable", str(uncorrectable)),
             kv(3, "SRAM Threshold Exceeded", "No"), kv(2, "Channel Repair Pending", "No"),

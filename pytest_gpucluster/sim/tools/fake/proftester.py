@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
     recorded = simctx.replay(ctx, "dcgmproftester12")
     if recorded is not None:
         return recorded
-    major = health.driver_version(ctx).split(".", 1)[0]
-    if major.isdigit() and int(major) < MIN_DRIVER:
+    major = health.driver_major(ctx)
+    if major is not None and major < MIN_DRIVER:
         print(f"Wrong version of dcgmproftester is used. Expected Cuda version is {CUDA_MAJOR}. Installed Cuda "
               f"version is 11.", end="", flush=True)
         return EXIT_GENERIC
