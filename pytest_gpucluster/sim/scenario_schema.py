@@ -47,6 +47,9 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
     # nvidia-persistenced not running: -q prints `Persistence Mode : Disabled` (tests/data/nvidia-smi-health/
     # q-l40s-595-idle.txt), the table `Off`
     "persistence-off": frozenset({"gpu_index"}),
+    # `nvidia-smi -i N -pl W` run on the node: the enforced limit (-q Current Power Limit, the table's cap, power.limit)
+    # is W while Default Power Limit stays the product's
+    "power-limit-changed": frozenset({"gpu_index", "watts"}),
     # a node cordoned and tainted karpenter.sh/disrupted once `after_probes` of the run's probe pods finished on it
     "node-disrupted": frozenset({"after_probes"}),
 }
@@ -54,7 +57,8 @@ KNOWN_FAULTS: dict[str, frozenset[str]] = {
 NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
                          "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow", "nvlink-degraded",
                          "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
-                         "driver-mismatch", "gpu-throttled", "node-disrupted", "persistence-off"})
+                         "driver-mismatch", "gpu-throttled", "node-disrupted", "persistence-off",
+                         "power-limit-changed"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
 # The tool keys of `tool_output`: the command as the fake tool is run (sim/tools/fake/*: `replay`). A recorded output
 # is printed verbatim, with its exit code, and no fault or generated output applies to that command.

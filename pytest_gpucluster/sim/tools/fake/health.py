@@ -46,6 +46,7 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     gen = int(hw.get("pcie_gen") or 4)
     degraded = _gpu_fault(ctx, "pcie-link-degraded", gpu)
     throttled = _gpu_fault(ctx, "gpu-throttled", gpu)
+    capped = _gpu_fault(ctx, "power-limit-changed", gpu)
     nvswitch = int(hw.get("nvlink_links") or 0) > 0 and bool(hw.get("fabric_info"))   # Hopper+: A100 prints N/A
     fm_down = simctx.fault(ctx, "nvlink-down") is not None
     busy = simctx.is_busy(gpu)
@@ -60,6 +61,7 @@ def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
         "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
         "throttle": str(throttled.get("reason", "HW Slowdown")) if throttled else None,
         "persistence": "Disabled" if _gpu_fault(ctx, "persistence-off", gpu) is not None else "Enabled",
+        "power_limit_w": int(capped.get("watts", 500)) if capped else int(gpu["power_cap_w"]),
         "fabric": ("Not Started" if fm_down else "Completed") if nvswitch else "N/A",
         "fabric_status": ("N/A" if fm_down else "Success") if nvswitch else "N/A",
     }

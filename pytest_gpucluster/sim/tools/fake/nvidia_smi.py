@@ -49,12 +49,12 @@ def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
              "|=========================================+========================+======================|"]
     for g in gpus:
         name = g["name"] if len(g["name"]) <= 29 else g["name"][:26] + "..."
-        pm = "On" if health.facts(ctx, g)["persistence"] == "Enabled" else "Off"
+        facts = health.facts(ctx, g)
+        pm = "On" if facts["persistence"] == "Enabled" else "Off"
         lines.append(f"| {g['index']:>3}  {name:<29}{pm:>4}  |{g['bus_id']:>19} {'Off':<3} |{_ecc(ctx):>21} |")
-        power = f"{_power(g)}W / {g['power_cap_w']:>4}W"
+        power = f"{_power(g)}W / {facts['power_limit_w']:>4}W"
         memory = f"{'0MiB':>11} / {str(g['memory_mib']) + 'MiB':>9}"
-        pstate = health.facts(ctx, g)["pstate"]
-        lines.append(f"| N/A   {_temp(g):>2}C    {pstate}{power:>24} |{memory} |{'0%':>8}{'Default':>13} |")
+        lines.append(f"| N/A   {_temp(g):>2}C    {facts['pstate']}{power:>24} |{memory} |{'0%':>8}{'Default':>13} |")
         lines.append(f"|                                         |                        |{_mig(ctx):>21} |")
         lines.append("+-----------------------------------------+------------------------+----------------------+")
     lines += ["",
@@ -113,7 +113,7 @@ def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Callable[[d
         "compute_mode": ("", lambda g: "Default"),
         "temperature.gpu": ("", lambda g: str(_temp(g))),
         "power.draw": ("W", lambda g: f"{_power(g):.2f} W"),
-        "power.limit": ("W", lambda g: f"{g['power_cap_w']:.2f} W"),
+        "power.limit": ("W", lambda g: f"{health.facts(ctx, g)['power_limit_w']:.2f} W"),
         "utilization.gpu": ("%", lambda g: "0 %"),
         "utilization.memory": ("%", lambda g: "0 %"),
         "pcie.link.gen.current": ("", lambda g: str(health.facts(ctx, g)["pcie_gen_current"])),
@@ -174,7 +174,7 @@ def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
                 *health.health_sections(ctx, g, _kv),
                 _kv(1, "Temperature"), _kv(2, "GPU Current Temp", f"{_temp(g)} C"),
                 _kv(1, "GPU Power Readings"), _kv(2, "Average Power Draw", f"{_power(g):.2f} W"),
-                _kv(2, "Current Power Limit", f"{g['power_cap_w']:.2f} W"),
+                _kv(2, "Current Power Limit", f"{health.facts(ctx, g)['power_limit_w']:.2f} W"),
                 _kv(2, "Default Power Limit", f"{g['power_cap_w']:.2f} W"),
                 _kv(1, "Processes", "None")]
     return "\n".join(out) + "\n"
