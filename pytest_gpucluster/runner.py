@@ -29,11 +29,7 @@ def in_suites(path: str | Path) -> bool:
 def collects_suites(config: pytest.Config) -> bool:
     """Whether a run's arguments point at the shipped suites (known before collection; after it, the collected
     items say: report/collector.py)."""
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0])
-        if in_suites(path if path.is_absolute() else config.invocation_params.dir / path):
-            return True
-    return False
+    return bool(suite_args(config))
 
 
 def suite_args(config: pytest.Config) -> list[str]:
