@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, help="scratch directory for pods and logs (default: a temp dir)")
     parser.add_argument("--rbac", type=Path, help="restrict the test identity to the rules of this RBAC manifest")
     parser.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
+    parser.add_argument("--faults", action="store_true",
+                        help="list the fault kinds a scenario's `faults:` may name (parameters, target, effect) and exit")
     parser.add_argument("--from-report", type=Path, metavar="REPORT_DIR",
                         help="write a scenario from a report folder's recording (its nodes, NodePools, operators and "
                              "each node's recorded tool outputs), then exit; say what the recording could not give")
@@ -63,6 +65,10 @@ def _list() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
+    if args.faults:
+        from .faults import table
+        sys.stdout.write(table())
+        return 0
     if args.from_report is not None:
         from .from_report import write
         return write(args.from_report, args.out)

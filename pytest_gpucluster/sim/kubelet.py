@@ -15,8 +15,16 @@ from .scenario import NodeSpec, Scenario
 from .store import fast_copy
 from .tools import cuda_require, gated, images, install_tools, sandbox
 from .tools.context import build_context, node_context, write_context
+from .tools.fake.fault import FIRST_GPU_NODE, FaultKind
 
 GPU, EFA = "nvidia.com/gpu", "vpc.amazonaws.com/efa"
+
+FAULTS = (
+    FaultKind("node-not-ready", {}, FIRST_GPU_NODE, "the node's Ready condition is False (KubeletNotReady)"),
+    FaultKind("memlock-limited", {"limit_kb": "64"}, FIRST_GPU_NODE,
+              "`ulimit -l` in the node's pods prints that limit, and it is applied"),
+)
+
 BEHAVIOUR = "sim.gpucluster.io/behaviour"
 MPI_ROLE_LABELS = ("training.kubeflow.org/job-role", "mpi-job-role")
 MPI_JOB_LABELS = ("training.kubeflow.org/job-name", "mpi-job-name")

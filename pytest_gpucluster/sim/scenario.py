@@ -9,9 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .faults import first_gpu_node_kinds
 from .hardware import InstanceType, NodeHardware, instance_type, node_hardware
 from .scenario_schema import (
-    KNOWN_FAULTS, NODE_FAULTS, SAMPLES_DIR, ApiSpec, AwsSpec, ClusterSpec, FaultSpec, KarpenterSpec,
+    SAMPLES_DIR, ApiSpec, AwsSpec, ClusterSpec, FaultSpec, KarpenterSpec,
     KubeletSpec, NcclSpec, NodeClassSpec, NodeGroup, NodePoolSpec, OperatorsSpec, RbacSpec, TaintSpec,
     resolve_sample,
 )
@@ -19,7 +20,7 @@ from .scenario_yaml import MarkedDict, ScenarioError, build, read_yaml
 
 __all__ = [
     "ScenarioError", "Scenario", "NodeSpec", "NodeGroup", "FaultSpec", "TaintSpec", "load_scenario",
-    "list_scenarios", "resolve_sample", "SCENARIO_DIR", "SAMPLES_DIR", "KNOWN_FAULTS",
+    "list_scenarios", "resolve_sample", "SCENARIO_DIR", "SAMPLES_DIR",
 ]
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -124,7 +125,7 @@ class Scenario:
         """Node names a fault applies to; [] means cluster-wide."""
         if fault.nodes:
             return [self.node(n).name for n in fault.nodes]
-        if fault.kind in NODE_FAULTS:
+        if fault.kind in first_gpu_node_kinds():
             gpu = self.gpu_nodes()
             return [gpu[0].name] if gpu else []
         return []

@@ -7,58 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .faults import problems
 from .hardware import UnknownInstanceType, instance_type
 
 SAMPLES_DIR = Path(__file__).parent / "tools" / "samples"
 
-# Fault kind -> the parameters it accepts (besides `kind` and `nodes`). Kinds starting with
-# `aws-` are owned by sim/aws.py and accept any parameters.
-KNOWN_FAULTS: dict[str, frozenset[str]] = {
-    "gpu-missing": frozenset({"gpu_index"}),
-    "gpu-ecc-errors": frozenset({"count"}),
-    "driver-unreachable": frozenset(),
-    "device-plugin-not-ready": frozenset({"behaviour"}),
-    # not a fault of the cluster: every NVIDIA device-plugin pod restarted once, `minutes_ago` (at boot), Ready since
-    "device-plugin-restarted": frozenset({"minutes_ago"}),
-    "taint-missing": frozenset(),
-    "node-not-ready": frozenset(),
-    "efa-absent": frozenset(),
-    "efa-allocatable-low": frozenset({"efa"}),
-    "efa-plugin-untolerated": frozenset(),
-    "memlock-limited": frozenset({"limit_kb"}),
-    "nccl-socket-fallback": frozenset(),
-    "nccl-wrong-results": frozenset({"wrong"}),
-    "nccl-low-bandwidth": frozenset({"factor"}),
-    "efa-slow": frozenset({"factor"}),      # this node's EFA carries `factor` of its bandwidth (multi-node runs)
-    # this node's NVLink/NVSwitch carries `factor` of its bandwidth: its single-node all-reduce shows it, a
-    # network-bound multi-node run does not
-    "nvlink-degraded": frozenset({"factor"}),
-    "karpenter-slow": frozenset({"phase", "seconds"}),
-    "karpenter-no-capacity": frozenset({"instance_types", "zones"}),
-    "api-flaky": frozenset(),
-    # node health (suites/test_node_health.py); printed by the fakes in the real formats (sim/tools/fake/health.py)
-    "xid": frozenset({"code", "gpu_index", "hours_ago"}),
-    "nvlink-down": frozenset(),
-    "ecc-row-remap-pending": frozenset({"gpu_index"}),
-    "pcie-link-degraded": frozenset({"gpu_index", "width"}),
-    "dcgm-diag-fail": frozenset({"gpu_index", "test"}),
-    "driver-mismatch": frozenset({"version"}),
-    "gpu-throttled": frozenset({"gpu_index", "reason"}),
-    # nvidia-persistenced not running: -q prints `Persistence Mode : Disabled` (tests/data/nvidia-smi-health/
-    # q-l40s-595-idle.txt), the table `Off`
-    "persistence-off": frozenset({"gpu_index"}),
-    # `nvidia-smi -i N -pl W` run on the node: the enforced limit (-q Current Power Limit, the table's cap, power.limit)
-    # is W while Default Power Limit stays the product's
-    "power-limit-changed": frozenset({"gpu_index", "watts"}),
-    # a node cordoned and tainted karpenter.sh/disrupted once `after_probes` of the run's probe pods finished on it
-    "node-disrupted": frozenset({"after_probes"}),
-}
-# Faults that concern single nodes: with no `nodes` they apply to the first GPU node.
-NODE_FAULTS = frozenset({"gpu-missing", "gpu-ecc-errors", "driver-unreachable", "taint-missing",
-                         "node-not-ready", "efa-absent", "efa-allocatable-low", "memlock-limited", "efa-slow", "nvlink-degraded",
-                         "xid", "nvlink-down", "ecc-row-remap-pending", "pcie-link-degraded", "dcgm-diag-fail",
-                         "driver-mismatch", "gpu-throttled", "node-disrupted", "persistence-off",
-                         "power-limit-changed"})
 KARPENTER_PHASES = ("launch", "register", "initialize", "ready")
 # The tool keys of `tool_output`: the command as the fake tool is run (sim/tools/fake/*: `replay`). A recorded output
 # is printed verbatim, with its exit code, and no fault or generated output applies to that command.
@@ -421,14 +374,8 @@ class FaultSpec:
     _extra_into = "params"               # unknown keys of a fault are its parameters
 
     def _check(self, ctx: Any) -> None:
-        if self.kind.startswith("aws-"):
-            return
-        if self.kind not in KNOWN_FAULTS:
-            ctx.error("kind", f"unknown fault kind {self.kind!r}; known: {', '.join(sorted(KNOWN_FAULTS))}, aws-*")
-        unknown = set(self.params) - KNOWN_FAULTS[self.kind]
-        if unknown:
-            allowed = ", ".join(sorted(KNOWN_FAULTS[self.kind])) or "none"
-            ctx.error(sorted(unknown)[0], f"fault {self.kind!r} has no parameter {sorted(unknown)[0]!r} (allowed: {allowed})")
+        for key, message in problems(self.kind, set(self.params)):
+            ctx.error(key, message)
 
 
 def resolve_sample(ref: str, base_dir: Path) -> Path:

@@ -10,6 +10,14 @@ from .hardware import INSTANCE_TYPES
 from .resources import crd_manifest
 from .scenario import NodeSpec, Scenario
 from .store import rfc3339
+from .tools.fake.fault import CLUSTER, FIRST_GPU_NODE, FaultKind
+
+FAULTS = (
+    FaultKind("taint-missing", {}, FIRST_GPU_NODE, "the node is seeded without its taints"),
+    FaultKind("efa-plugin-untolerated", {}, CLUSTER,
+              "the EFA device-plugin DaemonSet lacks the nvidia.com/gpu toleration (its upstream default): tainted GPU "
+              "nodes get no EFA"),
+)
 
 CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

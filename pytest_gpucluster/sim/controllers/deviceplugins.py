@@ -7,12 +7,25 @@ from pytest_gpucluster.sim.controllers.base import Controller, get_condition, is
 from pytest_gpucluster.sim.controllers.daemonsets import pod_is_ready
 from pytest_gpucluster.sim.controllers.fit import node_is_ready
 from pytest_gpucluster.sim.hardware import InstanceType, UnknownInstanceType, instance_type
+from pytest_gpucluster.sim.tools.fake.fault import EVERY_NODE, FIRST_GPU_NODE, FaultKind
 
 GPU = "nvidia.com/gpu"
 EFA = "vpc.amazonaws.com/efa"
 PLUGIN_ANNOTATION = "sim.gpucluster.io/plugin"   # explicit role of a DaemonSet, overrides name matching
 ROLE_NVIDIA, ROLE_EFA, ROLE_GFD = "nvidia-device-plugin", "efa-device-plugin", "gpu-feature-discovery"
 GFD_PREFIXES = ("nvidia.com/gpu.", "nvidia.com/cuda.", "nvidia.com/mig.")
+
+FAULTS = (
+    FaultKind("device-plugin-not-ready", {"behaviour": "crashloop | never-ready"}, EVERY_NODE,
+              "the NVIDIA device-plugin pod crash-loops or never turns Ready: no GPU allocatable on that node"),
+    FaultKind("device-plugin-restarted", {"minutes_ago": "120"}, EVERY_NODE,
+              "not a fault of the cluster: every NVIDIA device-plugin pod restarted once that long ago (restartCount 1, "
+              "its lastState terminated then) and is Ready since"),
+    FaultKind("efa-absent", {}, FIRST_GPU_NODE,
+              "no EFA allocatable; fi_info -p efa prints fi_getinfo: -61 (No data available); NCCL on Socket"),
+    FaultKind("efa-allocatable-low", {"efa": "(count)"}, FIRST_GPU_NODE,
+              "the EFA plugin advertises only that many of the node's EFA interfaces"),
+)
 
 
 def daemonset_role(ds_name: str, annotations: dict[str, str] | None = None) -> str | None:

@@ -4,6 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_gpucluster.sim.controllers.base import Controller
+from pytest_gpucluster.sim.tools.fake.fault import FIRST_GPU_NODE, FaultKind
+
+FAULTS = (
+    FaultKind("node-disrupted", {"after_probes": "0"}, FIRST_GPU_NODE,
+              "the node is cordoned and tainted node.kubernetes.io/unschedulable and karpenter.sh/disrupted once that "
+              "many of the run's probe pods finished on it (the drain held)"),
+)
 
 RUN_LABEL = "gpucluster.io/run"
 # What a cordoned node carries: spec.unschedulable and the taint the node lifecycle controller adds for it

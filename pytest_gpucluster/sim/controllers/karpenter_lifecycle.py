@@ -29,7 +29,15 @@ from pytest_gpucluster.sim.controllers.karpenter_catalog import (
 )
 from pytest_gpucluster.sim.controllers.quantity import parse_quantity, pod_requests
 from pytest_gpucluster.sim.hardware import UnknownInstanceType, instance_type
+from pytest_gpucluster.sim.tools.fake.fault import CLUSTER, FaultKind
 
+
+FAULTS = (
+    FaultKind("karpenter-slow", {"phase": "launch | register | initialize | ready", "seconds": ""}, CLUSTER,
+              "that NodeClaim phase takes that long"),
+    FaultKind("karpenter-no-capacity", {"instance_types": "every type", "zones": "every zone"}, CLUSTER,
+              "launches of those types in those zones fail with InsufficientInstanceCapacity"),
+)
 
 FINALIZER = "karpenter.sh/termination"
 LAUNCHED_BY_SIM = "sim.gpucluster.io/launched"   # only nodes the sim launched are consolidated

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .fault import FIRST_GPU_NODE, FaultKind
+
 ENV = "GPUCLUSTER_SIM_CONTEXT"
+
+
+FAULTS = (
+    FaultKind("gpu-missing", {"gpu_index": "the node's last GPU"}, FIRST_GPU_NODE,
+              "every tool in a pod (nvidia-smi, torch, nccl-tests) sees one GPU fewer than allocatable says"),
+)
 
 
 def load() -> dict[str, Any]:

@@ -12,6 +12,39 @@ import sys
 from typing import Any
 
 from . import ctx as simctx
+from .fault import FIRST_GPU_NODE, FaultKind
+
+FAULTS = (
+    FaultKind("gpu-ecc-errors", {"count": "1"}, FIRST_GPU_NODE,
+              "nvidia-smi: volatile (and aggregate) uncorrectable ECC errors on every GPU (table, -q, --query-gpu)"),
+    FaultKind("xid", {"code": "79", "gpu_index": "0", "hours_ago": "0.5"}, FIRST_GPU_NODE,
+              "dmesg holds the NVRM Xid line (only a privileged pod mounting /dev/kmsg reads it); Xid 154 also leaves "
+              "-q GPU Recovery Action at Reset on 590-series drivers"),
+    FaultKind("nvlink-down", {}, FIRST_GPU_NODE,
+              "fabric manager stopped: nvlink -s all links inactive, topo -m NODE/SYS instead of NV#, -q Fabric State "
+              "Not Started; CUDA error 802 (system not yet initialized) in torch, CUDA samples, dcgmproftester and "
+              "nccl-tests"),
+    FaultKind("ecc-row-remap-pending", {"gpu_index": "0"}, FIRST_GPU_NODE,
+              "-q Remapped Rows: one uncorrectable row, Pending Yes (applied at the next GPU reset)"),
+    FaultKind("pcie-link-degraded", {"gpu_index": "0", "width": "8"}, FIRST_GPU_NODE,
+              "the GPU's PCIe link trained at that width: -q GPU Link Info Current, --query-gpu pcie.link.width.current"),
+    FaultKind("dcgm-diag-fail", {"gpu_index": "0", "test": "memory"}, FIRST_GPU_NODE,
+              "dcgmi diag -r 2 -j: that test Fail on that GPU with DCGM_FR_FAULTY_MEMORY (error id 52), exit 226 "
+              "(dcgmi exists only in the DCGM image)"),
+    FaultKind("driver-mismatch", {"version": "570.172.08"}, FIRST_GPU_NODE,
+              "the node runs another driver: nvidia-smi (table, -q, driver_version), dcgmi and dmesg print it"),
+    FaultKind("gpu-throttled", {"gpu_index": "0", "reason": "HW Slowdown"}, FIRST_GPU_NODE,
+              "-q Clocks Event Reasons: that reason Active"),
+    # nvidia-persistenced not running: -q prints Disabled as tests/data/nvidia-smi-health/q-l40s-595-idle.txt does
+    FaultKind("persistence-off", {"gpu_index": "0"}, FIRST_GPU_NODE,
+              "persistence mode off on that GPU (nvidia-persistenced not running): -q Persistence Mode Disabled, the "
+              "table Off, --query-gpu persistence_mode Disabled"),
+    # `nvidia-smi -i N -pl W` run on the node
+    FaultKind("power-limit-changed", {"gpu_index": "0", "watts": "500"}, FIRST_GPU_NODE,
+              "that GPU's enforced power limit is W: -q Current Power Limit, the table's cap, --query-gpu power.limit; "
+              "Default Power Limit stays the product's"),
+)
+
 
 XID_TEXT = {
     79: "pid='<unknown>', name=<unknown>, GPU has fallen off the bus.",
@@ -40,28 +73,53 @@ def driver_version(ctx: dict[str, Any]) -> str:
     return str(f.get("version", "570.172.08")) if f is not None else str(hw.get("driver_version", ""))
 
 
+VBIOS = "96.00.A5.00.03"
+
+
+def _h(gpu: dict[str, Any], salt: str, mod: int) -> int:
+    """Deterministic small number per GPU (temperatures, idle power)."""
+    return sum(ord(c) * (i + 1) for i, c in enumerate(gpu["uuid"] + salt)) % mod
+
+
 def facts(ctx: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
-    """What -q prints for one GPU's health sections, faults applied."""
+    """Everything nvidia-smi prints about one GPU besides its identity (name, bus id, UUID, serial), faults applied:
+    the one model its outputs render from (-q here and in nvidia_smi.py, the table, --query-gpu), so a fault changes
+    a fact here and every output shows it where the real tool prints that fact."""
     hw = ctx.get("node", {}).get("hardware", {})
     gen = int(hw.get("pcie_gen") or 4)
     degraded = _gpu_fault(ctx, "pcie-link-degraded", gpu)
     throttled = _gpu_fault(ctx, "gpu-throttled", gpu)
     capped = _gpu_fault(ctx, "power-limit-changed", gpu)
+    ecc = simctx.fault(ctx, "gpu-ecc-errors")
+    uncorrectable = int(ecc.get("count", 1)) if ecc is not None else 0
     nvswitch = int(hw.get("nvlink_links") or 0) > 0 and bool(hw.get("fabric_info"))   # Hopper+: A100 prints N/A
     fm_down = simctx.fault(ctx, "nvlink-down") is not None
     busy = simctx.is_busy(gpu)
     idle_gen = hw.get("idle_pcie_gen")
+    mig = str(hw.get("mig_mode", "Disabled"))
+    reserved = min(gpu["memory_mib"] // 160, 527)
     return {
+        "persistence": "Disabled" if _gpu_fault(ctx, "persistence-off", gpu) is not None else "Enabled",
+        "mig_mode": mig, "mig_mode_pending": mig,
+        "compute_mode": "Default",
+        "ecc_mode": "Enabled",
+        "ecc_volatile_corrected": 0, "ecc_volatile_uncorrected": uncorrectable,
+        "ecc_aggregate_uncorrected": uncorrectable,     # lifetime is at least the volatile count
         "remap_pending": _gpu_fault(ctx, "ecc-row-remap-pending", gpu) is not None,
+        "memory_total_mib": int(gpu["memory_mib"]), "memory_reserved_mib": reserved, "memory_used_mib": 0,
+        "utilization_gpu": 0, "utilization_memory": 0,
+        "temperature_c": 26 + _h(gpu, "t", 9),
+        "power_draw_w": max(15, gpu["power_cap_w"] // 10) + _h(gpu, "p", 30),
+        "power_limit_w": int(capped.get("watts", 500)) if capped else int(gpu["power_cap_w"]),
+        "power_limit_default_w": int(gpu["power_cap_w"]),
+        "vbios": VBIOS,
         "busy": busy,
         # An idle PCIe card drops to P8 and its idle link generation; an idle HGX GPU stays in P0 with the Idle clocks
         # event reason active (q-h200-590-idle.txt). A100/H100 tables of idle pods print P0 (h100-eks-p5-580-pod-idle).
         "pstate": "P0" if busy or not idle_gen else "P8",
         "pcie_gen": gen, "pcie_gen_current": gen if busy or not idle_gen else int(idle_gen),
-        "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
+        "pcie_width_max": 16, "pcie_width": int(degraded.get("width", 8)) if degraded else 16,
         "throttle": str(throttled.get("reason", "HW Slowdown")) if throttled else None,
-        "persistence": "Disabled" if _gpu_fault(ctx, "persistence-off", gpu) is not None else "Enabled",
-        "power_limit_w": int(capped.get("watts", 500)) if capped else int(gpu["power_cap_w"]),
         "fabric": ("Not Started" if fm_down else "Completed") if nvswitch else "N/A",
         "fabric_status": ("N/A" if fm_down else "Success") if nvswitch else "N/A",
     }
@@ -85,19 +143,19 @@ def recovery_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[st
     return [kv(1, "GPU Recovery Action", "Reset" if asked else "None")]
 
 
-def ecc_flag_lines(ctx: dict[str, Any], kv: Any, uncorrectable: int) -> list[str]:
+def ecc_flag_lines(ctx: dict[str, Any], kv: Any, f: dict[str, Any]) -> list[str]:
     """The lifetime counts and the replacement flags 590-series drivers print under ECC Errors
-    (q-h100-80gb-hbm3-590-load.txt layout); `uncorrectable`: the volatile count (lifetime is at least that)."""
+    (q-h100-80gb-hbm3-590-load.txt layout); `f`: the GPU's facts."""
     if (driver_major(ctx) or 0) < 590:
         return []
-    return [kv(2, "Aggregate"), kv(3, "DRAM Correctable", "0"), kv(3, "DRAM Uncorrectable", str(uncorrectable)),
+    return [kv(2, "Aggregate"), kv(3, "DRAM Correctable", "0"),
+            kv(3, "DRAM Uncorrectable", str(f["ecc_aggregate_uncorrected"])),
             kv(3, "SRAM Threshold Exceeded", "No"), kv(2, "Channel Repair Pending", "No"),
             kv(2, "TPC Repair Pending", "No"), kv(2, "Unrepairable Memory", "No")]
 
 
-def health_sections(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
-    """The -q sections of one GPU (retired pages, remapped rows, clocks event reasons, fabric)."""
-    f = facts(ctx, gpu)
+def health_sections(f: dict[str, Any], kv: Any) -> list[str]:
+    """The -q sections of one GPU (retired pages, remapped rows, clocks event reasons, fabric); `f`: its facts."""
     active = lambda name: "Active" if f["throttle"] == name else "Not Active"  # noqa: E731
     pend = f["remap_pending"]
     return [
@@ -119,11 +177,10 @@ def health_sections(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[s
     ]
 
 
-def pcie_lines(ctx: dict[str, Any], gpu: dict[str, Any], kv: Any) -> list[str]:
-    """The PCI section's GPU Link Info (printed under `PCI`, after `Bus Id`)."""
-    f = facts(ctx, gpu)
+def pcie_lines(f: dict[str, Any], kv: Any) -> list[str]:
+    """The PCI section's GPU Link Info (printed under `PCI`, after `Bus Id`); `f`: the GPU's facts."""
     return [kv(2, "GPU Link Info"), kv(3, "PCIe Generation"), kv(4, "Max", str(f["pcie_gen"])),
-            kv(4, "Current", str(f["pcie_gen_current"])), kv(3, "Link Width"), kv(4, "Max", "16x"),
+            kv(4, "Current", str(f["pcie_gen_current"])), kv(3, "Link Width"), kv(4, "Max", f"{f['pcie_width_max']}x"),
             kv(4, "Current", f"{f['pcie_width']}x")]
 
 

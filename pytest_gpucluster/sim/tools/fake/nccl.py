@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ctx as simctx
+from .fault import EVERY_NODE, FIRST_GPU_NODE, FaultKind
 from .nccl_curves import CURVES, time_us
 from .nccl_kernels import EXIT_NCCL_ERROR, SG_NCCL_ERROR, SG_WARN, SG_WARN_SITE, code_of, failure_lines, runs_on
 
@@ -48,6 +49,19 @@ def config(ctx: dict[str, Any]) -> dict[str, Any]:
 
 class UsageError(Exception):
     """Bad command line: message for stdout (nccl-tests prints usage there) and exit code."""
+
+
+FAULTS = (
+    FaultKind("nccl-socket-fallback", {}, EVERY_NODE, "nccl-tests: NCCL uses the Socket transport (busbw ~1 GB/s)"),
+    FaultKind("nccl-wrong-results", {"wrong": "12"}, EVERY_NODE,
+              "nccl-tests: #wrong > 0 from 1 MiB, `# Out of bounds values : N FAILED`, exit 5"),
+    FaultKind("nccl-low-bandwidth", {"factor": "0.4"}, EVERY_NODE, "nccl-tests: bus bandwidth at that share of healthy"),
+    FaultKind("efa-slow", {"factor": "0.5"}, FIRST_GPU_NODE,
+              "nccl-tests: this node's EFA carries that share of its bandwidth (multi-node runs with it)"),
+    FaultKind("nvlink-degraded", {"factor": "0.5"}, FIRST_GPU_NODE,
+              "nccl-tests: this node's NVLink/NVSwitch carries that share of its bandwidth: its single-node run shows "
+              "it, a network-bound multi-node run does not"),
+)
 
 
 @dataclass

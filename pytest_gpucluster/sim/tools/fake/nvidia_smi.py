@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from . import ctx as simctx
 from . import health
+from .fault import FIRST_GPU_NODE, FaultKind
 
 INVALID_ARGS = "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help."
 DRIVER_ERROR = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
@@ -14,26 +15,12 @@ DRIVER_ERROR = ("NVIDIA-SMI has failed because it couldn't communicate with the 
 EXIT_INVALID, EXIT_NOT_FOUND, EXIT_DRIVER = 2, 6, 9
 
 
-def _h(gpu: dict[str, Any], salt: str, mod: int) -> int:
-    """Deterministic small number per GPU (temperatures, idle power)."""
-    return sum(ord(c) * (i + 1) for i, c in enumerate(gpu["uuid"] + salt)) % mod
-
-
-def _temp(gpu: dict[str, Any]) -> int:
-    return 26 + _h(gpu, "t", 9)
-
-
-def _power(gpu: dict[str, Any]) -> int:
-    return max(15, gpu["power_cap_w"] // 10) + _h(gpu, "p", 30)
-
-
-def _ecc(ctx: dict[str, Any]) -> int:
-    f = simctx.fault(ctx, "gpu-ecc-errors")
-    return int(f.get("count", 1)) if f is not None else 0
-
-
-def _mig(ctx: dict[str, Any]) -> str:
-    return str(ctx.get("node", {}).get("hardware", {}).get("mig_mode", "Disabled"))
+FAULTS = (
+    FaultKind("driver-unreachable", {}, FIRST_GPU_NODE,
+              "nvidia-smi prints NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver and exits "
+              "9; torch sees 0 GPUs; CUDA samples, dcgmproftester and nccl-tests fail; nv-hostengine cannot initialise "
+              "NVML, so dcgmi cannot connect (exit 235)"),
+)
 
 
 def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
@@ -48,14 +35,16 @@ def table(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
              "|                                         |                        |               MIG M. |",
              "|=========================================+========================+======================|"]
     for g in gpus:
+        f = health.facts(ctx, g)
         name = g["name"] if len(g["name"]) <= 29 else g["name"][:26] + "..."
-        facts = health.facts(ctx, g)
-        pm = "On" if facts["persistence"] == "Enabled" else "Off"
-        lines.append(f"| {g['index']:>3}  {name:<29}{pm:>4}  |{g['bus_id']:>19} {'Off':<3} |{_ecc(ctx):>21} |")
-        power = f"{_power(g)}W / {facts['power_limit_w']:>4}W"
-        memory = f"{'0MiB':>11} / {str(g['memory_mib']) + 'MiB':>9}"
-        lines.append(f"| N/A   {_temp(g):>2}C    {facts['pstate']}{power:>24} |{memory} |{'0%':>8}{'Default':>13} |")
-        lines.append(f"|                                         |                        |{_mig(ctx):>21} |")
+        pm = "On" if f["persistence"] == "Enabled" else "Off"
+        lines.append(f"| {g['index']:>3}  {name:<29}{pm:>4}  |{g['bus_id']:>19} {'Off':<3} |"
+                     f"{f['ecc_volatile_uncorrected']:>21} |")
+        power = f"{f['power_draw_w']}W / {f['power_limit_w']:>4}W"
+        memory = f"{str(f['memory_used_mib']) + 'MiB':>11} / {str(f['memory_total_mib']) + 'MiB':>9}"
+        lines.append(f"| N/A   {f['temperature_c']:>2}C    {f['pstate']}{power:>24} |{memory} |"
+                     f"{str(f['utilization_gpu']) + '%':>8}{f['compute_mode']:>13} |")
+        lines.append(f"|                                         |                        |{f['mig_mode']:>21} |")
         lines.append("+-----------------------------------------+------------------------+----------------------+")
     lines += ["",
               "+" + "-" * 89 + "+",
@@ -86,56 +75,63 @@ def _mig_count(profile: str) -> int:
     return max(1, 7 // slices)
 
 
-# Query fields: name -> (header unit, value function)
-def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Callable[[dict[str, Any]], str]]]:
-    hw = ctx["node"]["hardware"]
-    mig = _mig(ctx)
+# Query fields: name -> (header unit, value from the GPU and its facts)
+Field = Callable[[dict[str, Any], dict[str, Any]], str]
+
+
+def _fields(ctx: dict[str, Any], count: int) -> dict[str, tuple[str, Field]]:
+    driver = health.driver_version(ctx)
     return {
-        "index": ("", lambda g: str(g["index"])),
-        "name": ("", lambda g: g["name"]), "gpu_name": ("", lambda g: g["name"]),
-        "uuid": ("", lambda g: g["uuid"]), "gpu_uuid": ("", lambda g: g["uuid"]),
-        "serial": ("", lambda g: g["serial"]), "gpu_serial": ("", lambda g: g["serial"]),
-        "pci.bus_id": ("", lambda g: g["bus_id"]), "gpu_bus_id": ("", lambda g: g["bus_id"]),
-        "driver_version": ("", lambda g: health.driver_version(ctx)),
-        "count": ("", lambda g: str(count)),
-        "memory.total": ("MiB", lambda g: f"{g['memory_mib']} MiB"),
-        "memory.used": ("MiB", lambda g: "0 MiB"),
-        "memory.reserved": ("MiB", lambda g: f"{min(g['memory_mib'] // 160, 527)} MiB"),
-        "memory.free": ("MiB", lambda g: f"{g['memory_mib'] - min(g['memory_mib'] // 160, 527)} MiB"),
-        "mig.mode.current": ("", lambda g: mig), "mig.mode.pending": ("", lambda g: mig),
-        "ecc.mode.current": ("", lambda g: "Enabled"),
-        "ecc.errors.uncorrected.volatile.total": ("", lambda g: str(_ecc(ctx))),
-        "ecc.errors.corrected.volatile.total": ("", lambda g: "0"),
-        "ecc.errors.uncorrected.aggregate.total": ("", lambda g: str(_ecc(ctx))),
-        "compute_cap": ("", lambda g: g["compute_cap"]),
-        "persistence_mode": ("", lambda g: str(health.facts(ctx, g)["persistence"])),
-        "pstate": ("", lambda g: str(health.facts(ctx, g)["pstate"])),
-        "compute_mode": ("", lambda g: "Default"),
-        "temperature.gpu": ("", lambda g: str(_temp(g))),
-        "power.draw": ("W", lambda g: f"{_power(g):.2f} W"),
-        "power.limit": ("W", lambda g: f"{health.facts(ctx, g)['power_limit_w']:.2f} W"),
-        "utilization.gpu": ("%", lambda g: "0 %"),
-        "utilization.memory": ("%", lambda g: "0 %"),
-        "pcie.link.gen.current": ("", lambda g: str(health.facts(ctx, g)["pcie_gen_current"])),
-        "pcie.link.width.current": ("", lambda g: "16"),
-        "vbios_version": ("", lambda g: "96.00.A5.00.03"),
-        "timestamp": ("", lambda g: time.strftime("%Y/%m/%d %H:%M:%S.000")),
+        "index": ("", lambda g, f: str(g["index"])),
+        "name": ("", lambda g, f: g["name"]), "gpu_name": ("", lambda g, f: g["name"]),
+        "uuid": ("", lambda g, f: g["uuid"]), "gpu_uuid": ("", lambda g, f: g["uuid"]),
+        "serial": ("", lambda g, f: g["serial"]), "gpu_serial": ("", lambda g, f: g["serial"]),
+        "pci.bus_id": ("", lambda g, f: g["bus_id"]), "gpu_bus_id": ("", lambda g, f: g["bus_id"]),
+        "driver_version": ("", lambda g, f: driver),
+        "count": ("", lambda g, f: str(count)),
+        "memory.total": ("MiB", lambda g, f: f"{f['memory_total_mib']} MiB"),
+        "memory.used": ("MiB", lambda g, f: f"{f['memory_used_mib']} MiB"),
+        "memory.reserved": ("MiB", lambda g, f: f"{f['memory_reserved_mib']} MiB"),
+        "memory.free": ("MiB", lambda g, f: f"{_free_mib(f)} MiB"),
+        "mig.mode.current": ("", lambda g, f: f["mig_mode"]), "mig.mode.pending": ("", lambda g, f: f["mig_mode_pending"]),
+        "ecc.mode.current": ("", lambda g, f: f["ecc_mode"]),
+        "ecc.errors.uncorrected.volatile.total": ("", lambda g, f: str(f["ecc_volatile_uncorrected"])),
+        "ecc.errors.corrected.volatile.total": ("", lambda g, f: str(f["ecc_volatile_corrected"])),
+        "ecc.errors.uncorrected.aggregate.total": ("", lambda g, f: str(f["ecc_aggregate_uncorrected"])),
+        "compute_cap": ("", lambda g, f: g["compute_cap"]),
+        "persistence_mode": ("", lambda g, f: f["persistence"]),
+        "pstate": ("", lambda g, f: f["pstate"]),
+        "compute_mode": ("", lambda g, f: f["compute_mode"]),
+        "temperature.gpu": ("", lambda g, f: str(f["temperature_c"])),
+        "power.draw": ("W", lambda g, f: f"{f['power_draw_w']:.2f} W"),
+        "power.limit": ("W", lambda g, f: f"{f['power_limit_w']:.2f} W"),
+        "utilization.gpu": ("%", lambda g, f: f"{f['utilization_gpu']} %"),
+        "utilization.memory": ("%", lambda g, f: f"{f['utilization_memory']} %"),
+        "pcie.link.gen.current": ("", lambda g, f: str(f["pcie_gen_current"])),
+        "pcie.link.width.current": ("", lambda g, f: str(f["pcie_width"])),
+        "vbios_version": ("", lambda g, f: f["vbios"]),
+        "timestamp": ("", lambda g, f: time.strftime("%Y/%m/%d %H:%M:%S.000")),
     }
+
+
+def _free_mib(f: dict[str, Any]) -> int:
+    return int(f["memory_total_mib"]) - int(f["memory_reserved_mib"]) - int(f["memory_used_mib"])
 
 
 def query(ctx: dict[str, Any], gpus: list[dict[str, Any]], fields: list[str], fmt: set[str]) -> tuple[str, int]:
     known = _fields(ctx, len(gpus))
-    for f in fields:
-        if f not in known:
-            return f'Field "{f}" is not a valid field to query.\n\n', EXIT_INVALID
+    for name in fields:
+        if name not in known:
+            return f'Field "{name}" is not a valid field to query.\n\n', EXIT_INVALID
     nounits = "nounits" in fmt
     rows = []
     if "noheader" not in fmt:
-        rows.append(", ".join(f"{f} [{known[f][0]}]" if known[f][0] else f for f in fields))
+        rows.append(", ".join(f"{name} [{known[name][0]}]" if known[name][0] else name for name in fields))
     for g in gpus:
-        values = [known[f][1](g) for f in fields]
+        f = health.facts(ctx, g)
+        values = [known[name][1](g, f) for name in fields]
         if nounits:
-            values = [v.rsplit(" ", 1)[0] if known[f][0] and " " in v else v for f, v in zip(fields, values)]
+            values = [v.rsplit(" ", 1)[0] if known[name][0] and " " in v else v for name, v in zip(fields, values)]
         rows.append(", ".join(values))
     return "\n".join(rows) + "\n", 0
 
@@ -149,33 +145,33 @@ def _kv(level: int, key: str, value: str | None = None) -> str:
 
 def full_query(ctx: dict[str, Any], gpus: list[dict[str, Any]]) -> str:
     hw = ctx["node"]["hardware"]
-    mig = _mig(ctx)
     out = ["", "==============NVSMI LOG==============", "",
            _kv(0, "Timestamp", time.asctime()), _kv(0, "Driver Version", health.driver_version(ctx)),
            _kv(0, "CUDA Version", hw["cuda_version"]), "", _kv(0, "Attached GPUs", str(len(gpus)))]
     for g in gpus:
-        used_reserved = min(g["memory_mib"] // 160, 527)
+        f = health.facts(ctx, g)
         out += [f"GPU {g['bus_id']}",
                 _kv(1, "Product Name", g["name"]), _kv(1, "Product Brand", "NVIDIA"),
-                _kv(1, "Persistence Mode", str(health.facts(ctx, g)["persistence"])),
-                _kv(1, "MIG Mode"), _kv(2, "Current", mig), _kv(2, "Pending", mig),
+                _kv(1, "Persistence Mode", f["persistence"]),
+                _kv(1, "MIG Mode"), _kv(2, "Current", f["mig_mode"]), _kv(2, "Pending", f["mig_mode_pending"]),
                 _kv(1, "Serial Number", g["serial"]), _kv(1, "GPU UUID", g["uuid"]),
                 _kv(1, "Minor Number", str(g["index"])),
-                _kv(1, "PCI"), _kv(2, "Bus Id", g["bus_id"]), *health.pcie_lines(ctx, g, _kv),
-                _kv(1, "FB Memory Usage"), _kv(2, "Total", f"{g['memory_mib']} MiB"),
-                _kv(2, "Reserved", f"{used_reserved} MiB"), _kv(2, "Used", "0 MiB"),
-                _kv(2, "Free", f"{g['memory_mib'] - used_reserved} MiB"),
-                _kv(1, "Compute Mode", "Default"),
-                _kv(1, "ECC Mode"), _kv(2, "Current", "Enabled"), _kv(2, "Pending", "Enabled"),
+                _kv(1, "PCI"), _kv(2, "Bus Id", g["bus_id"]), *health.pcie_lines(f, _kv),
+                _kv(1, "FB Memory Usage"), _kv(2, "Total", f"{f['memory_total_mib']} MiB"),
+                _kv(2, "Reserved", f"{f['memory_reserved_mib']} MiB"), _kv(2, "Used", f"{f['memory_used_mib']} MiB"),
+                _kv(2, "Free", f"{_free_mib(f)} MiB"),
+                _kv(1, "Compute Mode", f["compute_mode"]),
+                _kv(1, "ECC Mode"), _kv(2, "Current", f["ecc_mode"]), _kv(2, "Pending", f["ecc_mode"]),
                 _kv(1, "ECC Errors"), _kv(2, "Volatile"),
-                _kv(3, "DRAM Correctable", "0"), _kv(3, "DRAM Uncorrectable", str(_ecc(ctx))),
-                *health.ecc_flag_lines(ctx, _kv, _ecc(ctx)),
-                _kv(1, "VBIOS Version", "96.00.A5.00.03"), *health.recovery_lines(ctx, g, _kv),
-                *health.health_sections(ctx, g, _kv),
-                _kv(1, "Temperature"), _kv(2, "GPU Current Temp", f"{_temp(g)} C"),
-                _kv(1, "GPU Power Readings"), _kv(2, "Average Power Draw", f"{_power(g):.2f} W"),
-                _kv(2, "Current Power Limit", f"{health.facts(ctx, g)['power_limit_w']:.2f} W"),
-                _kv(2, "Default Power Limit", f"{g['power_cap_w']:.2f} W"),
+                _kv(3, "DRAM Correctable", str(f["ecc_volatile_corrected"])),
+                _kv(3, "DRAM Uncorrectable", str(f["ecc_volatile_uncorrected"])),
+                *health.ecc_flag_lines(ctx, _kv, f),
+                _kv(1, "VBIOS Version", f["vbios"]), *health.recovery_lines(ctx, g, _kv),
+                *health.health_sections(f, _kv),
+                _kv(1, "Temperature"), _kv(2, "GPU Current Temp", f"{f['temperature_c']} C"),
+                _kv(1, "GPU Power Readings"), _kv(2, "Average Power Draw", f"{f['power_draw_w']:.2f} W"),
+                _kv(2, "Current Power Limit", f"{f['power_limit_w']:.2f} W"),
+                _kv(2, "Default Power Limit", f"{f['power_limit_default_w']:.2f} W"),
                 _kv(1, "Processes", "None")]
     return "\n".join(out) + "\n"
 
