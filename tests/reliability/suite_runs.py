@@ -321,7 +321,7 @@ def _cell(text: str) -> str:
 
 
 def matrix_markdown(matrix: dict[str, Row] | None = None) -> str:
-    """The expected-outcome table as Markdown (docs/reliability.md prints exactly this)."""
+    """The expected-outcome table as Markdown (`python -m tests.reliability.suite_runs`)."""
     matrix = matrix or load_matrix()
     lines = ["| scenario | verdict | must fail | may also fail (why) | fault |", "|---|---|---|---|---|"]
     for scenario, row in matrix.items():
@@ -333,5 +333,5 @@ def matrix_markdown(matrix: dict[str, Row] | None = None) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":      # print the table for docs/reliability.md
+if __name__ == "__main__":      # the matrix as a table to read
     print(matrix_markdown())

@@ -12,7 +12,7 @@ import pytest
 from pytest_gpucluster.report.summary import INCOMPLETE_EXIT
 from pytest_gpucluster.sim.scenario import list_scenarios
 
-from .suite_runs import FAILED, SUITES, Case, SuiteRun, judge_row, load_matrix, matrix_markdown
+from .suite_runs import FAILED, SUITES, Case, SuiteRun, judge_row, load_matrix
 
 MATRIX = load_matrix()
 SCENARIOS = sorted(MATRIX)
@@ -131,10 +131,3 @@ def test_api_flaky_gives_the_verdicts_of_healthy(suite_result: Callable[[str], S
                          f"{g.outcome if g else 'absent'}{': ' + g.message[:300] if g and g.message else ''}")
     assert not diffs, ("api-flaky must give exactly the verdicts of healthy (429/5xx/dropped connections are "
                        "retried by pytest_gpucluster/retry.py policies); differing tests:\n" + "\n".join(diffs))
-
-
-def test_docs_print_the_table() -> None:
-    doc = (SUITES.parent / "docs" / "reliability.md").read_text()
-    assert matrix_markdown() in doc, ("docs/reliability.md must print tests/reliability/fault_matrix.yaml as "
-                                      "tests/reliability/suite_runs.py:matrix_markdown() renders it; regenerate with "
-                                      "`python -m tests.reliability.suite_runs`")
