@@ -1,6 +1,7 @@
 """The fixtures suites use (cluster, inventory, gpu_profile, run_probe, run_fleet) and node parametrization."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Mapping
 
 import pytest
@@ -12,7 +13,7 @@ from .kube.objects import NodeInfo
 from .kube.plugins import Plugins, find_plugins
 from .kube.probes import ProbeContext, ProbeResult, ProbeSpec
 from .profile import Profile
-from .run import RUN_KEY, Run
+from .session import SESSION_KEY, Session
 
 NODE_PARAMS: dict[str, tuple[str, str]] = {
     # fixture name -> (Inventory attribute, words for the skip reason)
@@ -22,8 +23,8 @@ NODE_PARAMS: dict[str, tuple[str, str]] = {
 }
 
 
-def _run(config: pytest.Config) -> Run:
-    run = config.stash.get(RUN_KEY, None)
+def _session(config: pytest.Config) -> Session:
+    run = config.stash.get(SESSION_KEY, None)
     if run is None:
         raise pytest.UsageError("pytest-gpucluster fixtures need the gpucluster plugin (is it disabled with -p no:?)")
     return run
@@ -34,7 +35,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [name for name in NODE_PARAMS if name in metafunc.fixturenames]
     if not wanted:
         return
-    run = _run(metafunc.config)
+    run = _session(metafunc.config)
     try:
         inventory = run.discover_inventory()
     except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
@@ -97,25 +98,33 @@ def node_transitions(cluster: Cluster, inventory: Inventory) -> TransitionWatch:
 
 
 @pytest.fixture(scope="session")
-def gpucluster_run(pytestconfig: pytest.Config) -> Run:
+def gpucluster_session(pytestconfig: pytest.Config) -> Session:
     """The per-run state (run id, namespace, options, profile)."""
-    return _run(pytestconfig)
+    return _session(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def cluster(gpucluster_run: Run) -> Cluster:
+def gpucluster_run(gpucluster_session: Session) -> Session:
+    """The former name of `gpucluster_session`, kept one release for sites' own suites that request it."""
+    warnings.warn(pytest.PytestDeprecationWarning(
+        "the fixture gpucluster_run is now gpucluster_session (same object); gpucluster_run goes in the next release"))
+    return gpucluster_session
+
+
+@pytest.fixture(scope="session")
+def cluster(gpucluster_session: Session) -> Cluster:
     """The connected cluster (starts the simulated one with --sim). Fails fast with the connection error."""
     try:
-        return gpucluster_run.connect()
+        return gpucluster_session.connect()
     except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
         problem = f"gpucluster: {exc}"
     pytest.fail(problem, pytrace=False)   # outside the except block: no exception chain in the output
 
 
 @pytest.fixture(scope="session")
-def inventory(gpucluster_run: Run, cluster: Cluster) -> Inventory:
+def inventory(gpucluster_session: Session, cluster: Cluster) -> Inventory:
     """GPU, EFA and CPU-only nodes (after --gpucluster-nodes / --gpucluster-sample)."""
-    return gpucluster_run.discover_inventory()
+    return gpucluster_session.discover_inventory()
 
 
 @pytest.fixture(scope="session")
@@ -126,27 +135,27 @@ def device_plugins(cluster: Cluster, inventory: Inventory) -> Plugins:
 
 
 @pytest.fixture(scope="session")
-def gpu_profile(gpucluster_run: Run) -> Profile:
+def gpu_profile(gpucluster_session: Session) -> Profile:
     """The effective acceptance profile; `.for_instance(itype)` is None for unknown instance types."""
-    return gpucluster_run.profile
+    return gpucluster_session.profile
 
 
 @pytest.fixture(scope="session")
-def probe_context(gpucluster_run: Run, cluster: Cluster) -> ProbeContext:
+def probe_context(gpucluster_session: Session, cluster: Cluster) -> ProbeContext:
     """Where probes go and how they are labelled (namespace, run id, default image, timeout, tolerations)."""
-    return gpucluster_run.probe_context()
+    return gpucluster_session.probe_context()
 
 
 @pytest.fixture
-def run_probe(gpucluster_run: Run, cluster: Cluster) -> Callable[[ProbeSpec], ProbeResult]:
+def run_probe(gpucluster_session: Session, cluster: Cluster) -> Callable[[ProbeSpec], ProbeResult]:
     """Factory: run_probe(ProbeSpec(...)) -> ProbeResult, after the pod finished (or its deadline passed)."""
-    return gpucluster_run.run_probe
+    return gpucluster_session.run_probe
 
 
 @pytest.fixture(scope="session")
-def run_fleet(gpucluster_run: Run,
+def run_fleet(gpucluster_session: Session,
               cluster: Cluster) -> Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]:
     """Factory: run_fleet(key, {node: ProbeSpec}) -> {node: ProbeResult}; cached per key for the session."""
     def fleet(key: str, specs: Mapping[str, ProbeSpec]) -> dict[str, ProbeResult]:
-        return gpucluster_run.run_fleet(key, dict(specs))
+        return gpucluster_session.run_fleet(key, dict(specs))
     return fleet

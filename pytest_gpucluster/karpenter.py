@@ -18,7 +18,7 @@ from pytest_gpucluster.kube.plugins import Plugins, admits, ds_ref
 from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.kube.taints import taint_text
 from pytest_gpucluster.kube.watching import DeadlineExceeded, Watcher, WatchState, eventually
-from pytest_gpucluster.run import Run
+from pytest_gpucluster.session import Session
 
 OBSERVE_FACTOR = 1.5      # keep watching a slow launch up to 1.5x the total budget, to report every phase
 POLL_S = 2.0              # each watch request is re-opened at least this often (ends threads promptly)
@@ -286,7 +286,7 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
     return "the NodeClaim never turned Ready after the pod started (Karpenter's Ready condition)."
 
 
-def ec2_launch_time(run: Run, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:
+def ec2_launch_time(run: Session, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:
     """EC2's LaunchTime of the new instance (optional: only where an AWS session opens; imported here so the
     Karpenter checks run where the AWS package cannot be used)."""
     from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2

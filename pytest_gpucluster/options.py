@@ -3,7 +3,7 @@
 Each option is a command-line flag, an ini key (`gpucluster_*`) and, for a few, a documented environment
 fallback; precedence: command line > ini > environment > default. docs/options.md's table is generated from
 OPTIONS (`python -m pytest_gpucluster.options`) and a test keeps the two equal. Suites read options only as
-`gpucluster_run.options.<field>`.
+`gpucluster_session.options.<field>`.
 """
 from __future__ import annotations
 

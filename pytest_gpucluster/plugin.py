@@ -1,4 +1,4 @@
-"""The pytest11 entry point: options and ini keys, markers, report header, the Run in config.stash, teardown."""
+"""The pytest11 entry point: options and ini keys, markers, report header, the Session in config.stash, teardown."""
 from __future__ import annotations
 
 import sys
@@ -12,9 +12,9 @@ from .kube.kubeconfig import KubeconfigError
 from .kube.progress import ProgressFactory, TerminalOut
 from .options import add_options, resolve_options
 from .profile import load_profile
-from .run import RUN_KEY, Run
-from .runner import collects_suites, suites_dir
-from .sim_process import SimStopError
+from .session import SESSION_KEY, Session
+from .packaged import collects_suites, suites_dir
+from .sim_contract.child import SimStopError
 
 MARKERS = {
     "gpu": "GPU checks: device plugin, nvidia-smi in pods, GPU memory and product",
@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     opts = resolve_options(config)
-    run = Run(options=opts, profile=load_profile(opts.profile))
+    run = Session(options=opts, profile=load_profile(opts.profile))
     tty = _stdout_is_tty()
     # A terminal gets one line rewritten in place; a CI log (no TTY) plain lines; -q silences both, and xdist
     # workers (their stdout is not the user's) never write.
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run.progress = ProgressFactory(out, tty=tty, enabled=True)
         config.add_cleanup(out.close)
     run.on_connect.append(lambda r: _point_pytest_kubernetes(config, r))
-    config.stash[RUN_KEY] = run
+    config.stash[SESSION_KEY] = run
     from . import fixtures
     from .report import plugin as report_plugin
     config.pluginmanager.register(fixtures, "gpucluster-fixtures")
@@ -91,7 +91,7 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def preflight(config: pytest.Config, run: Run) -> None:
+def preflight(config: pytest.Config, run: Session) -> None:
     """Before collection, for runs of the acceptance suites: what would otherwise be a wall of collection errors
     (missing or unreadable kubeconfig, unknown context, unreachable server, 401, 403 on listing nodes, unknown
     --sim scenario) ends the run here as ONE usage error line (exit 4). xdist workers connect for themselves;
@@ -111,7 +111,7 @@ def preflight(config: pytest.Config, run: Run) -> None:
     raise pytest.UsageError(problem)
 
 
-def _point_pytest_kubernetes(config: pytest.Config, run: Run) -> None:
+def _point_pytest_kubernetes(config: pytest.Config, run: Session) -> None:
     """pytest-kubernetes' `k8s` fixture: external provider on a COPY of our kubeconfig (it deletes the file
     it is given when a test ends; the copy is rewritten before each test that uses `k8s`)."""
     if not hasattr(config.option, "k8s_kubeconfig_override") or run.cluster is None:
@@ -125,7 +125,7 @@ def _point_pytest_kubernetes(config: pytest.Config, run: Run) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    run = config.stash.get(RUN_KEY, None)
+    run = config.stash.get(SESSION_KEY, None)
     if run is None:
         return []
     opts = run.options
@@ -140,7 +140,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    run = config.stash.get(RUN_KEY, None)
+    run = config.stash.get(SESSION_KEY, None)
     if run is None or run.options.costly_enabled:
         return
     skip = pytest.mark.skip(reason="costly (launches nodes): enable with --gpucluster-costly (on with --sim)")
@@ -151,7 +151,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """After collection: what the run covers (only when suite tests connected to a cluster)."""
-    run = config.stash.get(RUN_KEY, None)
+    run = config.stash.get(SESSION_KEY, None)
     if run is None or run.inventory is None:
         return []
     head = f"gpucluster: {run.server_version or '?'} at {run.cluster.server_url if run.cluster else '?'}"
@@ -162,7 +162,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if "k8s" not in getattr(item, "fixturenames", ()):
         return
-    run = item.config.stash.get(RUN_KEY, None)
+    run = item.config.stash.get(SESSION_KEY, None)
     if run is not None:
         run.connect()
         _point_pytest_kubernetes(item.config, run)
@@ -183,7 +183,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Tear down first (the outermost wrapper), so the report's summary.json, its verdict and the exit code
     (report/collector.py, inside this wrapper) know what the teardown left behind."""
-    run = session.config.stash.get(RUN_KEY, None)
+    run = session.config.stash.get(SESSION_KEY, None)
     stop_error: SimStopError | None = None
     if run is not None:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -201,7 +201,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    run = config.stash.get(RUN_KEY, None)
+    run = config.stash.get(SESSION_KEY, None)
     if run is None or not (run.connected or run.teardown_report):
         return
     report = run.teardown_report
@@ -221,7 +221,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    run = config.stash.get(RUN_KEY, None)
+    run = config.stash.get(SESSION_KEY, None)
     if run is None:
         return
     run.teardown()   # idempotent: a no-op after pytest_sessionfinish, the safety net if it never ran

@@ -18,7 +18,7 @@ from pytest_gpucluster.kube import errors, kubeconfig
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory
 from pytest_gpucluster.kube.objects import NodeInfo
-from pytest_gpucluster.run import RUN_KEY, Run
+from pytest_gpucluster.session import SESSION_KEY, Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.aws
@@ -40,7 +40,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize `nodeclass` over the cluster's EC2NodeClasses / Auto Mode NodeClasses, ids = their names."""
     if "nodeclass" not in metafunc.fixturenames:
         return
-    run: Run = metafunc.config.stash[RUN_KEY]
+    run: Session = metafunc.config.stash[SESSION_KEY]
     try:
         objects = _nodeclasses(run.connect())
     except (kubeconfig.KubeconfigError, errors.ClusterError) as exc:
@@ -55,14 +55,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def aws(gpucluster_run: Run, cluster: Cluster, inventory: Inventory, pytestconfig: pytest.Config) -> AwsSession:
+def aws(gpucluster_session: Session, cluster: Cluster, inventory: Inventory, pytestconfig: pytest.Config) -> AwsSession:
     """The AWS session for this cluster; every test of the module skips with the one reason if there is none."""
     paths = list(getattr(cluster.creds, "paths", []) or [])
     target = target_from_kubeconfig(paths[0] if paths else None, cluster.context).merged(
         target_from_provider_ids(n.provider_id or "" for n in inventory.all_nodes))
-    sim_env = gpucluster_run.aws_env   # the simulated cluster's AWS account, from its hand-off folder
+    sim_env = gpucluster_session.aws_env   # the simulated cluster's AWS account, from its hand-off folder
     try:
-        if gpucluster_run.sim is not None and sim_env is None:
+        if gpucluster_session.sim is not None and sim_env is None:
             raise AwsUnavailable("the simulated scenario has no AWS account (its aws: section is not enabled)")
         require_aws((n.provider_id or "" for n in inventory.all_nodes), target)
         return open_session(profile=aws_options.aws_profile(pytestconfig),

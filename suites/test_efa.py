@@ -14,7 +14,7 @@ from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.kube.quantity import count, mebibytes
 from pytest_gpucluster.profile import Profile
-from pytest_gpucluster.run import Run
+from pytest_gpucluster.session import Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.efa
@@ -59,10 +59,10 @@ def efa_spec(node: NodeInfo, image: str) -> tuple[ProbeSpec, int]:
 
 @pytest.fixture(scope="module")
 def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]],
-               gpucluster_run: Run) -> dict[str, EfaProbe]:
+               gpucluster_session: Session) -> dict[str, EfaProbe]:
     """One probe pod per EFA node (one fleet, one watch), shared by the per-node checks below."""
     specs, requested = {}, {}
-    image = gpucluster_run.options.efa_image or gpucluster_run.options.nccl_image
+    image = gpucluster_session.options.efa_image or gpucluster_session.options.nccl_image
     for node in inventory.efa_nodes:
         specs[node.name], requested[node.name] = efa_spec(node, image)
     results = run_fleet("efa-fi-info", specs)

@@ -26,7 +26,7 @@ from pytest_gpucluster.kube.plugins import gpus_to_request as plugin_gpus
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.options import DEFAULT_SMOKE_SAMPLE_IMAGE
 from pytest_gpucluster.profile import Profile
-from pytest_gpucluster.run import Run
+from pytest_gpucluster.session import Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.gpu
@@ -75,9 +75,9 @@ def no_gpu_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_flee
 
 @pytest.fixture(scope="module")
 def smoke_fleet(inventory: Inventory, gpus_to_request: dict[str, int], run_fleet: Fleet,
-                gpucluster_run: Run) -> dict[str, ProbeResult]:
+                gpucluster_session: Session) -> dict[str, ProbeResult]:
     """NVIDIA's vectorAdd sample on 1 GPU per node; with --gpucluster-smoke-image, a CUDA context through PyTorch."""
-    torch = gpucluster_run.options.smoke_image
+    torch = gpucluster_session.options.smoke_image
     command = ["python3", "-c", SMOKE_SCRIPT] if torch else SAMPLE_COMMAND
     return run_fleet("gpu-visibility/cuda-smoke", {
         n.name: probe("cuda-smoke", n, 1, command, torch or DEFAULT_SMOKE_SAMPLE_IMAGE, needs_cuda=True)
@@ -136,7 +136,7 @@ def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, P
 
 
 def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi_fleet: dict[str, ProbeResult],
-                    gpu_profile: Profile, gpucluster_run: Run, evidence: Any) -> None:
+                    gpu_profile: Profile, gpucluster_session: Session, evidence: Any) -> None:
     """Beyond nvidia-smi: a CUDA kernel runs on 1 GPU (NVIDIA's vectorAdd sample; PyTorch with
     --gpucluster-smoke-image), on a driver the image's CUDA version supports."""
     result = smoke_fleet.get(gpu_node.name)
@@ -144,7 +144,7 @@ def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi
         evidence.attach(f"CUDA smoke on {gpu_node.name}", result.logs or "(no output)", kind="log")
     smi = smi_fleet.get(gpu_node.name)
     parsed = parse_or_none(split_output(smi.logs)[0]) if smi is not None else None
-    image = gpucluster_run.options.smoke_image or DEFAULT_SMOKE_SAMPLE_IMAGE
-    enforce(judge.judge_cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_run.options.smoke_image),
+    image = gpucluster_session.options.smoke_image or DEFAULT_SMOKE_SAMPLE_IMAGE
+    enforce(judge.judge_cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_session.options.smoke_image),
                                    driver=parsed.driver_version if parsed is not None else None,
                                    needs=gpu_profile.smoke_driver_minimum(image)), evidence)

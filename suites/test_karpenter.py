@@ -20,7 +20,7 @@ from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeSpec, pod_name, render
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.report.plots import timeline_svg
-from pytest_gpucluster.run import RUN_KEY, Run
+from pytest_gpucluster.session import SESSION_KEY, Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.karpenter
@@ -32,7 +32,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [n for n in ("gpu_pool", "launch_pool") if n in metafunc.fixturenames]
     if not wanted:
         return
-    run: Run = metafunc.config.stash[RUN_KEY]
+    run: Session = metafunc.config.stash[SESSION_KEY]
     try:
         pools = nodepool.nodepools(run.connect())
         gpu_nodes = [n for n in run.discover_inventory().all_nodes if n.is_gpu]
@@ -89,7 +89,7 @@ def test_gpu_nodepool_limits_leave_room(gpu_pool: PoolTarget, gpu_profile: Profi
 @pytest.mark.costly
 @pytest.mark.live_only("the launch is timed by four watches running beside the suite (karpenter.Observer), whose "
                        "interleaving with it a replay does not reproduce; the recorded run's report has its timeline")
-def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: Run, cluster: Cluster,
+def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_session: Session, cluster: Cluster,
                                        gpu_profile: Profile, device_plugins: Plugins, request: pytest.FixtureRequest,
                                        evidence: Any) -> None:
     """A GPU pod on a brand-new node of a temporary clone of the GPU NodePool: every phase from the cluster's
@@ -99,7 +99,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     gpus = _gpus(gpu_profile, itype, 1)
     budget = Budget(dict(inst.provisioning_budget_s) if inst else {}, f"profile {itype} provisioning_budget_s",
                     inst.sources.get("provisioning_budget_s", "") if inst else "")
-    run_id, namespace = gpucluster_run.run_id, gpucluster_run.namespace
+    run_id, namespace = gpucluster_session.run_id, gpucluster_session.namespace
     body, pool_id = nodepool.probe_nodepool(source, itype, gpus, run_id)
     pool = body["metadata"]["name"]
     fleet = f"karpenter-{pool_id}"
@@ -116,10 +116,10 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
                      tolerations=tolerations)
     evidence.fact("probe requests", {GPU_RESOURCE: gpus, EFA_RESOURCE: efa.count})
     evidence.fact(f"{EFA_RESOURCE} requested", efa.why)
-    manifest = render(spec, gpucluster_run.probe_context(), name=name, fleet=fleet)
+    manifest = render(spec, gpucluster_session.probe_context(), name=name, fleet=fleet)
 
     def remove() -> None:   # on any exit, interrupt included; teardown also deletes NodePools by run label
-        if not gpucluster_run.options.keep:
+        if not gpucluster_session.options.keep:
             cluster.delete("pods", name, namespace, grace_seconds=0)
             cluster.delete(NODEPOOLS, pool)
     request.addfinalizer(remove)
@@ -136,7 +136,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_run: 
     why = diagnose(stall, seen, cluster, pool) if stall else None
     watch, stamps, now = seen.watch, seen.cluster_times(), time.time()
     provider = ((seen.claim() or {}).get("status") or {}).get("providerID")
-    ec2_time, ec2_note = ec2_launch_time(gpucluster_run, request.config, provider) if provider else (None, "no instance")
+    ec2_time, ec2_note = ec2_launch_time(gpucluster_session, request.config, provider) if provider else (None, "no instance")
     evidence.fact("EC2 launch time", ec2_note)
     evidence.attach(f"provisioning timeline of a new {itype} (NodePool {pool})",
                     timeline_table(watch, stamps, budget, ec2_time), kind="text")

@@ -22,7 +22,7 @@ from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
 from pytest_gpucluster.nccl_rounds import MultiNodeRunner, gpu_facts, image_for, localise
 from pytest_gpucluster.profile import Profile
-from pytest_gpucluster.run import RUN_KEY, Run
+from pytest_gpucluster.session import SESSION_KEY, Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.nccl
@@ -31,7 +31,7 @@ PERF = "/opt/nccl-tests/build/all_reduce_perf"
 SINGLE_NODE_MEMORY = "16Gi"                   # host memory of the single-node pod (8 GPU contexts + buffers)
 
 
-def _groups(run: Run) -> tuple[list[NodeGroup], str, Coverage]:
+def _groups(run: Session) -> tuple[list[NodeGroup], str, Coverage]:
     """The multi-node groups (zone-aware, every EFA node by default: profile nccl.multi_node_coverage)."""
     inventory = run.discover_inventory()
     modes = {n.instance_type: inst.multi_node_coverage for n in inventory.efa_nodes
@@ -52,7 +52,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     every EFA node of a type in a zone (--gpucluster-nccl-full). Ids name the nodes and instance type."""
     if not {"nccl_node", "nccl_group", "nccl_efa_node", "nccl_full_group"} & set(metafunc.fixturenames):
         return
-    run: Run = metafunc.config.stash[RUN_KEY]
+    run: Session = metafunc.config.stash[SESSION_KEY]
     inventory = run.discover_inventory()
     if "nccl_node" in metafunc.fixturenames:
         nodes = single_node_targets(inventory.gpu_nodes, not run.options.nccl_sample_nodes)
@@ -70,11 +70,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Profile,
+def single_node_runs(gpucluster_session: Session, inventory: Inventory, gpu_profile: Profile,
                      run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]]
                      ) -> Callable[[NodeInfo], NcclRun]:
     """Factory: the single-node run of a node. The first call runs every target node at once (one fleet)."""
-    options = gpucluster_run.options
+    options = gpucluster_session.options
     targets = [n for n in single_node_targets(inventory.gpu_nodes, not options.nccl_sample_nodes) if gpus_of(n) >= 2]
     specs: dict[str, ProbeSpec] = {}
     for node in targets:
@@ -104,22 +104,22 @@ def single_node_runs(gpucluster_run: Run, inventory: Inventory, gpu_profile: Pro
 
 
 @pytest.fixture(scope="module")
-def multi_node(cluster: Cluster, gpucluster_run: Run, gpu_profile: Profile, device_plugins: Plugins
+def multi_node(cluster: Cluster, gpucluster_session: Session, gpu_profile: Profile, device_plugins: Plugins
                ) -> MultiNodeRunner:
     """The module's MPIJob runner (each group run once, shared by its tests). Skips (with the install hint) when the
     cluster does not serve kubeflow.org/v2beta1 MPIJobs."""
-    if not mpijob.served(cluster, gpucluster_run.namespace):
+    if not mpijob.served(cluster, gpucluster_session.namespace):
         pytest.skip(f"multi-node NCCL skipped: the MPI operator is not installed (no {mpijob.MPIJOB}/v2beta1 API); "
                     f"{mpijob.INSTALL_HINT}")
-    options = gpucluster_run.options
-    return MultiNodeRunner(cluster, gpu_profile, device_plugins, gpucluster_run.namespace, gpucluster_run.run_id,
-                           options.nccl_image, options.timeout_s, coverage=_groups(gpucluster_run)[2])
+    options = gpucluster_session.options
+    return MultiNodeRunner(cluster, gpu_profile, device_plugins, gpucluster_session.namespace, gpucluster_session.run_id,
+                           options.nccl_image, options.timeout_s, coverage=_groups(gpucluster_session)[2])
 
 
 @pytest.fixture(scope="module")
-def localisation(multi_node: MultiNodeRunner, gpucluster_run: Run) -> tuple[Localisation, dict[str, list[str]]]:
+def localisation(multi_node: MultiNodeRunner, gpucluster_session: Session) -> tuple[Localisation, dict[str, list[str]]]:
     """Every group run, then the extra rounds that name the bad node (checks/nccl_localise.py), once per module."""
-    return localise(multi_node, _groups(gpucluster_run)[0])
+    return localise(multi_node, _groups(gpucluster_session)[0])
 
 
 def _single(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun], evidence: Evidence) -> NcclRun:
@@ -131,8 +131,8 @@ def _single(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun]
     return run
 
 
-def _multi(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_run: Run, evidence: Evidence) -> NcclRun:
-    run = multi_node.get(nccl_group, _groups(gpucluster_run)[0])
+def _multi(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_session: Session, evidence: Evidence) -> NcclRun:
+    run = multi_node.get(nccl_group, _groups(gpucluster_session)[0])
     nccl.record(run, evidence)
     return run
 
@@ -156,23 +156,23 @@ def test_bus_bandwidth_on_one_node_meets_floor(nccl_node: NodeInfo, single_node_
 
 
 def test_all_reduce_is_correct_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
-                                            gpucluster_run: Run, evidence: Evidence) -> None:
+                                            gpucluster_session: Session, evidence: Evidence) -> None:
     """The MPIJob's all_reduce_perf (one rank per GPU, every node of the group) has no wrong elements."""
-    enforce(judge_correctness(_multi(nccl_group, multi_node, gpucluster_run, evidence)), evidence)
+    enforce(judge_correctness(_multi(nccl_group, multi_node, gpucluster_session, evidence)), evidence)
 
 
-def test_nccl_uses_efa_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_run: Run,
+def test_nccl_uses_efa_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_session: Session,
                                     gpu_profile: Profile, evidence: Evidence) -> None:
     """NCCL's own log shows OFI/Libfabric with provider efa, with GPUDirect RDMA where the type supports it."""
-    run = _multi(nccl_group, multi_node, gpucluster_run, evidence)
+    run = _multi(nccl_group, multi_node, gpucluster_session, evidence)
     enforce(judge_network(run, gpu_profile.for_instance(run.instance_type)), evidence)
 
 
 def test_bus_bandwidth_across_nodes_meets_floor(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
-                                                gpucluster_run: Run, gpu_profile: Profile,
+                                                gpucluster_session: Session, gpu_profile: Profile,
                                                 evidence: Evidence) -> None:
     """Out-of-place bus bandwidth across the nodes at the profile's sizes, against its floor for that node count."""
-    _bandwidth(_multi(nccl_group, multi_node, gpucluster_run, evidence), gpu_profile, evidence)
+    _bandwidth(_multi(nccl_group, multi_node, gpucluster_session, evidence), gpu_profile, evidence)
 
 
 def test_node_passes_nccl_across_nodes(nccl_efa_node: NodeInfo, localisation: tuple[Localisation, dict[str, list[str]]],
@@ -185,11 +185,11 @@ def test_node_passes_nccl_across_nodes(nccl_efa_node: NodeInfo, localisation: tu
 
 
 def test_bus_bandwidth_over_every_efa_node_of_a_type(nccl_full_group: NodeGroup, multi_node: MultiNodeRunner,
-                                                      gpucluster_run: Run, gpu_profile: Profile,
+                                                      gpucluster_session: Session, gpu_profile: Profile,
                                                       evidence: Evidence) -> None:
     """--gpucluster-nccl-full: one all-reduce over every EFA node of the type in the zone (the training shape),
     against the profile's floor for that node count where it has one and the derived ceiling always."""
-    if not gpucluster_run.options.nccl_full:
+    if not gpucluster_session.options.nccl_full:
         pytest.skip("the whole-type all-reduce runs with --gpucluster-nccl-full (it holds every node of the type)")
     multi_node.run_groups([nccl_full_group])
     run = multi_node.cache[nccl_full_group.id]

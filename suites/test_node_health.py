@@ -35,7 +35,7 @@ from pytest_gpucluster.parsers.dcgm_diag import parse_dcgm_diag
 from pytest_gpucluster.parsers.nvlink import parse_nvlink
 from pytest_gpucluster.parsers.topo import parse_topo
 from pytest_gpucluster.profile import Profile
-from pytest_gpucluster.run import Run
+from pytest_gpucluster.session import Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.health
@@ -57,7 +57,7 @@ def gpus_held(inventory: Inventory, cluster: Cluster, device_plugins: Plugins) -
 
 @pytest.fixture(scope="module")
 def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet, gpu_profile: Profile,
-                 gpucluster_run: Run) -> dict[str, ProbeResult]:
+                 gpucluster_session: Session) -> dict[str, ProbeResult]:
     specs = {}
     for n in inventory.gpu_nodes:
         if gpus_held[n.name] <= 0:
@@ -65,23 +65,23 @@ def health_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fle
         h = _inst(gpu_profile, n)
         wait_s = int(h.get("load_start_s") or LOAD_WAIT_S)
         load = loads(wait_s)[h.get("load") or "dcgmproftester"]
-        smoke = gpucluster_run.options.smoke_image
+        smoke = gpucluster_session.options.smoke_image
         image = smoke if smoke and h.get("load") == "pytorch" else load.image
         specs[n.name] = health_spec("node-health", n, health_script(load, wait_s), gpus=gpus_held[n.name], image=image,
-                                    env=dict(load.env), timeout_s=gpucluster_run.options.timeout_s + wait_s)
+                                    env=dict(load.env), timeout_s=gpucluster_session.options.timeout_s + wait_s)
     return run_fleet("node-health/health", specs)
 
 
 @pytest.fixture(scope="module")
 def dcgm_fleet(inventory: Inventory, gpus_held: dict[str, int], run_fleet: Fleet, gpu_profile: Profile,
-               gpucluster_run: Run) -> dict[str, tuple[ProbeResult, int]]:
+               gpucluster_session: Session) -> dict[str, tuple[ProbeResult, int]]:
     specs, levels = {}, {}
     for n in inventory.gpu_nodes:
         levels[n.name] = level = int(_inst(gpu_profile, n).get("dcgm_level") or 2)
         if gpus_held[n.name] > 0:
             specs[n.name] = health_spec("dcgm-diag", n, f"nv-hostengine >/dev/null 2>&1; dcgmi diag -r {level} -j",
                                         gpus=gpus_held[n.name], image=DCGM_IMAGE,
-                                        timeout_s=gpucluster_run.options.timeout_s + DCGM_RUNTIME_S[level])
+                                        timeout_s=gpucluster_session.options.timeout_s + DCGM_RUNTIME_S[level])
     return {k: (v, levels[k]) for k, v in run_fleet("node-health/dcgm", specs).items()}
 
 

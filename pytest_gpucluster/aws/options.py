@@ -7,8 +7,8 @@ from ..options import RunOptions
 
 
 def _options(config: pytest.Config) -> RunOptions:
-    from ..run import RUN_KEY
-    run = config.stash.get(RUN_KEY, None)
+    from ..session import SESSION_KEY
+    run = config.stash.get(SESSION_KEY, None)
     return run.options if run is not None else RunOptions()
 
 

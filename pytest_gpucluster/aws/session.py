@@ -217,7 +217,7 @@ def open_session(*, profile: str | None = None, region: str | None = None,
                  target: ClusterTarget | None = None, env: Mapping[str, str] | None = None,
                  verify: bool = True) -> AwsSession:
     """A session from boto3's standard chain, or, when `env` is given, with the endpoint, region and credentials
-    it names (AWS_* keys: the simulated cluster's hand-off, `Run.aws_env`), passed explicitly, not via os.environ.
+    it names (AWS_* keys: the simulated cluster's hand-off, `Session.aws_env`), passed explicitly, not via os.environ.
 
     Region: `region` (--gpucluster-region) > the cluster's region > the profile/env default.
     Raises NoCredentials / AwsUnavailable with one sentence saying why.

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runner import suites_dir
+    from ..packaged import suites_dir
 
     folder = Path(args.report_dir)
     try:

@@ -12,7 +12,7 @@ from typing import Any, Generator
 import pytest
 
 from .. import __version__
-from ..runner import suite_args
+from ..packaged import suite_args
 from ..aws import session as aws_session
 from ..report.redact import redact_obj
 from .manifest import ENVELOPE, MANIFEST
@@ -41,9 +41,9 @@ class BundleState:
     note: str | None = None
 
 
-def _run(config: pytest.Config) -> Any:
-    from ..run import RUN_KEY
-    return config.stash.get(RUN_KEY, None)
+def _session(config: pytest.Config) -> Any:
+    from ..session import SESSION_KEY
+    return config.stash.get(SESSION_KEY, None)
 
 
 def configure(config: pytest.Config, key_path: str | None, report_dir: Path | None = None) -> BundleState:
@@ -55,7 +55,7 @@ def configure(config: pytest.Config, key_path: str | None, report_dir: Path | No
         except SigningError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[BUNDLE_KEY] = state
-    run = _run(config)
+    run = _session(config)
     replay_dir = run.options.replay if run is not None else None
     if replay_dir and run is not None:
         _start_replay(config, run, state, Path(str(replay_dir)))
@@ -133,7 +133,7 @@ def seal_report(config: pytest.Config, report_dir: Path, summary: dict[str, Any]
     state = config.stash.get(BUNDLE_KEY, None)
     if state is None:
         return
-    run = _run(config)
+    run = _session(config)
     if state.recorder is not None and run is not None and run.connected:
         write_recording(report_dir, state.recorder, _meta(run, config, state))
     aws_session.TAP = None           # the upload after this is not part of the run

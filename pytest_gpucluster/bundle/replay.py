@@ -214,7 +214,7 @@ class Replay:
             raise _aws_error(recorded["error"])
         return from_json(recorded.get("result"))
 
-    # -- the cluster the Run connects to -------------------------------------------------------------
+    # -- the cluster the Session connects to -------------------------------------------------------------
     def cluster(self) -> ReplayCluster:
         return ReplayCluster(self)
 

@@ -23,7 +23,7 @@ from pytest_gpucluster.report.summary import (
     ACCEPTED, INCOMPLETE, INCOMPLETE_EXIT, NOT_ACCEPTED, WARNED, CheckResult, apply_tier, build_summary, verdict_line,
     write_summary,
 )
-from pytest_gpucluster.runner import in_suites
+from pytest_gpucluster.packaged import in_suites
 from pytest_gpucluster.tiers import Tiers
 
 EVIDENCE_ATTR = "gpucluster_evidence"    # dict set on TestReport (plain data: survives xdist)
@@ -162,7 +162,7 @@ class ReportCollector:
             self._finish(check, self.phases.pop(report.nodeid))
 
     def _tiers(self) -> Tiers | None:
-        """The profile's tiers (read when a check finishes: the Run's profile gains a scenario overlay on connect)."""
+        """The profile's tiers (read when a check finishes: the Session's profile gains a scenario overlay on connect)."""
         tiers = getattr(getattr(get_run(self.config), "profile", None), "tiers", None)
         return tiers if isinstance(tiers, Tiers) else None
 
@@ -228,7 +228,7 @@ class ReportCollector:
         for nodeid, reports in list(self.phases.items()):   # interrupted: checks that never reached teardown
             self._finish(self._check(nodeid), reports)
         self.phases.clear()
-        # The Run's teardown has happened by now (plugin.py's sessionfinish wraps this one), so its leftovers are
+        # The Session's teardown has happened by now (plugin.py's sessionfinish wraps this one), so its leftovers are
         # in the verdict, and summary.json and the exit code say the same thing.
         self.state.summary = self.build(session, exitstatus)
         if self.state.report_dir is not None:

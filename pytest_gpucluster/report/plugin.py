@@ -12,7 +12,7 @@ from pytest_gpucluster.evidence import RECORD_KEY, evidence, unmet_criteria  # n
 from pytest_gpucluster.report import options
 from pytest_gpucluster.report.collector import EVIDENCE_ATTR, NODE_ATTR, HtmlHooks, ReportCollector, ReportState
 from pytest_gpucluster.report.redact import redact, redact_obj
-from pytest_gpucluster.runner import collects_suites
+from pytest_gpucluster.packaged import collects_suites
 
 STATE_KEY = pytest.StashKey[ReportState]()
 

@@ -1,4 +1,4 @@
-"""The report's read-only view of the per-run state (`run.Run` in config.stash), tolerant of a missing Run."""
+"""The report's read-only view of the per-run state (`session.Session` in config.stash), tolerant of a missing Session."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,22 +39,22 @@ class RunInfo:
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    """Same shape as run.Run's ids: YYYYmmdd-HHMMSS-<4 hex>."""
+    """Same shape as session.Session's ids: YYYYmmdd-HHMMSS-<4 hex>."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def get_run(config: pytest.Config) -> Any | None:
-    """The foundation's Run object, or None when its plugin is not active (e.g. plain pytester runs)."""
+    """The gpucluster plugin's Session, or None when its plugin is not active (e.g. plain pytester runs)."""
     try:
-        from pytest_gpucluster.run import RUN_KEY
+        from pytest_gpucluster.session import SESSION_KEY
     except ImportError:
         return None
-    return config.stash.get(RUN_KEY, None)
+    return config.stash.get(SESSION_KEY, None)
 
 
 def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
-    """Read the Run (if any) into a RunInfo; every field degrades to 'unknown' rather than failing."""
+    """Read the Session (if any) into a RunInfo; every field degrades to 'unknown' rather than failing."""
     run = get_run(config)
     if run is None:
         sim_opt = _option(config, "sim")

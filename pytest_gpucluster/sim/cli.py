@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ..handoff import KUBECONFIG, missing_sim_module, sim_extra_message
+from ..sim_contract.handoff import KUBECONFIG, missing_sim_module, sim_extra_message
 
 WHAT_IT_DOES = (
     "Serves a Kubernetes API on 127.0.0.1 only (https, throw-away CA, random bearer token held only by the "

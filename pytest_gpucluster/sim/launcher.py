@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
-from ..handoff import AwsSettings, write_handoff
+from ..sim_contract.handoff import AwsSettings, write_handoff
 from . import resources
 from .rbac import Authorizer, load_authorizer
 from .server import ApiServer, FaultConfig, ServerInfo

@@ -11,7 +11,7 @@ from pytest_gpucluster.aws.session import (
     ClusterTarget, open_session, parse_provider_id, region_of_zone, require_aws, target_from_kubeconfig,
     target_from_provider_ids,
 )
-from pytest_gpucluster.handoff import AwsSettings
+from pytest_gpucluster.sim_contract.handoff import AwsSettings
 from pytest_gpucluster.sim.aws import AwsSim
 
 from .conftest import REGION

@@ -12,7 +12,7 @@ from pytest_gpucluster.kube.fleets import FleetRunner
 from pytest_gpucluster.kube.watching import eventually
 from pytest_gpucluster.kube.probes import MANAGED_BY, RUN_LABEL, ProbeContext, ProbeSpec
 from pytest_gpucluster.profile import Profile, load_profile
-from pytest_gpucluster.run import new_run_id
+from pytest_gpucluster.session import new_run_id
 
 launcher = pytest.importorskip("pytest_gpucluster.sim.launcher", reason="simulated cluster not available yet")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gpucluster.handoff import (
+from pytest_gpucluster.sim_contract.handoff import (
     AWS_SETTINGS, KUBECONFIG, MANIFEST, PROFILE_OVERLAY, AwsSettings, HandoffError, read_handoff, write_handoff,
 )
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_gpucluster.kube.probes import manifests_dir
-from pytest_gpucluster.runner import suites_dir
+from pytest_gpucluster.packaged import suites_dir
 
 tomllib = pytest.importorskip("tomllib")   # Python 3.11+
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpucluster import handoff
+from pytest_gpucluster.sim_contract import handoff
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,10 +5,10 @@ import pytest
 
 SHOW_OPTIONS = """
 import json
-from pytest_gpucluster.run import RUN_KEY
+from pytest_gpucluster.session import SESSION_KEY
 
 def test_show(pytestconfig):
-    run = pytestconfig.stash[RUN_KEY]
+    run = pytestconfig.stash[SESSION_KEY]
     print("OPTIONS=" + json.dumps(run.options.to_dict(), sort_keys=True))
     print("ARGS=" + json.dumps([str(a) for a in pytestconfig.args]))
 """
@@ -188,3 +188,16 @@ def test_env_fallback_is_used_below_the_command_line(pytester: pytest.Pytester, 
     pytester.makepyfile(test_show=SHOW_OPTIONS)
     opts = _options(pytester.runpytest_subprocess(*plugin_args, "-s", "--gpucluster-nccl-nodes", "3"))
     assert opts["nccl_nodes"] == 3 and opts["smoke_image"] == "env/torch:1"
+
+
+def test_the_former_fixture_name_gives_the_session_with_a_deprecation_warning(pytester: pytest.Pytester,
+                                                                             plugin_args: list[str]) -> None:
+    pytester.makepyfile(test_old_name="""
+        def test_same(gpucluster_run, gpucluster_session):
+            assert gpucluster_run is gpucluster_session
+    """)
+    result = pytester.runpytest(*plugin_args, "--gpucluster-no-report", "-W", "error::pytest.PytestDeprecationWarning")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*gpucluster_run is now gpucluster_session*"])
+    result = pytester.runpytest(*plugin_args, "--gpucluster-no-report")
+    result.assert_outcomes(passed=1, warnings=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpucluster import runner
+from pytest_gpucluster.cli import run as runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

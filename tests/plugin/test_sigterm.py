@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SLOW = """
 import time
 
-def test_slow(cluster, gpucluster_run):
+def test_slow(cluster, gpucluster_session):
     cluster.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
         "name": "gc-left-behind", "labels": {"app.kubernetes.io/managed-by": "pytest-gpucluster",
-                                             "gpucluster.io/run": gpucluster_run.run_id}}},
-        gpucluster_run.namespace)
-    print("READY", gpucluster_run.namespace, flush=True)
+                                             "gpucluster.io/run": gpucluster_session.run_id}}},
+        gpucluster_session.namespace)
+    print("READY", gpucluster_session.namespace, flush=True)
     time.sleep(120)
 """
 

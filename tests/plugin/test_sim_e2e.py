@@ -14,7 +14,7 @@ from typing import Callable
 
 import pytest
 
-from pytest_gpucluster import sim_process
+from pytest_gpucluster.sim_contract import child as sim_process
 from tests.reliability.suite_runs import SuiteRun
 from tests.suite_cache import Results, SuiteSpec, custom
 
@@ -56,10 +56,10 @@ def test_cpu_probe(run_probe, cpu_node):
     assert result.ok and "hello" in result.logs, result.describe()
 
 
-def test_zz_fleet_ran_once_for_all_per_node_tests(cluster, gpucluster_run, inventory):
-    pods = cluster.items("pods", gpucluster_run.namespace, label_selector="gpucluster.io/probe=nvidia-smi")
+def test_zz_fleet_ran_once_for_all_per_node_tests(cluster, gpucluster_session, inventory):
+    pods = cluster.items("pods", gpucluster_session.namespace, label_selector="gpucluster.io/probe=nvidia-smi")
     assert len(pods) == len(inventory.gpu_nodes)
-    assert all(p["metadata"]["labels"]["gpucluster.io/run"] == gpucluster_run.run_id for p in pods)
+    assert all(p["metadata"]["labels"]["gpucluster.io/run"] == gpucluster_session.run_id for p in pods)
 """
 
 
@@ -171,22 +171,22 @@ def gone_within(pid: int, timeout_s: float) -> bool:
 HANDOFF = """
 import os
 
-def test_handoff(cluster, gpucluster_run):
-    handoff = gpucluster_run.sim.handoff
-    env = gpucluster_run.aws_env
+def test_handoff(cluster, gpucluster_session):
+    handoff = gpucluster_session.sim.handoff
+    env = gpucluster_session.aws_env
     assert handoff.scenario_name == "healthy" and handoff.kubeconfig_path.parent == handoff.folder
     assert env == handoff.aws.as_env() and env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert [k for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
             if os.environ.get(k) == env[k]] == []
-    assert gpucluster_run.sim.process.pid != os.getpid()
-    print("SIM", gpucluster_run.sim.process.pid, env["AWS_ENDPOINT_URL"])
+    assert gpucluster_session.sim.process.pid != os.getpid()
+    print("SIM", gpucluster_session.sim.process.pid, env["AWS_ENDPOINT_URL"])
 """
 
 
 def test_sim_hands_over_through_files_and_leaves_os_environ_alone(pytester: pytest.Pytester,
                                                                   plugin_args: list[str]) -> None:
     """The simulated cluster is a child process; its AWS settings reach the run through the hand-off folder
-    (Run.aws_env), never through os.environ; teardown stops the child."""
+    (Session.aws_env), never through os.environ; teardown stops the child."""
     before = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     pytester.makepyfile(test_sim_handoff_in_run=HANDOFF)   # a name no module of tests/ has (import file mismatch under xdist)
     result = pytester.runpytest(*plugin_args, "--sim", "-s")
@@ -206,8 +206,8 @@ def test_sim_start_failure_is_the_childs_reason(tmp_path: Path) -> None:
 SLOW = """
 import time
 
-def test_slow(cluster, gpucluster_run):
-    print("SIMPID", gpucluster_run.sim.process.pid, flush=True)
+def test_slow(cluster, gpucluster_session):
+    print("SIMPID", gpucluster_session.sim.process.pid, flush=True)
     time.sleep(120)
 """
 

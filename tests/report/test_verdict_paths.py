@@ -214,14 +214,14 @@ def test_a_known_failure_that_passes_is_not_accepted_and_exits_1(run_suite: Any)
 LEAVES_OBJECTS = '''
 import pytest
 from pytest_gpucluster.kube import cleanup
-from pytest_gpucluster.run import RUN_KEY
+from pytest_gpucluster.session import SESSION_KEY
 
 class Cluster:
     def close(self):
         pass
 
 def pytest_sessionstart(session):
-    run = session.config.stash[RUN_KEY]
+    run = session.config.stash[SESSION_KEY]
     run._cluster = Cluster()   # as if connected; the teardown below is what a cluster refusing deletes would give
     cleanup.teardown_run = lambda *a, **k: cleanup.TeardownReport(leftovers=["pods/gpucluster-x/probe-1"])
 '''

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pytest_gpucluster.handoff import MANIFEST, read_handoff
+from pytest_gpucluster.sim_contract.handoff import MANIFEST, read_handoff
 from pytest_gpucluster.sim.launcher import SimCluster, SimClusterError
 
 ROOT = Path(__file__).resolve().parents[2]

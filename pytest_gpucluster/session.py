@@ -1,4 +1,4 @@
-"""Per-run state (Run in config.stash[RUN_KEY]): options, profile, lazy cluster connection, namespace, teardown."""
+"""The state of one pytest session against one cluster (Session in config.stash[SESSION_KEY]): options, profile, lazy cluster connection, namespace, teardown."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 import pytest
 
-from . import retry, sim_process
-from .handoff import HandoffError, missing_sim_module, sim_extra_message
+from . import retry
+from .sim_contract import child as sim_process
+from .sim_contract.handoff import HandoffError, missing_sim_module, sim_extra_message
 from .kube import cleanup, errors, kubeconfig
 from .kube.client import Cluster
 from .kube.discovery import Inventory, discover
@@ -26,7 +27,7 @@ from .kube.watching import settled
 from .options import RunOptions
 
 from .profile import Profile, load_profile
-from .sim_process import SimProcess
+from .sim_contract.child import SimProcess
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """`YYYYmmdd-HHMMSS-<4 hex>` in UTC: sortable, and `gpucluster cleanup` reads the age from it."""
@@ -59,7 +60,7 @@ class SigtermAsInterrupt:
 
 
 @dataclass
-class Run:
+class Session:
     """Everything one pytest session knows about the cluster under test. Connects on first use only."""
 
     options: RunOptions
@@ -79,7 +80,7 @@ class Run:
     _probe_seq: int = 0
     _torn_down: bool = False
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    on_connect: list[Callable[["Run"], None]] = field(default_factory=list)
+    on_connect: list[Callable[["Session"], None]] = field(default_factory=list)
     # bundle/replay.Replay when re-judging a recording (`gpucluster judge`): the cluster and AWS are answered
     # from the recorded run instead of a server; nothing is created, nothing is cleaned up
     replay: Any = None
@@ -266,4 +267,4 @@ def start_sim(scenario: str, workdir: Path) -> SimProcess:
         raise errors.ClusterError(f"--sim {scenario}: cannot start the simulated cluster: {exc}") from exc
 
 
-RUN_KEY = pytest.StashKey[Run]()
+SESSION_KEY = pytest.StashKey[Session]()

@@ -8,7 +8,7 @@ from typing import Sequence
 
 # subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("pytest_gpucluster.runner", "run the acceptance suites (pytest on the installed suites)"),
+    "run": ("pytest_gpucluster.cli.run", "run the acceptance suites (pytest on the installed suites)"),
     "sim": ("pytest_gpucluster.sim.cli", "serve a simulated EKS GPU cluster until interrupted"),
     "parse": ("pytest_gpucluster.parsers.cli", "parse saved nvidia-smi / fi_info / nccl-tests output to JSON"),
     "cleanup": ("pytest_gpucluster.kube.cleanup", "delete leftovers of dead runs from a cluster"),
@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("pytest_gpucluster.bundle.judge", "re-judge a recorded run (its report folder) with the current judges "
                                                  "and a profile, without the cluster"),
     "verify": ("pytest_gpucluster.bundle.verify", "check a report folder against its manifest and signature"),
-    "profile": ("pytest_gpucluster.profile_show", "show the effective acceptance profile with each value's source"),
+    "profile": ("pytest_gpucluster.cli.profile", "show the effective acceptance profile with each value's source"),
 }
 
 
@@ -43,6 +43,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     return int(modules[args.command].run(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
