@@ -39,7 +39,7 @@ INSTANCE_KEYS = {"gpus", "gpu_product", "gpu_memory_mib", "gpu_memory_tolerance_
 # Node health (suites/test_node_health.py): expectations per instance type; see profiles/default.yaml for sources.
 HEALTH_KEYS = {"dcgm_level", "xid_window_h", "nvlink_links", "nvlink_link_gbs", "gpu_gpu_link", "pcie_gen", "pcie_width",
                "power_limit_w", "load", "load_start_s"}
-HEALTH_LOADS = ("dcgmproftester", "pytorch")      # the CUDA loads of the node-health probe (kube/healthprobes.loads)
+HEALTH_LOADS = ("dcgmproftester", "pytorch")      # the CUDA loads of the node-health probe (gather/node_health.loads)
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
 
 

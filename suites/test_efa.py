@@ -1,73 +1,33 @@
-"""EFA end to end (marker efa): EFA allocatable per node, and fi_info, /dev/infiniband and memlock seen from a pod."""
+"""EFA end to end (marker efa): EFA allocatable per node, and fi_info, /dev/infiniband and memlock seen from a pod
+(what the probe pod runs: pytest_gpucluster/gather/efa.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import pytest
 
 from pytest_gpucluster.checks import efa as judge
+from pytest_gpucluster.gather.efa import PROBE_NAME, EfaProbe, efa_spec, expected_efa
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory
 from pytest_gpucluster.kube.objects import EFA_RESOURCE, HUGEPAGES_2MI, NodeInfo
-from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.kube.quantity import count, mebibytes
+from pytest_gpucluster.kube.quantity import count
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.session import Session
 from pytest_gpucluster.suite import enforce
 
 pytestmark = pytest.mark.efa
 
-HUGEPAGES_REQUEST = "128Mi"   # a probe-sized share of the node's 2 MiB huge pages (libfabric bounce buffers)
-# One script, three sections, each closed by its exit code; `fi_info` errors go to stderr (same log). It runs in the
-# NCCL image (the EFA installer's libfabric: fi_info under /opt/amazon/efa/bin) or --gpucluster-efa-image.
-SCRIPT = ("export PATH=\"/opt/amazon/efa/bin:$PATH\"; echo '### fi_info'; fi_info -p efa 2>&1; echo \"### rc=$?\"; "
-          "echo '### dev-infiniband'; ls -1 /dev/infiniband 2>&1; echo \"### rc=$?\"; "
-          "echo '### memlock'; ulimit -l 2>&1; echo \"### rc=$?\"")
-
-
-@dataclass
-class EfaProbe:
-    """What one node's EFA probe pod saw, split into its sections."""
-
-    node: NodeInfo
-    requested: int
-    hugepages: str | None
-    result: ProbeResult
-    sections: dict[str, tuple[str, int]] = field(default_factory=dict)   # name -> (output, exit code)
-
-    def section(self, name: str) -> tuple[str, int]:
-        return self.sections.get(name) or ("", -1)
-
-
-def expected_efa(node: NodeInfo) -> int:
-    """The profile's EFA count for the node's type (nodes of unknown types: what they advertise)."""
-    return node.expected_efa or node.efa_allocatable
-
-
-def efa_spec(node: NodeInfo, image: str) -> tuple[ProbeSpec, int]:
-    """The probe for one node: as many EFA devices as the profile expects and the node can give; the node's own
-    workload taints tolerated (the EFA probe judges EFA; whether the taints are right is the taints suite's)."""
-    requested = min(expected_efa(node), node.efa_allocatable) if node.efa_allocatable > 0 else 0
-    hugepages = HUGEPAGES_REQUEST if mebibytes(node.allocatable.get(HUGEPAGES_2MI)) >= 128 else None
-    spec = ProbeSpec(name="efa-fi-info", command=["sh", "-c", SCRIPT], node=node.name, efa=requested, image=image,
-                     hugepages_2mi=hugepages, memory="512Mi" if hugepages else None, ipc_lock=True,
-                     tolerations=tolerations_for([node]))
-    return spec, requested
-
 
 @pytest.fixture(scope="module")
 def efa_probes(inventory: Inventory, run_fleet: Callable[[str, Mapping[str, ProbeSpec]], dict[str, ProbeResult]],
                gpucluster_session: Session) -> dict[str, EfaProbe]:
     """One probe pod per EFA node (one fleet, one watch), shared by the per-node checks below."""
-    specs, requested = {}, {}
     image = gpucluster_session.options.efa_image or gpucluster_session.options.nccl_image
-    for node in inventory.efa_nodes:
-        specs[node.name], requested[node.name] = efa_spec(node, image)
-    results = run_fleet("efa-fi-info", specs)
-    return {name: EfaProbe(inventory.by_name[name], requested[name], specs[name].hugepages_2mi, res,
-                           judge.split_sections(res.logs)) for name, res in results.items()}
+    specs = {node.name: efa_spec(node, image) for node in inventory.efa_nodes}
+    results = run_fleet(PROBE_NAME, specs)
+    return {name: EfaProbe.read(inventory.by_name[name], specs[name], res) for name, res in results.items()}
 
 
 def _probe(efa_probes: dict[str, EfaProbe], node: NodeInfo, evidence: Any) -> EfaProbe:

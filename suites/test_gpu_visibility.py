@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_gpucluster.checks import gpu_visibility as judge
-from pytest_gpucluster.checks.gpu_probes import (
+from pytest_gpucluster.gather.gpu_visibility import (
     ISOLATION_SCRIPT,
     SAMPLE_COMMAND,
     SMI_SCRIPT,

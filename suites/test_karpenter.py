@@ -9,7 +9,7 @@ import yaml
 
 from pytest_gpucluster.checks import karpenter as judge
 from pytest_gpucluster.checks.karpenter import PHASES, PoolTarget
-from pytest_gpucluster.karpenter import (OBSERVE_FACTOR, Budget, Observer, diagnose, ec2_launch_time, efa_request,
+from pytest_gpucluster.gather.karpenter import (OBSERVE_FACTOR, Budget, Observer, diagnose, ec2_launch_time, efa_request,
                                          observe, scale_down, timeline_table)
 from pytest_gpucluster.kube import errors, kubeconfig, nodepool
 from pytest_gpucluster.kube.client import Cluster

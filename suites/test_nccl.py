@@ -1,6 +1,6 @@
 """NCCL all-reduce (marker nccl): single-node probe pods on every GPU node and multi-node MPIJobs per group of EFA
 nodes, judged on correctness, network path, bandwidth; a failed group's nodes re-tested with good partners so the bad
-node is named (judges: pytest_gpucluster/checks/nccl*.py; the MPIJobs: pytest_gpucluster/nccl_rounds.py,
+node is named (judges: pytest_gpucluster/checks/nccl*.py; the MPIJobs: pytest_gpucluster/gather/nccl.py,
 fixtures/mpijob-nccl.yaml)."""
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from typing import Callable, Mapping
 
 import pytest
 
-from pytest_gpucluster import nccl
 from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
 from pytest_gpucluster.checks.nccl_localise import Localisation, judge_node
 from pytest_gpucluster.checks.nccl_nodes import Coverage, NodeGroup, full_groups, gpus_of, multi_node_groups, single_node_targets
 from pytest_gpucluster.evidence import Evidence
+from pytest_gpucluster.gather import nccl_evidence as nccl
+from pytest_gpucluster.gather.nccl import MultiNodeRunner, gpu_facts, image_for, localise
 from pytest_gpucluster.kube import mpijob
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory, NodeInfo
 from pytest_gpucluster.kube.placement import tolerations_for
 from pytest_gpucluster.kube.plugins import Plugins
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec
-from pytest_gpucluster.nccl_rounds import MultiNodeRunner, gpu_facts, image_for, localise
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.session import SESSION_KEY, Session
 from pytest_gpucluster.suite import enforce

@@ -2,7 +2,7 @@
 fabric manager, ECC and memory-error history, PCIe links and clocks under load, topology and fleet uniformity; one test
 per check per node.
 
-Three fleets (one pod per GPU node each; what they run: pytest_gpucluster/kube/healthprobes.py): a pod with all the
+Three fleets (one pod per GPU node each; what they run: pytest_gpucluster/gather/node_health.py): a pod with all the
 node's GPUs starts a CUDA load (dcgmproftester from NVIDIA's DCGM image; PyTorch with `health.load: pytorch`), waits
 until it runs on every GPU, and reads nvidia-smi's -q health sections, nvlink and topo under it (the cheap checks
 share it); NVIDIA's DCGM image runs `dcgmi diag -r <health.dcgm_level> -j`; a PRIVILEGED pod reads the kernel log
@@ -26,7 +26,7 @@ from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory
 from pytest_gpucluster.kube.objects import NodeInfo
-from pytest_gpucluster.kube.healthprobes import (DCGM_IMAGE, DCGM_RUNTIME_S, HOSTLOG_SCRIPT, LOAD_WAIT_S,
+from pytest_gpucluster.gather.node_health import (DCGM_IMAGE, DCGM_RUNTIME_S, HOSTLOG_SCRIPT, LOAD_WAIT_S,
                                                   health_script, health_spec, loads)
 from pytest_gpucluster.kube.plugins import Plugins, gpus_to_request
 from pytest_gpucluster.kube.probes import ProbeResult, ProbeSpec

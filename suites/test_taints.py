@@ -1,4 +1,5 @@
-"""Taints (marker taints): GPU nodes carry the expected taint, the scheduler enforces it, CPU nodes carry none."""
+"""Taints (marker taints): GPU nodes carry the expected taint, the scheduler enforces it, CPU nodes carry none
+(the pods whose scheduling decisions are the evidence: pytest_gpucluster/gather/taints.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,10 +9,10 @@ import pytest
 from pytest_gpucluster.checks import taints as judge
 from pytest_gpucluster.kube import nodepool
 from pytest_gpucluster.kube.client import Cluster
-from pytest_gpucluster.kube.decisions import DECISION_TIMEOUT_S, Decision, pinned, place
+from pytest_gpucluster.gather import taints as pods
+from pytest_gpucluster.kube.decisions import DECISION_TIMEOUT_S, Decision, place
 from pytest_gpucluster.kube.discovery import Inventory
 from pytest_gpucluster.kube.objects import GPU_RESOURCE, NodeInfo
-from pytest_gpucluster.kube.placement import toleration_for
 from pytest_gpucluster.kube.probes import ProbeContext
 from pytest_gpucluster.profile import Profile
 from pytest_gpucluster.suite import enforce
@@ -35,31 +36,30 @@ def accepted_taints(inventory: Inventory, cluster: Cluster, gpu_profile: Profile
 def untolerated(inventory: Inventory, cluster: Cluster, probe_context: ProbeContext) -> dict[str, Decision]:
     """Per GPU node: a pod without any toleration, pinned to the node by hostname."""
     return place(cluster, probe_context, "taints/untolerated",
-                 {n.name: pinned(n.name, "no-toleration", tolerate_gpu=False) for n in inventory.gpu_nodes})
+                 {n.name: pods.untolerated(n) for n in inventory.gpu_nodes})
 
 
 @pytest.fixture(scope="module")
 def tolerated(inventory: Inventory, cluster: Cluster, probe_context: ProbeContext,
               accepted_taints: dict[str, list[judge.Taint]]) -> dict[str, Decision]:
     """Per GPU node: a pod tolerating the GPU taints accepted for the node, requesting no GPU, pinned to it."""
-    return place(cluster, probe_context, "taints/tolerated", {
-        n.name: pinned(n.name, "tolerated", tolerations=[toleration_for(t) for t in accepted_taints[n.name]])
-        for n in inventory.gpu_nodes})
+    return place(cluster, probe_context, "taints/tolerated",
+                 {n.name: pods.tolerated(n, accepted_taints[n.name]) for n in inventory.gpu_nodes})
 
 
 @pytest.fixture(scope="module")
 def gpu_request_without_toleration(inventory: Inventory, cluster: Cluster,
                                    probe_context: ProbeContext) -> dict[str, Decision]:
     """Per GPU node: a pod requesting 1 GPU with no toleration of its own (ExtendedResourceToleration may add one)."""
-    return place(cluster, probe_context, "taints/ert", {
-        n.name: pinned(n.name, "gpu-no-toleration", gpus=1, tolerate_gpu=False) for n in inventory.gpu_nodes})
+    return place(cluster, probe_context, "taints/ert",
+                 {n.name: pods.gpu_without_toleration(n) for n in inventory.gpu_nodes})
 
 
 @pytest.fixture(scope="module")
 def gpu_request_on_cpu(inventory: Inventory, cluster: Cluster, probe_context: ProbeContext) -> dict[str, Decision]:
     """Per CPU-only node: a pod requesting 1 GPU (tolerating the GPU taints), pinned to the node."""
     return place(cluster, probe_context, "taints/gpu-on-cpu",
-                 {n.name: pinned(n.name, "gpu-on-cpu", gpus=1) for n in inventory.cpu_nodes})
+                 {n.name: pods.gpu_on_cpu(n) for n in inventory.cpu_nodes})
 
 
 # -- checks --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks.gpu_probes import ISOLATION_SCRIPT, TABLE_MARK, read_listing, split_output
+from ..gather.gpu_visibility import ISOLATION_SCRIPT, TABLE_MARK, read_listing, split_output
 from ..checks.probe_output import split_sections
 from ..kube.objects import GPU_RESOURCE
 from .recording import read_gz
@@ -192,7 +192,7 @@ def _probe_outputs(recording: Recording, probe: dict[str, Any]) -> tuple[dict[st
     command = " ".join(str(a) for a in probe.get("command") or [])
     rc = probe.get("exit_code")
     if TABLE_MARK in command:
-        # the GPU-visibility probe (checks/gpu_probes.SMI_SCRIPT): the query's exit code is the pod's; the table's own
+        # the GPU-visibility probe (gather/gpu_visibility.SMI_SCRIPT): the query's exit code is the pod's; the table's own
         # is not in the log
         query, table = split_output(text)
         return {"nvidia-smi query": (query + "\n", int(rc or 0)), "nvidia-smi": (table + "\n", 0)}, \

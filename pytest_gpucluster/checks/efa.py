@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 from pytest_gpucluster.checks.probe_output import not_run as probe_not_run
-from pytest_gpucluster.checks.probe_output import split_sections as split_sections   # the EFA probe's sections
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.kube.objects import EFA_RESOURCE
 from pytest_gpucluster.parsers import ParseError, parse_fi_info

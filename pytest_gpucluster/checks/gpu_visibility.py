@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from .gpu_probes import EXIT_NOT_FOUND, SAMPLE_OK, SMOKE_OK, csv_column, parse_or_none, read_listing, split_output
+from ..gather.gpu_visibility import EXIT_NOT_FOUND, SAMPLE_OK, SMOKE_OK, csv_column, parse_or_none, read_listing, split_output
 from ..kube.objects import GPU_RESOURCE
 from .verdict import Criterion, Verdict
 

@@ -104,7 +104,7 @@ def _number(sections: dict[str, tuple[str, int]], name: str) -> float | None:
 
 def from_reader(subject: str, sections: dict[str, tuple[str, int]], window_h: float | None, health: SmiLog | None,
                 not_run: Verdict) -> tuple[Verdict, XidLog | None]:
-    """The verdict on a kernel-log reader's sections (`uptime`, `now`, `dmesg`; kube/healthprobes.HOSTLOG_SCRIPT):
+    """The verdict on a kernel-log reader's sections (`uptime`, `now`, `dmesg`; gather/node_health.HOSTLOG_SCRIPT):
     a reader that never printed its log section did not run: `not_run` (a failure, like every other probe); a
     `dmesg` that ran and failed (dmesg_restrict, no CAP_SYSLOG) is not shown with its message."""
     if "dmesg" not in sections:

@@ -1,5 +1,7 @@
-"""What the probe pods print, read once for every area: the sections a probe script writes (`### <name>` ... `### rc=N`,
-kube/healthprobes.py and the EFA probe in suites/test_efa.py) and the verdict for a probe pod that did not run."""
+"""THE probe-output convention, written and read once for every area: a probe script prints each of its outputs as a
+section, `### <name>`, the output, then `### rc=<exit code>` (`section` writes one: gather/efa.py, gather/node_health.py;
+`split_sections` reads them back; a section that never printed its `### rc=` line did not finish and is absent, never
+empty), and the verdict for a probe pod that did not run."""
 from __future__ import annotations
 
 import re
@@ -7,6 +9,11 @@ import re
 from .verdict import Verdict
 
 _SECTION = re.compile(r"^### (?P<name>[\w-]+)\n(?P<body>.*?)^### rc=(?P<rc>\d+)$", re.M | re.S)
+
+
+def section(name: str, command: str) -> str:
+    """The shell that prints `command`'s output as section `name`, closed by its exit code."""
+    return f"echo '### {name}'; {command}; echo \"### rc=$?\""
 
 
 def split_sections(logs: str) -> dict[str, tuple[str, int]]:

@@ -27,11 +27,6 @@ class Decision:
         return list(self.pod.get("spec", {}).get("tolerations") or [])
 
 
-def pinned(node: str, name: str, **kwargs: Any) -> ProbeSpec:
-    """A pod running `true`, pinned to `node` through the scheduler (so taints apply)."""
-    return ProbeSpec(name=name, command=["true"], node=node, timeout_s=DECISION_TIMEOUT_S, **kwargs)
-
-
 def place(cluster: Cluster, ctx: ProbeContext, key: str, specs: Mapping[str, ProbeSpec]) -> dict[str, Decision]:
     """Create one pod per spec, wait (one watch) until each is bound or refused, delete them.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_gpucluster.checks import efa as judge
+from pytest_gpucluster.checks.probe_output import split_sections
 from pytest_gpucluster.checks.verdict import Status
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fi_info"
@@ -14,7 +15,7 @@ NODE = "ip-10-0-3-17/p4de.24xlarge"
 
 def test_split_sections_reads_each_output_and_exit_code() -> None:
     logs = "### fi_info\nprovider: efa\n### rc=0\n### dev-infiniband\nuverbs0\n### rc=0\n### memlock\n64\n### rc=0"
-    assert judge.split_sections(logs) == {"fi_info": ("provider: efa", 0), "dev-infiniband": ("uverbs0", 0),
+    assert split_sections(logs) == {"fi_info": ("provider: efa", 0), "dev-infiniband": ("uverbs0", 0),
                                           "memlock": ("64", 0)}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpucluster.checks.gpu_probes import DEV_MARK, TABLE_MARK, csv_column, read_devices, read_listing
+from pytest_gpucluster.gather.gpu_visibility import DEV_MARK, TABLE_MARK, csv_column, read_devices, read_listing
 from pytest_gpucluster.checks.gpu_visibility import (
     judge_cuda_smoke,
     judge_gpu_facts,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpucluster import nccl
+from pytest_gpucluster.gather import nccl_evidence as nccl
 from pytest_gpucluster.checks import Status
 from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network
 from pytest_gpucluster.evidence import Evidence

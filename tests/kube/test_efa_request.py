@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_gpucluster.karpenter import efa_request
+from pytest_gpucluster.gather.karpenter import efa_request
 from pytest_gpucluster.kube.plugins import Plugins, admits
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}

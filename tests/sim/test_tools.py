@@ -218,7 +218,7 @@ def test_torch_reports_allocated_gpus(bin_dir: Path, tmp_path: Path, healthy: Sc
 
 def test_torch_matmul_load_waits_for_the_gpu_instead_of_spinning_the_host(bin_dir: Path, tmp_path: Path,
                                                                          healthy: Scenario) -> None:
-    """The node-health probe's load loop (kube/healthprobes.LOAD, here for 1 s): a 4096^3 matmul takes ~2 ms on an
+    """The node-health probe's load loop (gather/node_health.LOAD, here for 1 s): a 4096^3 matmul takes ~2 ms on an
     H100's FP32 units (67 TFLOPS), the 8 GPUs work in parallel and synchronize() waits for the queued work, so the
     loop gets through at most ~490 rounds a second; a matmul that cost nothing let it spin a host core instead."""
     code = ("import time, torch\nxs = [torch.randn(4096, 4096, device=f'cuda:{i}') for i in range(8)]\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .objects import NodeInfo
-from .placement import tolerations_for
-from .probes import ProbeSpec
+from ..checks.probe_output import section
+from ..kube.objects import NodeInfo
+from ..kube.placement import tolerations_for
+from ..kube.probes import ProbeSpec
 
 DCGM_IMAGE = "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04"   # what GPU Operator v25.3 deploys
 TORCH_IMAGE = "nvcr.io/nvidia/pytorch:25.01-py3"
@@ -55,8 +56,8 @@ def health_script(load: Load, wait_s: int) -> str:
     """Start the load, wait (at most `wait_s`) until it announces every GPU the pod holds, then read `nvidia-smi -q`,
     `nvlink -s`, `topo -m` and the host's versions while it runs; stop it (SIGKILL: dcgmproftester's workers die
     with their parent, PR_SET_PDEATHSIG) and print its output. Each section ends with `### rc=<exit code>`
-    (checks/node_health.split_sections); the load's output gets a newline of its own, as dcgmproftester's error
-    messages end without one (DcgmProfTester.cpp main)."""
+    (checks/probe_output.section); the load's output gets a newline of its own, as dcgmproftester's error messages
+    end without one (DcgmProfTester.cpp main)."""
     return (
         f'd=$(mktemp -d); {load.command} > "$d/load.out" 2>&1 & pid=$!; '
         "n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU '); t=0; r=0; "
@@ -64,18 +65,21 @@ def health_script(load: Load, wait_s: int) -> str:
         f"r=$(grep -oE '{load.mark}' \"$d/load.out\" | sort -u | wc -l); "
         'if [ "$n" -gt 0 ] && [ "$r" -ge "$n" ]; then break; fi; '
         "kill -0 $pid 2>/dev/null || break; sleep 1; t=$((t+1)); done; "
-        "echo '### load-wait'; echo \"gpus=$n running=$r waited_s=$t\"; echo '### rc=0'; "
-        "echo '### smi-q'; nvidia-smi -q 2>&1; echo \"### rc=$?\"; "
-        "echo '### nvlink'; nvidia-smi nvlink -s 2>&1; echo \"### rc=$?\"; "
-        "echo '### topo'; nvidia-smi topo -m 2>&1; echo \"### rc=$?\"; "
-        "echo '### host'; echo \"kernel=$(uname -r)\"; echo \"efa driver=$(cat /sys/module/efa/version 2>/dev/null)\"; "
-        "echo '### rc=0'; kill -KILL $pid 2>/dev/null; wait $pid; rc=$?; "
-        "echo '### cuda'; cat \"$d/load.out\"; echo; echo \"### rc=$rc\"; rm -rf \"$d\"")
+        + "; ".join([section("load-wait", 'echo "gpus=$n running=$r waited_s=$t"'),
+                     section("smi-q", "nvidia-smi -q 2>&1"),
+                     section("nvlink", "nvidia-smi nvlink -s 2>&1"),
+                     section("topo", "nvidia-smi topo -m 2>&1"),
+                     section("host", 'echo "kernel=$(uname -r)"; '
+                                     'echo "efa driver=$(cat /sys/module/efa/version 2>/dev/null)"'),
+                     "kill -KILL $pid 2>/dev/null; wait $pid; rc=$?",
+                     # the load's exit code closes its section
+                     section("cuda", 'cat "$d/load.out"; echo; (exit $rc)'),
+                     'rm -rf "$d"']))
 
 
 # The kernel log with the clock needed to say how far back it reaches (`dmesg` prints seconds since boot).
-HOSTLOG_SCRIPT = ("echo '### uptime'; cat /proc/uptime; echo \"### rc=$?\"; echo '### now'; date +%s; echo \"### rc=$?\"; "
-                  "echo '### dmesg'; dmesg 2>&1; echo \"### rc=$?\"")
+HOSTLOG_SCRIPT = "; ".join([section("uptime", "cat /proc/uptime"), section("now", "date +%s"),
+                            section("dmesg", "dmesg 2>&1")])
 
 
 def health_spec(name: str, node: NodeInfo, command: str, **kw: Any) -> ProbeSpec:
