@@ -2,8 +2,9 @@
 
 Each option is a command-line flag, an ini key (`gpucluster_*`) and, for a few, a documented environment
 fallback; precedence: command line > ini > environment > default. docs/options.md's table is generated from
-OPTIONS (`python -m pytest_gpucluster.options`) and a test keeps the two equal. Suites read options only as
-`gpucluster_session.options.<field>`.
+OPTIONS (`python -m pytest_gpucluster.options`) and a test keeps the two equal. Everything reads them one way:
+`run_options(config)` (resolved once, kept in config.stash); suites as `gpucluster_session.options.<field>`, the
+same object.
 """
 from __future__ import annotations
 
@@ -232,7 +233,10 @@ def _looks_like_test_path(value: str) -> bool:
 def _raw(config: pytest.Config, opt: Option, environ: dict[str, str]) -> Any:
     value = config.getoption(opt.dest, default=None)
     if value is None:
-        ini = config.getini(opt.dest)
+        try:
+            ini = config.getini(opt.dest)
+        except ValueError:     # not registered: only the report plugin is loaded (`-p no:gpucluster`)
+            ini = None
         value = ini if ini not in ("", None, [], False) else None
     if value is None and opt.env:
         value = environ.get(opt.env) or None
@@ -258,6 +262,19 @@ def resolve_options(config: pytest.Config, environ: dict[str, str] | None = None
     if values["sim"] is not None and config.getoption("gpucluster_kubeconfig", default=None):
         raise pytest.UsageError("--sim and --kubeconfig are exclusive: the simulated cluster has its own kubeconfig")
     return RunOptions(**values)
+
+
+OPTIONS_KEY = pytest.StashKey[RunOptions]()
+
+
+def run_options(config: pytest.Config) -> RunOptions:
+    """THE way to read this run's options: resolved once (the gpucluster plugin does it first, in pytest_configure)
+    and kept in config.stash. Where only the report plugin is loaded (`-p no:gpucluster`), the rows it registered
+    are read and every other field is its default."""
+    opts = config.stash.get(OPTIONS_KEY, None)
+    if opts is None:
+        opts = config.stash[OPTIONS_KEY] = resolve_options(config)
+    return opts
 
 
 def markdown_table() -> str:

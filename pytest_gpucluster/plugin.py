@@ -10,7 +10,7 @@ import pytest
 from .kube.errors import ClusterError
 from .kube.kubeconfig import KubeconfigError
 from .kube.progress import ProgressFactory, TerminalOut
-from .options import add_options, resolve_options
+from .options import add_options, run_options
 from .profile import load_profile
 from .session import SESSION_KEY, Session
 from .packaged import collects_suites, suites_dir
@@ -53,7 +53,7 @@ def _stdout_is_tty() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    opts = resolve_options(config)
+    opts = run_options(config)
     run = Session(options=opts, profile=load_profile(opts.profile))
     tty = _stdout_is_tty()
     # A terminal gets one line rewritten in place; a CI log (no TTY) plain lines; -q silences both, and xdist

@@ -7,7 +7,6 @@ from typing import Any, Iterator
 import pytest
 
 from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
-from pytest_gpucluster.aws import options as aws_options
 from pytest_gpucluster.aws.gather import NodeRef, Snapshot, take_snapshot
 from pytest_gpucluster.aws.session import (
     AwsSession, open_session, require_aws, target_from_kubeconfig, target_from_provider_ids,
@@ -55,7 +54,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def aws(gpucluster_session: Session, cluster: Cluster, inventory: Inventory, pytestconfig: pytest.Config) -> AwsSession:
+def aws(gpucluster_session: Session, cluster: Cluster, inventory: Inventory) -> AwsSession:
     """The AWS session for this cluster; every test of the module skips with the one reason if there is none."""
     paths = list(getattr(cluster.creds, "paths", []) or [])
     target = target_from_kubeconfig(paths[0] if paths else None, cluster.context).merged(
@@ -65,8 +64,8 @@ def aws(gpucluster_session: Session, cluster: Cluster, inventory: Inventory, pyt
         if gpucluster_session.sim is not None and sim_env is None:
             raise AwsUnavailable("the simulated scenario has no AWS account (its aws: section is not enabled)")
         require_aws((n.provider_id or "" for n in inventory.all_nodes), target)
-        return open_session(profile=aws_options.aws_profile(pytestconfig),
-                            region=aws_options.region(pytestconfig), target=target, env=sim_env)
+        return open_session(profile=gpucluster_session.options.aws_profile,
+                            region=gpucluster_session.options.region, target=target, env=sim_env)
     except AwsUnavailable as exc:
         pytest.skip(f"AWS checks skipped: {exc.reason}")
 

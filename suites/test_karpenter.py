@@ -136,7 +136,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_sessi
     why = diagnose(stall, seen, cluster, pool) if stall else None
     watch, stamps, now = seen.watch, seen.cluster_times(), time.time()
     provider = ((seen.claim() or {}).get("status") or {}).get("providerID")
-    ec2_time, ec2_note = ec2_launch_time(gpucluster_session, request.config, provider) if provider else (None, "no instance")
+    ec2_time, ec2_note = ec2_launch_time(gpucluster_session, provider) if provider else (None, "no instance")
     evidence.fact("EC2 launch time", ec2_note)
     evidence.attach(f"provisioning timeline of a new {itype} (NodePool {pool})",
                     timeline_table(watch, stamps, budget, ec2_time), kind="text")

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import pytest
-
 from pytest_gpucluster.checks.karpenter import MARKS
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
@@ -286,16 +284,15 @@ def diagnose(stall: str, seen: Seen, cluster: Cluster, pool: str) -> str:
     return "the NodeClaim never turned Ready after the pod started (Karpenter's Ready condition)."
 
 
-def ec2_launch_time(run: Session, config: pytest.Config, provider_id: str) -> tuple[float | None, str]:
+def ec2_launch_time(run: Session, provider_id: str) -> tuple[float | None, str]:
     """EC2's LaunchTime of the new instance (optional: only where an AWS session opens; imported here so the
     Karpenter checks run where the AWS package cannot be used)."""
     from pytest_gpucluster.aws import AwsCallFailed, AwsUnavailable, ec2
-    from pytest_gpucluster.aws import options as aws_options
     from pytest_gpucluster.aws.session import open_session, target_from_provider_ids
 
     instance_id = provider_id.rsplit("/", 1)[-1]
     try:
-        session = open_session(profile=aws_options.aws_profile(config), region=aws_options.region(config),
+        session = open_session(profile=run.options.aws_profile, region=run.options.region,
                                target=target_from_provider_ids([provider_id]), env=run.aws_env)
         info = ec2.describe_instances(session, [instance_id]).get(instance_id)
     except (AwsUnavailable, AwsCallFailed) as exc:

@@ -9,7 +9,7 @@ from typing import Any, Generator
 import pytest
 
 from pytest_gpucluster.evidence import RECORD_KEY, evidence, unmet_criteria  # noqa: F401  (the fixture is served from here)
-from pytest_gpucluster.report import options
+from pytest_gpucluster.options import run_options
 from pytest_gpucluster.report.collector import EVIDENCE_ATTR, NODE_ATTR, HtmlHooks, ReportCollector, ReportState
 from pytest_gpucluster.report.redact import redact, redact_obj
 from pytest_gpucluster.packaged import collects_suites
@@ -52,11 +52,12 @@ def _start_html(config: pytest.Config, path: Path) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         return
-    state = ReportState(upload_url=options.upload_url(config))
+    opts = run_options(config)
+    state = ReportState(upload_url=opts.upload)
     config.stash[STATE_KEY] = state
     user_html = getattr(config.option, "htmlpath", None)
-    root = options.report_root(config)
-    wanted = root is not None or state.upload_url is not None or (collects_suites(config) and not options.no_report(config))
+    root = opts.report_dir
+    wanted = root is not None or state.upload_url is not None or (collects_suites(config) and not opts.no_report)
     if user_html:
         state.html_path = Path(user_html).expanduser().resolve()
         state.report_dir = state.html_path.parent
@@ -72,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # the folder's recording, manifest and signature (imported by its full name, as collector.py does: one module
     # object, one stash key, even where pytester drops and re-imports modules between runs)
     from pytest_gpucluster.bundle.plugin import configure as configure_bundle
-    configure_bundle(config, options.sign_key(config), state.report_dir)
+    configure_bundle(config, opts.sign, state.report_dir)
     config.pluginmanager.register(ReportCollector(config, state, html=html), "gpucluster-report-collector")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlHooks(state), "gpucluster-report-html")

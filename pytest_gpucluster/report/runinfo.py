@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pytest_gpucluster.options import run_options
 from pytest_gpucluster.tiers import Tiers
 
 
@@ -57,7 +58,7 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     """Read the Session (if any) into a RunInfo; every field degrades to 'unknown' rather than failing."""
     run = get_run(config)
     if run is None:
-        sim_opt = _option(config, "sim")
+        sim_opt = run_options(config).sim
         return RunInfo(run_id=fallback_id, simulated=bool(sim_opt),
                        scenario=sim_opt if isinstance(sim_opt, str) else None)
     info = RunInfo(run_id=str(getattr(run, "run_id", None) or fallback_id))
@@ -65,7 +66,7 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     if scenario is None and isinstance(getattr(run, "sim", None), str):
         scenario = run.sim
     info.scenario = scenario
-    info.simulated = scenario is not None or bool(_option(config, "sim"))
+    info.simulated = scenario is not None or bool(run_options(config).sim)
     info.namespace = getattr(run, "namespace", None)
     info.server_version = _str_or_none(_maybe_call(getattr(run, "server_version", None)))
     inventory = _maybe_call(getattr(run, "inventory", None))
@@ -148,13 +149,6 @@ def _plain(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     return str(obj)
-
-
-def _option(config: pytest.Config, name: str) -> Any:
-    try:
-        return config.getoption(name)
-    except ValueError:  # option not registered (foundation plugin absent)
-        return None
 
 
 def _maybe_call(value: Any) -> Any:

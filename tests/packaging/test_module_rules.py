@@ -81,3 +81,25 @@ def test_a_small_concept_has_one_definition(pattern: str, home: str) -> None:
     found = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
              if p.relative_to(PACKAGE).parts[0] != "sim" and re.search(pattern, p.read_text(), re.M)]
     assert found == [home], f"{pattern!r} is defined in {found}, expected only in {home}"
+
+
+def test_options_are_read_one_way() -> None:
+    """Only options.py reads the plugin's options from pytest (getoption/getini/config.option); everything else asks
+    `run_options(config)` or the session's `.options`, so a value is converted, validated and defaulted once."""
+    from pytest_gpucluster.options import OPTIONS
+
+    ours = {opt.dest for opt in OPTIONS} | {opt.field for opt in OPTIONS}
+    readers = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "suites").glob("*.py")]:
+        if path == PACKAGE / "options.py" or (PACKAGE / "sim") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            # ours by name, or any name through a wrapper (a variable argument): pytest's own options are constants
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("getoption", "getini") and node.args \
+                    and (not isinstance(node.args[0], ast.Constant) or node.args[0].value in ours):
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}({ast.unparse(node.args[0])})")
+            if isinstance(node, ast.Attribute) and node.attr in {opt.dest for opt in OPTIONS} \
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "option":
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno} config.option.{node.attr}")
+    assert not readers, "options read around run_options():\n" + "\n".join(readers)
