@@ -4,7 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 from importlib.metadata import entry_points
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -31,6 +32,20 @@ def _retry_without_waits() -> None:
 
 
 @pytest.fixture
+def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A simulated cluster of its own for the test (a running SimCluster: kubeconfig_path, store, ...), stopped
+    after it: the scenario of the test's `sim_scenario` marker, healthy without one."""
+    launcher = pytest.importorskip("pytest_gpucluster.sim.launcher", reason="the sim extra is not installed")
+    marker = request.node.get_closest_marker("sim_scenario")
+    scenario = marker.args[0] if marker and marker.args else "healthy"
+    setup = marker.kwargs.get("setup") if marker else None
+    (tmp_path / "sim").mkdir()
+    cluster = launcher.SimCluster(scenario, workdir=tmp_path / "sim", setup=setup).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
 def plugin_args() -> list[str]:
     """Arguments that load the plugin in a pytester run whether or not its entry point is installed."""
     installed = any(ep.value == "pytest_gpucluster.plugin" for ep in entry_points(group="pytest11"))
@@ -46,6 +61,8 @@ PREFETCH_RUNS = int(os.environ.get("GPUCLUSTER_TEST_PREFETCH", "4"))
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "suites(*runs): the suite runs (shipped scenario names or "
                                        "tests.suite_cache.SuiteSpec) a test reads; the session starts them early")
+    config.addinivalue_line("markers", "sim_scenario(name, setup=None): the scenario (and store setup) the `sim` "
+                                       "fixture starts for the test; healthy when absent")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,14 +18,7 @@ def _without_karpenter(store: Any) -> None:
         store.delete(CRDS, None, name)
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Any]:
-    (tmp_path / "sim").mkdir()
-    cluster = launcher.SimCluster("healthy", workdir=tmp_path / "sim", setup=_without_karpenter).start()
-    yield cluster
-    cluster.stop()
-
-
+@pytest.mark.sim_scenario("healthy", setup=_without_karpenter)
 def test_without_karpenter_every_check_skips_with_the_reason(pytester: pytest.Pytester, plugin_args: list[str],
                                                              sim: Any) -> None:
     result = pytester.runpytest_subprocess(str(SUITE), f"--kubeconfig={sim.kubeconfig_path}", "--gpucluster-costly",

@@ -26,15 +26,6 @@ PROFILE = f"defaults:\n  provisioning_budget_s: {BUDGETS}\nfamilies:\n  p5:\n   
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[object]:
-    # karpenter-slow: registration takes 20 s, a wide window to interrupt a launch in flight
-    (tmp_path / "sim").mkdir()
-    cluster = launcher.SimCluster("karpenter-slow", workdir=tmp_path / "sim").start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
 def cluster(sim: object) -> Iterator[Cluster]:
     client = Cluster.connect(sim.kubeconfig_path)  # type: ignore[attr-defined]
     yield client
@@ -50,6 +41,8 @@ def ours(cluster: Cluster) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["finished", "SIGKILL"])
+# karpenter-slow: registration takes 20 s, a wide window to interrupt a launch in flight
+@pytest.mark.sim_scenario("karpenter-slow")
 def test_nothing_of_the_run_remains(sim: object, cluster: Cluster, tmp_path: Path, plugin_args: list[str],
                                     how: str) -> None:
     nodes_before = {n["metadata"]["name"] for n in cluster.items("nodes")}

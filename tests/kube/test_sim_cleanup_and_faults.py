@@ -27,13 +27,6 @@ def labelled(kind: str, name: str, run_id: str, namespace: str | None = None) ->
     return {"apiVersion": "v1", "kind": kind, "metadata": meta}
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[object]:
-    cluster = launcher.SimCluster("healthy", workdir=tmp_path).start()
-    yield cluster
-    cluster.stop()
-
-
 def test_cleanup_removes_only_dead_runs_and_dry_run_removes_nothing(sim: object,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     kubeconfig = str(sim.kubeconfig_path)  # type: ignore[attr-defined]
