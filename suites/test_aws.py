@@ -97,27 +97,27 @@ def snapshot(aws: AwsSession, inventory: Inventory) -> Snapshot:
 def test_instance_type_supports_efa(efa_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """EC2 DescribeInstanceTypes says the type supports as many EFA interfaces as the profile expects."""
     ref = _ref(efa_node)
-    enforce(checks.judge_efa_support(ref, snapshot.instance_types.get(ref.instance_type)), evidence)
+    enforce(checks.efa_support(ref, snapshot.instance_types.get(ref.instance_type)), evidence)
 
 
 def test_efa_security_group_allows_itself(efa_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """One of the instance's security groups allows all traffic in from and out to itself."""
     ref = _ref(efa_node)
     instance = snapshot.instances.get(ref.instance_id or "")
-    enforce(checks.judge_efa_security_groups(ref, instance, snapshot.security_groups), evidence)
+    enforce(checks.efa_security_groups(ref, instance, snapshot.security_groups), evidence)
 
 
 def test_gpu_instance_is_running(gpu_node: NodeInfo, snapshot: Snapshot, evidence: Any) -> None:
     """The GPU node's EC2 instance is running; its launch time goes to the provisioning timeline."""
     ref = _ref(gpu_node)
-    enforce(checks.judge_instance_running(ref, snapshot.instances.get(ref.instance_id or "")), evidence)
+    enforce(checks.instance_running(ref, snapshot.instances.get(ref.instance_id or "")), evidence)
 
 
 def test_subnet_selector_finds_tagged_subnets(nodeclass: NodeClassRefs, aws: AwsSession, evidence: Any) -> None:
     """Every subnetSelectorTerms term selects at least one subnet (the karpenter.sh/discovery tag is there)."""
     with aws_errors(f"resolving subnetSelectorTerms of {nodeclass.name}"):
         matches = ec2.resolve_selector_terms(aws, "subnet", nodeclass.subnet_terms)
-    enforce(checks.judge_selector_terms(nodeclass, "subnet", matches), evidence)
+    enforce(checks.selector_terms(nodeclass, "subnet", matches), evidence)
 
 
 def test_security_group_selector_finds_tagged_groups(nodeclass: NodeClassRefs, aws: AwsSession,
@@ -125,7 +125,7 @@ def test_security_group_selector_finds_tagged_groups(nodeclass: NodeClassRefs, a
     """Every securityGroupSelectorTerms term selects at least one security group."""
     with aws_errors(f"resolving securityGroupSelectorTerms of {nodeclass.name}"):
         matches = ec2.resolve_selector_terms(aws, "security-group", nodeclass.security_group_terms)
-    enforce(checks.judge_selector_terms(nodeclass, "security-group", matches), evidence)
+    enforce(checks.selector_terms(nodeclass, "security-group", matches), evidence)
 
 
 def test_node_role_exists(nodeclass: NodeClassRefs, aws: AwsSession, evidence: Any) -> None:
@@ -136,4 +136,4 @@ def test_node_role_exists(nodeclass: NodeClassRefs, aws: AwsSession, evidence: A
             role = ec2.get_role(aws, nodeclass.role)
         elif nodeclass.instance_profile:
             role = ec2.get_instance_profile_role(aws, nodeclass.instance_profile)
-    enforce(checks.judge_node_role(nodeclass, role), evidence)
+    enforce(checks.node_role(nodeclass, role), evidence)

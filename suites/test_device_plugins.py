@@ -70,7 +70,7 @@ def test_nvidia_device_plugin_runs_on(gpu_node: NodeInfo, plugins: Plugins, clus
     if daemonsets:
         evidence.attach(f"NVIDIA device plugin DaemonSets seen from {gpu_node.name}",
                         "\n".join(judge.describe_plugins(daemonsets)))
-    enforce(judge.judge_nvidia_plugin(node_now(cluster, gpu_node), daemonsets,
+    enforce(judge.nvidia_plugin(node_now(cluster, gpu_node), daemonsets,
                                       plugins.host_plugin("nvidia", gpu_node.name)), evidence)
 
 
@@ -80,17 +80,17 @@ def test_gpu_allocatable_matches_profile(gpu_node: NodeInfo, gpu_profile: Profil
     inst = gpu_profile.for_instance(gpu_node.instance_type)
     node = node_now(cluster, gpu_node) if inst is not None and inst.gpus else NodeFacts(
         gpu_node.id, gpu_node.name, gpu_node.instance_type)
-    enforce(judge.judge_gpu_allocatable(node, inst, gpu_profile.path), evidence)
+    enforce(judge.gpu_allocatable(node, inst, gpu_profile.path), evidence)
 
 
 def test_gfd_labels_agree_with_node(gpu_node: NodeInfo, gpu_profile: Profile, cluster: Cluster,
                                     evidence: Any) -> None:
     """GPU Feature Discovery labels (when present) agree with allocatable, the profile's product and each other."""
     node = node_now(cluster, gpu_node)
-    gfd = judge.gfd_labels(node.labels)
+    gfd = judge.gfd_labels_of(node.labels)
     if gfd:
         evidence.attach(f"GFD labels of {gpu_node.name}", "\n".join(f"{k}={v}" for k, v in sorted(gfd.items())))
-    enforce(judge.judge_gfd_labels(node, gpu_profile.for_instance(gpu_node.instance_type)), evidence)
+    enforce(judge.gfd_labels(node, gpu_profile.for_instance(gpu_node.instance_type)), evidence)
 
 
 def test_gpu_operator_ready_on(gpu_node: NodeInfo, cluster: Cluster, evidence: Any) -> None:
@@ -104,13 +104,13 @@ def test_gpu_operator_ready_on(gpu_node: NodeInfo, cluster: Cluster, evidence: A
                                             field_selector=f"spec.nodeName={gpu_node.name}")
         if "validator" in p["metadata"]["name"]]
     node = NodeFacts(gpu_node.id, gpu_node.name, gpu_node.instance_type)
-    enforce(judge.judge_gpu_operator(node, policies, validators), evidence)
+    enforce(judge.gpu_operator(node, policies, validators), evidence)
 
 
 @pytest.mark.efa
 def test_efa_device_plugin_runs_on(efa_node: NodeInfo, plugins: Plugins, cluster: Cluster, evidence: Any) -> None:
     """EFA device plugin tolerates the node's taints and runs on every EFA-capable node (Auto Mode: allocatable),
     and the node advertises the profile's EFA interfaces."""
-    verdict = judge.judge_efa_plugin(node_now(cluster, efa_node), on_node(plugins, "efa", efa_node),
+    verdict = judge.efa_plugin(node_now(cluster, efa_node), on_node(plugins, "efa", efa_node),
                                      plugins.host_plugin("efa", efa_node.name), efa_node.expected_efa)
     enforce(verdict, evidence)

@@ -100,7 +100,7 @@ def test_nvidia_smi_sees_every_gpu(gpu_node: NodeInfo, smi_fleet: dict[str, Prob
     """In a pod taking all the node's GPUs: driver reachable; GPU count == allocatable == profile."""
     result = smi_fleet.get(gpu_node.name)
     attach_smi(gpu_node, result, evidence)
-    enforce(judge.judge_smi_sees_every_gpu(gpu_node.id, result, gpus_to_request[gpu_node.name],
+    enforce(judge.smi_sees_every_gpu(gpu_node.id, result, gpus_to_request[gpu_node.name],
                                            gpu_profile.for_instance(gpu_node.instance_type)), evidence)
 
 
@@ -112,7 +112,7 @@ def test_gpu_facts_match_profile(gpu_node: NodeInfo, smi_fleet: dict[str, ProbeR
     attach_smi(gpu_node, result, evidence)
     labels = cluster.get("nodes", gpu_node.name)["metadata"].get("labels") or {}
     mig_resources = any(k.startswith(MIG_RESOURCE_PREFIX) for k in gpu_node.allocatable)
-    enforce(judge.judge_gpu_facts(gpu_node.id, result, gpu_profile.for_instance(gpu_node.instance_type), labels,
+    enforce(judge.gpu_facts(gpu_node.id, result, gpu_profile.for_instance(gpu_node.instance_type), labels,
                                   mig_resources), evidence)
 
 
@@ -123,7 +123,7 @@ def test_pod_with_one_gpu_sees_exactly_one(gpu_node: NodeInfo, one_gpu_fleet: di
     if result is not None:
         evidence.attach(f"nvidia-smi -L with 1 GPU on {gpu_node.name}", result.logs or "(no output)",
                         kind="nvidia-smi")
-    enforce(judge.judge_one_gpu(gpu_node.id, result), evidence)
+    enforce(judge.one_gpu(gpu_node.id, result), evidence)
 
 
 def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, ProbeResult], evidence: Any) -> None:
@@ -132,7 +132,7 @@ def test_pod_without_gpu_sees_none(gpu_node: NodeInfo, no_gpu_fleet: dict[str, P
     result = no_gpu_fleet[gpu_node.name]
     evidence.attach(f"nvidia-smi -L and /dev/nvidia* without GPUs on {gpu_node.name}", result.logs or "(no output)",
                     kind="nvidia-smi")
-    enforce(judge.judge_no_gpu(gpu_node.id, result), evidence)
+    enforce(judge.no_gpu(gpu_node.id, result), evidence)
 
 
 def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi_fleet: dict[str, ProbeResult],
@@ -145,6 +145,6 @@ def test_cuda_smoke(gpu_node: NodeInfo, smoke_fleet: dict[str, ProbeResult], smi
     smi = smi_fleet.get(gpu_node.name)
     parsed = parse_or_none(split_output(smi.logs)[0]) if smi is not None else None
     image = gpucluster_session.options.smoke_image or DEFAULT_SMOKE_SAMPLE_IMAGE
-    enforce(judge.judge_cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_session.options.smoke_image),
+    enforce(judge.cuda_smoke(gpu_node.id, result, torch=bool(gpucluster_session.options.smoke_image),
                                    driver=parsed.driver_version if parsed is not None else None,
                                    needs=gpu_profile.smoke_driver_minimum(image)), evidence)

@@ -9,8 +9,8 @@ from typing import Callable, Mapping
 
 import pytest
 
-from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
-from pytest_gpucluster.checks.nccl_localise import Localisation, judge_node
+from pytest_gpucluster.checks.nccl import NcclRun, bandwidth, correctness, network, max_bytes, size_arg
+from pytest_gpucluster.checks.nccl_localise import Localisation, localised_node
 from pytest_gpucluster.checks.nccl_nodes import Coverage, NodeGroup, full_groups, gpus_of, multi_node_groups, single_node_targets
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.gather import nccl_evidence as nccl
@@ -140,13 +140,13 @@ def _multi(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_sessio
 def _bandwidth(run: NcclRun, profile: Profile, evidence: Evidence) -> None:
     inst = profile.for_instance(run.instance_type)
     nccl.plot(run, inst, evidence)
-    enforce(judge_bandwidth(run, inst), evidence)
+    enforce(bandwidth(run, inst), evidence)
 
 
 def test_all_reduce_is_correct_on_one_node(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun],
                                            evidence: Evidence) -> None:
     """all_reduce_perf over every GPU of the node finishes with no wrong elements."""
-    enforce(judge_correctness(_single(nccl_node, single_node_runs, evidence)), evidence)
+    enforce(correctness(_single(nccl_node, single_node_runs, evidence)), evidence)
 
 
 def test_bus_bandwidth_on_one_node_meets_floor(nccl_node: NodeInfo, single_node_runs: Callable[[NodeInfo], NcclRun],
@@ -158,14 +158,14 @@ def test_bus_bandwidth_on_one_node_meets_floor(nccl_node: NodeInfo, single_node_
 def test_all_reduce_is_correct_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
                                             gpucluster_session: Session, evidence: Evidence) -> None:
     """The MPIJob's all_reduce_perf (one rank per GPU, every node of the group) has no wrong elements."""
-    enforce(judge_correctness(_multi(nccl_group, multi_node, gpucluster_session, evidence)), evidence)
+    enforce(correctness(_multi(nccl_group, multi_node, gpucluster_session, evidence)), evidence)
 
 
 def test_nccl_uses_efa_across_nodes(nccl_group: NodeGroup, multi_node: MultiNodeRunner, gpucluster_session: Session,
                                     gpu_profile: Profile, evidence: Evidence) -> None:
     """NCCL's own log shows OFI/Libfabric with provider efa, with GPUDirect RDMA where the type supports it."""
     run = _multi(nccl_group, multi_node, gpucluster_session, evidence)
-    enforce(judge_network(run, gpu_profile.for_instance(run.instance_type)), evidence)
+    enforce(network(run, gpu_profile.for_instance(run.instance_type)), evidence)
 
 
 def test_bus_bandwidth_across_nodes_meets_floor(nccl_group: NodeGroup, multi_node: MultiNodeRunner,
@@ -181,7 +181,7 @@ def test_node_passes_nccl_across_nodes(nccl_efa_node: NodeInfo, localisation: tu
     after its group failed: cleared); fails only when it fails with every partner; not shown when the failure of
     its zone is not attributable to one node."""
     loc, good = localisation
-    enforce(judge_node(nccl_efa_node, loc, good), evidence)
+    enforce(localised_node(nccl_efa_node, loc, good), evidence)
 
 
 def test_bus_bandwidth_over_every_efa_node_of_a_type(nccl_full_group: NodeGroup, multi_node: MultiNodeRunner,

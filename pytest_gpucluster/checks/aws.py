@@ -16,7 +16,7 @@ EFA_SG_DOC = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start.html
 
 
 # -- EFA support of the instance type --------------------------------------------------------------------------
-def judge_efa_support(node: NodeRef, info: InstanceTypeInfo | None) -> Verdict:
+def efa_support(node: NodeRef, info: InstanceTypeInfo | None) -> Verdict:
     """The profile expects `node.expected_efa` EFA devices: does EC2 say the type supports that many?
     An answer without `NetworkInfo.EfaSupported` shows nothing: NOT_SHOWN, never a pass on the profile's word."""
     subject = f"{node.name} ({node.instance_type})"
@@ -50,7 +50,7 @@ def _self_rule(rules: Iterable[Rule], own: str, allowed: set[str]) -> bool:
     return any(r.protocol == "-1" and (own in r.group_ids or allowed & set(r.group_ids)) for r in rules)
 
 
-def judge_efa_security_groups(node: NodeRef, instance: InstanceInfo | None,
+def efa_security_groups(node: NodeRef, instance: InstanceInfo | None,
                               groups: Mapping[str, SecurityGroupInfo]) -> Verdict:
     """Some security group of the instance allows all traffic (protocol -1) from and to itself."""
     subject = f"security groups of {node.name} ({node.instance_type})"
@@ -86,7 +86,7 @@ def _missing_instance(node: NodeRef, subject: str, expected: str) -> Verdict:
                           "check --gpucluster-region / --gpucluster-aws-profile point at the cluster's account")
 
 
-def judge_instance_running(node: NodeRef, instance: InstanceInfo | None) -> Verdict:
+def instance_running(node: NodeRef, instance: InstanceInfo | None) -> Verdict:
     subject = f"EC2 instance of {node.name} ({node.instance_type})"
     expected = "state running, instance type as labelled"
     if instance is None:
@@ -128,7 +128,7 @@ def nodeclass_refs(obj: Mapping[str, Any]) -> NodeClassRefs:
         role=spec.get("role"), instance_profile=spec.get("instanceProfile"))
 
 
-def judge_selector_terms(refs: NodeClassRefs, kind: str, matches: list[TermMatch]) -> Verdict:
+def selector_terms(refs: NodeClassRefs, kind: str, matches: list[TermMatch]) -> Verdict:
     """Every tag-based selector term of the node class selects at least one subnet / security group."""
     label = "subnetSelectorTerms" if kind == "subnet" else "securityGroupSelectorTerms"
     plural = "subnets" if kind == "subnet" else "security groups"
@@ -149,7 +149,7 @@ def judge_selector_terms(refs: NodeClassRefs, kind: str, matches: list[TermMatch
     return Verdict.failed(subject, expected, observed, fix, facts=facts)
 
 
-def judge_node_role(refs: NodeClassRefs, role: RoleInfo | None) -> Verdict:
+def node_role(refs: NodeClassRefs, role: RoleInfo | None) -> Verdict:
     subject = f"{refs.kind} {refs.name} node role"
     if refs.role:
         expected = f"IAM role {refs.role!r} exists"

@@ -120,7 +120,7 @@ def mig_slices(profile: str) -> int:
 
 
 # -- judges --------------------------------------------------------------------------------------------
-def judge_nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_plugins: str | None) -> Verdict:
+def nvidia_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_plugins: str | None) -> Verdict:
     """A healthy NVIDIA device-plugin pod on the node; where the host runs the plugin (`host_plugins`:
     "EKS Auto Mode" / "Bottlerocket", no DaemonSet) at least one GPU allocatable."""
     gpus = node.allocatable.get(GPU_RESOURCE, 0)
@@ -170,7 +170,7 @@ def describe_plugins(daemonsets: Sequence[PluginOnNode]) -> list[str]:
     return [f"{ds.ref} ({ds.install}; {ds.rollout}): {ds.pod_states()}" for ds in daemonsets]
 
 
-def judge_gpu_allocatable(node: NodeFacts, inst: InstanceProfile | None, profile_path: str | None) -> Verdict:
+def gpu_allocatable(node: NodeFacts, inst: InstanceProfile | None, profile_path: str | None) -> Verdict:
     """nvidia.com/gpu allocatable == profile GPUs x MIG slices x sharing replicas (mixed MIG: >= one device per GPU)."""
     if inst is None or not inst.gpus:
         return Verdict.not_shown(
@@ -205,14 +205,14 @@ def judge_gpu_allocatable(node: NodeFacts, inst: InstanceProfile | None, profile
                           summary="GPU count mismatch", criteria=crit, facts=facts)
 
 
-def gfd_labels(labels: Mapping[str, str]) -> dict[str, str]:
+def gfd_labels_of(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels GPU Feature Discovery writes (gpu.*, cuda.*, mig.*)."""
     return {k: v for k, v in labels.items() if k.startswith(GFD_PREFIXES)}
 
 
-def judge_gfd_labels(node: NodeFacts, inst: InstanceProfile | None) -> Verdict:
+def gfd_labels(node: NodeFacts, inst: InstanceProfile | None) -> Verdict:
     """GFD labels (when present) agree with allocatable, the profile's product and each other."""
-    labels, gfd = node.labels, gfd_labels(node.labels)
+    labels, gfd = node.labels, gfd_labels_of(node.labels)
     if "nvidia.com/gpu.count" not in gfd and "nvidia.com/gpu.product" not in gfd:
         return Verdict.not_shown(node.id, "no GPU Feature Discovery labels (GFD not installed): nothing to compare")
     problems: list[str] = []
@@ -255,7 +255,7 @@ def operator_namespace(policies: Sequence[Mapping[str, Any]], default: str = "gp
     return default
 
 
-def judge_gpu_operator(node: NodeFacts, policies: Sequence[Mapping[str, Any]] | None,
+def gpu_operator(node: NodeFacts, policies: Sequence[Mapping[str, Any]] | None,
                        validators: Sequence[PodFacts]) -> Verdict:
     """ClusterPolicy state `ready` and the validator pods on the node succeeded. `policies` None: no CRD."""
     if policies is None:
@@ -288,7 +288,7 @@ def judge_gpu_operator(node: NodeFacts, policies: Sequence[Mapping[str, Any]] | 
         facts=facts)
 
 
-def judge_efa_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_plugins: str | None,
+def efa_plugin(node: NodeFacts, daemonsets: Sequence[PluginOnNode], host_plugins: str | None,
                      expected_efa: int) -> Verdict:
     """The EFA device plugin tolerates the node's taints and runs healthy there (Auto Mode: no DaemonSet), and the
     node advertises the profile's EFA interfaces."""

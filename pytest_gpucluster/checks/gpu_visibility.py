@@ -46,7 +46,7 @@ def no_gpus_to_probe(node_id: str, *, judged_here: bool) -> Verdict:
 
 
 # -- judges --------------------------------------------------------------------------------------------
-def judge_smi_sees_every_gpu(node_id: str, probe: Probe | None, requested: int,
+def smi_sees_every_gpu(node_id: str, probe: Probe | None, requested: int,
                              inst: InstanceProfile | None) -> Verdict:
     """In a pod taking all the node's GPUs: driver reachable; GPU count == allocatable (requested) == profile."""
     if probe is None:
@@ -100,7 +100,7 @@ def memory_criteria(index: str | int | None, mib: float, inst: InstanceProfile) 
                       source))
 
 
-def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | None,
+def gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | None,
                     labels: Mapping[str, str], mig_resources: bool) -> Verdict:
     """Per GPU: product and memory as the profile says, ECC on where the profile requires it and no uncorrected
     ECC errors, MIG mode as the node's labels/resources say (`mig_resources`: nvidia.com/mig-* advertised)."""
@@ -163,7 +163,7 @@ def judge_gpu_facts(node_id: str, probe: Probe | None, inst: InstanceProfile | N
     return Verdict.passed(node_id, expected, f"{len(smi.gpus)} GPUs as expected", criteria=tuple(crit), facts=facts)
 
 
-def judge_one_gpu(node_id: str, probe: Probe | None) -> Verdict:
+def one_gpu(node_id: str, probe: Probe | None) -> Verdict:
     """A pod requesting 1 GPU sees exactly 1 (the device plugin hands out one device, the runtime exposes one)."""
     if probe is None:
         return no_gpus_to_probe(node_id, judged_here=False)
@@ -192,7 +192,7 @@ LEAK_FIX = ("The image sets NVIDIA_VISIBLE_DEVICES=all (every CUDA image does) a
             "toolkit.env).")
 
 
-def judge_no_gpu(node_id: str, probe: Probe) -> Verdict:
+def no_gpu(node_id: str, probe: Probe) -> Verdict:
     """A pod requesting no GPU sees none: no NVIDIA_VISIBLE_DEVICES leakage from the image or the runtime.
 
     Sees none: `nvidia-smi -L` lists no GPU and says `No devices were found` (driver libraries injected without
@@ -248,7 +248,7 @@ def driver_major(version: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def judge_cuda_smoke(node_id: str, probe: Probe | None, *, torch: bool = False, driver: str | None = None,
+def cuda_smoke(node_id: str, probe: Probe | None, *, torch: bool = False, driver: str | None = None,
                      needs: tuple[str, int] | None = None) -> Verdict:
     """Beyond nvidia-smi: a CUDA kernel runs on 1 GPU. Default: NVIDIA's vectorAdd sample (`Test PASSED`); `torch`:
     a CUDA context through PyTorch (--gpucluster-smoke-image). `driver`: the node's driver (nvidia-smi fleet);

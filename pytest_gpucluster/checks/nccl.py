@@ -17,8 +17,8 @@ from pytest_gpucluster.parsers.nccl_log import TEST_FAILURE, NcclLogFacts, proce
 if TYPE_CHECKING:
     from pytest_gpucluster.profile import InstanceProfile
 
-__all__ = ["NcclRun", "classify_warnings", "warnings_text", "size_arg", "max_bytes", "judge_correctness",
-           "judge_network", "judge_bandwidth", "physical_ceiling", "floors_of", "correctness_problems"]
+__all__ = ["NcclRun", "classify_warnings", "warnings_text", "size_arg", "max_bytes", "correctness",
+           "network", "bandwidth", "physical_ceiling", "floors_of", "correctness_problems"]
 
 DEFAULT_MAX_BYTES = 2 << 30                   # -e 2G unless the profile judges a larger size
 
@@ -75,7 +75,7 @@ def validation_missing(coll: NcclCollective) -> str | None:
     return None
 
 
-def judge_correctness(run: NcclRun) -> Verdict:
+def correctness(run: NcclRun) -> Verdict:
     """PASS when the run finished cleanly, validated every result and found none wrong; NOT SHOWN when it did not
     validate (or cannot be told apart from the job)."""
     if (failed := _preconditions(run)) is not None:
@@ -127,7 +127,7 @@ def _no_gdr_text(log: NcclLogFacts) -> str:
                                                     for h, c in sorted(lacking.items()))
 
 
-def judge_network(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
+def network(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
     """Across nodes on EFA instance types: every process on OFI/Libfabric with provider efa, and every network
     channel of every rank with GPUDirect RDMA where the profile says the type has it. A Socket fallback fails
     whatever the bandwidth; a process whose provider is not shown leaves the transport unknown, which fails too."""
@@ -232,7 +232,7 @@ def bandwidth_criteria(run: NcclRun, coll: NcclCollective, inst: InstanceProfile
     return out
 
 
-def judge_bandwidth(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
+def bandwidth(run: NcclRun, inst: InstanceProfile | None) -> Verdict:
     """Out-of-place bus bandwidth at the profile's sizes against its floors for that node count, and below the
     physical ceiling for that node count; NOT_SHOWN when the profile has no floor (recorded, not judged)."""
     if (failed := _preconditions(run)) is not None:

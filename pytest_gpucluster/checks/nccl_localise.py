@@ -100,7 +100,7 @@ def _trials_text(node: str, trials: Sequence[Trial]) -> str:
                      for t in trials)
 
 
-def judge_node(node: NodeInfo, loc: Localisation, zone_nodes: Mapping[str, Sequence[str]]) -> Verdict:
+def localised_node(node: NodeInfo, loc: Localisation, zone_nodes: Mapping[str, Sequence[str]]) -> Verdict:
     """The node's own multi-node result. PASS: it passed a run (first round, or with a good partner: cleared). FAIL:
     it failed with every partner, at least one of them good. NOT SHOWN: not attributable (no group of its zone
     passed), not re-tested (no free partner within the extra rounds, or localisation off), or never judged."""

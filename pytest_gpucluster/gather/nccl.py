@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import yaml
 
 from pytest_gpucluster.checks import Status
-from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network, max_bytes, size_arg
+from pytest_gpucluster.checks.nccl import NcclRun, bandwidth, correctness, network, max_bytes, size_arg
 from pytest_gpucluster.checks.nccl_localise import (
     MAX_EXTRA_ROUNDS, Localisation, Outcome, Trial, next_round, suspects_and_partners, zone_of,
 )
@@ -106,7 +106,7 @@ class MultiNodeRunner:
 def group_outcome(run: NcclRun, profile: Profile) -> tuple[Outcome, str]:
     """What a group's run shows for localisation: FAIL if any judge fails, PASS if one passes, else NOT SHOWN."""
     inst = profile.for_instance(run.instance_type)
-    verdicts = [judge_correctness(run), judge_network(run, inst), judge_bandwidth(run, inst)]
+    verdicts = [correctness(run), network(run, inst), bandwidth(run, inst)]
     peak = run.table.peak_busbw if run.table is not None else None
     figure = f"peak {peak:g} GB/s" if peak is not None else "no result table"
     failed = [v for v in verdicts if v.status is Status.FAIL]

@@ -30,15 +30,15 @@ def test_healthy_account_passes_every_judgement(healthy: AwsSim) -> None:
     snap = take_snapshot(session, node_refs(healthy))
     judgements = []
     for node in _efa_nodes(healthy):
-        judgements.append(checks.judge_efa_support(node, snap.instance_types.get(node.instance_type)))
-        judgements.append(checks.judge_efa_security_groups(node, snap.instances.get(node.instance_id or ""),
+        judgements.append(checks.efa_support(node, snap.instance_types.get(node.instance_type)))
+        judgements.append(checks.efa_security_groups(node, snap.instances.get(node.instance_id or ""),
                                                            snap.security_groups))
     for node in node_refs(healthy):
-        judgements.append(checks.judge_instance_running(node, snap.instances.get(node.instance_id or "")))
+        judgements.append(checks.instance_running(node, snap.instances.get(node.instance_id or "")))
     refs = _nodeclass()
     for kind, terms in (("subnet", refs.subnet_terms), ("security-group", refs.security_group_terms)):
-        judgements.append(checks.judge_selector_terms(refs, kind, ec2.resolve_selector_terms(session, kind, terms)))
-    judgements.append(checks.judge_node_role(refs, ec2.get_role(session, refs.role or "")))
+        judgements.append(checks.selector_terms(refs, kind, ec2.resolve_selector_terms(session, kind, terms)))
+    judgements.append(checks.node_role(refs, ec2.get_role(session, refs.role or "")))
     assert [j.message for j in judgements if not j.ok] == []
     assert len(judgements) == 3 * 2 + 4 + 3
     running = [j for j in judgements if j.subject.startswith("EC2 instance of gpu-p5-0")][0]
@@ -48,7 +48,7 @@ def test_healthy_account_passes_every_judgement(healthy: AwsSim) -> None:
 def test_no_efa_support_fails_the_instance_type_check(start_sim: Callable[..., AwsSim]) -> None:
     sim = start_sim({"aws-no-efa-support": {"instance_types": ["p5.48xlarge"]}})
     snap = take_snapshot(session_for(sim), node_refs(sim))
-    verdicts = {n.name: checks.judge_efa_support(n, snap.instance_types.get(n.instance_type)) for n in _efa_nodes(sim)}
+    verdicts = {n.name: checks.efa_support(n, snap.instance_types.get(n.instance_type)) for n in _efa_nodes(sim)}
     assert {name: v.ok for name, v in verdicts.items()} == {"gpu-p5-0": False, "gpu-p5-1": False, "gpu-p4d-0": True}
     message = verdicts["gpu-p5-0"].message
     assert "expected EFA support with 32 interface(s) (profile)" in message
@@ -58,20 +58,20 @@ def test_no_efa_support_fails_the_instance_type_check(start_sim: Callable[..., A
 def test_profile_expecting_more_efa_than_ec2_allows_fails(healthy: AwsSim) -> None:
     node = NodeRef("gpu-p4d-0", "p4d.24xlarge", healthy.provider_id("gpu-p4d-0"), expected_efa=8)
     info = ec2.describe_instance_types(session_for(healthy), ["p4d.24xlarge"])["p4d.24xlarge"]
-    verdict = checks.judge_efa_support(node, info)
+    verdict = checks.efa_support(node, info)
     assert not verdict.ok and "at most 4 EFA interface(s)" in verdict.message
 
 
 def test_unknown_instance_type_is_reported_not_raised(healthy: AwsSim) -> None:
     found = ec2.describe_instance_types(session_for(healthy), ["p5.48xlarge", "p99.metal"])
     assert set(found) == {"p5.48xlarge"}
-    verdict = checks.judge_efa_support(NodeRef("x", "p99.metal", None, 4), found.get("p99.metal"))
+    verdict = checks.efa_support(NodeRef("x", "p99.metal", None, 4), found.get("p99.metal"))
     assert not verdict.ok and "does not know instance type 'p99.metal'" in verdict.message
 
 
 def test_missing_efa_field_is_not_shown_not_passed() -> None:
     """Issue 19: an answer without NetworkInfo.EfaSupported is no evidence; the profile's word is not a pass."""
-    verdict = checks.judge_efa_support(NodeRef("x", "p5.48xlarge", None, 32),
+    verdict = checks.efa_support(NodeRef("x", "p5.48xlarge", None, 32),
                                        ec2.InstanceTypeInfo("p5.48xlarge", None, None))
     assert verdict.status is Status.NOT_SHOWN and not verdict.ok
     assert "DescribeInstanceTypes returned no NetworkInfo.EfaSupported for p5.48xlarge" in verdict.message
@@ -82,7 +82,7 @@ def test_missing_efa_field_is_not_shown_not_passed() -> None:
 def test_sg_without_self_rule_fails_for_every_efa_node(start_sim: Callable[..., AwsSim], direction: str) -> None:
     sim = start_sim({"aws-sg-no-self-rule": {"direction": direction}})
     snap = take_snapshot(session_for(sim), node_refs(sim))
-    verdicts = [checks.judge_efa_security_groups(n, snap.instances.get(n.instance_id or ""), snap.security_groups)
+    verdicts = [checks.efa_security_groups(n, snap.instances.get(n.instance_id or ""), snap.security_groups)
                 for n in _efa_nodes(sim)]
     assert [v.ok for v in verdicts] == [False, False, False]
     efa_line = f"({CLUSTER}-efa): self inbound {'no' if direction != 'egress' else 'yes'}, " \
@@ -98,7 +98,7 @@ def test_missing_discovery_tags_fail_the_selector_check(start_sim: Callable[...,
                                                         failing: set[str]) -> None:
     sim = start_sim({"aws-missing-discovery-tags": {"resources": resources}})
     session, refs = session_for(sim), _nodeclass()
-    verdicts = {kind: checks.judge_selector_terms(refs, kind, ec2.resolve_selector_terms(session, kind, terms))
+    verdicts = {kind: checks.selector_terms(refs, kind, ec2.resolve_selector_terms(session, kind, terms))
                 for kind, terms in (("subnet", refs.subnet_terms), ("security-group", refs.security_group_terms))}
     assert {kind for kind, v in verdicts.items() if not v.ok} == failing
     bad = verdicts[sorted(failing)[0]]
@@ -112,12 +112,12 @@ def test_selector_by_id_and_wildcard_tag(healthy: AwsSim) -> None:
     matches = ec2.resolve_selector_terms(session, "security-group",
                                          [{"id": sg}, {"tags": {"karpenter.sh/discovery": "*"}}, {"name": "nope"}])
     assert [m.resource_ids for m in matches] == [(sg,), tuple(sorted(healthy.security_group_ids.values())), ()]
-    assert not checks.judge_selector_terms(_nodeclass(), "security-group", matches).ok
+    assert not checks.selector_terms(_nodeclass(), "security-group", matches).ok
 
 
 def test_missing_node_role_fails(healthy: AwsSim) -> None:
     refs = _nodeclass(role="KarpenterNodeRole-typo")
-    verdict = checks.judge_node_role(refs, ec2.get_role(session_for(healthy), refs.role or ""))
+    verdict = checks.node_role(refs, ec2.get_role(session_for(healthy), refs.role or ""))
     assert not verdict.ok and "NoSuchEntity" in verdict.message and "fix spec.role of gpu" in verdict.message
     arn_role = ec2.get_role(session_for(healthy), f"arn:aws:iam::{healthy.account_id}:role/KarpenterNodeRole-{CLUSTER}")
     assert arn_role is not None
@@ -129,10 +129,10 @@ def test_stopped_or_unknown_instance_fails(start_sim: Callable[..., AwsSim]) -> 
     instance_id, _ = sim.launch_instance("p5.48xlarge", "us-west-2a")   # its own instance, others untouched
     node = NodeRef("late-0", "p5.48xlarge", f"aws:///us-west-2a/{instance_id}", 32)
     sim.client("ec2").stop_instances(InstanceIds=[instance_id])
-    verdict = checks.judge_instance_running(node, ec2.describe_instances(session, [node.instance_id or ""]).get(
+    verdict = checks.instance_running(node, ec2.describe_instances(session, [node.instance_id or ""]).get(
         node.instance_id or ""))
     assert not verdict.ok and f"{node.instance_id} is stopped" in verdict.message
     ghost = NodeRef("ghost", "p5.48xlarge", "aws:///us-west-2a/i-0123456789abcdef0")
-    verdict = checks.judge_instance_running(ghost, ec2.describe_instances(session, [ghost.instance_id or ""]).get(
+    verdict = checks.instance_running(ghost, ec2.describe_instances(session, [ghost.instance_id or ""]).get(
         ghost.instance_id or ""))
     assert not verdict.ok and "EC2 has no instance i-0123456789abcdef0" in verdict.message

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_gpucluster.checks import Status
 from pytest_gpucluster.checks.nccl import (
-    NcclRun, classify_warnings, judge_bandwidth, judge_correctness, judge_network, max_bytes, physical_ceiling, size_arg,
+    NcclRun, classify_warnings, bandwidth, correctness, network, max_bytes, physical_ceiling, size_arg,
     warnings_text,
 )
 from pytest_gpucluster.checks.nccl_nodes import NodeGroup, efa_missing, multi_node_groups, single_node_targets, waves
@@ -143,7 +143,7 @@ def test_a_group_with_a_node_without_efa_allocatable_is_not_run_and_says_why() -
     why = efa_missing(group)
     assert why is not None and "b (0 vpc.amazonaws.com/efa allocatable, profile expects 32)" in why
     assert "test_efa" in why and efa_missing(NodeGroup("p5.48xlarge", (node("a"), node("c")))) is None
-    verdict = judge_correctness(NcclRun(group.id, "p5.48xlarge", 2, 8, "(not submitted)", outcome=why).parse())
+    verdict = correctness(NcclRun(group.id, "p5.48xlarge", 2, 8, "(not submitted)", outcome=why).parse())
     assert verdict.status is Status.FAIL and "0 vpc.amazonaws.com/efa allocatable" in verdict.observed
 
 
@@ -155,7 +155,7 @@ def test_max_bytes_covers_the_largest_size_the_profile_judges() -> None:
 
 # -- correctness ---------------------------------------------------------------------------------------------------
 def test_a_clean_run_is_correct() -> None:
-    verdict = judge_correctness(nccl_run(sample(ONE_NODE)))
+    verdict = correctness(nccl_run(sample(ONE_NODE)))
     assert verdict.ok, verdict.message
 
 
@@ -165,7 +165,7 @@ def test_aws_ofi_nccl_giving_up_at_start_up_does_not_fail_one_node(startup: str)
     The sums are right (#wrong 0, no Test failure, exit 0): the run is correct, the lines are evidence."""
     run = nccl_run(startup + sample(ONE_NODE))
     assert run.warnings and run.result is not None and run.table is not None
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert verdict.ok, verdict.message
     benign, telling = classify_warnings(run)
     assert [w.split("NCCL WARN ")[1] for w in benign][-2:] == ["NET/OFI aws-ofi-nccl initialization failed",
@@ -178,7 +178,7 @@ def test_aws_ofi_nccl_giving_up_at_start_up_does_not_fail_one_node(startup: str)
 
 def test_warn_lines_alone_never_fail_a_run_across_nodes_either() -> None:
     run = nccl_run(OFI_GAVE_UP_G6E + sample(P4D_EFA_GDRDMA), nodes=2)
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert verdict.ok, verdict.message
     assert classify_warnings(run)[0] == [] and verdict.facts["nccl_warn_telling"] == 3   # across nodes they tell
 
@@ -187,7 +187,7 @@ def test_wrong_elements_fail_with_the_first_size_and_the_fix() -> None:
     run = nccl_run(sample(ONE_NODE))
     assert run.table is not None and run.table.rows[1].out_of_place is not None
     run.table.rows[1].out_of_place.wrong = 12
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert verdict.status is Status.FAIL
     assert verdict.message.startswith("all_reduce results are wrong on n1/p4d.24xlarge (8 ranks): expected #wrong 0")
     assert "1 message sizes with #wrong > 0 (first at 64M: [12, 0])" in verdict.message
@@ -198,47 +198,47 @@ def test_out_of_bounds_values_fail() -> None:
     run = nccl_run(sample(ONE_NODE))
     assert run.table is not None
     run.table.out_of_bounds = 3
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert not verdict.ok and "Out of bounds values: 3" in verdict.observed
 
 
 def test_a_test_failure_line_fails_even_with_a_clean_table() -> None:
-    verdict = judge_correctness(nccl_run(sample(ONE_NODE) + TEST_FAILURE_LINE + "\n"))
+    verdict = correctness(nccl_run(sample(ONE_NODE) + TEST_FAILURE_LINE + "\n"))
     assert not verdict.ok and f"1 error lines (first: {TEST_FAILURE_LINE.strip()!r})" in verdict.observed
 
 
 def test_a_failed_pod_fails_even_with_a_clean_table() -> None:
     outcome = "pod gc-nccl-x Failed, exit code 1 - see `kubectl -n ns logs gc-nccl-x`"
-    verdict = judge_correctness(nccl_run(sample(ONE_NODE), outcome=outcome))
+    verdict = correctness(nccl_run(sample(ONE_NODE), outcome=outcome))
     assert not verdict.ok and outcome in verdict.observed
 
 
 def test_a_failure_names_the_warn_lines_that_may_explain_it() -> None:
     run = nccl_run(sample(NO_NET_PLUGIN) + sample(ONE_NODE), outcome="pod Failed, exit code 1")
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert not verdict.ok and "NCCL WARN lines: '" in verdict.observed
     assert "Failed to initialize any NET plugin" in verdict.observed
 
 
 def test_no_table_fails_with_why_and_the_log_tail() -> None:
-    verdict = judge_correctness(nccl_run(sample(NO_TABLE), nodes=2))
+    verdict = correctness(nccl_run(sample(NO_TABLE), nodes=2))
     assert verdict.status is Status.FAIL
     assert verdict.message.startswith("all_reduce_perf on n1+n2/p4d.24xlarge produced no result: expected a result "
                                       "table; observed the log holds no all_reduce_perf result table")
     assert "last log lines:" in verdict.observed and "Test failure" in verdict.observed
-    empty = judge_correctness(nccl_run("", outcome="pod never started: ImagePullBackOff"))
+    empty = correctness(nccl_run("", outcome="pod never started: ImagePullBackOff"))
     assert not empty.ok and "observed pod never started: ImagePullBackOff" in empty.message
 
 
 # -- network path ----------------------------------------------------------------------------------------------------
 def test_efa_with_gdrdma_passes() -> None:
-    verdict = judge_network(nccl_run(sample(P4D_EFA_GDRDMA), nodes=2), inst())
+    verdict = network(nccl_run(sample(P4D_EFA_GDRDMA), nodes=2), inst())
     assert verdict.ok, verdict.message
     assert verdict.facts["transport"] == "efa" and verdict.facts["gdrdma"] is True
 
 
 def test_socket_fallback_fails_and_says_why_aws_ofi_nccl_did_not_start() -> None:
-    verdict = judge_network(nccl_run(OFI_GAVE_UP_G6E + sample(P5_TWO_NODES), nodes=2), inst())
+    verdict = network(nccl_run(OFI_GAVE_UP_G6E + sample(P5_TWO_NODES), nodes=2), inst())
     assert verdict.status is Status.FAIL
     assert verdict.message.startswith("NCCL did not use EFA on n1+n2/p4d.24xlarge: expected 'Using network "
                                       "Libfabric' / 'Selected provider is efa'")
@@ -249,22 +249,22 @@ def test_socket_fallback_fails_and_says_why_aws_ofi_nccl_did_not_start() -> None
 
 
 def test_no_network_lines_leave_the_transport_unknown_and_fail() -> None:
-    verdict = judge_network(nccl_run(sample(P5_TWO_NODES), nodes=2), inst())
+    verdict = network(nccl_run(sample(P5_TWO_NODES), nodes=2), inst())
     assert not verdict.ok and "observed transport unknown" in verdict.message
 
 
 def test_efa_without_gdrdma_fails_where_the_profile_expects_it() -> None:
     run = nccl_run(sample(EFA_NO_CHANNELS), nodes=2)
-    verdict = judge_network(run, inst(gdrdma=True))
+    verdict = network(run, inst(gdrdma=True))
     assert verdict.status is Status.FAIL and verdict.summary == "NCCL runs EFA without GPUDirect RDMA"
     assert "FI_EFA_USE_DEVICE_RDMA" in verdict.fix
-    without_gdr = judge_network(run, inst(gdrdma=False))          # an excerpt: its rank lines were cut
+    without_gdr = network(run, inst(gdrdma=False))          # an excerpt: its rank lines were cut
     assert without_gdr.status is Status.NOT_SHOWN and "the log names no ranks" in without_gdr.message
 
 
 # -- bus bandwidth ---------------------------------------------------------------------------------------------------
 def test_bandwidth_at_or_above_every_floor_passes_with_its_criteria() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 200.0, 512 << 20: 220.0}}))
+    verdict = bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 200.0, 512 << 20: 220.0}}))
     assert verdict.ok, verdict.message
     by_name = {c.name: c for c in verdict.criteria}
     assert by_name["out-of-place busbw at 1G"].value == 231.72 and by_name["out-of-place busbw at 1G"].passed
@@ -276,7 +276,7 @@ def test_bandwidth_at_or_above_every_floor_passes_with_its_criteria() -> None:
 
 
 def test_bandwidth_below_the_floor_on_one_node_names_size_floor_and_nvlink() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 300.0}}))
+    verdict = bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 300.0}}))
     assert verdict.status is Status.FAIL
     assert verdict.message.startswith("NCCL all_reduce bus bandwidth below the profile floor on n1/p4d.24xlarge "
                                       "(1 node(s) x 8 GPUs)")
@@ -287,16 +287,16 @@ def test_bandwidth_below_the_floor_on_one_node_names_size_floor_and_nvlink() -> 
 
 
 def test_bandwidth_below_the_floor_across_nodes_points_at_the_network() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
+    verdict = bandwidth(nccl_run(sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
     assert not verdict.ok and "at 1G expected >= 40 GB/s, observed" in verdict.observed
     assert "= 35% of the 93.8 GB/s ceiling (network per node 400 Gbps x N/(N-1) x (n-1)/n, N=2" in verdict.observed
     assert verdict.fix.startswith("The network path is efa: check that all EFA interfaces are requested")
-    socket = judge_bandwidth(nccl_run(OFI_GAVE_UP_G6E + sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
+    socket = bandwidth(nccl_run(OFI_GAVE_UP_G6E + sample(P4D_OLD_LOW), nodes=2), inst({2: {1 << 30: 40.0}}))
     assert not socket.ok and "NCCL ran over Socket (TCP), not EFA" in socket.fix
 
 
 def test_implausible_bandwidth_fails() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 100.0}}, busbw_ceiling_gbs=150.0))
+    verdict = bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 100.0}}, busbw_ceiling_gbs=150.0))
     assert verdict.summary == "implausible bus bandwidth" and "expected <= 150 GB/s" in verdict.message
     assert "observed peak 231.72 GB/s" in verdict.message
 
@@ -305,13 +305,13 @@ def test_bandwidth_of_a_run_with_wrong_results_is_not_judged_but_fails() -> None
     run = nccl_run(sample(ONE_NODE))
     assert run.table is not None
     run.table.out_of_bounds = 1
-    verdict = judge_bandwidth(run, inst({1: {1 << 30: 100.0}}))
+    verdict = bandwidth(run, inst({1: {1 << 30: 100.0}}))
     assert verdict.status is Status.FAIL and "not judged: the run's results are wrong" in verdict.message
     assert verdict.criteria   # still recorded
 
 
 def test_bandwidth_without_a_floor_is_recorded_not_judged() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst())
+    verdict = bandwidth(nccl_run(sample(ONE_NODE)), inst())
     assert verdict.status is Status.NOT_SHOWN
     assert "bandwidth recorded, not judged: the profile has no floor for 1 node(s) of p4d.24xlarge" in verdict.message
     assert "set profile instances.p4d.24xlarge.nccl.all_reduce_busbw_floor_gbs.1" in verdict.message
@@ -319,14 +319,14 @@ def test_bandwidth_without_a_floor_is_recorded_not_judged() -> None:
 
 
 def test_bandwidth_of_a_run_without_a_table_fails_as_no_result() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(NO_TABLE), nodes=2), inst({2: {1 << 30: 40.0}}))
+    verdict = bandwidth(nccl_run(sample(NO_TABLE), nodes=2), inst({2: {1 << 30: 40.0}}))
     assert not verdict.ok and "produced no result" in verdict.message
 
 
 def test_judges_do_not_change_the_run() -> None:
     run = nccl_run(OFI_GAVE_UP_P4D + sample(ONE_NODE))
     before = copy.deepcopy(run)
-    for verdict in (judge_correctness(run), judge_network(run, inst()), judge_bandwidth(run, inst())):
+    for verdict in (correctness(run), network(run, inst()), bandwidth(run, inst())):
         assert verdict.subject
     assert run == before
 
@@ -385,7 +385,7 @@ def test_the_ceiling_follows_the_algorithm_and_is_none_without_link_figures() ->
 
 
 def test_a_run_without_a_derivable_ceiling_shows_none() -> None:
-    verdict = judge_bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 200.0}}, nvlink_gbs=None))
+    verdict = bandwidth(nccl_run(sample(ONE_NODE)), inst({1: {1 << 30: 200.0}}, nvlink_gbs=None))
     assert "peak busbw / physical ceiling" not in {c.name for c in verdict.criteria}
     assert verdict.facts["physical_ceiling"].startswith("none: no NVLink figure")
 

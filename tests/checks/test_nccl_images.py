@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_gpucluster.checks import Status
-from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network
+from pytest_gpucluster.checks.nccl import NcclRun, bandwidth, correctness, network
 from pytest_gpucluster.checks.nccl_run import COMPUTE_CAP
 from pytest_gpucluster.profile import load_profile
 from pytest_gpucluster.sim.tools.fake.nccl_kernels import runs_on
@@ -27,7 +27,7 @@ def run_of(name: str, itype: str, facts: dict[str, str]) -> NcclRun:
 def test_no_kernel_image_for_the_gpu_is_not_shown_naming_the_architecture_and_the_profile_key() -> None:
     run = run_of(NO_KERNEL, "g4dn.12xlarge", {COMPUTE_CAP: "7.5", "gpu product": "Tesla-T4"})
     inst = load_profile().for_instance("g4dn.12xlarge")
-    for verdict in (judge_correctness(run), judge_network(run, inst), judge_bandwidth(run, inst)):
+    for verdict in (correctness(run), network(run, inst), bandwidth(run, inst)):
         assert verdict.status is Status.NOT_SHOWN, verdict.message
         assert "this image has no kernels for sm_75 (Tesla-T4, compute capability 7.5)" in verdict.message
         assert "set families.g4dn.nccl.image (or instances.g4dn.12xlarge.nccl.image)" in verdict.message
@@ -35,13 +35,13 @@ def test_no_kernel_image_for_the_gpu_is_not_shown_naming_the_architecture_and_th
 
 
 def test_without_gpu_feature_discovery_labels_it_says_the_capability_is_unknown() -> None:
-    verdict = judge_correctness(run_of(NO_KERNEL, "g7e.12xlarge", {}))
+    verdict = correctness(run_of(NO_KERNEL, "g7e.12xlarge", {}))
     assert verdict.status is Status.NOT_SHOWN
     assert "compute capability unknown: the node has no nvidia.com/gpu.compute.* labels" in verdict.message
 
 
 def test_another_failure_before_the_first_row_still_fails() -> None:
-    verdict = judge_correctness(run_of(NCCL_ERROR, "g6e.12xlarge", {COMPUTE_CAP: "8.9"}))
+    verdict = correctness(run_of(NCCL_ERROR, "g6e.12xlarge", {COMPUTE_CAP: "8.9"}))
     assert verdict.status is Status.FAIL and "produced no result" in verdict.message
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytest_gpucluster.checks import Status
 from pytest_gpucluster.checks.nccl_localise import (
-    NOT_ATTRIBUTABLE, Localisation, Outcome, Trial, judge_node, next_round, suspects_and_partners,
+    NOT_ATTRIBUTABLE, Localisation, Outcome, Trial, localised_node, next_round, suspects_and_partners,
 )
 from pytest_gpucluster.checks.nccl_nodes import NodeGroup
 from pytest_gpucluster.kube.discovery import NodeInfo
@@ -56,20 +56,20 @@ def test_the_node_that_fails_with_every_partner_is_named_and_its_first_partner_c
     loc.add(Trial(2, pair("h", "b"), Outcome.FAIL, "peak 131"))
     loc.add(Trial(3, pair("h", "a"), Outcome.FAIL, "peak 132"))
     loc.rounds["p5.48xlarge"] = 3
-    bad = judge_node(N["h"], loc, good_of(loc))
+    bad = localised_node(N["h"], loc, good_of(loc))
     assert bad.status is Status.FAIL and bad.summary == "NCCL fails with every partner of this node"
     assert "round 1 with g: fail" in bad.observed and "round 3 with a: fail (peak 132)" in bad.observed
     assert bad.facts["rounds"] == 3 and bad.facts["localisation"] == "attributed"
-    cleared = judge_node(N["g"], loc, good_of(loc))
+    cleared = localised_node(N["g"], loc, good_of(loc))
     assert cleared.status is Status.PASS and cleared.facts["localisation"] == "cleared"
     assert cleared.observed.startswith("cleared: failed in round 1 with h, passed with the good partner a in round 2")
-    assert judge_node(N["c"], loc, good_of(loc)).status is Status.PASS
+    assert localised_node(N["c"], loc, good_of(loc)).status is Status.PASS
 
 
 def test_a_zone_where_every_pair_failed_is_not_attributable_to_one_node() -> None:
     loc = first_round(set("abcdefgh"))
     assert all(not next_round(s, p, loc) for s, p in suspects_and_partners(N.values(), loc).values())
-    verdict = judge_node(N["a"], loc, good_of(loc))
+    verdict = localised_node(N["a"], loc, good_of(loc))
     assert verdict.status is Status.NOT_SHOWN and NOT_ATTRIBUTABLE in verdict.message
     assert "likely shared: a security group" in verdict.message
 
@@ -77,10 +77,10 @@ def test_a_zone_where_every_pair_failed_is_not_attributable_to_one_node() -> Non
 def test_localisation_off_or_no_free_partner_is_not_shown_never_failed() -> None:
     loc = first_round({"h"})
     loc.enabled["p5.48xlarge"] = False
-    off = judge_node(N["h"], loc, good_of(loc))
+    off = localised_node(N["h"], loc, good_of(loc))
     assert off.status is Status.NOT_SHOWN and "nccl.localise is false" in off.message
     loc.enabled["p5.48xlarge"] = True
-    waiting = judge_node(N["h"], loc, good_of(loc))
+    waiting = localised_node(N["h"], loc, good_of(loc))
     assert waiting.status is Status.NOT_SHOWN and "not re-tested with a good partner" in waiting.message
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_gpucluster.gather import nccl_evidence as nccl
 from pytest_gpucluster.checks import Status
-from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, judge_correctness, judge_network
+from pytest_gpucluster.checks.nccl import NcclRun, bandwidth, correctness, network
 from pytest_gpucluster.evidence import Evidence
 from pytest_gpucluster.kube import mpijob
 from pytest_gpucluster.kube.discovery import NodeInfo
@@ -30,8 +30,8 @@ def test_published_two_node_p5_results_meet_the_default_floors(sample: str, node
     NOT SHOWN because nothing in the excerpt says which nodes ran them."""
     evidence = Evidence()
     run = nccl_run(sample, "p5.48xlarge", nodes)
-    assert judge_correctness(run).status is Status.NOT_SHOWN
-    verdict = judge_bandwidth(run, PROFILE.for_instance("p5.48xlarge"))
+    assert correctness(run).status is Status.NOT_SHOWN
+    verdict = bandwidth(run, PROFILE.for_instance("p5.48xlarge"))
     assert verdict.status is Status.NOT_SHOWN and "the log names no ranks" in verdict.message, verdict.message
     assert all(c.passed is not False for c in verdict.criteria)
     at_2g = next(c for c in verdict.criteria if c.name == "out-of-place busbw at 2G")
@@ -44,15 +44,15 @@ def test_p4d_eks_log_proves_efa_with_gdrdma_and_records_versions() -> None:
     run = nccl_run("allreduce-p4d-eks-2node-nccl299-debug-info.txt", "p4d.24xlarge", 2)
     evidence = Evidence()
     nccl.record(run, evidence)
-    assert judge_network(run, PROFILE.for_instance("p4d.24xlarge")).ok
+    assert network(run, PROFILE.for_instance("p4d.24xlarge")).ok
     assert evidence.record.versions["nccl"].startswith("2.9.9")
-    old_stack = judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge"))        # NCCL 2.9.9: 43.81 GB/s peak
+    old_stack = bandwidth(run, PROFILE.for_instance("p4d.24xlarge"))        # NCCL 2.9.9: 43.81 GB/s peak
     assert old_stack.status is Status.FAIL and "at 2G expected >= 70 GB/s" in old_stack.observed
 
 
 def test_old_p4d_run_below_the_floor_names_sizes_and_ceiling() -> None:
     run = nccl_run("allreduce-p4d-eks-2node-nccl283-debug-info.txt", "p4d.24xlarge", 2)
-    verdict = judge_bandwidth(run, PROFILE.for_instance("p4d.24xlarge"))
+    verdict = bandwidth(run, PROFILE.for_instance("p4d.24xlarge"))
     failure = verdict.message
     assert verdict.status is Status.FAIL
     assert "at 1G expected >= 69 GB/s, observed 32.71 GB/s" in failure
@@ -61,25 +61,25 @@ def test_old_p4d_run_below_the_floor_names_sizes_and_ceiling() -> None:
 
 def test_without_nccl_info_lines_the_network_path_is_unproven() -> None:
     run = nccl_run("allreduce-p5-awsbatch-mpirun-prefix.txt", "p5.48xlarge", 2)
-    verdict = judge_network(run, PROFILE.for_instance("p5.48xlarge"))
+    verdict = network(run, PROFILE.for_instance("p5.48xlarge"))
     assert not verdict.ok and "did not use EFA" in verdict.message and "transport unknown" in verdict.message
 
 
 def test_infiniband_is_not_efa() -> None:
     run = nccl_run("nccl-debug-info-net-ib-nccl-docs-excerpt.txt", "p5.48xlarge", 2)
-    verdict = judge_network(run, PROFILE.for_instance("p5.48xlarge"))
+    verdict = network(run, PROFILE.for_instance("p5.48xlarge"))
     assert verdict.status is Status.FAIL and "produced no result" in verdict.message
 
 
 def test_cuda_failure_without_a_table_fails_correctness_with_the_log_tail() -> None:
     run = nccl_run("allreduce-gh200-2node-cuda-busy-failure.txt", "p5.48xlarge", 2, gpus=4)
-    verdict = judge_correctness(run)
+    verdict = correctness(run)
     assert not verdict.ok and "produced no result" in verdict.message and "Test failure" in verdict.message
 
 
 def test_single_node_without_floor_is_recorded_and_skipped_with_the_profile_key() -> None:
     run = nccl_run("allreduce-a100-80gb-x8-single-node-gcm-fixture.txt", "g5.48xlarge", 1)   # g5: no floor yet
-    verdict = judge_bandwidth(run, PROFILE.for_instance("g5.48xlarge"))
+    verdict = bandwidth(run, PROFILE.for_instance("g5.48xlarge"))
     assert verdict.status is Status.NOT_SHOWN and "not judged" in verdict.message
     assert "instances.g5.48xlarge.nccl.all_reduce_busbw_floor_gbs.1" in verdict.message
     assert {c.name for c in verdict.criteria} >= {"peak out-of-place busbw"}

@@ -103,3 +103,15 @@ def test_options_are_read_one_way() -> None:
                     and isinstance(node.value, ast.Attribute) and node.value.attr == "option":
                 readers.append(f"{path.relative_to(ROOT)}:{node.lineno} config.option.{node.attr}")
     assert not readers, "options read around run_options():\n" + "\n".join(readers)
+
+
+def test_judges_follow_one_naming_rule() -> None:
+    """A judge (a public function of checks/ returning a Verdict) is named for what it judges (`memlock`, `clocks`,
+    `bandwidth`) and called as `judge.<name>` or by that name; no `judge_` prefix beside bare names."""
+    prefixed = []
+    for path in sorted((PACKAGE / "checks").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("judge_") \
+                    and node.returns is not None and "Verdict" in ast.unparse(node.returns):
+                prefixed.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not prefixed, "judges named judge_<what>: name them <what>:\n" + "\n".join(prefixed)

@@ -270,11 +270,11 @@ def _allreduce(ranks: list[Any]) -> str:
 @pytest.mark.parametrize("itype,nodes", [(t, n) for t in sorted(__import__(
     "pytest_gpucluster.sim.tools.fake.nccl_curves", fromlist=["CURVES"]).CURVES) for n in (1, 2)])
 def test_every_simulated_type_meets_its_profile_floors_below_its_ceiling(itype: str, nodes: int) -> None:
-    from pytest_gpucluster.checks.nccl import NcclRun, judge_bandwidth, physical_ceiling
+    from pytest_gpucluster.checks.nccl import NcclRun, bandwidth, physical_ceiling
     from pytest_gpucluster.profile import load_profile
     inst = load_profile().for_instance(itype)
     run = NcclRun(f"sim/{itype}", itype, nodes, 8, "all_reduce_perf", log=_allreduce(_ranks(itype, nodes))).parse()
-    verdict = judge_bandwidth(run, inst)
+    verdict = bandwidth(run, inst)
     assert verdict.ok, verdict.message
     ceiling, how = physical_ceiling(inst, nodes, 8)
     assert ceiling is not None and (run.table.peak_busbw or 0) <= ceiling, how    # type: ignore[union-attr]
