@@ -169,9 +169,6 @@ class Plugins:
         return any(plugin_healthy(p, now, self.ready_since.get(node))
                    for ds in self.daemonsets(role) for p in self.pods_on(ds, node))
 
-    def unhealthy_nodes(self, role: str, nodes: Iterable[str], now: float | None = None) -> set[str]:
-        return {n for n in nodes if not self.healthy_on(role, n, now)}
-
 
 def daemon_pods(cluster: Cluster, ds: dict[str, Any], settle_s: float = SETTLE_TIMEOUT_S) -> list[dict[str, Any]]:
     """The DaemonSet's pods once they settled (a node that just joined has its plugin pod still starting);

@@ -22,17 +22,6 @@ class Writer(Protocol):
     def write(self, content: str, **markup: bool) -> None: ...
 
 
-class StreamWriter:
-    """Adapts a text stream (stderr) to the Writer protocol, e.g. for `gpucluster cleanup`."""
-
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-
-    def write(self, content: str, **markup: bool) -> None:
-        self.stream.write(content)
-        self.stream.flush()
-
-
 class TerminalOut:
     """Writes to a duplicate of this process's stdout taken when the run starts: pytest's output capture redirects
     fd 1 while fixtures run (where the fleets wait), and would swallow the phase lines; a duplicate descriptor is not

@@ -123,10 +123,6 @@ class NvidiaSmiResult:
     warnings: list[str] = field(default_factory=list)  # rows that looked like data but did not parse
 
     @property
-    def gpu_count(self) -> int:
-        return len(self.gpus)
-
-    @property
     def ok(self) -> bool:
         return self.error is None
 
