@@ -9,6 +9,9 @@ import pytest
 from .checks.verdict import OPS, Criterion
 
 ATTACHMENT_KINDS = ("text", "nvidia-smi", "fi_info", "nccl", "log", "yaml", "json", "manifest")
+# A plot's kind says what the report may do with it beyond showing it in its check: a "timeline" (a new node's
+# provisioning phases) is also one of the summary's headline plots (report/headline.py).
+PLOT_KINDS = ("figure", "timeline")
 
 
 # What `evidence.measure` records is the judges' Criterion: one type for a measured number and its criterion.
@@ -26,6 +29,7 @@ class Attachment:
 class Plot:
     title: str
     svg: str
+    kind: str = "figure"
 
 
 @dataclass
@@ -39,10 +43,11 @@ class EvidenceRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    headline: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not any((self.measurements, self.attachments, self.facts, self.plots,
-                        self.events, self.conditions, self.versions))
+                        self.events, self.conditions, self.versions, self.headline))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +58,7 @@ class EvidenceRecord:
             "events": list(self.events),
             "conditions": {k: list(v) for k, v in self.conditions.items()},
             "versions": dict(self.versions),
+            "headline": {k: dict(v) for k, v in self.headline.items()},
         }
 
 
@@ -95,11 +101,20 @@ class Evidence:
         """A parsed fact (e.g. "gpus_seen", 8); values should be JSON-serialisable."""
         self.record.facts[key] = _jsonable(value)
 
-    def plot(self, title: str, svg: str) -> None:
-        """An SVG drawing (see pytest_gpucluster.report.plots) shown inline in the report."""
+    def plot(self, title: str, svg: str, kind: str = "figure") -> None:
+        """An SVG drawing (see pytest_gpucluster.report.plots) shown inline in the report; `kind` "timeline" also
+        puts it among the summary's headline plots."""
         if "<svg" not in svg:
             raise ValueError(f"evidence.plot({title!r}): expected SVG markup, got {svg[:60]!r}")
-        self.record.plots.append(Plot(title, svg))
+        if kind not in PLOT_KINDS:
+            raise ValueError(f"evidence.plot({title!r}): kind must be one of {PLOT_KINDS}, given {kind!r}")
+        self.record.plots.append(Plot(title, svg, kind))
+
+    def headline(self, key: str, **values: Any) -> None:
+        """Numbers the summary's headline plots draw across checks (e.g. "nccl": the bus-bandwidth curve, node
+        count, ceiling), as plain JSON values merged into `key`'s entry. Not shown in the check's own evidence:
+        the report reads them instead of parsing facts or raw outputs again; summary.json keeps them."""
+        self.record.headline.setdefault(key, {}).update({k: _jsonable(v) for k, v in values.items()})
 
     def events(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Kubernetes events of the pods the check ran (core/v1 Event dicts or simplified dicts)."""

@@ -150,7 +150,7 @@ def test_gpu_node_provisioning_latency(launch_pool: PoolTarget, gpucluster_sessi
     if bars:
         evidence.plot(f"Karpenter provisioning timeline ({itype})",
                       timeline_svg(bars, title=f"New {itype} from NodePool {launch_pool.name} (watch clock)",
-                                   limit=budget.limit("total")))
+                                   limit=budget.limit("total")), kind="timeline")
     started = time.monotonic()
     left = scale_down(cluster, namespace, name, pool, pool_id, total)
     evidence.measure("scale-down: NodePool deleted -> NodeClaim and node gone", round(time.monotonic() - started, 3),

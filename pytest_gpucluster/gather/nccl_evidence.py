@@ -1,5 +1,5 @@
-"""What every NCCL check shows in the report: the command, the raw log and table, versions, WARN lines, the plot.
-(The judging is in checks/nccl.py.)"""
+"""What every NCCL check shows in the report: the command, the raw log and table, versions, WARN lines, the plot,
+and the numbers the summary's bus-bandwidth headline plot draws. (The judging is in checks/nccl.py.)"""
 from __future__ import annotations
 
 from typing import Any
@@ -21,6 +21,11 @@ def record(run: NcclRun, evidence: Evidence) -> None:
         evidence.attach(f"MPIJob {run.facts.get('mpijob', '')}", run.manifest, kind="manifest")
     if run.table is not None:
         evidence.attach(f"all_reduce_perf table ({run.where})", table_text(run.table), kind="nccl")
+        # log-scale sizes: the 0-byte row nccl-tests prints for -b 0 has no place on the headline's axis
+        curve = [(r.size, r.out_of_place.busbw) for r in run.table.rows if r.out_of_place and r.size > 0]
+        if curve:
+            evidence.headline("nccl", where=run.where, instance_type=run.instance_type, nodes=run.nodes,
+                              gpus_per_node=run.gpus_per_node, busbw=curve)
     if run.log:
         evidence.attach(f"all_reduce_perf log ({run.where})", run.log, kind="nccl")
     if run.warnings:
@@ -62,6 +67,8 @@ def plot(run: NcclRun, inst: InstanceProfile | None, evidence: Evidence) -> None
         return
     from pytest_gpucluster.report.plots import busbw_svg
     floors = floors_of(inst, run.nodes)
+    ceiling = physical_ceiling(inst, run.nodes, run.gpus_per_node)[0]
     evidence.plot(f"all_reduce bus bandwidth, {run.where}", busbw_svg(
-        points, floor=max(floors.values()) if floors else None, ceiling=physical_ceiling(inst, run.nodes, run.gpus_per_node)[0],
+        points, floor=max(floors.values()) if floors else None, ceiling=ceiling,
         title=f"all_reduce_perf {run.nodes} node(s) x {run.gpus_per_node} GPUs, {run.instance_type}"))
+    evidence.headline("nccl", ceiling_gbs=ceiling)

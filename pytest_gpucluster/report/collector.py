@@ -203,7 +203,7 @@ class ReportCollector:
                                               evidence_file=file_name(nodes[0]) if state.evidence else None,
                                               shown=state.shown_texts, owner=check.nodeid.split("::")[-1])
             target.extras = [*getattr(target, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
-        check.evidence = {k: ev[k] for k in ("measurements", "facts", "versions") if k in ev}
+        check.evidence = {k: ev[k] for k in ("measurements", "facts", "versions", "headline") if k in ev}
 
     def build(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> dict[str, Any]:
         info = run_info(self.config, self.state.fallback_id)

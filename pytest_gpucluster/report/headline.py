@@ -2,7 +2,6 @@
 phase timeline, the node-health strip."""
 from __future__ import annotations
 
-import re
 from html import escape
 from typing import Any, Iterable, Sequence
 
@@ -10,42 +9,27 @@ from pytest_gpucluster.report import plots
 from pytest_gpucluster.report.areas import HEALTH_MODULE, split_nodeid
 from pytest_gpucluster.report.summary import CheckResult
 
-_RANKS = re.compile(r"^\s*(\d+)\s+node")
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 MAX_TIMELINES = 4
 
 
 def extract(nodeid: str, evidence: dict[str, Any]) -> dict[str, Any]:
-    """What the headline plots need from one check's evidence (kept in memory; the rest goes to the evidence file)."""
-    module, _ = split_nodeid(nodeid)
+    """What the headline plots need from one check's evidence (kept in memory; the rest goes to the evidence file).
+
+    Read from the structured parts only: the numbers the check put in its `headline` channel (pytest_gpucluster/
+    nccl.py: the bus-bandwidth curve, node count, ceiling) and its plots of kind "timeline" (the Karpenter suite),
+    never from facts' wording or raw outputs, which are for people and may change."""
     out: dict[str, Any] = {}
-    facts = evidence.get("facts") or {}
-    if module == "test_nccl.py":
-        log = next((a["text"] for a in evidence.get("attachments") or []
-                    if a.get("kind") == "nccl" and str(a.get("title", "")).startswith("all_reduce_perf log")), None)
-        points = _busbw_points(log) if log else []
-        if points:
-            ranks = _RANKS.match(str(facts.get("ranks", "")))
-            ceiling = _NUMBER.search(str(facts.get("physical_ceiling", "")))
-            out["nccl"] = {"where": str(facts.get("where") or nodeid), "nodes": int(ranks.group(1)) if ranks else 1,
-                           "points": points, "ceiling": float(ceiling.group()) if ceiling else None}
-    if module == "test_karpenter.py":
-        timelines = [p for p in evidence.get("plots") or [] if "timeline" in str(p.get("title", "")).lower()]
-        if timelines:
-            out["timelines"] = timelines
+    nccl = (evidence.get("headline") or {}).get("nccl") or {}
+    points = [(float(size), float(busbw)) for size, busbw in nccl.get("busbw") or []]
+    if points:
+        ceiling = nccl.get("ceiling_gbs")
+        out["nccl"] = {"where": str(nccl.get("where") or nodeid), "instance_type": nccl.get("instance_type"),
+                       "nodes": int(nccl.get("nodes") or 1), "points": points,
+                       "ceiling": float(ceiling) if ceiling else None}
+    timelines = [p for p in evidence.get("plots") or [] if p.get("kind") == "timeline"]
+    if timelines:
+        out["timelines"] = timelines
     return out
-
-
-def _busbw_points(log: str) -> list[tuple[float, float]]:
-    from pytest_gpucluster.parsers.nccl import parse_nccl
-
-    try:
-        coll = parse_nccl(log).collective()
-    except ValueError:     # parsers' ParseError: no table in the log (the run failed before printing one)
-        return []
-    if coll is None:
-        return []
-    return [(float(r.size), r.out_of_place.busbw) for r in coll.rows if r.out_of_place and r.size > 0]
 
 
 def headline_block(checks: Sequence[CheckResult], profile_values: dict[str, Any]) -> str:
@@ -66,7 +50,7 @@ def _nccl_figures(checks: Sequence[CheckResult], profile_values: dict[str, Any])
         nccl = c.headline.get("nccl")
         if not nccl:
             continue
-        key = (c.instance_type or "unknown", int(nccl["nodes"]))
+        key = (nccl.get("instance_type") or c.instance_type or "unknown", int(nccl["nodes"]))
         runs.setdefault(key, {})[nccl["where"]] = nccl["points"]
         if c.outcome in ("failed", "error"):
             failing.setdefault(key, set()).add(nccl["where"])

@@ -46,7 +46,8 @@ class CheckResult:
     kept: bool = True                          # has a row in the HTML results table (else: grid + evidence file)
     tier: str = BLOCKING                       # the profile's tier of this check (tiers.py)
     tier_reason: str = ""
-    headline: dict[str, Any] = field(default_factory=dict)  # what the summary plots need (not in summary.json)
+    headline: dict[str, Any] = field(default_factory=dict)  # what the summary plots draw (timeline SVGs: not in
+                                                             # summary.json, which has the evidence's numbers)
 
     @property
     def module(self) -> str:
@@ -73,6 +74,7 @@ class CheckResult:
             "measurements": ev.get("measurements", []),
             "facts": ev.get("facts", {}),
             "versions": ev.get("versions", {}),
+            **({"headline": ev["headline"]} if ev.get("headline") else {}),
         }
 
 

@@ -89,5 +89,7 @@ def test_bus_bandwidth_on_one_node_meets_floor(nccl_node, evidence):
     evidence.fact("ranks", "1 node(s) x 8 GPUs")
     evidence.fact("physical_ceiling", "450 GB/s: NVLink per GPU")
     evidence.attach(f"all_reduce_perf log ({ids(nccl_node)})", LOG, kind="nccl")
+    evidence.headline("nccl", where=ids(nccl_node), instance_type=nccl_node.instance_type, nodes=1, gpus_per_node=8,
+                      busbw=[(1048576, 39.32), (67108864, 314.57), (1073741824, 402.65)], ceiling_gbs=450.0)
     evidence.measure("out-of-place busbw at 1G", 402.65, "GB/s", threshold=380, source="profile")
 '''

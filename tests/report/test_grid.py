@@ -131,15 +131,24 @@ NCCL_LOG = """# nccl-tests version 2.13.9
 """
 
 
+CURVE = [[1048576, 39.32], [67108864, 314.57], [1073741824, 402.65]]   # NCCL_LOG's out-of-place busbw
+
+
+def nccl_evidence(where: str, **channel: object) -> dict[str, object]:
+    """A single-node NCCL check's evidence as pytest_gpucluster/nccl.py records it: people's facts and the raw log,
+    and the numbers of the headline channel."""
+    return {"facts": {"where": where, "ranks": "1 node(s) x 8 GPUs", "physical_ceiling": "450.0 GB/s: NVLink per GPU"},
+            "attachments": [{"title": f"all_reduce_perf log ({where})", "kind": "nccl", "text": NCCL_LOG}],
+            "headline": {"nccl": {"where": where, "instance_type": "p5.48xlarge", "nodes": 1, "gpus_per_node": 8,
+                                  "busbw": CURVE, "ceiling_gbs": 450.0, **channel}}}
+
+
 def test_headline_plots_draw_every_run_of_a_type_with_floors_and_ceiling():
     checks = []
     for i in range(60):
-        ev = {"facts": {"where": f"n{i}/p5.48xlarge", "ranks": "1 node(s) x 8 GPUs",
-                        "physical_ceiling": "450 GB/s: NVLink per GPU"},
-              "attachments": [{"title": f"all_reduce_perf log (n{i})", "kind": "nccl", "text": NCCL_LOG}]}
         c = check(f"suites/test_nccl.py::test_bus_bandwidth_on_one_node_meets_floor[n{i}/p5.48xlarge]", f"n{i}",
                   "failed" if i == 5 else "passed")
-        c.headline = headline.extract(c.nodeid, ev)
+        c.headline = headline.extract(c.nodeid, nccl_evidence(f"n{i}/p5.48xlarge"))
         checks.append(c)
     assert checks[0].headline["nccl"]["points"][-1] == (1073741824.0, 402.65)
     block = headline.headline_block(checks, {"p5.48xlarge": {"nccl_floors": {"1": {"1073741824": 380.0}}}})
@@ -147,6 +156,45 @@ def test_headline_plots_draw_every_run_of_a_type_with_floors_and_ceiling():
     assert "59 passing runs: min-max" in block and "n5/p5.48xlarge" in block
     assert "floor (profile)" in block and "ceiling 450 GB/s" in block
     assert len(block) < 60_000
+
+
+def test_headline_reads_the_structured_channel_not_facts_or_raw_logs():
+    """The plot is the same whatever the facts say or the log holds: only the channel's numbers count."""
+    def block(evidences: list[dict[str, object]]) -> str:
+        checks = []
+        for i, ev in enumerate(evidences):
+            c = check(f"suites/test_nccl.py::test_bus_bandwidth_across_nodes_meets_floor[g{i}/p5.48xlarge]",
+                      f"a{i}+b{i}")
+            c.headline = headline.extract(c.nodeid, ev)
+            checks.append(c)
+        return headline.headline_block(checks, {})
+
+    channel = {"nodes": 2, "ceiling_gbs": 95.5}
+    baseline = block([nccl_evidence(f"g{i}/p5.48xlarge", **channel) for i in range(3)])
+    assert "p5.48xlarge, 2 nodes: 3 run(s)" in baseline and "ceiling 95.5 GB/s" in baseline
+    reworded = []
+    for i in range(3):
+        ev = nccl_evidence(f"g{i}/p5.48xlarge", **channel)
+        ev["facts"] = {"where": "elsewhere", "ranks": "7 nodes of 3 GPUs", "physical_ceiling": "about 1 TB/s"}
+        ev["attachments"] = [{"title": "all_reduce_perf log (x)", "kind": "nccl", "text": NCCL_LOG.replace("402.65", "1.00")}]
+        reworded.append(ev)
+    assert block(reworded) == baseline
+    # facts and a log without the channel draw nothing (the report parses neither)
+    bare = nccl_evidence("n0/p5.48xlarge")
+    del bare["headline"]
+    assert headline.extract("suites/test_nccl.py::test_x[n0/p5.48xlarge]", bare) == {}
+    assert block([bare]) == ""
+
+
+def test_timeline_headline_is_the_plot_of_kind_timeline_whatever_its_title():
+    svg = "<svg xmlns='http://www.w3.org/2000/svg'></svg>"
+    ev = {"plots": [{"title": "Karpenter provisioning timeline (p5.48xlarge)", "svg": svg, "kind": "figure"},
+                    {"title": "New p5.48xlarge from NodePool gpu", "svg": svg, "kind": "timeline"}]}
+    out = headline.extract("suites/test_karpenter.py::test_new_gpu_node_is_provisioned_within_budget", ev)
+    assert [p["title"] for p in out["timelines"]] == ["New p5.48xlarge from NodePool gpu"]
+    c = check("suites/test_karpenter.py::test_new_gpu_node_is_provisioned_within_budget")
+    c.headline = out
+    assert "New p5.48xlarge from NodePool gpu" in headline.headline_block([c], {})
 
 
 def test_health_strip_appears_for_any_test_of_the_health_module():

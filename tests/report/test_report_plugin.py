@@ -94,6 +94,9 @@ NODES = [Node("ip-10-0-1-1", "p5.48xlarge"), Node("ip-10-0-1-2", "p5.48xlarge")]
 def test_busbw(gpu_node, evidence):
     value = 380.0 if gpu_node.name.endswith("1") else 310.0
     evidence.measure("busbw", value, "GB/s", threshold=300, source="profile")
+    evidence.headline("nccl", where=gpu_node.name, instance_type=gpu_node.instance_type, nodes=1, gpus_per_node=8,
+                      busbw=[(1048576, 40.0), (1073741824, value)])
+    evidence.headline("nccl", ceiling_gbs=None)
 
 @dataclass(frozen=True)
 class Group:
@@ -123,6 +126,20 @@ def test_report_is_complete_under_xdist(run_suite):
     assert all(c["instance_type"] == "p5.48xlarge" for c in doc["checks"])
     assert sum(1 for c in doc["checks"] if c["measurements"]) == 2
     assert "310 \u2026 380 GB/s (n=2)" in run.html
+    # the headline channel travels from the workers: summary.json has it, the headline plot draws it
+    assert sorted(c["headline"]["nccl"]["busbw"][-1][1] for c in doc["checks"] if "headline" in c) == [310.0, 380.0]
+    assert "NCCL all_reduce bus bandwidth, p5.48xlarge, one node: 2 run(s)" in run.html
+
+
+def test_headline_channel_is_in_summary_json_and_not_in_the_checks_evidence(run_suite):
+    run = run_suite(NODE_SUITE)
+    checks = {c["node"]: c for c in run.summary["checks"]}
+    assert checks["ip-10-0-1-1"]["headline"] == {"nccl": {
+        "where": "ip-10-0-1-1", "instance_type": "p5.48xlarge", "nodes": 1, "gpus_per_node": 8,
+        "busbw": [[1048576, 40.0], [1073741824, 380.0]], "ceiling_gbs": None}}
+    assert "headline" not in checks["ip-10-0-1-1+ip-10-0-1-2"]     # absent when the check gave none
+    assert "headline" not in checks["ip-10-0-1-1"]["facts"]
+    assert "gpus_per_node" not in run.html and "1073741824" not in run.html   # no facts row, no table of it
 
 
 def test_summary_follows_the_shipped_json_schema(run_suite):
