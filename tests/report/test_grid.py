@@ -197,6 +197,20 @@ def test_timeline_headline_is_the_plot_of_kind_timeline_whatever_its_title():
     assert "New p5.48xlarge from NodePool gpu" in headline.headline_block([c], {})
 
 
+def test_the_report_parses_no_tool_output_again():
+    """The judges and gatherers read tool outputs once (parsers/); the report draws what they recorded."""
+    import ast
+
+    folder = Path(headline.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("pytest_gpucluster.parsers") or n == "parsers" for n in names), path.name
+    assert not any(isinstance(n, ast.Import) and any(a.name == "re" for a in n.names)
+                   for n in ast.walk(ast.parse(Path(headline.__file__).read_text())))
+
+
 def test_health_strip_appears_for_any_test_of_the_health_module():
     checks = [check(f"suites/test_node_health.py::test_{name}[n{i}/p5.48xlarge]", f"n{i}",
                     "failed" if (i, name) == (3, "xid") else "passed")
