@@ -1,5 +1,5 @@
-"""What every NCCL check shows in the report: the command, the raw log and table, versions, WARN lines, the plot,
-and the numbers the summary's bus-bandwidth headline plot draws. (The judging is in checks/nccl.py.)"""
+"""What every NCCL check shows in the report: the command, the raw log and table, versions, WARN lines, the plot.
+(The judging is in checks/nccl.py.)"""
 from __future__ import annotations
 
 from typing import Any
