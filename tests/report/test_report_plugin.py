@@ -140,6 +140,17 @@ def test_headline_channel_is_in_summary_json_and_not_in_the_checks_evidence(run_
     assert "headline" not in checks["ip-10-0-1-1+ip-10-0-1-2"]     # absent when the check gave none
     assert "headline" not in checks["ip-10-0-1-1"]["facts"]
     assert "gpus_per_node" not in run.html and "1073741824" not in run.html   # no facts row, no table of it
+    assert "[1073741824, 380.0]" in (run.dir / "summary.json").read_text()    # a point per line, not four
+
+
+def test_summary_json_puts_number_arrays_on_one_line_and_leaves_strings_alone(tmp_path):
+    from pytest_gpucluster.report.summary import write_summary
+
+    doc = {"text": "[\n  1,\n  2\n]", "curve": [[8, 0.0], [2147483648, 478.9]], "mixed": [1, "a"], "none": [],
+           "negative": [-1.5e-06, 2]}
+    text = write_summary(tmp_path / "summary.json", doc).read_text()
+    assert json.loads(text) == doc
+    assert "[8, 0.0],\n" in text and "[-1.5e-06, 2]" in text and '"mixed": [\n    1,\n    "a"\n  ]' in text
 
 
 def test_summary_follows_the_shipped_json_schema(run_suite):
