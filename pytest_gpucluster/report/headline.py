@@ -15,9 +15,9 @@ MAX_TIMELINES = 4
 def extract(nodeid: str, evidence: dict[str, Any]) -> dict[str, Any]:
     """What the headline plots need from one check's evidence (kept in memory; the rest goes to the evidence file).
 
-    Read from the structured parts only: the numbers the check put in its `headline` channel (pytest_gpucluster/
-    nccl.py: the bus-bandwidth curve, node count, ceiling) and its plots of kind "timeline" (the Karpenter suite),
-    never from facts' wording or raw outputs, which are for people and may change."""
+    Read from the structured parts only: the numbers the check put in its `headline` channel (gather/
+    nccl_evidence.py: the bus-bandwidth curve, node count, ceiling) and its plots of kind "timeline" (the Karpenter
+    suite), never from facts' wording or raw outputs, which are for people and may change."""
     out: dict[str, Any] = {}
     nccl = (evidence.get("headline") or {}).get("nccl") or {}
     points = [(float(size), float(busbw)) for size, busbw in nccl.get("busbw") or []]

@@ -135,7 +135,7 @@ CURVE = [[1048576, 39.32], [67108864, 314.57], [1073741824, 402.65]]   # NCCL_LO
 
 
 def nccl_evidence(where: str, **channel: object) -> dict[str, object]:
-    """A single-node NCCL check's evidence as pytest_gpucluster/nccl.py records it: people's facts and the raw log,
+    """A single-node NCCL check's evidence as pytest_gpucluster/gather/nccl_evidence.py records it: people's facts and the raw log,
     and the numbers of the headline channel."""
     return {"facts": {"where": where, "ranks": "1 node(s) x 8 GPUs", "physical_ceiling": "450.0 GB/s: NVLink per GPU"},
             "attachments": [{"title": f"all_reduce_perf log ({where})", "kind": "nccl", "text": NCCL_LOG}],
