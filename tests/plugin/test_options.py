@@ -200,4 +200,5 @@ def test_the_former_fixture_name_gives_the_session_with_a_deprecation_warning(py
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*gpucluster_run is now gpucluster_session*"])
     result = pytester.runpytest(*plugin_args, "--gpucluster-no-report")
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=1)   # warnings not counted: an installed (not editable) plugin adds pytest's own
+    result.stdout.fnmatch_lines(["*PytestDeprecationWarning: the fixture gpucluster_run is now gpucluster_session*"])
