@@ -33,7 +33,7 @@ from pytest_gpucluster.sim.tools.fake.fault import CLUSTER, FaultKind
 
 
 FAULTS = (
-    FaultKind("karpenter-slow", {"phase": "launch | register | initialize | ready", "seconds": ""}, CLUSTER,
+    FaultKind("karpenter-slow", {"phase": "register (or launch, initialize, ready)", "seconds": "60"}, CLUSTER,
               "that NodeClaim phase takes that long"),
     FaultKind("karpenter-no-capacity", {"instance_types": "every type", "zones": "every zone"}, CLUSTER,
               "launches of those types in those zones fail with InsufficientInstanceCapacity"),
