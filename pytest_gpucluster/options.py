@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Callable
@@ -274,6 +274,13 @@ def run_options(config: pytest.Config) -> RunOptions:
     opts = config.stash.get(OPTIONS_KEY, None)
     if opts is None:
         opts = config.stash[OPTIONS_KEY] = resolve_options(config)
+    return opts
+
+
+def replace_run_options(config: pytest.Config, **changes: Any) -> RunOptions:
+    """The run's options with `changes`, for every reader from now on (a re-judged run takes the recorded run's
+    options: bundle/plugin.py), so run_options(config) and the session's `.options` never disagree."""
+    opts = config.stash[OPTIONS_KEY] = replace(run_options(config), **changes)
     return opts
 
 

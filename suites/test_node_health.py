@@ -22,6 +22,7 @@ from pytest_gpucluster.checks import dcgm as dcgm_judge
 from pytest_gpucluster.checks import fleet
 from pytest_gpucluster.checks import kernel_log
 from pytest_gpucluster.checks import node_health as judge
+from pytest_gpucluster.checks.probe_output import not_run, split_sections
 from pytest_gpucluster.kube import errors
 from pytest_gpucluster.kube.client import Cluster
 from pytest_gpucluster.kube.discovery import Inventory
@@ -101,7 +102,7 @@ def _no_probe(node: NodeInfo, what: str, evidence: Any) -> None:
     otherwise."""
     if node.mig_devices:
         enforce(judge.mig_mixed(node.id, what, node.mig_devices), evidence)
-    enforce(judge.not_run(node.id, what, "no probe: the node has no allocatable GPU from a healthy device plugin "
+    enforce(not_run(node.id, what, "no probe: the node has no allocatable GPU from a healthy device plugin "
                           "(see the device plugin suite)", None, "-"), evidence)
 
 
@@ -110,11 +111,11 @@ def _health(health_fleet: dict[str, ProbeResult], node: NodeInfo, evidence: Any)
     if result is None:
         _no_probe(node, "node-health", evidence)
     assert result is not None
-    sections = judge.split_sections(result.logs)
+    sections = split_sections(result.logs)
     evidence.fact("probe pod", result.describe())
     if "smi-q" not in sections:
         evidence.attach(f"node-health probe on {node.name}", result.logs or "(no output)", kind="log")
-        enforce(judge.not_run(node.id, "node-health", result.describe(), result.namespace, result.pod), evidence)
+        enforce(not_run(node.id, "node-health", result.describe(), result.namespace, result.pod), evidence)
     text = sections["smi-q"][0]
     evidence.attach(f"nvidia-smi -q under load on {node.name}", text, kind="nvidia-smi")
     evidence.fact("load wait", sections.get("load-wait", ("not printed", 1))[0])
@@ -158,7 +159,7 @@ def test_no_xid_errors(gpu_node: NodeInfo, hostlog_fleet: Any, health_fleet: dic
     if isinstance(hostlog_fleet, str):
         enforce(kernel_log.xid(gpu_node.id, None, None, window, health, hostlog_fleet), evidence)
     result = hostlog_fleet[gpu_node.name]
-    verdict, log = kernel_log.from_reader(gpu_node.id, judge.split_sections(result.logs), window, health, judge.not_run(
+    verdict, log = kernel_log.from_reader(gpu_node.id, split_sections(result.logs), window, health, not_run(
         gpu_node.id, "kernel-log", result.describe(), result.namespace, result.pod))
     if log is None:
         evidence.attach(f"kernel log reader on {gpu_node.name}", result.logs or "(no output)", kind="log")
@@ -243,7 +244,7 @@ def fleet_versions(health_fleet: dict[str, ProbeResult]) -> dict[str, dict[str, 
     """Every probed node's versions, parsed once: each node's uniformity checks compare it with all the others of
     its type (parsing them per check made the module quadratic in the node count)."""
     return {name: fleet.versions_of(judge.smi_health_of(result.logs),
-                                    judge.split_sections(result.logs).get("host", ("", 0))[0])
+                                    split_sections(result.logs).get("host", ("", 0))[0])
             for name, result in health_fleet.items()}
 
 

@@ -3,7 +3,6 @@ folder (seal.py); a run given --gpucluster-replay answers its suites from a reco
 report re-judged. The signing key is loaded at configure: a bad key is one usage error before anything runs."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Generator
 import pytest
 
 from .. import __version__
+from ..options import replace_run_options
 from ..packaged import suite_args
 from ..aws import session as aws_session
 from ..report.redact import redact_obj
@@ -99,8 +99,8 @@ def _start_replay(config: pytest.Config, run: Any, state: BundleState, folder: P
     state.replay = Replay(recording, state.clock)
     aws_session.TAP = state.replay
     recorded = {k: v for k, v in (index.get("options") or {}).items() if k in RECORDED_OPTIONS}
-    run.options = dataclasses.replace(run.options, **recorded,
-                                      partial=run.options.partial or bool((index.get("options") or {}).get("partial")))
+    run.options = replace_run_options(config, **recorded, partial=run.options.partial
+                                      or bool((index.get("options") or {}).get("partial")))
     run.run_id, run.namespace = index["run_id"], index["namespace"]
     overlays = [(str(label), dict(data)) for label, data in (index.get("profile") or {}).get("overlays") or []]
     run.profile = load_profile(run.options.profile, overlays=overlays)

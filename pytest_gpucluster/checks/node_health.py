@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from pytest_gpucluster.checks.probe_output import not_run as not_run   # the suite's node-health probes
 from pytest_gpucluster.checks.probe_output import split_sections
 from pytest_gpucluster.checks.verdict import Criterion, Verdict
 from pytest_gpucluster.parsers import ParseError

@@ -12,7 +12,6 @@ from typing import Any, Generator
 import pytest
 
 from pytest_gpucluster import __version__
-from pytest_gpucluster.options import run_options
 from pytest_gpucluster.report import headline
 from pytest_gpucluster.report import html as html_parts
 from pytest_gpucluster.report.areas import check_name, nodes_of, split_nodeid
@@ -209,7 +208,6 @@ class ReportCollector:
         info = run_info(self.config, self.state.fallback_id)
         stopped = bool(session.shouldstop or session.shouldfail)
         info.interrupted = info.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED or stopped
-        info.partial = info.partial or run_options(self.config).partial
         finished = time.time()
         doc = build_summary(info, list(self.state.checks.values()), started=_iso(self.state.started),
                             finished=_iso(finished), duration_s=finished - self.state.started,

@@ -60,7 +60,7 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     if run is None:
         sim_opt = run_options(config).sim
         return RunInfo(run_id=fallback_id, simulated=bool(sim_opt),
-                       scenario=sim_opt if isinstance(sim_opt, str) else None)
+                       scenario=sim_opt if isinstance(sim_opt, str) else None, partial=run_options(config).partial)
     info = RunInfo(run_id=str(getattr(run, "run_id", None) or fallback_id))
     scenario = getattr(run, "sim_scenario", None) or getattr(getattr(run, "sim", None), "scenario_name", None)
     if scenario is None and isinstance(getattr(run, "sim", None), str):
@@ -77,7 +77,7 @@ def run_info(config: pytest.Config, fallback_id: str) -> RunInfo:
     info.in_transition = {str(k): str(v) for k, v in moving.items()} if isinstance(moving, dict) else {}
     data = getattr(profile, "data", None)
     info.required = dict((data.get("required") if isinstance(data, dict) else None) or {})
-    info.partial = bool(getattr(getattr(run, "options", None), "partial", False))
+    info.partial = run_options(config).partial
     shipped = getattr(profile, "shipped_required", None)
     info.required_shipped = dict(shipped) if isinstance(shipped, dict) else None
     info.required_from = [str(x) for x in getattr(profile, "required_from", None) or []]

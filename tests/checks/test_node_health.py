@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pytest_gpucluster.checks import node_health as j
+from pytest_gpucluster.checks.probe_output import split_sections
 from pytest_gpucluster.checks.verdict import Status
 from pytest_gpucluster.parsers import parse_nvlink, parse_smi_log, parse_topo
 from pytest_gpucluster.parsers.nvidia_smi_model import SmiGpu, SmiLog
@@ -70,7 +71,7 @@ def test_dcgmproftester_worker_lines_mark_running_gpus() -> None:
     assert j.cuda_usable(S, out, 143, 1, None).ok
     # dcgmproftester without NVML ends its message without a newline; the probe adds one so the section still closes
     logs = "### cuda\ndcgmStartEmbedded() returned -7.Error -7 from Init(). Exiting.\n### rc=249\n"
-    out, rc = j.split_sections(logs)["cuda"]
+    out, rc = split_sections(logs)["cuda"]
     failed = j.cuda_usable(S, out, rc, 8, None)
     assert failed.status is Status.FAIL and "(exit code 249): dcgmStartEmbedded() returned -7" in failed.message
     missing = j.cuda_usable(S, "sh: 1: python3: not found\n", 127, 1, None, image="busybox")
@@ -233,7 +234,7 @@ def test_topology() -> None:
 
 def test_sections_and_summary_row() -> None:
     logs = "### smi-q\nx\n### rc=0\n### cuda\nboom\n### rc=1\n"
-    assert j.split_sections(logs) == {"smi-q": ("x", 0), "cuda": ("boom", 1)}
+    assert split_sections(logs) == {"smi-q": ("x", 0), "cuda": ("boom", 1)}
     assert j.summary_row({"ecc": j.ecc_memory(S, smi()), "pcie": j.pcie(S, None, 5, 16)}) == "ecc=ok pcie=FAIL"
 
 
